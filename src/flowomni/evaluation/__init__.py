@@ -1,0 +1,1 @@
+"""Evaluation: accuracy, ASR-based WER of spoken answers, latency, reports."""

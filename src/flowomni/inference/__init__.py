@@ -1,0 +1,1 @@
+"""Inference: incremental decoding of text + speech and streaming vocoding."""

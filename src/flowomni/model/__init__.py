@@ -1,0 +1,1 @@
+"""The Flow-Omni model: speech encoder + adapter, causal-LM backbone, state and flow heads."""

@@ -1,0 +1,1 @@
+"""Serving: FastAPI WebSocket/HTTP server and the web page."""

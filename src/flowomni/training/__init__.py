@@ -1,0 +1,1 @@
+"""Training: datasets of the four tasks, the accelerate loop, checkpoints."""

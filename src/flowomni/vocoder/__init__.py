@@ -1,0 +1,1 @@
+"""Vocoders: mel frames -> waveform (Griffin-Lim, and a Vocos-style neural vocoder)."""
