@@ -1,0 +1,185 @@
+"""Checkpoints as folders of safetensors + JSON, written atomically, never pickled.
+
+Layout of a checkpoint folder:
+  model.safetensors      weights (+ any extra tensors such as feature stats)
+  config.yaml            the full config the model was built from
+  meta.json              step, epoch, free-form metadata
+  optimizer.safetensors  optimizer tensors; optimizer.json its non-tensor state
+  rng.safetensors        torch RNG states; rng.json python/numpy RNG states
+  <other files>          e.g. the tokenizer
+
+A folder is written under a temporary name and renamed into place, so a crash mid-write
+never leaves a half checkpoint where `latest_checkpoint` would find it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+
+STEP_PREFIX = "step_"
+_UNSAFE_SUFFIXES = (".pt", ".pth", ".bin", ".pkl", ".pickle", ".ckpt")
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that is missing, incomplete, or in a format we refuse to load."""
+
+
+def _contiguous(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {k: v.detach().contiguous().cpu() for k, v in sd.items()}
+
+
+def optimizer_to_flat(opt: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Split an optimizer state dict into tensors (for safetensors) and JSON."""
+    sd = opt.state_dict()
+    tensors: dict[str, torch.Tensor] = {}
+    scalars: dict[str, dict[str, Any]] = {}
+    for idx, st in sd["state"].items():
+        for name, val in st.items():
+            if torch.is_tensor(val):
+                tensors[f"{idx}.{name}"] = val
+            else:
+                scalars.setdefault(str(idx), {})[name] = val
+    return _contiguous(tensors), {"param_groups": sd["param_groups"], "scalars": scalars}
+
+
+def optimizer_from_flat(opt: torch.optim.Optimizer, tensors: dict[str, torch.Tensor], js: dict[str, Any]) -> None:
+    state: dict[int, dict[str, Any]] = {}
+    for key, val in tensors.items():
+        idx, name = key.split(".", 1)
+        state.setdefault(int(idx), {})[name] = val
+    for idx, d in js["scalars"].items():
+        state.setdefault(int(idx), {}).update(d)
+    opt.load_state_dict({"state": state, "param_groups": js["param_groups"]})
+
+
+def rng_state() -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    tensors = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        for i, s in enumerate(torch.cuda.get_rng_state_all()):
+            tensors[f"cuda.{i}"] = s
+    np_state = np.random.get_state()
+    js = {
+        "python": [random.getstate()[0], list(random.getstate()[1]), random.getstate()[2]],
+        "numpy": [np_state[0], np_state[1].tolist(), *np_state[2:]],
+    }
+    return tensors, js
+
+
+def set_rng_state(tensors: dict[str, torch.Tensor], js: dict[str, Any]) -> None:
+    torch.set_rng_state(tensors["torch"])
+    cuda = [tensors[k] for k in sorted(k for k in tensors if k.startswith("cuda."))]
+    if cuda and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(cuda)
+    v, st, g = js["python"]
+    random.setstate((v, tuple(st), g))
+    n = js["numpy"]
+    np.random.set_state((n[0], np.array(n[1], dtype=np.uint32), *n[2:]))
+
+
+def save_checkpoint(
+    path: str | Path,
+    *,
+    model_state: dict[str, torch.Tensor],
+    config_yaml: str,
+    meta: dict[str, Any],
+    optimizer: torch.optim.Optimizer | None = None,
+    scheduler: Any | None = None,
+    save_rng: bool = True,
+    files: dict[str, str | bytes] | None = None,
+) -> Path:
+    """Write a checkpoint folder atomically (temp folder + rename)."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    save_file(_contiguous(model_state), str(tmp / "model.safetensors"))
+    (tmp / "config.yaml").write_text(config_yaml)
+    if optimizer is not None:
+        t, js = optimizer_to_flat(optimizer)
+        save_file(t, str(tmp / "optimizer.safetensors"))
+        if scheduler is not None:
+            js["scheduler"] = scheduler.state_dict()
+        (tmp / "optimizer.json").write_text(json.dumps(js))
+    if save_rng:
+        t, js = rng_state()
+        save_file(_contiguous(t), str(tmp / "rng.safetensors"))
+        (tmp / "rng.json").write_text(json.dumps(js))
+    for name, content in (files or {}).items():
+        target = tmp / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(content if isinstance(content, bytes) else content.encode())
+    (tmp / "meta.json").write_text(json.dumps(meta, indent=1))  # last: marks completeness
+    for f in tmp.rglob("*"):
+        if f.is_file():
+            with open(f, "rb") as fh:
+                os.fsync(fh.fileno())
+    old = path.with_name(f".{path.name}.old-{os.getpid()}")
+    if path.exists():
+        path.rename(old)
+    tmp.rename(path)
+    shutil.rmtree(old, ignore_errors=True)
+    return path
+
+
+def check_safe(path: str | Path) -> Path:
+    """Refuse anything that is not a complete safetensors+JSON checkpoint folder."""
+    path = Path(path)
+    if path.is_file():
+        if path.suffix in _UNSAFE_SUFFIXES:
+            raise CheckpointError(f"{path}: pickle-based checkpoints are refused; use a safetensors checkpoint folder")
+        raise CheckpointError(f"{path}: a checkpoint is a folder with model.safetensors and meta.json")
+    if not (path / "model.safetensors").is_file() or not (path / "meta.json").is_file():
+        raise CheckpointError(f"{path}: not a complete checkpoint (model.safetensors and meta.json required)")
+    return path
+
+
+def load_model_state(path: str | Path) -> dict[str, torch.Tensor]:
+    return load_file(str(check_safe(path) / "model.safetensors"))
+
+
+def load_meta(path: str | Path) -> dict[str, Any]:
+    return json.loads((check_safe(path) / "meta.json").read_text())
+
+
+def load_training_state(path: str | Path, optimizer: torch.optim.Optimizer | None, scheduler: Any | None = None) -> None:
+    """Restore optimizer, scheduler and RNG states saved by `save_checkpoint`."""
+    path = check_safe(path)
+    if optimizer is not None and (path / "optimizer.safetensors").is_file():
+        js = json.loads((path / "optimizer.json").read_text())
+        optimizer_from_flat(optimizer, load_file(str(path / "optimizer.safetensors")), js)
+        if scheduler is not None and "scheduler" in js:
+            scheduler.load_state_dict(js["scheduler"])
+    if (path / "rng.safetensors").is_file():
+        set_rng_state(load_file(str(path / "rng.safetensors")), json.loads((path / "rng.json").read_text()))
+
+
+def step_dir(run_dir: str | Path, step: int) -> Path:
+    return Path(run_dir) / f"{STEP_PREFIX}{step:08d}"
+
+
+def latest_checkpoint(run_dir: str | Path) -> Path | None:
+    """The newest complete `step_*` folder in `run_dir` (temp folders are ignored)."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        return None
+    done = [p for p in run_dir.glob(f"{STEP_PREFIX}*") if (p / "meta.json").is_file()]
+    return max(done, key=lambda p: p.name) if done else None
+
+
+def prune_checkpoints(run_dir: str | Path, keep: int) -> None:
+    """Keep the newest `keep` step folders; also clears temp folders of dead writers."""
+    run_dir = Path(run_dir)
+    steps = sorted(p for p in run_dir.glob(f"{STEP_PREFIX}*") if (p / "meta.json").is_file())
+    for p in steps[:-keep] if keep > 0 else []:
+        shutil.rmtree(p, ignore_errors=True)
+    for p in run_dir.glob(f".{STEP_PREFIX}*.tmp-*"):
+        shutil.rmtree(p, ignore_errors=True)
