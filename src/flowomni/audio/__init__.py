@@ -1,7 +1,13 @@
 """Audio front end: decoding, resampling and log-mel features (torch.stft, no torchaudio)."""
 
 from flowomni.audio.io import AudioError, load_audio, save_audio
-from flowomni.audio.mel import MelConfig, MelSpectrogram, mel_filterbank
+from flowomni.audio.mel import (
+    MelConfig,
+    MelSpectrogram,
+    answer_mel_config,
+    input_mel_config,
+    mel_filterbank,
+)
 from flowomni.audio.stats import FeatureStats
 
 __all__ = [
@@ -9,6 +15,8 @@ __all__ = [
     "FeatureStats",
     "MelConfig",
     "MelSpectrogram",
+    "answer_mel_config",
+    "input_mel_config",
     "load_audio",
     "mel_filterbank",
     "save_audio",

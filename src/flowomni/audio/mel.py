@@ -109,3 +109,14 @@ class MelSpectrogram(torch.nn.Module):
     def forward(self, wav: torch.Tensor) -> torch.Tensor:
         mel = self.magnitude(wav) @ self.fb.T
         return torch.log(torch.clamp(mel, min=self.cfg.log_floor))
+
+
+def input_mel_config() -> MelConfig:
+    """The encoder's features: Whisper-compatible 16 kHz, 80 bins, 100 frames/s."""
+    return MelConfig(sample_rate=16000, n_fft=400, hop_length=160, n_mels=80)
+
+
+def answer_mel_config() -> MelConfig:
+    """The speaker's features (flow head targets, vocoder input): the piper answer voice's
+    22.05 kHz, 80 bins over the full band, ~86 frames/s."""
+    return MelConfig(sample_rate=22050, n_fft=1024, hop_length=256, n_mels=80)
