@@ -1,0 +1,128 @@
+"""Whisper-style speech encoder for any input length, and the adapter to the LLM width.
+
+The module names mirror Hugging Face's `WhisperEncoder` (conv1, conv2, layers.N.self_attn.*,
+fc1, fc2, layer_norm...), so a pretrained Whisper encoder's weights load by name. Unlike
+Whisper it does not need 3000 input frames: sinusoidal positions are computed for whatever
+length arrives, and padded frames are masked, so a clip gives the same features alone or
+padded in a batch.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+@dataclass
+class EncoderConfig:
+    n_mels: int = 80
+    d_model: int = 192
+    n_layers: int = 3
+    n_heads: int = 4
+    ffn_dim: int = 768
+    dropout: float = 0.0
+    stack: int = 2  # frames stacked by the adapter after the stride-2 conv: 100 Hz -> 50 -> 25 Hz
+    pretrained: str | None = None  # HF Whisper name or path: load its encoder weights
+
+
+def sinusoids(length: int, channels: int, max_timescale: float = 10000.0) -> torch.Tensor:
+    """Whisper's positional table, for any length."""
+    log_inc = math.log(max_timescale) / (channels // 2 - 1)
+    inv = torch.exp(-log_inc * torch.arange(channels // 2, dtype=torch.float32))
+    t = torch.arange(length, dtype=torch.float32)[:, None] * inv[None, :]
+    return torch.cat([torch.sin(t), torch.cos(t)], dim=1)
+
+
+class SelfAttention(nn.Module):
+    def __init__(self, d: int, n_heads: int) -> None:
+        super().__init__()
+        self.n_heads = n_heads
+        self.q_proj = nn.Linear(d, d)
+        self.k_proj = nn.Linear(d, d, bias=False)
+        self.v_proj = nn.Linear(d, d)
+        self.out_proj = nn.Linear(d, d)
+
+    def forward(self, x: torch.Tensor, key_mask: torch.Tensor | None) -> torch.Tensor:
+        b, t, d = x.shape
+        q, k, v = (p(x).view(b, t, self.n_heads, -1).transpose(1, 2) for p in (self.q_proj, self.k_proj, self.v_proj))
+        mask = None if key_mask is None else key_mask[:, None, None, :]
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+        return self.out_proj(y.transpose(1, 2).reshape(b, t, d))
+
+
+class EncoderLayer(nn.Module):
+    def __init__(self, cfg: EncoderConfig) -> None:
+        super().__init__()
+        self.self_attn = SelfAttention(cfg.d_model, cfg.n_heads)
+        self.self_attn_layer_norm = nn.LayerNorm(cfg.d_model)
+        self.fc1 = nn.Linear(cfg.d_model, cfg.ffn_dim)
+        self.fc2 = nn.Linear(cfg.ffn_dim, cfg.d_model)
+        self.final_layer_norm = nn.LayerNorm(cfg.d_model)
+        self.dropout = nn.Dropout(cfg.dropout)
+
+    def forward(self, x: torch.Tensor, key_mask: torch.Tensor | None) -> torch.Tensor:
+        x = x + self.dropout(self.self_attn(self.self_attn_layer_norm(x), key_mask))
+        return x + self.dropout(self.fc2(F.gelu(self.fc1(self.final_layer_norm(x)))))
+
+
+class SpeechEncoder(nn.Module):
+    """log-mel [B, T, n_mels] at 100 Hz -> hidden [B, ceil(T/2), d_model] at 50 Hz."""
+
+    def __init__(self, cfg: EncoderConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.conv1 = nn.Conv1d(cfg.n_mels, cfg.d_model, kernel_size=3, padding=1)
+        self.conv2 = nn.Conv1d(cfg.d_model, cfg.d_model, kernel_size=3, stride=2, padding=1)
+        self.layers = nn.ModuleList(EncoderLayer(cfg) for _ in range(cfg.n_layers))
+        self.layer_norm = nn.LayerNorm(cfg.d_model)
+
+    def forward(self, mel: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Returns hidden states and their valid lengths. Padded frames must be zeros."""
+        t_in = mel.shape[1]
+        in_mask = (torch.arange(t_in, device=mel.device)[None] < lengths[:, None]).to(mel.dtype)
+        x = F.gelu(self.conv1((mel * in_mask[..., None]).transpose(1, 2)))
+        x = x * in_mask[:, None, :]  # keep padding zero so conv2 sees what an unpadded clip sees
+        x = F.gelu(self.conv2(x)).transpose(1, 2)
+        out_len = (lengths + 1) // 2
+        key_mask = torch.arange(x.shape[1], device=x.device)[None] < out_len[:, None]
+        x = x + sinusoids(x.shape[1], x.shape[2]).to(x)
+        for layer in self.layers:
+            x = layer(x, key_mask)
+        return self.layer_norm(x), out_len
+
+    def load_whisper(self, name_or_path: str) -> None:
+        """Copy a pretrained Whisper encoder's weights (by matching names and shapes)."""
+        from transformers import WhisperModel
+
+        src = WhisperModel.from_pretrained(name_or_path).encoder.state_dict()
+        own = self.state_dict()
+        missing = [k for k in own if k not in src or src[k].shape != own[k].shape]
+        if missing:
+            raise ValueError(f"Whisper encoder {name_or_path!r} does not match this config: {missing[:5]}")
+        self.load_state_dict({k: src[k] for k in own})
+
+
+class Adapter(nn.Module):
+    """Stack `stack` encoder frames (50 Hz -> <= 25 Hz) and map them to the LLM width."""
+
+    def __init__(self, d_in: int, d_out: int, stack: int) -> None:
+        super().__init__()
+        self.stack = stack
+        self.net = nn.Sequential(nn.Linear(d_in * stack, d_out), nn.GELU(), nn.Linear(d_out, d_out))
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        b, t, d = x.shape
+        pad = (-t) % self.stack
+        mask = (torch.arange(t, device=x.device)[None] < lengths[:, None]).to(x.dtype)
+        x = F.pad(x * mask[..., None], (0, 0, 0, pad))
+        x = x.reshape(b, (t + pad) // self.stack, d * self.stack)
+        return self.net(x), (lengths + self.stack - 1) // self.stack
+
+
+def n_adapter_frames(n_mel_frames: int, stack: int) -> int:
+    """How many LLM positions a clip of `n_mel_frames` input frames occupies."""
+    return math.ceil(math.ceil(n_mel_frames / 2) / stack)

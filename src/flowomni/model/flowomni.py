@@ -1,0 +1,176 @@
+"""Flow-Omni: a speech encoder feeding a causal LM that writes text and, in parallel, mel
+frames drawn by a flow-matching head.
+
+Per position the input embedding is text_emb(token) + speech input, where the speech input
+is a state embedding (PAD/START/STOP), the adapter output of a question frame (AUDIO), or
+the projection of the previous mel group plus the GEN embedding. From each hidden state
+three heads read: the LM head (next text token), the state head (next speech state) and the
+flow head (the next mel group). See layout.py for the exact sequences.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from flowomni.audio.stats import FeatureStats
+from flowomni.model.backbone import build_backbone, decoder_of, hidden_size
+from flowomni.model.config import ModelConfig
+from flowomni.model.encoder import Adapter, SpeechEncoder
+from flowomni.model.flow_head import FlowHead
+from flowomni.model.layout import AUDIO, GEN, IGNORE, NUM_STATES
+from flowomni.model.tokenizer import Tokenizer
+
+
+class FlowOmni(nn.Module):
+    def __init__(self, cfg: ModelConfig, tokenizer: Tokenizer) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.tokenizer = tokenizer
+        self.lm = build_backbone(cfg.backbone, tokenizer.vocab_size)
+        d = hidden_size(self.lm)
+        self.encoder = SpeechEncoder(cfg.encoder)
+        if cfg.encoder.pretrained:
+            self.encoder.load_whisper(cfg.encoder.pretrained)
+        self.adapter = Adapter(cfg.encoder.d_model, d, cfg.encoder.stack)
+        n_mels = cfg.output_mel.n_mels
+        self.state_emb = nn.Embedding(AUDIO + 1, d)
+        self.mel_in = nn.Sequential(nn.Linear(cfg.group * n_mels, d), nn.GELU(), nn.Linear(d, d))
+        self.state_head = nn.Linear(d, NUM_STATES)
+        self.flow = FlowHead(cfg.flow, d, n_mels, cfg.group)
+        for name, n in (("in", cfg.input_mel.n_mels), ("out", n_mels)):
+            self.register_buffer(f"{name}_mean", torch.zeros(n))
+            self.register_buffer(f"{name}_std", torch.ones(n))
+
+    # ---- normalisation stats (buffers, so they travel with the weights) ----
+    @property
+    def in_stats(self) -> FeatureStats:
+        return FeatureStats(self.in_mean, self.in_std)
+
+    @property
+    def out_stats(self) -> FeatureStats:
+        return FeatureStats(self.out_mean, self.out_std)
+
+    def set_stats(self, in_stats: FeatureStats, out_stats: FeatureStats) -> None:
+        for name, st in (("in", in_stats), ("out", out_stats)):
+            getattr(self, f"{name}_mean").copy_(st.mean)
+            getattr(self, f"{name}_std").copy_(st.std)
+
+    # ---- pieces shared by training and inference ----
+    def encode_audio(self, mel: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Raw log-mel [B, T, n_mels] (16 kHz features) -> LLM-width frames [B, A, D]."""
+        x, n = self.encoder(self.in_stats.normalize(mel), lengths)
+        return self.adapter(x, n)
+
+    def embed_groups(self, groups: torch.Tensor) -> torch.Tensor:
+        """Normalised mel groups [..., k, n_mels] -> speech inputs [..., D] (GEN positions)."""
+        return self.mel_in(groups.flatten(-2)) + self.state_emb.weight[GEN]
+
+    def embed_text(self, ids: torch.Tensor) -> torch.Tensor:
+        return self.lm.get_input_embeddings()(ids)
+
+    def backbone(self, embeds: torch.Tensor, attention_mask: torch.Tensor | None = None, **kw: Any) -> Any:
+        return decoder_of(self.lm)(inputs_embeds=embeds, attention_mask=attention_mask, **kw)
+
+    def text_logits(self, h: torch.Tensor) -> torch.Tensor:
+        return self.lm.get_output_embeddings()(h)
+
+    def out_groups(self, batch: dict[str, Any]) -> torch.Tensor:
+        """The batch's answer mel groups, normalised: [B, K, k, n_mels]."""
+        return self.out_stats.normalize(batch["out_groups"])
+
+    def embed(self, batch: dict[str, Any]) -> torch.Tensor:
+        """Sum of text and speech inputs for every position of a training batch."""
+        kind = batch["kind"]
+        x = self.embed_text(batch["text"]) + self.state_emb(kind)
+        if "in_mel" in batch and batch["in_mel"].numel():
+            audio, _ = self.encode_audio(batch["in_mel"], batch["in_len"])
+            pos = kind == AUDIO
+            b_idx = torch.nonzero(pos, as_tuple=True)[0]
+            x = x.masked_scatter(pos[..., None], x[pos] + audio[b_idx, batch["audio_index"][pos]].to(x.dtype))
+        gen = kind == GEN
+        if gen.any():
+            groups = self.out_groups(batch)
+            b_idx = torch.nonzero(gen, as_tuple=True)[0]
+            feats = self.mel_in(groups[b_idx, batch["group_index"][gen]].flatten(-2)).to(x.dtype)
+            x = x.masked_scatter(gen[..., None], x[gen] + feats)
+        return x
+
+    # ---- training ----
+    def forward(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
+        h = self.backbone(self.embed(batch), batch["attention_mask"]).last_hidden_state
+        tt, st, ft = batch["text_target"], batch["state_target"], batch["flow_target"]
+        tm, sm, fm = tt != IGNORE, st != IGNORE, ft >= 0
+        text_ce = F.cross_entropy(self.text_logits(h[tm]).float(), tt[tm]) if tm.any() else h.sum() * 0
+        state_ce = F.cross_entropy(self.state_head(h[sm]).float(), st[sm]) if sm.any() else h.sum() * 0
+        if fm.any():
+            b_idx = torch.nonzero(fm, as_tuple=True)[0]
+            x1 = self.out_groups(batch)[b_idx, ft[fm]]
+            flow = self.flow.loss(h[fm], x1).mean()
+        else:  # keep every parameter in the graph (DDP) at zero weight
+            flow = self.flow.loss(h[:1, 0], h.new_zeros(1, self.cfg.group, self.cfg.output_mel.n_mels)).mean() * 0
+        loss = text_ce + self.cfg.w_flow * flow + self.cfg.w_state * state_ce
+        return {"loss": loss, "text_ce": text_ce.detach(), "flow": flow.detach(), "state_ce": state_ce.detach()}
+
+    def set_stage(self, stage: int) -> None:
+        """Stage 1 (paper): backbone and encoder frozen; adapter, heads and projections learn.
+        Stage 2: everything learns."""
+        if stage not in (1, 2):
+            raise ValueError(f"training stage must be 1 or 2, got {stage}")
+        for p in self.parameters():
+            p.requires_grad_(True)
+        if stage == 1:
+            for p in [*self.lm.parameters(), *self.encoder.parameters()]:
+                p.requires_grad_(False)
+            if self.cfg.stage1_train_embeddings:
+                self.lm.get_input_embeddings().weight.requires_grad_(True)
+
+    # ---- checkpoint contract with the training loop ----
+    def checkpoint_state(self) -> dict[str, torch.Tensor]:
+        sd = self.state_dict()
+        # tied weights (embeddings/LM head) would be stored twice; safetensors refuses shared memory
+        seen: dict[int, str] = {}
+        out = {}
+        for k, v in sd.items():
+            ptr = v.untyped_storage().data_ptr() if v.numel() else id(v)
+            if ptr in seen and v.shape == sd[seen[ptr]].shape:
+                continue
+            seen[ptr] = k
+            out[k] = v
+        return out
+
+    def load_checkpoint_state(self, sd: dict[str, torch.Tensor]) -> None:
+        missing, unexpected = self.load_state_dict(sd, strict=False)
+        tied = {k for k in missing if k.endswith("lm_head.weight")} if self.lm.config.tie_word_embeddings else set()
+        if set(missing) - tied or unexpected:
+            raise ValueError(f"checkpoint does not fit the model: missing {sorted(set(missing) - tied)[:5]}, "
+                             f"unexpected {sorted(unexpected)[:5]}")
+        if tied:
+            self.lm.tie_weights()
+
+    @torch.no_grad()
+    def predict_groups(self, batch: dict[str, Any], **sample_kw: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        """Teacher-forced mel prediction for item 0: (predicted, target) raw log-mel [T, n_mels]."""
+        h = self.backbone(self.embed(batch), batch["attention_mask"]).last_hidden_state
+        fm = batch["flow_target"][0] >= 0
+        order = batch["flow_target"][0][fm].argsort()
+        pred = self.flow.sample(h[0][fm][order], **sample_kw)
+        target = self.out_groups(batch)[0, batch["flow_target"][0][fm][order]]
+        stats = self.out_stats
+        return stats.denormalize(pred.flatten(0, 1)), stats.denormalize(target.flatten(0, 1))
+
+    def plot_example(self, batch: dict[str, Any], path: Path) -> None:
+        """PNG of predicted vs target mel for the first item (if it has a spoken answer)."""
+        if not (batch["flow_target"][0] >= 0).any():
+            return
+        from flowomni.model.plots import plot_mels
+
+        was_training = self.training
+        self.eval()
+        pred, target = self.predict_groups(batch)
+        self.train(was_training)
+        plot_mels({"target": target, "predicted (teacher-forced context)": pred}, path)

@@ -1,0 +1,202 @@
+"""Training examples of the paper's tasks, built from corpus items and cached features.
+
+Each corpus item (question + answer, each as text and possibly audio) yields one example
+per configured task it has the modalities for: ASR (question audio -> its text), TTS
+(answer text -> answer text + speech), and the four dialogue tasks. Features come from
+feature caches; items whose audio cannot be read are skipped and counted, never fatal.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from flowomni.audio.io import AudioError
+from flowomni.model.encoder import n_adapter_frames
+from flowomni.model.layout import Layout, Task, layout
+from flowomni.model.tokenizer import Tokenizer
+
+log = logging.getLogger(__name__)
+
+
+class FeatureSource(Protocol):
+    def get(self, audio_path: Path) -> np.ndarray: ...  # [frames, n_mels] log-mel
+
+
+@dataclass
+class DataConfig:
+    train_manifest: str = ""
+    valid_manifest: str = ""
+    cache_dir: str = ".cache/features"
+    tasks: list[str] = field(default_factory=lambda: ["s2s", "s2t", "t2s", "t2t", "asr", "tts"])
+    stage1_tasks: list[str] = field(default_factory=lambda: ["asr", "tts"])
+    max_question_seconds: float = 15.0
+    max_answer_seconds: float = 10.0
+    max_items: int = 0  # 0: all
+    stats_items: int = 256  # clips used to estimate normalisation stats
+
+
+@dataclass
+class Example:
+    item: Any  # flowomni.data.manifest.Item
+    task: Task
+
+
+class TaskDataset(Dataset):
+    def __init__(
+        self,
+        items: list[Any],
+        tasks: list[str],
+        tokenizer: Tokenizer,
+        in_feats: FeatureSource,
+        out_feats: FeatureSource,
+        *,
+        group: int,
+        delay: int,
+        stack: int,
+        in_frame_rate: float = 100.0,
+        out_frame_rate: float = 86.13,
+        max_question_seconds: float = 15.0,
+        max_answer_seconds: float = 10.0,
+    ) -> None:
+        self.tokenizer, self.in_feats, self.out_feats = tokenizer, in_feats, out_feats
+        self.group, self.delay, self.stack = group, delay, stack
+        self.skipped: Counter[str] = Counter()
+        task_list = [Task(t) for t in tasks]
+        max_in = int(max_question_seconds * in_frame_rate)
+        max_out = int(max_answer_seconds * out_frame_rate)
+        self.examples: list[Example] = []
+        self.lengths: list[int] = []
+        for item in items:
+            n_in = self._frames(in_feats, item.question_audio, max_in, "question")
+            n_out = self._frames(out_feats, item.answer_audio, max_out, "answer")
+            for task in task_list:
+                if item.kind == "utterance" and task not in (Task.ASR, Task.TTS):
+                    continue  # audio + its own transcript: only recognition and synthesis
+                if (task.speech_in and not n_in) or (task.speech_out and not n_out):
+                    continue
+                self.examples.append(Example(item, task))
+                self.lengths.append(self._length(item, task, n_in, n_out))
+        if self.skipped:
+            log.warning("skipped %d clip(s): %s", sum(self.skipped.values()), dict(self.skipped))
+
+    def _frames(self, feats: FeatureSource, path: Path | None, max_frames: int, what: str) -> int:
+        """Frame count of a clip, or 0 if it is absent, unreadable or too long (counted)."""
+        if path is None:
+            return 0
+        try:
+            n = int(feats.get(Path(path)).shape[0])
+        except (AudioError, OSError, ValueError) as e:
+            self.skipped[f"bad {what} audio"] += 1
+            log.warning("skipping %s: %s", path, e)
+            return 0
+        if n > max_frames:
+            self.skipped[f"{what} too long"] += 1
+            return 0
+        return n
+
+    def _length(self, item: Any, task: Task, n_in: int, n_out: int) -> int:
+        q = n_adapter_frames(n_in, self.stack) if task.speech_in else len(item.question_text)
+        a = len(self._answer_text(item, task)) + 1
+        s = self.delay + 2 + math.ceil(n_out / self.group) if task.speech_out else 0
+        return 3 + q + max(a, s)
+
+    @staticmethod
+    def _answer_text(item: Any, task: Task) -> str:
+        if task is Task.ASR:
+            return item.question_text
+        return item.answer_text
+
+    def __len__(self) -> int:
+        return len(self.examples)
+
+    def build_layout(self, ex: Example, n_in: int, n_groups: int) -> Layout:
+        tok = self.tokenizer
+        task, item = ex.task, ex.item
+        question = item.answer_text if task is Task.TTS else item.question_text
+        return layout(
+            task,
+            tok,
+            answer_ids=tok.encode(self._answer_text(item, task)),
+            question_ids=tok.encode(question),
+            n_audio=n_adapter_frames(n_in, self.stack) if task.speech_in else 0,
+            n_groups=n_groups,
+            delay=self.delay,
+        )
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        ex = self.examples[i]
+        in_mel = out_mel = None
+        if ex.task.speech_in:
+            in_mel = np.asarray(self.in_feats.get(Path(ex.item.question_audio)), dtype=np.float32)
+        if ex.task.speech_out:
+            out_mel = np.asarray(self.out_feats.get(Path(ex.item.answer_audio)), dtype=np.float32)
+        n_in = 0 if in_mel is None else in_mel.shape[0]
+        n_groups = 0 if out_mel is None else math.ceil(out_mel.shape[0] / self.group)
+        lay = self.build_layout(ex, n_in, n_groups)
+        return {"layout": lay, "in_mel": in_mel, "out_mel": out_mel, "task": ex.task.value, "id": ex.item.id}
+
+
+def collate(examples: list[dict[str, Any]], *, group: int, pad_id: int, silence: float) -> dict[str, Any]:
+    """Right-pad a list of examples into batch tensors (see FlowOmni.forward for the keys).
+
+    Answer mel is cut into groups of `group` frames, the last one padded with `silence`
+    (the log-mel floor), so a group never mixes speech with garbage.
+    """
+    b = len(examples)
+    L = max(len(e["layout"]) for e in examples)
+
+    def stack_field(name: str, fill: int) -> torch.Tensor:
+        out = torch.full((b, L), fill, dtype=torch.long)
+        for i, e in enumerate(examples):
+            v = getattr(e["layout"], name)
+            out[i, : len(v)] = torch.tensor(v, dtype=torch.long)
+        return out
+
+    from flowomni.model.layout import IGNORE, PAD
+
+    batch: dict[str, Any] = {
+        "text": stack_field("text", pad_id),
+        "kind": stack_field("kind", PAD),
+        "audio_index": stack_field("audio_index", -1),
+        "group_index": stack_field("group_index", -1),
+        "text_target": stack_field("text_target", IGNORE),
+        "state_target": stack_field("state_target", IGNORE),
+        "flow_target": stack_field("flow_target", -1),
+        "attention_mask": torch.zeros(b, L, dtype=torch.long),
+        "tasks": [e["task"] for e in examples],
+        "ids": [e["id"] for e in examples],
+    }
+    for i, e in enumerate(examples):
+        batch["attention_mask"][i, : len(e["layout"])] = 1
+
+    ins = [e["in_mel"] for e in examples]
+    n_mels_in = next((m.shape[1] for m in ins if m is not None), 1)
+    t_in = max((m.shape[0] for m in ins if m is not None), default=0)
+    batch["in_mel"] = torch.zeros(b, t_in, n_mels_in)
+    batch["in_len"] = torch.zeros(b, dtype=torch.long)
+    for i, m in enumerate(ins):
+        if m is not None:
+            batch["in_mel"][i, : m.shape[0]] = torch.from_numpy(m)
+            batch["in_len"][i] = m.shape[0]
+
+    outs = [e["out_mel"] for e in examples]
+    n_mels_out = next((m.shape[1] for m in outs if m is not None), 1)
+    k_max = max((math.ceil(m.shape[0] / group) for m in outs if m is not None), default=0)
+    groups = torch.full((b, k_max * group, n_mels_out), silence)
+    for i, m in enumerate(outs):
+        if m is not None:
+            groups[i, : m.shape[0]] = torch.from_numpy(m)
+    batch["out_groups"] = groups.view(b, k_max, group, n_mels_out)
+    batch["num_frames"] = torch.tensor(
+        int(batch["in_len"].sum()) + sum(m.shape[0] for m in outs if m is not None)
+    )
+    return batch
