@@ -104,10 +104,12 @@ class TaskDataset(Dataset):
         return n
 
     def _length(self, item: Any, task: Task, n_in: int, n_out: int) -> int:
-        q = n_adapter_frames(n_in, self.stack) if task.speech_in else len(item.question_text)
-        a = len(self._answer_text(item, task)) + 1
+        """Exact sequence length of the example's layout (for length bucketing)."""
+        question = item.answer_text if task is Task.TTS else item.question_text
+        q = n_adapter_frames(n_in, self.stack) if task.speech_in else len(self.tokenizer.encode(question))
+        a = len(self.tokenizer.encode(self._answer_text(item, task))) + 1
         s = self.delay + 2 + math.ceil(n_out / self.group) if task.speech_out else 0
-        return 3 + q + max(a, s)
+        return 3 + q + max(a, s) - 1
 
     @staticmethod
     def _answer_text(item: Any, task: Task) -> str:

@@ -1,0 +1,127 @@
+"""The full model on real (espeak-ng) speech: padding, stages, checkpoints, pictures."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+from conftest import MemoryFeatures
+from flowomni.audio import FeatureStats
+from flowomni.model.config import ModelConfig
+from flowomni.model.flowomni import FlowOmni
+from flowomni.model.layout import Task
+from flowomni.model.tokenizer import CharTokenizer
+from flowomni.training.dataset import TaskDataset, collate
+
+SILENCE = math.log(1e-5)
+
+
+def tiny_config() -> ModelConfig:
+    cfg = ModelConfig()
+    cfg.backbone.config.update(hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                               num_attention_heads=4, num_key_value_heads=2)
+    cfg.encoder.d_model, cfg.encoder.n_layers, cfg.encoder.ffn_dim = 64, 1, 128
+    cfg.flow.width, cfg.flow.depth = 64, 2
+    return cfg
+
+
+@pytest.fixture(scope="module")
+def setup(spoken_items):
+    torch.manual_seed(0)
+    cfg, tok = tiny_config(), CharTokenizer()
+    fin, fout = MemoryFeatures(cfg.input_mel), MemoryFeatures(cfg.output_mel)
+    ds = TaskDataset(spoken_items, [t.value for t in Task], tok, fin, fout,
+                     group=cfg.group, delay=cfg.delay, stack=cfg.encoder.stack)
+    model = FlowOmni(cfg, tok).eval()
+    model.set_stats(
+        FeatureStats.estimate([torch.from_numpy(fin.get(i.question_audio)) for i in spoken_items]),
+        FeatureStats.estimate([torch.from_numpy(fout.get(i.answer_audio)) for i in spoken_items]),
+    )
+    return cfg, tok, ds, model
+
+
+def batch_of(ds, idxs, tok, cfg):
+    return collate([ds[i] for i in idxs], group=cfg.group, pad_id=tok.pad_id, silence=SILENCE)
+
+
+def test_every_task_appears_once_per_item(setup, spoken_items):
+    _, _, ds, _ = setup
+    assert len(ds) == 6 * len(spoken_items)
+    assert sorted({e.task.value for e in ds.examples}) == sorted(t.value for t in Task)
+    assert len(ds.lengths) == len(ds) and all(l > 0 for l in ds.lengths)
+    assert ds.lengths == [len(ds[i]["layout"]) for i in range(len(ds))]
+
+
+def test_padding_does_not_change_the_loss(setup):
+    """An example alone == the same example padded inside a batch with longer ones."""
+    cfg, tok, ds, model = setup
+    s2s = [i for i, e in enumerate(ds.examples) if e.task is Task.S2S]
+    lengths = [len(ds[i]["layout"]) for i in s2s]
+    short, long_ = s2s[int(np.argmin(lengths))], s2s[int(np.argmax(lengths))]
+    alone = batch_of(ds, [short], tok, cfg)
+    padded = batch_of(ds, [short, long_], tok, cfg)
+    assert padded["text"].shape[1] > alone["text"].shape[1]
+    with torch.no_grad():
+        torch.manual_seed(3)
+        a = model(alone)
+        # same rows for the flow loss: compare the short item's rows only, by padding a copy of itself
+        padded_self = batch_of(ds, [short], tok, cfg)
+        extra = padded["text"].shape[1] - padded_self["text"].shape[1]
+        for k in ("text", "kind", "audio_index", "group_index", "text_target", "state_target", "flow_target", "attention_mask"):
+            fill = {"text": tok.pad_id, "text_target": -100, "state_target": -100, "audio_index": -1,
+                    "group_index": -1, "flow_target": -1}.get(k, 0)
+            padded_self[k] = torch.nn.functional.pad(padded_self[k], (0, extra), value=fill)
+        padded_self["in_mel"] = torch.nn.functional.pad(padded_self["in_mel"], (0, 0, 0, 50))
+        padded_self["out_groups"] = torch.nn.functional.pad(padded_self["out_groups"], (0, 0, 0, 0, 0, 7), value=SILENCE)
+        torch.manual_seed(3)
+        b = model(padded_self)
+    for key in ("text_ce", "state_ce", "flow", "loss"):
+        torch.testing.assert_close(a[key], b[key], atol=1e-5, rtol=1e-5)
+    # and in a real mixed batch, the deterministic losses of the pair are the token-weighted mean
+    with torch.no_grad():
+        other = batch_of(ds, [long_], tok, cfg)
+        both, o = model(padded), model(other)
+    n_a, n_o = (alone["text_target"] != -100).sum(), (other["text_target"] != -100).sum()
+    torch.testing.assert_close(both["text_ce"], (a["text_ce"] * n_a + o["text_ce"] * n_o) / (n_a + n_o),
+                               atol=1e-5, rtol=1e-5)
+
+
+def test_stage_one_freezes_backbone_and_encoder(setup):
+    _, _, _, model = setup
+    model.set_stage(1)
+    frozen = {n for n, p in model.named_parameters() if not p.requires_grad}
+    assert any(n.startswith("encoder.") for n in frozen)
+    assert any(n.startswith("lm.model.layers") for n in frozen)
+    trainable = {n.split(".")[0] for n, p in model.named_parameters() if p.requires_grad}
+    assert {"adapter", "flow", "state_head", "mel_in", "state_emb"} <= trainable
+    model.set_stage(2)
+    assert all(p.requires_grad for p in model.parameters())
+    with pytest.raises(ValueError, match="stage must be 1 or 2"):
+        model.set_stage(3)
+
+
+def test_checkpoint_state_round_trips_through_safetensors(setup, tmp_path):
+    cfg, tok, ds, model = setup
+    save_file(model.checkpoint_state(), str(tmp_path / "m.safetensors"))
+    twin = FlowOmni(cfg, tok)
+    twin.load_checkpoint_state(load_file(str(tmp_path / "m.safetensors")))
+    batch = batch_of(ds, [0, 1], tok, cfg)
+    twin.eval()
+    with torch.no_grad():
+        torch.manual_seed(0)
+        a = model(batch)
+        torch.manual_seed(0)
+        b = twin(batch)
+    torch.testing.assert_close(a["loss"], b["loss"])
+    torch.testing.assert_close(twin.out_std, model.out_std)
+    with pytest.raises(ValueError, match="does not fit"):
+        twin.load_checkpoint_state({"bogus": torch.zeros(1)})
+
+
+def test_plot_example_writes_png(setup, tmp_path):
+    cfg, tok, ds, model = setup
+    s2s = next(i for i, e in enumerate(ds.examples) if e.task is Task.S2S)
+    model.plot_example(batch_of(ds, [s2s], tok, cfg), tmp_path / "mel.png")
+    assert (tmp_path / "mel.png").read_bytes()[:4] == b"\x89PNG"
