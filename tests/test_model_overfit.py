@@ -1,0 +1,51 @@
+"""The whole model can fit a handful of real spoken utterances (all six tasks)."""
+
+import math
+
+import pytest
+import torch
+
+from conftest import MemoryFeatures
+from flowomni.audio import FeatureStats
+from flowomni.model.flowomni import FlowOmni
+from flowomni.model.layout import Task
+from flowomni.model.tokenizer import CharTokenizer
+from flowomni.training.dataset import TaskDataset, collate
+from test_model_flowomni import tiny_config
+
+
+@pytest.mark.slow
+def test_overfit_handful_of_spoken_utterances(spoken_items, tmp_path):
+    torch.manual_seed(0)
+    cfg, tok = tiny_config(), CharTokenizer()
+    cfg.flow.p_uncond = 0.0
+    fin, fout = MemoryFeatures(cfg.input_mel), MemoryFeatures(cfg.output_mel)
+    ds = TaskDataset(spoken_items, [t.value for t in Task], tok, fin, fout,
+                     group=cfg.group, delay=cfg.delay, stack=cfg.encoder.stack)
+    model = FlowOmni(cfg, tok)
+    model.set_stats(
+        FeatureStats.estimate([torch.from_numpy(fin.get(i.question_audio)) for i in spoken_items]),
+        FeatureStats.estimate([torch.from_numpy(fout.get(i.answer_audio)) for i in spoken_items]),
+    )
+    batch = collate([ds[i] for i in range(len(ds))], group=cfg.group, pad_id=tok.pad_id, silence=math.log(1e-5))
+    opt = torch.optim.AdamW(model.parameters(), lr=2e-3)
+    history = []
+    for step in range(300):
+        out = model(batch)
+        opt.zero_grad()
+        out["loss"].backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        history.append({k: float(v.detach()) for k, v in out.items()})
+    first = history[0]
+    last = {k: sum(h[k] for h in history[-10:]) / 10 for k in first}
+    print("first", first, "\nlast", last)
+    assert last["text_ce"] < 0.1 * first["text_ce"]
+    assert last["flow"] < 0.4 * first["flow"]
+    assert last["state_ce"] < 0.1 * first["state_ce"]
+    model.eval()
+    s2s = next(i for i, e in enumerate(ds.examples) if e.task is Task.S2S)
+    one = collate([ds[s2s]], group=cfg.group, pad_id=tok.pad_id, silence=math.log(1e-5))
+    pred, target = model.predict_groups(one, steps=8, generator=torch.Generator().manual_seed(0))
+    # teacher-forced samples are much closer to the target than its own mean is
+    assert (pred - target).pow(2).mean() < 0.5 * target.var()
