@@ -27,14 +27,14 @@ from flowomni.model.tokenizer import Tokenizer
 
 
 class FlowOmni(nn.Module):
-    def __init__(self, cfg: ModelConfig, tokenizer: Tokenizer) -> None:
+    def __init__(self, cfg: ModelConfig, tokenizer: Tokenizer, *, saved_backbone: str | None = None) -> None:
         super().__init__()
         self.cfg = cfg
         self.tokenizer = tokenizer
-        self.lm = build_backbone(cfg.backbone, tokenizer.vocab_size)
+        self.lm = build_backbone(cfg.backbone, tokenizer.vocab_size, saved_backbone)
         d = hidden_size(self.lm)
         self.encoder = SpeechEncoder(cfg.encoder)
-        if cfg.encoder.pretrained:
+        if cfg.encoder.pretrained and saved_backbone is None:
             self.encoder.load_whisper(cfg.encoder.pretrained)
         self.adapter = Adapter(cfg.encoder.d_model, d, cfg.encoder.stack)
         n_mels = cfg.output_mel.n_mels
@@ -128,6 +128,28 @@ class FlowOmni(nn.Module):
                 p.requires_grad_(False)
             if self.cfg.stage1_train_embeddings:
                 self.lm.get_input_embeddings().weight.requires_grad_(True)
+
+    # ---- checkpoints ----
+    def checkpoint_files(self) -> dict[str, str | bytes]:
+        """Non-tensor files a checkpoint needs besides config.yaml: tokenizer, backbone config."""
+        return {**self.tokenizer.files(), "backbone/config.json": self.lm.config.to_json_string()}
+
+    @classmethod
+    def from_checkpoint(cls, path: str | Path) -> "FlowOmni":
+        """Load a trained model (safetensors + YAML only; nothing is unpickled or downloaded)."""
+        import yaml
+
+        from flowomni.config import from_dict
+        from flowomni.model.tokenizer import load_tokenizer
+        from flowomni.training.checkpoint import check_safe, load_model_state
+
+        path = check_safe(path)
+        data = yaml.safe_load((path / "config.yaml").read_text())
+        cfg = from_dict(ModelConfig, data["model"] if "model" in data else data)
+        saved = path / "backbone"
+        model = cls(cfg, load_tokenizer(path), saved_backbone=str(saved) if (saved / "config.json").is_file() else None)
+        model.load_checkpoint_state(load_model_state(path))
+        return model.eval()
 
     # ---- checkpoint contract with the training loop ----
     def checkpoint_state(self) -> dict[str, torch.Tensor]:

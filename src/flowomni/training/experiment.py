@@ -1,0 +1,117 @@
+"""An experiment = model + data + training configs; builds everything `flowomni train` runs."""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+import yaml
+
+from flowomni.audio.io import AudioError
+from flowomni.audio.stats import FeatureStats
+from flowomni.config import to_dict
+from flowomni.model.config import ModelConfig
+from flowomni.model.flowomni import FlowOmni
+from flowomni.model.tokenizer import Tokenizer, build_tokenizer
+from flowomni.training.config import TrainConfig
+from flowomni.training.dataset import DataConfig, TaskDataset, collate
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ExperimentConfig:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    run_dir: str = "runs/default"
+    init_from: str = ""  # checkpoint whose weights start this run (e.g. stage 1 -> stage 2)
+
+
+@dataclass
+class Experiment:
+    cfg: ExperimentConfig
+    tokenizer: Tokenizer
+    model: FlowOmni
+    train_set: TaskDataset
+    valid_set: TaskDataset | None
+    collate_fn: Callable[[list[dict[str, Any]]], dict[str, Any]]
+    skipped: dict[str, int]
+
+
+def config_yaml(cfg: ExperimentConfig) -> str:
+    return yaml.safe_dump(to_dict(cfg), sort_keys=False)
+
+
+def build_experiment(cfg: ExperimentConfig, *, estimate_stats: bool = True) -> Experiment:
+    """Read manifests, wire feature caches, build datasets and the model."""
+    from flowomni.data.features import FeatureCache
+    from flowomni.data.manifest import read_manifest
+
+    if not cfg.data.train_manifest:
+        raise ValueError("data.train_manifest is empty: point it at a JSONL manifest (flowomni data synth makes one)")
+    tok = build_tokenizer(cfg.model.tokenizer)
+    mcfg = cfg.model
+    cache = Path(cfg.data.cache_dir)
+    in_feats, out_feats = FeatureCache(cache, mcfg.input_mel), FeatureCache(cache, mcfg.output_mel)
+    tasks = cfg.data.stage1_tasks if cfg.train.stage == 1 else cfg.data.tasks
+    skipped: dict[str, int] = {}
+
+    def dataset(manifest: str) -> TaskDataset:
+        items, stats = read_manifest(manifest)
+        for reason, n in stats.counts.items():
+            skipped[f"manifest: {reason}"] = skipped.get(f"manifest: {reason}", 0) + n
+        if cfg.data.max_items:
+            items = items[: cfg.data.max_items]
+        ds = TaskDataset(
+            items, tasks, tok, in_feats, out_feats,
+            group=mcfg.group, delay=mcfg.delay, stack=mcfg.encoder.stack,
+            in_frame_rate=mcfg.input_mel.frame_rate, out_frame_rate=mcfg.output_mel.frame_rate,
+            max_question_seconds=cfg.data.max_question_seconds, max_answer_seconds=cfg.data.max_answer_seconds,
+        )
+        for reason, n in ds.skipped.items():
+            skipped[reason] = skipped.get(reason, 0) + n
+        if not len(ds):
+            raise ValueError(f"{manifest}: no usable examples for tasks {tasks}")
+        return ds
+
+    train_set = dataset(cfg.data.train_manifest)
+    valid_set = dataset(cfg.data.valid_manifest) if cfg.data.valid_manifest else None
+    model = FlowOmni(mcfg, tok)
+    if cfg.init_from:
+        from flowomni.training.checkpoint import load_model_state
+
+        model.load_checkpoint_state(load_model_state(cfg.init_from))
+    elif estimate_stats:
+        model.set_stats(*estimate_feature_stats(train_set, cfg.data.stats_items, mcfg.input_mel.n_mels, mcfg.output_mel.n_mels))
+    collate_fn = partial(collate, group=mcfg.group, pad_id=tok.pad_id, silence=math.log(mcfg.output_mel.log_floor))
+    return Experiment(cfg, tok, model, train_set, valid_set, collate_fn, skipped)
+
+
+def estimate_feature_stats(ds: TaskDataset, n_items: int, in_dim: int, out_dim: int) -> tuple[FeatureStats, FeatureStats]:
+    """Per-bin mean/std of question and answer features over the first `n_items` items."""
+    clips: dict[str, list[torch.Tensor]] = {"in": [], "out": []}
+    seen: set[str] = set()
+    for ex in ds.examples:
+        if ex.item.id in seen:
+            continue
+        seen.add(ex.item.id)
+        for key, feats, path in (("in", ds.in_feats, ex.item.question_audio), ("out", ds.out_feats, ex.item.answer_audio)):
+            if path is None:
+                continue
+            try:
+                clips[key].append(torch.from_numpy(np.asarray(feats.get(Path(path)))))
+            except (AudioError, OSError, ValueError):
+                pass  # unreadable clips were already counted by the dataset
+        if len(seen) >= n_items:
+            break
+    return (
+        FeatureStats.estimate(clips["in"]) if clips["in"] else FeatureStats.identity(in_dim),
+        FeatureStats.estimate(clips["out"]) if clips["out"] else FeatureStats.identity(out_dim),
+    )
