@@ -22,5 +22,6 @@ class ModelConfig:
     delay: int = 2  # text leads speech by this many positions
     w_flow: float = 1.0
     w_state: float = 0.5
+    feedback_noise: float = 0.5  # std of noise on fed-back (normalised) mel groups in training
     stage1_train_embeddings: bool = True  # control tokens are new: let them learn in stage 1
     vocoder: str = "griffin-lim"

@@ -96,7 +96,12 @@ class FlowOmni(nn.Module):
         if gen.any():
             groups = self.out_groups(batch)
             b_idx = torch.nonzero(gen, as_tuple=True)[0]
-            feats = self.mel_in(groups[b_idx, batch["group_index"][gen]].flatten(-2)).to(x.dtype)
+            fed = groups[b_idx, batch["group_index"][gen]]
+            if self.training and self.cfg.feedback_noise > 0:
+                # at inference the fed-back groups are samples, not recordings: train on noisy
+                # copies so the text stream does not lean on exact mel values (exposure bias)
+                fed = fed + self.cfg.feedback_noise * torch.randn_like(fed)
+            feats = self.mel_in(fed.flatten(-2)).to(x.dtype)
             x = x.masked_scatter(gen[..., None], x[gen] + feats)
         return x
 

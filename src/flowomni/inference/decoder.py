@@ -1,0 +1,189 @@
+"""Step-wise decoding of text and mel groups, in parallel, with the backbone's KV cache.
+
+The question (audio through the encoder once, or text) is prefilled in one pass; then each
+step reads the last hidden state, samples the next text token and speech state, draws a mel
+group with the flow head when the state is GEN, and feeds both back as the next position.
+Several prompts decode together: prefixes are left-padded and positions are explicit, so
+each prompt sees exactly what it would alone.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import torch
+
+from flowomni.inference.sampling import sample_tokens
+from flowomni.model import tokenizer as tk
+from flowomni.model.encoder import n_adapter_frames
+from flowomni.model.flowomni import FlowOmni
+from flowomni.model.layout import AUDIO, GEN, PAD, START, STOP, Task, prefix
+
+
+@dataclass
+class GenerationConfig:
+    max_steps: int = 400  # hard cap on answer positions (about 18 s of speech at 21.5 Hz)
+    text_temperature: float = 0.0  # 0: greedy
+    top_k: int = 0
+    top_p: float = 1.0
+    flow_steps: int | None = None  # None: the model config's defaults
+    flow_method: str | None = None
+    flow_temperature: float | None = None
+    cfg_scale: float | None = None
+    seed: int | None = None
+
+
+@dataclass
+class Prompt:
+    task: Task
+    audio_mel: torch.Tensor | None = None  # raw log-mel [T, n_mels] of the question (input features)
+    text: str | None = None  # the question as text (text-input tasks)
+
+
+@dataclass
+class StepOutput:
+    token: int | None  # a new text token (None once the text has ended)
+    group: torch.Tensor | None  # a new raw log-mel group [k, n_mels], or None
+    text_done: bool
+    speech_done: bool
+
+
+@dataclass
+class DecodeTimings:
+    prefill_s: float = 0.0
+    backbone_s: float = 0.0
+    flow_s: float = 0.0
+    steps: int = 0
+    per_step: list[float] = field(default_factory=list)
+
+
+class Decoder:
+    """Decodes a batch of prompts one position at a time. Use `step()` until `done`."""
+
+    def __init__(self, model: FlowOmni, prompts: list[Prompt], gen: GenerationConfig | None = None) -> None:
+        if not prompts:
+            raise ValueError("no prompts to decode")
+        self.model, self.gen = model, gen or GenerationConfig()
+        self.tok = model.tokenizer
+        self.device = next(model.parameters()).device
+        self.generator = torch.Generator(self.device)
+        self.generator.manual_seed(self.gen.seed if self.gen.seed is not None else torch.seed() % 2**63)
+        self.speech_out = torch.tensor([p.task.speech_out for p in prompts], device=self.device)
+        self.text_done = torch.zeros(len(prompts), dtype=torch.bool, device=self.device)
+        self.speech_done = ~self.speech_out
+        self.started = torch.zeros(len(prompts), dtype=torch.bool, device=self.device)
+        self.n_steps = 0
+        self.timings = DecodeTimings()
+        t0 = time.perf_counter()
+        self._prefill(prompts)
+        self.timings.prefill_s = time.perf_counter() - t0
+
+    @property
+    def done(self) -> bool:
+        return bool((self.text_done & self.speech_done).all()) or self.n_steps >= self.gen.max_steps
+
+    @torch.no_grad()
+    def _prefill(self, prompts: list[Prompt]) -> None:
+        m, stack = self.model, self.model.cfg.encoder.stack
+        layouts, audio_frames = [], []
+        for p in prompts:
+            if p.task.speech_in:
+                if p.audio_mel is None or p.audio_mel.shape[0] == 0:
+                    raise ValueError(f"task {p.task.value} needs question audio")
+                n = n_adapter_frames(p.audio_mel.shape[0], stack)
+                layouts.append(prefix(p.task, self.tok, None, n))
+            else:
+                if not p.text:
+                    raise ValueError(f"task {p.task.value} needs question text")
+                layouts.append(prefix(p.task, self.tok, self.tok.encode(p.text), 0))
+        # encode all spoken questions in one batch
+        audio_idx = [i for i, p in enumerate(prompts) if p.task.speech_in]
+        if audio_idx:
+            mels = [prompts[i].audio_mel.to(self.device).float() for i in audio_idx]
+            lens = torch.tensor([x.shape[0] for x in mels], device=self.device)
+            padded = torch.nn.utils.rnn.pad_sequence(mels, batch_first=True)
+            feats, _ = m.encode_audio(padded, lens)
+            audio_frames = {i: feats[j] for j, i in enumerate(audio_idx)}
+        b, L = len(prompts), max(len(l) for l in layouts)
+        d = m.state_emb.embedding_dim
+        emb = torch.zeros(b, L, d, device=self.device, dtype=m.state_emb.weight.dtype)
+        mask = torch.zeros(b, L, dtype=torch.long, device=self.device)
+        for i, lay in enumerate(layouts):
+            off = L - len(lay)  # left padding
+            text = torch.tensor(lay.text, device=self.device)
+            kind = torch.tensor(lay.kind, device=self.device)
+            e = m.embed_text(text) + m.state_emb(kind)
+            if (kind == AUDIO).any():
+                idx = torch.tensor([a for a in lay.audio_index if a >= 0], device=self.device)
+                e[kind == AUDIO] += audio_frames[i][idx]
+            emb[i, off:] = e
+            mask[i, off:] = 1
+        self.mask = mask
+        pos = (mask.cumsum(1) - 1).clamp(min=0)
+        self.embeds, self.pos_all = [emb], pos
+        out = m.backbone(emb, mask, position_ids=pos, use_cache=True)
+        self.cache = out.past_key_values
+        self.h = out.last_hidden_state[:, -1]
+        self.next_pos = pos[:, -1] + 1
+
+    def _states(self, h: torch.Tensor) -> torch.Tensor:
+        """Next speech state per prompt, greedy within the grammar PAD* START GEN* STOP PAD*."""
+        logits = self.model.state_head(h).float()
+        allowed = torch.zeros_like(logits, dtype=torch.bool)
+        allowed[:, PAD] = ~self.started
+        allowed[:, START] = ~self.started
+        allowed[:, GEN] = self.started
+        allowed[:, STOP] = self.started
+        state = logits.masked_fill(~allowed, float("-inf")).argmax(-1)
+        return torch.where(self.speech_done, torch.full_like(state, PAD), state)
+
+    @torch.no_grad()
+    def step(self) -> list[StepOutput]:
+        m, g = self.model, self.gen
+        t0 = time.perf_counter()
+        h = self.h
+        tokens = sample_tokens(m.text_logits(h), temperature=g.text_temperature, top_k=g.top_k,
+                               top_p=g.top_p, generator=self.generator)
+        tpad = self.tok.token_id(tk.TEXT_PAD)
+        tokens = torch.where(self.text_done, torch.full_like(tokens, tpad), tokens)
+        states = self._states(h)
+        gen = states == GEN
+        groups = None
+        t_flow = time.perf_counter()
+        if gen.any():
+            z = m.flow.sample(h[gen], steps=g.flow_steps, method=g.flow_method,
+                              temperature=g.flow_temperature, cfg_scale=g.cfg_scale, generator=self.generator)
+            groups = torch.zeros(h.shape[0], *z.shape[1:], device=h.device, dtype=z.dtype)
+            groups[gen] = z
+        self.timings.flow_s += time.perf_counter() - t_flow
+
+        outputs = []
+        eos = self.tok.token_id(tk.EOS)
+        raw = m.out_stats.denormalize(groups) if groups is not None else None
+        for i in range(h.shape[0]):
+            new_tok = None if self.text_done[i] or tokens[i] == eos else int(tokens[i])
+            outputs.append(StepOutput(new_tok, raw[i] if gen[i] else None, False, False))
+        self.text_done |= tokens == eos
+        self.started |= states == START
+        self.speech_done |= states == STOP
+
+        # the next position's input: text token + speech input
+        t_bb = time.perf_counter()
+        e = m.embed_text(tokens) + m.state_emb(states)
+        if groups is not None:
+            e = torch.where(gen[:, None], m.embed_groups(groups) + m.embed_text(tokens), e)
+        self.mask = torch.cat([self.mask, torch.ones_like(self.mask[:, :1])], dim=1)
+        self.embeds.append(e[:, None])
+        self.pos_all = torch.cat([self.pos_all, self.next_pos[:, None]], dim=1)
+        out = m.backbone(e[:, None], self.mask, position_ids=self.next_pos[:, None],
+                         past_key_values=self.cache, use_cache=True)
+        self.cache, self.h = out.past_key_values, out.last_hidden_state[:, -1]
+        self.next_pos = self.next_pos + 1
+        self.n_steps += 1
+        self.timings.backbone_s += time.perf_counter() - t_bb
+        self.timings.steps += 1
+        self.timings.per_step.append(time.perf_counter() - t0)
+        for i, o in enumerate(outputs):
+            o.text_done, o.speech_done = bool(self.text_done[i]), bool(self.speech_done[i])
+        return outputs
