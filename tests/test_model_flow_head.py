@@ -6,22 +6,23 @@ import torch
 from flowomni.model.flow_head import FlowHead, FlowHeadConfig
 
 
-def head(**kw) -> FlowHead:
+def head(refiner_layers: int = 1, **kw) -> FlowHead:
     torch.manual_seed(0)
-    cfg = FlowHeadConfig(width=64, depth=2, refiner_layers=1, refiner_heads=2, **kw)
+    cfg = FlowHeadConfig(width=64, depth=2, refiner_layers=refiner_layers, refiner_heads=2, **kw)
     return FlowHead(cfg, cond_dim=8, frame_dim=4, group=2)
 
 
 def test_zero_initialised_velocity():
     h = head()
-    v = h.net(torch.randn(3, 2, 4), torch.rand(3, 2), torch.randn(3, 2, 64))
+    v = h.net(torch.randn(3, 8), torch.rand(3), torch.randn(3, 64))
     assert torch.all(v == 0)
 
 
-def test_learns_condition_dependent_targets():
+@pytest.mark.parametrize("refiner_layers", [0, 1])
+def test_learns_condition_dependent_targets(refiner_layers):
     """Two conditions -> two different frame groups; sampling must land near each."""
     torch.manual_seed(0)
-    fh = head(p_uncond=0.1)
+    fh = head(refiner_layers, p_uncond=0.1)
     conds = torch.randn(2, 8)
     targets = torch.tensor([[[2.0, -1, 0, 1], [1, 1, 1, 1]], [[-2.0, 1, 0, -1], [0, 0, -1, 2]]])
     opt = torch.optim.Adam(fh.parameters(), lr=3e-3)

@@ -88,17 +88,27 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
     return data
 
 
-def load_config(cls: type[T], path: str | Path | None = None, overrides: list[str] | None = None) -> T:
-    """Read YAML `path` (optional) onto the defaults of `cls`, then apply overrides."""
-    data: dict[str, Any] = {}
-    if path is not None:
-        p = Path(path)
-        if not p.is_file():
-            raise ConfigError(f"config file not found: {p}")
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"config file not found: {p}")
+    try:
         loaded = yaml.safe_load(p.read_text())
-        if loaded is not None and not isinstance(loaded, dict):
-            raise ConfigError(f"{p}: top level must be a mapping")
-        data = loaded or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{p}: not valid YAML ({e})") from e
+    if loaded is not None and not isinstance(loaded, dict):
+        raise ConfigError(f"{p}: top level must be a mapping")
+    return loaded or {}
+
+
+def load_config(
+    cls: type[T], path: str | Path | None = None, overrides: list[str] | None = None, *, section: str | None = None
+) -> T:
+    """Read YAML `path` (optional; only its `section` if given) onto the defaults of `cls`,
+    then apply overrides."""
+    data: dict[str, Any] = read_yaml(path) if path is not None else {}
+    if section is not None:
+        data = data.get(section) or {}
     data = _merge(to_dict(cls()), data)  # type: ignore[call-arg]
     apply_overrides(data, overrides or [])
     return from_dict(cls, data)

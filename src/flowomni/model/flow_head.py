@@ -3,9 +3,10 @@
 A conditional flow-matching (rectified-flow / OT path) counterpart of MAR's diffusion loss:
     x_t = (1 - (1 - s) t) x0 + t x1,  x0 ~ N(0, I), x1 = normalised mel frames
     u_t = x1 - (1 - s) x0              (the velocity the MLP learns to predict)
-The LLM hidden state is first refined by a small transformer over the group's k frame
-slots (one condition vector per frame, as the paper refines the hidden state), then a
-residual MLP with adaLN conditioning predicts the velocity of every frame. Sampling
+The whole group of k frames is one flow sample (frames within a group are drawn jointly, so
+they agree with each other). The LLM hidden state becomes the condition through a small
+MLP, or, optionally, through a small transformer over the group's k frame slots (as the paper
+refines the hidden state); a residual MLP with adaLN conditioning predicts the velocity. Sampling
 integrates the ODE from t=0 to 1 with Euler or midpoint steps; `temperature` scales the
 starting noise and classifier-free guidance mixes conditional and unconditional velocities
 (the condition is dropped with probability `p_uncond` during training).
@@ -25,7 +26,7 @@ from torch import nn
 class FlowHeadConfig:
     width: int = 256
     depth: int = 3  # residual adaLN blocks
-    refiner_layers: int = 1  # 0: no transformer, one projected condition shared by the slots
+    refiner_layers: int = 0  # 0: an MLP maps the hidden state to the condition
     refiner_heads: int = 4
     p_uncond: float = 0.1
     sigma_min: float = 1e-4
@@ -62,17 +63,17 @@ class ResBlock(nn.Module):
 
 
 class VelocityMLP(nn.Module):
-    """v(x_t, t, c) for single frames; zero-initialised so training starts from v = 0."""
+    """v(x_t, t, c) for flattened groups; zero-initialised so training starts from v = 0."""
 
-    def __init__(self, frame_dim: int, width: int, depth: int) -> None:
+    def __init__(self, dim: int, width: int, depth: int) -> None:
         super().__init__()
         self.width = width
-        self.inp = nn.Linear(frame_dim, width)
+        self.inp = nn.Linear(dim, width)
         self.time = nn.Sequential(nn.Linear(width, width), nn.SiLU(), nn.Linear(width, width))
         self.blocks = nn.ModuleList(ResBlock(width) for _ in range(depth))
         self.final_norm = nn.LayerNorm(width, elementwise_affine=False, eps=1e-6)
         self.final_ada = nn.Sequential(nn.SiLU(), nn.Linear(width, 2 * width))
-        self.out = nn.Linear(width, frame_dim)
+        self.out = nn.Linear(width, dim)
         for blk in self.blocks:
             nn.init.zeros_(blk.ada[-1].weight)
             nn.init.zeros_(blk.ada[-1].bias)
@@ -90,18 +91,24 @@ class VelocityMLP(nn.Module):
 
 
 class ConditionRefiner(nn.Module):
-    """hidden [N, D] -> per-frame conditions [N, k, width] via a tiny transformer over k slots."""
+    """hidden [N, D] -> condition [N, width]: an MLP, or a tiny transformer over k frame slots."""
 
     def __init__(self, cond_dim: int, width: int, group: int, layers: int, heads: int) -> None:
         super().__init__()
-        self.proj = nn.Linear(cond_dim, width)
-        self.slots = nn.Parameter(torch.randn(group, width) * 0.02)
-        layer = nn.TransformerEncoderLayer(width, heads, 2 * width, dropout=0.0, batch_first=True, norm_first=True)
-        self.transformer = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False) if layers else None
+        self.proj = nn.Sequential(nn.Linear(cond_dim, width), nn.SiLU(), nn.Linear(width, width))
+        self.transformer = None
+        if layers:
+            self.slots = nn.Parameter(torch.randn(group, width) * 0.02)
+            layer = nn.TransformerEncoderLayer(width, heads, 2 * width, dropout=0.0, batch_first=True, norm_first=True)
+            self.transformer = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
+            self.merge = nn.Linear(group * width, width)
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
-        c = self.proj(h)[:, None, :] + self.slots[None]
-        return self.transformer(c) if self.transformer is not None else c
+        c = self.proj(h)
+        if self.transformer is None:
+            return c
+        slots = self.transformer(c[:, None, :] + self.slots[None])
+        return self.merge(slots.flatten(1))
 
 
 class FlowHead(nn.Module):
@@ -110,7 +117,7 @@ class FlowHead(nn.Module):
         self.cfg, self.frame_dim, self.group = cfg, frame_dim, group
         self.refiner = ConditionRefiner(cond_dim, cfg.width, group, cfg.refiner_layers, cfg.refiner_heads)
         self.null_cond = nn.Parameter(torch.zeros(cond_dim))
-        self.net = VelocityMLP(frame_dim, cfg.width, cfg.depth)
+        self.net = VelocityMLP(group * frame_dim, cfg.width, cfg.depth)
 
     def _sample_t(self, n: int, device: torch.device, generator: torch.Generator | None) -> torch.Tensor:
         if self.cfg.t_sampling == "logit_normal":  # more weight mid-path, as in SD3/F5-TTS
@@ -123,13 +130,14 @@ class FlowHead(nn.Module):
         if self.training and self.cfg.p_uncond > 0:
             drop = torch.rand(n, device=h.device, generator=generator) < self.cfg.p_uncond
             h = torch.where(drop[:, None], self.null_cond.to(h.dtype).expand_as(h), h)
-        c = self.refiner(h)  # [N, k, W]
-        t = self._sample_t(n, h.device, generator)[:, None].expand(n, self.group)
+        c = self.refiner(h)  # [N, W]
+        x1 = x1.flatten(1)
+        t = self._sample_t(n, h.device, generator)
         x0 = torch.randn(x1.shape, device=x1.device, generator=generator, dtype=x1.dtype)
         s = self.cfg.sigma_min
-        xt = (1 - (1 - s) * t[..., None]) * x0 + t[..., None] * x1
+        xt = (1 - (1 - s) * t[:, None]) * x0 + t[:, None] * x1
         v = self.net(xt, t, c)
-        return F.mse_loss(v.float(), (x1 - (1 - s) * x0).float(), reduction="none").mean(dim=(1, 2))
+        return F.mse_loss(v.float(), (x1 - (1 - s) * x0).float(), reduction="none").mean(dim=1)
 
     @torch.no_grad()
     def sample(
@@ -155,12 +163,12 @@ class FlowHead(nn.Module):
         if guided:  # one batched pass for conditional and unconditional velocities
             h = torch.cat([h, self.null_cond.to(h.dtype).expand_as(h)])
         c = self.refiner(h)
-        x = torch.randn(n, self.group, self.frame_dim, device=h.device, dtype=h.dtype, generator=generator)
+        x = torch.randn(n, self.group * self.frame_dim, device=h.device, dtype=h.dtype, generator=generator)
         x = x * temperature
 
         def velocity(x: torch.Tensor, t: float) -> torch.Tensor:
             xin = torch.cat([x, x]) if guided else x
-            tt = torch.full(xin.shape[:2], t, device=x.device, dtype=x.dtype)
+            tt = torch.full(xin.shape[:1], t, device=x.device, dtype=x.dtype)
             v = self.net(xin, tt, c)
             if guided:
                 v_c, v_u = v.chunk(2)
@@ -175,4 +183,4 @@ class FlowHead(nn.Module):
             else:
                 x_mid = x + 0.5 * dt * velocity(x, t)
                 x = x + dt * velocity(x_mid, t + 0.5 * dt)
-        return x
+        return x.view(n, self.group, self.frame_dim)
