@@ -1,0 +1,30 @@
+"""Optimisation and bookkeeping settings of a training run (the `train:` section of a config)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass
+class TrainConfig:
+    stage: int = 2  # 1: frozen backbone + encoder, ASR/TTS only (paper); 2: everything, all tasks
+    max_steps: int = 3000  # optimizer steps
+    batch_size: int = 16  # examples per micro-batch per process
+    grad_accum: int = 1  # micro-batches per optimizer step
+    max_positions: int = 0  # >0: also cap a micro-batch at this many padded positions (B * L)
+    lr: float = 1e-4
+    min_lr: float = 5e-6  # cosine floor (paper: 1e-4 -> 5e-6)
+    warmup_steps: int = 100
+    weight_decay: float = 0.01
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.98])
+    grad_clip: float = 1.0
+    mixed_precision: str = "auto"  # auto: bf16 on GPU, fp32 on CPU; or no / bf16 / fp16
+    seed: int = 0
+    num_workers: int = 0  # DataLoader workers (features are memory-mapped, so 0 is fine on CPU)
+    bucket_batches: int = 50  # length bucketing: sort pools of this many batches by length
+    log_every: int = 10
+    eval_every: int = 250
+    eval_batches: int = 8
+    save_every: int = 250
+    keep_checkpoints: int = 3
+    tensorboard: bool = True

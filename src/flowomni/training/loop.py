@@ -1,0 +1,270 @@
+"""The training loop: one code path for CPU, one GPU and `accelerate launch` (DDP/FSDP).
+
+Exact resumption is designed in rather than hoped for: batch order is a pure function of
+(seed, epoch) (see sampler.py), the random numbers of each optimizer step are seeded from
+(seed, step, rank), and a checkpoint records the data position at a step boundary. A run
+resumed from step N therefore replays steps N+1... exactly as the uninterrupted run would.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import signal
+import sys
+import time
+from collections.abc import Callable
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from flowomni.training.checkpoint import (
+    latest_checkpoint,
+    load_meta,
+    load_model_state,
+    load_training_state,
+    prune_checkpoints,
+    save_checkpoint,
+    step_dir,
+)
+from flowomni.training.config import TrainConfig
+from flowomni.training.optim import build_optimizer, warmup_cosine
+from flowomni.training.runlog import RunLog
+from flowomni.training.sampler import BucketBatchSampler
+
+log = logging.getLogger(__name__)
+LOSS_KEYS = ("loss", "text_ce", "flow", "state_ce")
+
+
+class RunDirError(ValueError):
+    """The run folder holds an earlier run that this one would overwrite."""
+
+
+def make_accelerator(cfg: TrainConfig) -> Any:
+    from accelerate import Accelerator
+
+    mp = cfg.mixed_precision
+    if mp == "auto":
+        mp = "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "no"
+    return Accelerator(mixed_precision=mp)
+
+
+def step_seed(seed: int, step: int, rank: int) -> int:
+    return (seed * 1_000_003 + step * 7_919 + rank * 104_729) % (2**31 - 1)
+
+
+def to_device(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
+    return {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
+
+
+class Position:
+    """Where in the data stream the next micro-batch comes from."""
+
+    def __init__(self, epoch: int = 0, batch: int = 0) -> None:
+        self.epoch, self.batch = epoch, batch
+
+
+def train(
+    model: torch.nn.Module,
+    train_set: Dataset,
+    valid_set: Dataset | None,
+    collate_fn: Callable[[list[dict[str, Any]]], dict[str, Any]],
+    cfg: TrainConfig,
+    run_dir: Path,
+    *,
+    config_yaml: str,
+    files: dict[str, str | bytes] | None = None,
+    resume: bool = False,
+    max_steps: int | None = None,
+    accelerator: Any | None = None,
+) -> dict[str, Any]:
+    """Train `model` (a module whose forward(batch) returns a dict with "loss") and return
+    the final metrics. Checkpoints go to `run_dir/step_*`."""
+    acc = accelerator or make_accelerator(cfg)
+    run_dir = Path(run_dir)
+    total_steps = cfg.max_steps
+    stop_at = min(total_steps, max_steps) if max_steps else total_steps
+    random.seed(cfg.seed)
+    np.random.seed(cfg.seed)
+    torch.manual_seed(cfg.seed)
+
+    model.set_stage(cfg.stage)  # type: ignore[operator]
+    optimizer = build_optimizer(list(model.named_parameters()), cfg.lr, cfg.weight_decay, cfg.betas)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(cfg.warmup_steps, total_steps, cfg.lr, cfg.min_lr))
+
+    step, pos = 0, Position()
+    ckpt = latest_checkpoint(run_dir)
+    if resume and ckpt is not None:
+        model.load_checkpoint_state(load_model_state(ckpt))  # type: ignore[operator]
+        load_training_state(ckpt, optimizer, scheduler)
+        meta = load_meta(ckpt)
+        step, pos = int(meta["step"]), Position(int(meta["epoch"]), int(meta["batch_in_epoch"]))
+        log.info("resumed from %s (step %d, epoch %d, batch %d)", ckpt, step, pos.epoch, pos.batch)
+    elif resume:
+        log.warning("--resume: no checkpoint in %s yet, starting from scratch", run_dir)
+    elif ckpt is not None and acc.is_main_process:
+        raise RunDirError(f"{run_dir} already holds checkpoints (newest {ckpt.name}); "
+                          "pass --resume to continue it, or choose another --run-dir")
+
+    raw_model = model
+    model, optimizer = acc.prepare(model, optimizer)
+    runlog = RunLog(run_dir, tensorboard=cfg.tensorboard and acc.is_main_process, resume_step=step if resume else None) \
+        if acc.is_main_process else None
+    sampler = BucketBatchSampler(
+        train_set.lengths, cfg.batch_size, max_positions=cfg.max_positions, bucket_batches=cfg.bucket_batches,  # type: ignore[attr-defined]
+        seed=cfg.seed, rank=acc.process_index, world_size=acc.num_processes,
+    )
+    if not sampler.batches(0):
+        raise ValueError(f"training set of {len(train_set)} examples gives no batch on {acc.num_processes} process(es)")
+
+    def save(at_step: int, at: Position) -> Path | None:
+        if not acc.is_main_process:
+            return None
+        meta = {"step": at_step, "epoch": at.epoch, "batch_in_epoch": at.batch, "time": time.time()}
+        path = save_checkpoint(step_dir(run_dir, at_step), model_state=raw_model.checkpoint_state(),  # type: ignore[operator]
+                               config_yaml=config_yaml, meta=meta, optimizer=optimizer, scheduler=scheduler,
+                               files=files)
+        prune_checkpoints(run_dir, cfg.keep_checkpoints)
+        return path
+
+    evaluator = Evaluator(raw_model, valid_set, collate_fn, cfg, run_dir, acc.device) if valid_set is not None else None
+    bar = _progress(acc, step, stop_at)
+    sums: dict[str, float] = {}
+    frames, n_micro, t_log, t_start = 0, 0, time.perf_counter(), time.perf_counter()
+    last: dict[str, Any] = {}
+    boundary = Position(pos.epoch, pos.batch)  # data position after the last completed step
+    stop_signal = _StopSignal()
+    model.train()
+    try:
+        while step < stop_at and not stop_signal.raised:
+            batches = sampler.batches(pos.epoch)[pos.batch :]
+            loader = DataLoader(train_set, batch_sampler=batches, collate_fn=collate_fn, num_workers=cfg.num_workers)
+            for batch in loader:
+                if n_micro % cfg.grad_accum == 0:
+                    torch.manual_seed(step_seed(cfg.seed, step, acc.process_index))
+                sync = (n_micro + 1) % cfg.grad_accum == 0
+                batch = to_device(batch, acc.device)
+                with (nullcontext() if sync else acc.no_sync(model)), acc.autocast():
+                    out = model(batch)
+                    acc.backward(out["loss"] / cfg.grad_accum)
+                for k in LOSS_KEYS:
+                    sums[k] = sums.get(k, 0.0) + float(out[k].detach()) / cfg.grad_accum
+                frames += int(batch["num_frames"]) * acc.num_processes
+                n_micro += 1
+                pos.batch += 1
+                if not sync:
+                    continue
+                grad_norm = acc.clip_grad_norm_(model.parameters(), cfg.grad_clip) if cfg.grad_clip > 0 else None
+                optimizer.step()
+                scheduler.step()
+                optimizer.zero_grad(set_to_none=True)
+                step += 1
+                boundary = Position(pos.epoch, pos.batch)
+                if step % cfg.log_every == 0 or step == stop_at:
+                    now = time.perf_counter()
+                    n_steps = n_micro / cfg.grad_accum
+                    last = {k: v / n_steps for k, v in sums.items()}
+                    last["frames_per_s"] = frames / max(now - t_log, 1e-9)
+                    last["lr"] = scheduler.get_last_lr()[0]
+                    if grad_norm is not None:
+                        last["grad_norm"] = float(grad_norm)
+                    if runlog:
+                        runlog.log(step, "train", last)
+                    bar.set_postfix(loss=f"{last['loss']:.3f}", flow=f"{last['flow']:.3f}",
+                                    fps=f"{last['frames_per_s']:.0f}")
+                    sums, frames, n_micro, t_log = {}, 0, 0, now
+                bar.update(1)
+                if evaluator and (step % cfg.eval_every == 0 or step == stop_at):
+                    valid = evaluator.run(step)
+                    if runlog:
+                        runlog.log(step, "valid", valid)
+                        runlog.plot(run_dir / "loss_curves.png")
+                    last.update({f"valid_{k}": v for k, v in valid.items()})
+                    model.train()
+                if step % cfg.save_every == 0 or step == stop_at:
+                    save(step, boundary)
+                if step >= stop_at or stop_signal.raised:
+                    break
+            else:
+                pos = Position(pos.epoch + 1, 0)
+    except KeyboardInterrupt:
+        stop_signal.raised = True
+    finally:
+        stop_signal.restore()
+        bar.close()
+    if stop_signal.raised and step > 0:
+        path = save(step, boundary)
+        log.warning("interrupted: saved %s; continue with --resume", path)
+    if runlog:
+        runlog.close()
+    acc.wait_for_everyone()
+    return {"step": step, "interrupted": stop_signal.raised, "wall_s": time.perf_counter() - t_start,
+            "checkpoint": str(latest_checkpoint(run_dir)), **last}
+
+
+class Evaluator:
+    """Validation losses on fixed batches with fixed noise, plus a mel plot of one answer."""
+
+    def __init__(self, model: torch.nn.Module, valid_set: Dataset, collate_fn: Callable, cfg: TrainConfig,
+                 run_dir: Path, device: torch.device) -> None:
+        self.model, self.device, self.run_dir = model, device, run_dir
+        sampler = BucketBatchSampler(valid_set.lengths, cfg.batch_size, bucket_batches=cfg.bucket_batches,  # type: ignore[attr-defined]
+                                     seed=cfg.seed, shuffle=True)
+        self.batches = [collate_fn([valid_set[i] for i in b]) for b in sampler.batches(0)[: cfg.eval_batches]]
+        spoken = next((i for i, ex in enumerate(valid_set.examples) if ex.task.speech_out), None)  # type: ignore[attr-defined]
+        self.plot_batch = collate_fn([valid_set[spoken]]) if spoken is not None else None
+        self.seed = cfg.seed
+
+    @torch.no_grad()
+    def run(self, step: int) -> dict[str, float]:
+        self.model.eval()
+        sums: dict[str, float] = {}
+        with torch.random.fork_rng(devices=[]):  # same noise every eval; training RNG untouched
+            torch.manual_seed(self.seed + 12345)
+            for b in self.batches:
+                out = self.model(to_device(b, self.device))
+                for k in LOSS_KEYS:
+                    sums[k] = sums.get(k, 0.0) + float(out[k]) / len(self.batches)
+            if self.plot_batch is not None and hasattr(self.model, "plot_example"):
+                plots = self.run_dir / "plots"
+                plots.mkdir(parents=True, exist_ok=True)
+                self.model.plot_example(to_device(self.plot_batch, self.device), plots / f"mels_step_{step:08d}.png")
+        return sums
+
+
+def _progress(acc: Any, start: int, total: int) -> Any:
+    from tqdm import tqdm
+
+    tty = sys.stderr.isatty()
+    return tqdm(total=total, initial=start, desc="train", unit="step", dynamic_ncols=True,
+                disable=not acc.is_main_process, mininterval=0.5 if tty else 30.0)
+
+
+class _StopSignal:
+    """SIGTERM (schedulers, `kill`) stops at the next step boundary and saves, like Ctrl-C."""
+
+    def __init__(self) -> None:
+        self.raised = False
+        self._old = None
+        if os.name == "posix" and _in_main_thread():
+            self._old = signal.signal(signal.SIGTERM, self._handle)
+
+    def _handle(self, *_: Any) -> None:
+        self.raised = True
+
+    def restore(self) -> None:
+        if self._old is not None:
+            signal.signal(signal.SIGTERM, self._old)
+            self._old = None
+
+
+def _in_main_thread() -> bool:
+    import threading
+
+    return threading.current_thread() is threading.main_thread()
+
