@@ -31,7 +31,7 @@ def run(model, prompts, steps=12, **kw):
 
 def test_batched_decoding_equals_single(model, question_mel):
     prompts = [Prompt(Task.S2S, audio_mel=question_mel), Prompt(Task.T2T, text="What is two plus two?"),
-               Prompt(Task.T2S, text="Hi?")]
+               Prompt(Task.T2S, text="Hi?"), Prompt(Task.T2T, text="And three?", history=[("Two plus two?", "Four.")])]
     _, batched = run(model, prompts)
     for i, p in enumerate(prompts):
         _, single = run(model, [p])

@@ -125,3 +125,13 @@ def test_plot_example_writes_png(setup, tmp_path):
     s2s = next(i for i, e in enumerate(ds.examples) if e.task is Task.S2S)
     model.plot_example(batch_of(ds, [s2s], tok, cfg), tmp_path / "mel.png")
     assert (tmp_path / "mel.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_history_examples_have_exact_lengths(spoken_items):
+    cfg, tok = tiny_config(), CharTokenizer()
+    ds = TaskDataset(spoken_items, ["s2t", "t2t"], tok, MemoryFeatures(cfg.input_mel), MemoryFeatures(cfg.output_mel),
+                     group=cfg.group, delay=cfg.delay, stack=cfg.encoder.stack, history_prob=0.5)
+    with_history = [i for i in range(len(ds)) if ds.history_of(i)]
+    assert 0 < len(with_history) < len(ds)
+    assert ds.lengths == [len(ds[i]["layout"]) for i in range(len(ds))]
+    assert ds.history_of(with_history[0]) == ds.history_of(with_history[0])  # fixed per index

@@ -72,3 +72,14 @@ def test_missing_modalities_raise_clear_errors():
         lay(Task.T2S, n_groups=0)
     with pytest.raises(ValueError, match="needs question text"):
         layout(Task.T2T, tok, answer_ids=[5], question_ids=[])
+
+
+def test_earlier_turns_are_text_context_without_targets():
+    l = lay(Task.S2T, n_audio=2, history=[(tok.encode("a?"), tok.encode("b"))])
+    print(l.render(tok))
+    assert l.render(tok) == (
+        "text:   <bos> <answer> a ? <reply_text> b <eos> <bos> <answer> <tpad> <tpad> <reply_text> h i\n"
+        "speech: PAD PAD PAD PAD PAD PAD PAD PAD PAD A0 A1 PAD PAD PAD"
+    )
+    first_target = next(t for t, v in enumerate(l.text_target) if v != IGNORE)
+    assert first_target == l.prefix_len - 1 == 11

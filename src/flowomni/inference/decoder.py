@@ -39,6 +39,7 @@ class Prompt:
     task: Task
     audio_mel: torch.Tensor | None = None  # raw log-mel [T, n_mels] of the question (input features)
     text: str | None = None  # the question as text (text-input tasks)
+    history: list[tuple[str, str]] | None = None  # earlier (question, answer) turns, as text
 
 
 @dataclass
@@ -88,15 +89,16 @@ class Decoder:
         m, stack = self.model, self.model.cfg.encoder.stack
         layouts, audio_frames = [], []
         for p in prompts:
+            hist = [(self.tok.encode(q), self.tok.encode(a)) for q, a in p.history or []]
             if p.task.speech_in:
                 if p.audio_mel is None or p.audio_mel.shape[0] == 0:
                     raise ValueError(f"task {p.task.value} needs question audio")
                 n = n_adapter_frames(p.audio_mel.shape[0], stack)
-                layouts.append(prefix(p.task, self.tok, None, n))
+                layouts.append(prefix(p.task, self.tok, None, n, hist))
             else:
                 if not p.text:
                     raise ValueError(f"task {p.task.value} needs question text")
-                layouts.append(prefix(p.task, self.tok, self.tok.encode(p.text), 0))
+                layouts.append(prefix(p.task, self.tok, self.tok.encode(p.text), 0, hist))
         # encode all spoken questions in one batch
         audio_idx = [i for i, p in enumerate(prompts) if p.task.speech_in]
         if audio_idx:

@@ -90,12 +90,28 @@ class Layout:
         return "text:   " + " ".join(c[0] for c in cols) + "\nspeech: " + " ".join(c[1] for c in cols)
 
 
-def prefix(task: Task, tok: tk.Tokenizer, question_ids: list[int] | None, n_audio: int) -> Layout:
-    """The question part: everything the model reads before it answers."""
+Turn = tuple[list[int], list[int]]  # an earlier (question ids, answer ids) of the conversation
+
+
+def history_ids(tok: tk.Tokenizer, history: list[Turn] | None) -> list[int]:
+    """Earlier turns as text, each laid out like a text->text example:
+    <bos> <answer> question <reply_text> answer <eos>."""
+    out: list[int] = []
+    for q, a in history or []:
+        out += [tok.token_id(tk.BOS), tok.token_id(tk.ANSWER), *q, tok.token_id(tk.REPLY_TEXT), *a,
+                tok.token_id(tk.EOS)]
+    return out
+
+
+def prefix(
+    task: Task, tok: tk.Tokenizer, question_ids: list[int] | None, n_audio: int, history: list[Turn] | None = None
+) -> Layout:
+    """The question part: everything the model reads before it answers (after any earlier
+    turns of the conversation, which are context only: no targets)."""
     tpad = tok.token_id(tk.TEXT_PAD)
-    text = [tok.token_id(tk.BOS), tok.token_id(task.instruction)]
-    kind = [PAD, PAD]
-    audio = [-1, -1]
+    text = [*history_ids(tok, history), tok.token_id(tk.BOS), tok.token_id(task.instruction)]
+    kind = [PAD] * len(text)
+    audio = [-1] * len(text)
     if task.speech_in:
         if n_audio <= 0:
             raise ValueError(f"task {task.value} needs question audio")
@@ -124,11 +140,12 @@ def layout(
     n_audio: int = 0,
     n_groups: int = 0,
     delay: int = 2,
+    history: list[Turn] | None = None,
 ) -> Layout:
     """Full training layout of one example (prefix + answer, with targets)."""
     if task.speech_out and n_groups <= 0:
         raise ValueError(f"task {task.value} needs answer audio (n_groups > 0)")
-    lay = prefix(task, tok, question_ids, n_audio)
+    lay = prefix(task, tok, question_ids, n_audio, history)
     eos, tpad = tok.token_id(tk.EOS), tok.token_id(tk.TEXT_PAD)
     ans_text = list(answer_ids) + [eos]
     if task.speech_out:

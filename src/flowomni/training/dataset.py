@@ -21,7 +21,7 @@ from torch.utils.data import Dataset
 
 from flowomni.audio.io import AudioError
 from flowomni.model.encoder import n_adapter_frames
-from flowomni.model.layout import Layout, Task, layout
+from flowomni.model.layout import Layout, Task, history_ids, layout
 from flowomni.model.tokenizer import Tokenizer
 
 log = logging.getLogger(__name__)
@@ -42,6 +42,7 @@ class DataConfig:
     max_answer_seconds: float = 10.0
     max_items: int = 0  # 0: all
     stats_items: int = 256  # clips used to estimate normalisation stats
+    history_prob: float = 0.2  # share of examples preceded by an unrelated earlier text turn
 
 
 @dataclass
@@ -66,8 +67,10 @@ class TaskDataset(Dataset):
         out_frame_rate: float = 86.13,
         max_question_seconds: float = 15.0,
         max_answer_seconds: float = 10.0,
+        history_prob: float = 0.0,
     ) -> None:
         self.tokenizer, self.in_feats, self.out_feats = tokenizer, in_feats, out_feats
+        self.items, self.history_prob = items, history_prob
         self.group, self.delay, self.stack = group, delay, stack
         self.skipped: Counter[str] = Counter()
         task_list = [Task(t) for t in tasks]
@@ -84,7 +87,7 @@ class TaskDataset(Dataset):
                 if (task.speech_in and not n_in) or (task.speech_out and not n_out):
                     continue
                 self.examples.append(Example(item, task))
-                self.lengths.append(self._length(item, task, n_in, n_out))
+                self.lengths.append(self._length(item, task, n_in, n_out, len(self.examples) - 1))
         if self.skipped:
             log.warning("skipped %d clip(s): %s", sum(self.skipped.values()), dict(self.skipped))
 
@@ -103,13 +106,24 @@ class TaskDataset(Dataset):
             return 0
         return n
 
-    def _length(self, item: Any, task: Task, n_in: int, n_out: int) -> int:
+    def _length(self, item: Any, task: Task, n_in: int, n_out: int, index: int) -> int:
         """Exact sequence length of the example's layout (for length bucketing)."""
         question = item.answer_text if task is Task.TTS else item.question_text
         q = n_adapter_frames(n_in, self.stack) if task.speech_in else len(self.tokenizer.encode(question))
         a = len(self.tokenizer.encode(self._answer_text(item, task))) + 1
         s = self.delay + 2 + math.ceil(n_out / self.group) if task.speech_out else 0
-        return 3 + q + max(a, s) - 1
+        return 3 + q + max(a, s) - 1 + len(history_ids(self.tokenizer, self.history_of(index)))
+
+    def history_of(self, i: int) -> list[tuple[list[int], list[int]]]:
+        """The earlier turn example `i` is preceded by (often none). The choice is a fixed
+        function of `i`, so epochs and resumed runs see the same sequences; the earlier turn
+        is another item's written Q/A, which teaches the model to keep context without
+        letting it change the answer."""
+        h = (i * 2654435761) % 2**32
+        if not self.items or h / 2**32 >= self.history_prob:
+            return []
+        other = self.items[h % len(self.items)]
+        return [(self.tokenizer.encode(other.question_text), self.tokenizer.encode(other.answer_text))]
 
     @staticmethod
     def _answer_text(item: Any, task: Task) -> str:
@@ -120,7 +134,7 @@ class TaskDataset(Dataset):
     def __len__(self) -> int:
         return len(self.examples)
 
-    def build_layout(self, ex: Example, n_in: int, n_groups: int) -> Layout:
+    def build_layout(self, ex: Example, n_in: int, n_groups: int, index: int = -1) -> Layout:
         tok = self.tokenizer
         task, item = ex.task, ex.item
         question = item.answer_text if task is Task.TTS else item.question_text
@@ -132,6 +146,7 @@ class TaskDataset(Dataset):
             n_audio=n_adapter_frames(n_in, self.stack) if task.speech_in else 0,
             n_groups=n_groups,
             delay=self.delay,
+            history=self.history_of(index) if index >= 0 else None,
         )
 
     def __getitem__(self, i: int) -> dict[str, Any]:
@@ -143,7 +158,7 @@ class TaskDataset(Dataset):
             out_mel = np.asarray(self.out_feats.get(Path(ex.item.answer_audio)), dtype=np.float32)
         n_in = 0 if in_mel is None else in_mel.shape[0]
         n_groups = 0 if out_mel is None else math.ceil(out_mel.shape[0] / self.group)
-        lay = self.build_layout(ex, n_in, n_groups)
+        lay = self.build_layout(ex, n_in, n_groups, i)
         return {"layout": lay, "in_mel": in_mel, "out_mel": out_mel, "task": ex.task.value, "id": ex.item.id}
 
 

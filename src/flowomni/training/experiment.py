@@ -74,6 +74,7 @@ def build_experiment(cfg: ExperimentConfig, *, estimate_stats: bool = True) -> E
             group=mcfg.group, delay=mcfg.delay, stack=mcfg.encoder.stack,
             in_frame_rate=mcfg.input_mel.frame_rate, out_frame_rate=mcfg.output_mel.frame_rate,
             max_question_seconds=cfg.data.max_question_seconds, max_answer_seconds=cfg.data.max_answer_seconds,
+            history_prob=cfg.data.history_prob,
         )
         for reason, n in ds.skipped.items():
             skipped[reason] = skipped.get(reason, 0) + n
