@@ -156,6 +156,24 @@ class FlowOmni(nn.Module):
         model.load_checkpoint_state(load_model_state(path))
         return model.eval()
 
+    @classmethod
+    def load(cls, path: str | Path | None = None) -> "FlowOmni":
+        """A trained model from a checkpoint folder; None loads the shipped model."""
+        from flowomni.inference.engine import shipped_model_path
+
+        path = Path(path) if path is not None else shipped_model_path()
+        model = cls.from_checkpoint(path)
+        model.checkpoint_path = path
+        return model
+
+    def respond(self, audio: Any = None, **kw: Any) -> Any:
+        """Stream an answer: text deltas, audio chunks, then timings (see inference.engine)."""
+        from flowomni.inference.engine import Engine
+
+        if getattr(self, "_engine", None) is None:
+            self._engine = Engine(self)
+        return self._engine.respond(audio, **kw)
+
     # ---- checkpoint contract with the training loop ----
     def checkpoint_state(self) -> dict[str, torch.Tensor]:
         sd = self.state_dict()

@@ -1,0 +1,71 @@
+"""`flowomni chat`: ask by voice (a WAV file) or text; hear and read the answer as it comes."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from flowomni.config import ConfigError, apply_overrides, from_dict
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("question", nargs="?", help="question audio file (any rate; mixed to mono)")
+    p.add_argument("--text", help="ask in text instead of audio")
+    p.add_argument("-o", "--output", help="write the spoken answer here (WAV)")
+    p.add_argument("--checkpoint", default=None, help="checkpoint folder (default: the shipped model)")
+    p.add_argument("--vocoder", default=None, help="override the vocoder: griffin-lim or a vocoder folder")
+    p.add_argument("--no-speech", action="store_true", help="answer in text only")
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of streaming text")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="generation knobs, e.g. --set flow_steps=4 --set text_temperature=0.7 --set cfg_scale=1.5")
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ...")
+
+
+def run(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from flowomni.audio.io import AudioError, save_audio
+    from flowomni.inference.decoder import GenerationConfig
+    from flowomni.inference.engine import AudioChunk, Done, Engine, TextDelta
+    from flowomni.training.checkpoint import CheckpointError
+
+    if (args.question is None) == (args.text is None):
+        print("flowomni chat: give a question audio file or --text (exactly one)", file=sys.stderr)
+        return 2
+    try:
+        gen = from_dict(GenerationConfig, apply_overrides({"seed": args.seed}, args.overrides), "generation")
+        engine = Engine.load(args.checkpoint, vocoder=args.vocoder, device=args.device, gen=gen)
+    except (ConfigError, CheckpointError, FileNotFoundError, ValueError) as e:
+        print(f"flowomni chat: {e}", file=sys.stderr)
+        return 2
+    speak = not args.no_speech
+    chunks: list[np.ndarray] = []
+    done = None
+    try:
+        for ev in engine.respond(args.question, text=args.text, speak=speak):
+            if isinstance(ev, TextDelta) and not args.json:
+                print(ev.text, end="", flush=True)
+            elif isinstance(ev, AudioChunk):
+                chunks.append(ev.pcm)
+            elif isinstance(ev, Done):
+                done = ev
+    except (AudioError, ValueError) as e:
+        print(f"flowomni chat: {e}", file=sys.stderr)
+        return 2
+    assert done is not None
+    if args.output and chunks:
+        save_audio(args.output, np.concatenate(chunks), engine.vocoder.sample_rate)
+    t = done.timings
+    if args.json:
+        print(json.dumps({"text": done.text, "first_audio_ms": t.get("first_audio_ms"), "rtf": t["rtf"],
+                          "audio_seconds": done.audio_seconds, "timings": t, "output": args.output}))
+    else:
+        print()
+        if speak:
+            first = t.get("first_audio_ms")
+            print(f"[{done.audio_seconds:.2f} s of speech, first audio {first:.0f} ms, RTF {t['rtf']:.3f}"
+                  + (f", written to {args.output}]" if args.output else "]") if first is not None
+                  else "[no speech was generated]", file=sys.stderr)
+    return 0

@@ -1,0 +1,126 @@
+"""The streaming engine: events, timings, text/speech modes, batches, errors, `flowomni chat`."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from flowomni.audio.mel import MelSpectrogram
+from flowomni.config import to_dict
+from flowomni.inference.decoder import GenerationConfig
+from flowomni.inference.engine import AudioChunk, Done, Engine, TextDelta
+from flowomni.model.flowomni import FlowOmni
+from flowomni.model.layout import GEN, START
+from flowomni.model.tokenizer import CharTokenizer
+from flowomni.training.checkpoint import save_checkpoint
+from test_model_flowomni import tiny_config
+
+
+def speaking_model() -> FlowOmni:
+    """A random tiny model whose state head is biased to start speech at once and keep going,
+    so every answer speaks for the whole step budget (a trained model decides this itself)."""
+    torch.manual_seed(0)
+    model = FlowOmni(tiny_config(), CharTokenizer())
+    with torch.no_grad():
+        model.state_head.weight.zero_()
+        model.state_head.bias.copy_(torch.tensor([0.0, 5.0, 10.0, 0.0]))  # START over PAD; then GEN
+    assert model.state_head.bias.argmax() == GEN and model.state_head.bias[START] > model.state_head.bias[0]
+    return model.eval()
+
+
+@pytest.fixture(scope="module")
+def engine():
+    return Engine(speaking_model(), "griffin-lim-8", gen=GenerationConfig(max_steps=24, seed=0))
+
+
+def test_spoken_question_streams_text_and_audio_then_done(engine, spoken_items):
+    events = list(engine.respond(str(spoken_items[0].question_audio)))
+    assert isinstance(events[-1], Done)
+    chunks = [e for e in events if isinstance(e, AudioChunk)]
+    done = events[-1]
+    texts = "".join(e.text for e in events if isinstance(e, TextDelta))
+    assert texts == done.text
+    # audio streams while decoding goes on: the first sound leaves long before the end
+    assert len(chunks) >= 3 and chunks[0].t_ms < 0.6 * done.timings["total_ms"]
+    n = sum(len(c.pcm) for c in chunks)
+    assert n == done.mel.shape[0] * engine.vocoder.hop_length
+    assert done.audio_seconds == pytest.approx(n / engine.vocoder.sample_rate)
+    t = done.timings
+    assert 0 < t["prefill_ms"] < t["first_audio_ms"] <= t["total_ms"]
+    assert t["steps"] == 24 and t["rtf"] > 0 and t["vocoder_ms"] > 0
+    assert [e.t_ms for e in events[:-1]] == sorted(e.t_ms for e in events[:-1])
+
+
+def test_streamed_audio_equals_one_shot_vocoding_of_the_same_mel(engine):
+    done_events = list(engine.respond(text="Hi?", gen=GenerationConfig(max_steps=24, seed=1)))
+    pcm = np.concatenate([e.pcm for e in done_events if isinstance(e, AudioChunk)])
+    one_shot = engine.vocoder(done_events[-1].mel).numpy()
+    assert pcm.shape == one_shot.shape
+    # Griffin-Lim's phase is its own choice, so compare spectra: chunk seams would show up
+    # as broadband energy that the one-shot synthesis does not have
+    spec = MelSpectrogram(engine.model.cfg.output_mel).magnitude
+    a, b = spec(torch.from_numpy(pcm)), spec(torch.from_numpy(one_shot))
+    assert float((a - b).norm() / b.norm()) < 0.35
+
+
+def test_text_only_answers_are_silent(engine):
+    events = list(engine.respond(text="What is two plus three?", speak=False))
+    assert not any(isinstance(e, AudioChunk) for e in events)
+    assert events[-1].audio_seconds == 0 and events[-1].mel is None
+
+
+def test_array_input_needs_its_rate_and_is_resampled(engine, spoken_items):
+    from flowomni.audio import load_audio
+
+    wav = load_audio(spoken_items[0].question_audio)  # native espeak rate (22.05 kHz)
+    with pytest.raises(ValueError, match="sample_rate"):
+        list(engine.respond(wav))
+    a = engine.question_mel(wav, sample_rate=22050)
+    b = engine.question_mel(str(spoken_items[0].question_audio))
+    torch.testing.assert_close(a, b)
+
+
+def test_bad_inputs_are_clear_errors(engine, tmp_path):
+    bad = tmp_path / "bad.wav"
+    bad.write_bytes(b"RIFF not really a wav")
+    with pytest.raises(ValueError, match="cannot decode"):
+        list(engine.respond(str(bad)))
+    with pytest.raises(ValueError, match="exactly one"):
+        list(engine.respond())
+    with pytest.raises(ValueError, match="empty"):
+        list(engine.respond(text="   "))
+    with pytest.raises(ValueError, match="silent"):
+        list(engine.respond(np.zeros(16000, dtype=np.float32), sample_rate=16000))
+
+
+def test_batch_answers_match_streaming_answers(engine, spoken_items):
+    qs = [{"audio": str(spoken_items[0].question_audio)}, {"text": "Hi?"}]
+    gen = GenerationConfig(max_steps=12, seed=3)
+    batch = engine.answer_batch(qs, gen=gen, speak=False)
+    for q, a in zip(qs, batch):
+        single = engine.answer(q.get("audio"), text=q.get("text"), gen=gen, speak=False)
+        assert a.text == single.text
+
+
+def test_chat_cli_json(tmp_path, spoken_items):
+    model = speaking_model()
+    cfg = model.cfg
+    cfg.vocoder = "griffin-lim-4"
+    ckpt = save_checkpoint(tmp_path / "ckpt", model_state=model.checkpoint_state(),
+                           config_yaml=yaml.safe_dump({"model": to_dict(cfg)}), meta={"step": 0},
+                           files=model.checkpoint_files(), save_rng=False)
+    out = tmp_path / "answer.wav"
+    r = subprocess.run([sys.executable, "-m", "flowomni.cli", "chat", str(spoken_items[1].question_audio),
+                        "--checkpoint", str(ckpt), "-o", str(out), "--json", "--set", "max_steps=10"],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    res = json.loads(r.stdout)
+    assert {"text", "first_audio_ms", "rtf", "audio_seconds"} <= set(res)
+    assert res["audio_seconds"] > 0 and out.stat().st_size > 1000
+    r = subprocess.run([sys.executable, "-m", "flowomni.cli", "chat", "--text", "hi", "--checkpoint", str(tmp_path / "nope")],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 2 and "nope" in r.stderr
