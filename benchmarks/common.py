@@ -40,6 +40,13 @@ def summary(ts: list[float]) -> dict[str, float]:
     return {"median_s": statistics.median(ts), "min_s": min(ts), "mean_s": statistics.fmean(ts)}
 
 
+def describe(values: list[float]) -> dict[str, float]:
+    """Median / p95 / min / mean of measurements in whatever unit they come in."""
+    xs = sorted(values)
+    return {"median": statistics.median(xs), "p95": xs[min(len(xs) - 1, round(0.95 * (len(xs) - 1)))],
+            "min": xs[0], "mean": statistics.fmean(xs), "n": len(xs)}
+
+
 def environment() -> dict[str, Any]:
     return {
         "python": sys.version.split()[0],
