@@ -57,8 +57,8 @@ class ResBlock(nn.Module):
         self.mlp = nn.Sequential(nn.Linear(width, width), nn.SiLU(), nn.Linear(width, width))
         self.ada = nn.Sequential(nn.SiLU(), nn.Linear(width, 3 * width))
 
-    def forward(self, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
-        shift, scale, gate = self.ada(c).chunk(3, dim=-1)
+    def forward(self, x: torch.Tensor, mod: tuple[torch.Tensor, ...]) -> torch.Tensor:
+        shift, scale, gate = mod
         return x + gate * self.mlp(modulate(self.norm(x), shift, scale))
 
 
@@ -81,13 +81,21 @@ class VelocityMLP(nn.Module):
             nn.init.zeros_(layer.weight)
             nn.init.zeros_(layer.bias)
 
-    def forward(self, x: torch.Tensor, t: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+    def modulation(self, t: torch.Tensor, c: torch.Tensor) -> list[tuple[torch.Tensor, ...]]:
+        """adaLN shift/scale/gate of every block for (t, c). It does not depend on x, so a
+        sampler computes it for all its time points in one batched call, before integrating."""
         c = c + self.time(timestep_embedding(t, self.width).to(c.dtype))
+        return [blk.ada(c).chunk(3, dim=-1) for blk in self.blocks] + [self.final_ada(c).chunk(2, dim=-1)]
+
+    def apply(self, x: torch.Tensor, mods: list[tuple[torch.Tensor, ...]]) -> torch.Tensor:
         h = self.inp(x)
-        for blk in self.blocks:
-            h = blk(h, c)
-        shift, scale = self.final_ada(c).chunk(2, dim=-1)
+        for blk, mod in zip(self.blocks, mods):
+            h = blk(h, mod)
+        shift, scale = mods[-1]
         return self.out(modulate(self.final_norm(h), shift, scale))
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        return self.apply(x, self.modulation(t, c))
 
 
 class ConditionRefiner(nn.Module):
@@ -166,21 +174,27 @@ class FlowHead(nn.Module):
         x = torch.randn(n, self.group * self.frame_dim, device=h.device, dtype=h.dtype, generator=generator)
         x = x * temperature
 
-        def velocity(x: torch.Tensor, t: float) -> torch.Tensor:
-            xin = torch.cat([x, x]) if guided else x
-            tt = torch.full(xin.shape[:1], t, device=x.device, dtype=x.dtype)
-            v = self.net(xin, tt, c)
+        dt = 1.0 / steps
+        times = [i * dt for i in range(steps)] if method == "euler" else \
+            [i * dt + j * 0.5 * dt for i in range(steps) for j in (0, 1)]
+        m = c.shape[0]  # rows per time point (2n with guidance)
+        tt = torch.tensor(times, device=h.device, dtype=h.dtype).repeat_interleave(m)
+        mods_all = self.net.modulation(tt, c.repeat(len(times), 1))  # every time point at once
+        evals = iter(range(len(times)))
+
+        def velocity(x: torch.Tensor) -> torch.Tensor:
+            i = next(evals)
+            mods = [tuple(part[i * m : (i + 1) * m] for part in mod) for mod in mods_all]
+            v = self.net.apply(torch.cat([x, x]) if guided else x, mods)
             if guided:
                 v_c, v_u = v.chunk(2)
                 v = v_u + cfg_scale * (v_c - v_u)
             return v
 
-        dt = 1.0 / steps
-        for i in range(steps):
-            t = i * dt
+        for _ in range(steps):
             if method == "euler":
-                x = x + dt * velocity(x, t)
+                x = x + dt * velocity(x)
             else:
-                x_mid = x + 0.5 * dt * velocity(x, t)
-                x = x + dt * velocity(x_mid, t + 0.5 * dt)
+                x_mid = x + 0.5 * dt * velocity(x)
+                x = x + dt * velocity(x_mid)
         return x.view(n, self.group, self.frame_dim)
