@@ -1,0 +1,83 @@
+"""`flowomni eval CHECKPOINT [CHECKPOINT ...]`: score models on a test split; one report compares them."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import shlex
+import sys
+from pathlib import Path
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("checkpoints", nargs="+", help="checkpoint folders (several: one comparison report)")
+    p.add_argument("--names", nargs="*", default=None, help="a short name per checkpoint (default: folder names)")
+    p.add_argument("--split", default="test", help="test | valid | ... : <corpus>/<split>.jsonl of the model's training data")
+    p.add_argument("--manifest", default=None, help="evaluate this manifest instead of --split")
+    p.add_argument("--unseen", default=None, help="manifest of questions in unseen voices (default: <corpus>/test_unseen_voices.jsonl if present)")
+    p.add_argument("--limit", type=int, default=100, help="items per condition (0: all)")
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--snr", type=float, nargs="*", default=None, help="noise sweep SNRs in dB (default 20 10 5 0)")
+    p.add_argument("--speed", type=float, nargs="*", default=None, help="speed sweep factors (default 0.8 0.9 1.1 1.2)")
+    p.add_argument("--no-sweeps", action="store_true", help="clean questions only")
+    p.add_argument("--latency-items", type=int, default=8)
+    p.add_argument("--vocoder", default=None, help="override every model's vocoder")
+    p.add_argument("--out", default=None, help="report folder (default reports/eval_<names>)")
+    p.add_argument("--json", action="store_true", help="print the results JSON to stdout")
+
+
+def default_manifest(checkpoint: Path, split: str) -> Path:
+    """<corpus>/<split>.jsonl next to the manifests the model was trained on."""
+    import yaml
+
+    cfg = yaml.safe_load((checkpoint / "config.yaml").read_text()) or {}
+    train = (cfg.get("data") or {}).get("train_manifest")
+    if not train:
+        raise ValueError(f"{checkpoint}: its config names no training data; pass --manifest")
+    return Path(train).parent / f"{split}.jsonl"
+
+
+def run(args: argparse.Namespace) -> int:
+    from flowomni.evaluation.evaluate import EvalConfig, Evaluator
+    from flowomni.evaluation.report import write_report
+    from flowomni.inference.engine import Engine
+    from flowomni.training.checkpoint import CheckpointError
+
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    ckpts = [Path(c) for c in args.checkpoints]
+    names = args.names or [c.name if not c.name.startswith("step_") else c.parent.name for c in ckpts]
+    if len(names) != len(ckpts):
+        print("flowomni eval: give one --names entry per checkpoint", file=sys.stderr)
+        return 2
+    results, examples = {}, {}
+    for name, ckpt in zip(names, ckpts):
+        try:
+            manifest = Path(args.manifest) if args.manifest else default_manifest(ckpt, args.split)
+            unseen = args.unseen if args.unseen is not None else str(manifest.parent / "test_unseen_voices.jsonl")
+            cfg = EvalConfig(
+                manifest=str(manifest), limit=args.limit, batch_size=args.batch_size,
+                latency_items=args.latency_items,
+                unseen_manifest=unseen if Path(unseen).is_file() and not args.no_sweeps else "",
+            )
+            if args.snr is not None or args.no_sweeps:
+                cfg.snrs = [] if args.no_sweeps else args.snr
+            if args.speed is not None or args.no_sweeps:
+                cfg.speeds = [] if args.no_sweeps else args.speed
+            engine = Engine.load(ckpt, vocoder=args.vocoder)
+            ev = Evaluator(engine, cfg)
+            results[name] = {"checkpoint": str(ckpt), "vocoder": engine.vocoder.name, **ev.run()}
+            examples[name] = ev.examples
+        except (CheckpointError, FileNotFoundError, ValueError) as e:
+            print(f"flowomni eval: {ckpt}: {e}", file=sys.stderr)
+            return 2
+        c = results[name]["clean"]
+        print(f"{name}: accuracy {c.get('accuracy', 0):.3f}, speech WER vs reference "
+              f"{c.get('speech_wer_vs_reference')}, latency {results[name]['latency']}", file=sys.stderr)
+    out = Path(args.out or f"reports/eval_{'_vs_'.join(names)}")
+    command = "flowomni eval " + " ".join(shlex.quote(a) for a in sys.argv[2:])
+    path = write_report(results, examples, out, command)
+    print(f"report: {path}", file=sys.stderr)
+    if args.json:
+        print(json.dumps({n: {k: v for k, v in r.items() if k != "rows"} for n, r in results.items()}, default=str))
+    return 0

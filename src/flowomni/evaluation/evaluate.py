@@ -1,0 +1,181 @@
+"""Evaluate a spoken-QA model: answer accuracy, intelligibility, latency, robustness.
+
+For every test item the model hears the question and answers with text and speech (s2s).
+Scores:
+- text: exact match of the answer text with the reference (after normalisation), and WER;
+- speech: the independent ASR transcribes the spoken answer; its WER against the model's
+  own text (text-speech consistency) and against the reference answer (what a listener gets);
+- latency: first packet and real-time factor of streamed answers on a few items;
+- robustness: the same on perturbed questions (noise at several SNRs, speed changes) and on
+  voices never heard in training. Each condition is one row of a sweep table.
+"""
+
+from __future__ import annotations
+
+import logging
+import statistics
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from flowomni.audio.io import AudioError, load_audio
+from flowomni.evaluation.text import exact_match, normalize, wer
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class EvalConfig:
+    manifest: str = ""  # the test manifest (JSONL)
+    limit: int = 100  # items per condition (0: all)
+    batch_size: int = 8
+    latency_items: int = 8  # answered one by one, streaming, for first-packet latency and RTF
+    snrs: list[float] = field(default_factory=lambda: [20.0, 10.0, 5.0, 0.0])
+    speeds: list[float] = field(default_factory=lambda: [0.8, 0.9, 1.1, 1.2])
+    noise_kind: str = "white"  # white | pink | babble
+    unseen_manifest: str = ""  # questions in voices never heard in training ("" to skip)
+    seed: int = 0
+    examples: int = 3  # answers kept (with audio and mel) for the report
+
+
+@dataclass
+class ItemResult:
+    id: str
+    skill: str
+    question: str
+    reference: str
+    text: str
+    heard: str  # the independent ASR's transcript of the spoken answer
+    audio_s: float
+    exact: bool
+
+
+def score(rows: list[ItemResult]) -> dict[str, Any]:
+    """Aggregate scores of one condition."""
+    if not rows:
+        return {"items": 0}
+    spoken = [r for r in rows if r.audio_s > 0]
+    out: dict[str, Any] = {
+        "items": len(rows),
+        "accuracy": sum(r.exact for r in rows) / len(rows),
+        "text_wer": wer([r.reference for r in rows], [r.text for r in rows]),
+        "spoken_share": len(spoken) / len(rows),
+    }
+    if spoken:
+        with_text = [r for r in spoken if normalize(r.text)]
+        out["speech_wer_vs_text"] = wer([r.text for r in with_text], [r.heard for r in with_text]) if with_text else None
+        # silent answers count as all-deleted against the reference
+        out["speech_wer_vs_reference"] = wer([r.reference for r in rows], [r.heard for r in rows])
+        out["speech_exact"] = sum(exact_match(r.reference, r.heard) for r in rows) / len(rows)
+        d = [r.audio_s for r in spoken]
+        out["answer_seconds"] = {"mean": statistics.fmean(d), "min": min(d), "max": max(d)}
+    skills: dict[str, list[bool]] = {}
+    for r in rows:
+        skills.setdefault(r.skill, []).append(r.exact)
+    out["accuracy_by_skill"] = {k: sum(v) / len(v) for k, v in sorted(skills.items())}
+    return out
+
+
+class Evaluator:
+    def __init__(self, engine: Any, cfg: EvalConfig, transcriber: Any | None = None) -> None:
+        from flowomni.evaluation.asr import Transcriber
+
+        self.engine, self.cfg = engine, cfg
+        self.asr = transcriber or Transcriber()
+        self.examples: list[dict[str, Any]] = []
+
+    def items(self, manifest: str) -> list[Any]:
+        from flowomni.data.manifest import read_manifest
+
+        items, skipped = read_manifest(manifest)
+        items = [i for i in items if i.question_audio is not None]
+        if skipped.total:
+            log.warning("%s: %s", manifest, skipped.summary())
+        if not items:
+            raise ValueError(f"{manifest}: no items with question audio to evaluate")
+        return items[: self.cfg.limit] if self.cfg.limit else items
+
+    def answer(self, items: list[Any], perturb: Any | None = None, keep_examples: bool = False) -> list[ItemResult]:
+        """Answer all items (batched), first perturbing each question's audio by `perturb`
+        (a flowomni.data.augment.AugmentSpec), with noise fixed by the seed."""
+        from flowomni.data.augment import augment
+
+        rng = np.random.default_rng(self.cfg.seed)
+        rows: list[ItemResult] = []
+        for start in range(0, len(items), self.cfg.batch_size):
+            chunk, questions = [], []
+            for item in items[start : start + self.cfg.batch_size]:
+                try:
+                    sr = self.engine.model.cfg.input_mel.sample_rate
+                    wav = load_audio(item.question_audio, sr)
+                    if perturb is not None:
+                        wav = augment(wav, sr, perturb, rng)
+                except AudioError as e:
+                    log.warning("skipping %s: %s", item.id, e)
+                    continue
+                chunk.append(item)
+                questions.append({"audio": wav, "sample_rate": sr})
+            if not questions:
+                continue
+            answers = self.engine.answer_batch(questions, speak=True)
+            for item, ans in zip(chunk, answers):
+                heard = self.asr.transcribe(ans.audio, ans.sample_rate) if ans.audio is not None else ""
+                rows.append(ItemResult(
+                    id=item.id, skill=str(item.meta.get("skill", "?")), question=item.question_text,
+                    reference=item.answer_text, text=ans.text, heard=heard,
+                    audio_s=0.0 if ans.audio is None else len(ans.audio) / ans.sample_rate,
+                    exact=exact_match(item.answer_text, ans.text),
+                ))
+                if keep_examples and len(self.examples) < self.cfg.examples and ans.mel is not None:
+                    self.examples.append({"id": item.id, "question": item.question_text, "text": ans.text,
+                                          "heard": heard, "mel": ans.mel, "audio": ans.audio,
+                                          "sample_rate": ans.sample_rate})
+        return rows
+
+    def latency(self, items: list[Any]) -> dict[str, Any]:
+        """Streamed answers one at a time: first packet (ms after the question ends) and RTF."""
+        from flowomni.inference.engine import Done
+
+        first, rtf, first_text = [], [], []
+        for item in items[: self.cfg.latency_items]:
+            done = next(ev for ev in self.engine.respond(str(item.question_audio)) if isinstance(ev, Done))
+            t = done.timings
+            if "first_audio_ms" in t:
+                first.append(t["first_audio_ms"])
+                rtf.append(t["rtf"])
+            if "first_text_ms" in t:
+                first_text.append(t["first_text_ms"])
+
+        def med(x: list[float]) -> float | None:
+            return statistics.median(x) if x else None
+
+        return {"first_packet_ms_median": med(first), "first_packet_ms_max": max(first) if first else None,
+                "first_text_ms_median": med(first_text), "rtf_median": med(rtf), "items": len(first)}
+
+    def run(self) -> dict[str, Any]:
+        from flowomni.data.augment import AugmentSpec
+
+        cfg = self.cfg
+        t0 = time.perf_counter()
+        items = self.items(cfg.manifest)
+        clean = self.answer(items, None, keep_examples=True)
+        result: dict[str, Any] = {
+            "config": asdict(cfg),
+            "clean": score(clean),
+            "latency": self.latency(items),
+            "sweeps": {"noise": [], "speed": []},
+            "rows": [asdict(r) for r in clean],
+        }
+        for snr in cfg.snrs:
+            rows = self.answer(items, AugmentSpec(noise_snr_db=snr, noise_kind=cfg.noise_kind))
+            result["sweeps"]["noise"].append({"snr_db": snr, **score(rows)})
+        for speed in cfg.speeds:
+            rows = self.answer(items, AugmentSpec(speed=speed))
+            result["sweeps"]["speed"].append({"speed": speed, **score(rows)})
+        if cfg.unseen_manifest:
+            result["sweeps"]["unseen_voices"] = [{"voices": "unseen", **score(self.answer(self.items(cfg.unseen_manifest)))}]
+        result["wall_s"] = time.perf_counter() - t0
+        return result
+

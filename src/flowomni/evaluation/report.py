@@ -1,0 +1,115 @@
+"""The evaluation report: Markdown tables, PNG plots, and JSON with every number."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+
+def _pct(x: float | None) -> str:
+    return "-" if x is None else f"{100 * x:.1f}%"
+
+
+def _num(x: float | None, fmt: str = "{:.0f}") -> str:
+    return "-" if x is None else fmt.format(x)
+
+
+def summary_table(results: dict[str, dict[str, Any]]) -> str:
+    head = ("| model | answer accuracy | text WER | speech WER vs reference | speech WER vs own text "
+            "| spoken answers | first packet (ms, median) | RTF | answer length (s) |\n|---|---|---|---|---|---|---|---|---|\n")
+    rows = []
+    for name, r in results.items():
+        c, lat = r["clean"], r["latency"]
+        rows.append(
+            f"| {name} | {_pct(c.get('accuracy'))} | {_pct(c.get('text_wer'))} | {_pct(c.get('speech_wer_vs_reference'))} "
+            f"| {_pct(c.get('speech_wer_vs_text'))} | {_pct(c.get('spoken_share'))} | {_num(lat.get('first_packet_ms_median'))} "
+            f"| {_num(lat.get('rtf_median'), '{:.3f}')} | {_num((c.get('answer_seconds') or {}).get('mean'), '{:.2f}')} |"
+        )
+    return head + "\n".join(rows) + "\n"
+
+
+def sweep_table(results: dict[str, dict[str, Any]], sweep: str, key: str, label: str) -> str:
+    names = list(results)
+    head = f"| {label} | " + " | ".join(f"{n}: accuracy | {n}: speech WER" for n in names) + " |\n"
+    head += "|---" * (1 + 2 * len(names)) + "|\n"
+    conds = [row[key] for row in results[names[0]]["sweeps"].get(sweep, [])]
+    lines = []
+    for i, cond in enumerate(conds):
+        cells = []
+        for n in names:
+            row = results[n]["sweeps"][sweep][i]
+            cells += [_pct(row.get("accuracy")), _pct(row.get("speech_wer_vs_reference"))]
+        lines.append(f"| {cond} | " + " | ".join(cells) + " |")
+    return head + "\n".join(lines) + "\n"
+
+
+def skill_table(results: dict[str, dict[str, Any]]) -> str:
+    names = list(results)
+    skills = sorted({s for r in results.values() for s in r["clean"].get("accuracy_by_skill", {})})
+    head = "| skill | " + " | ".join(names) + " |\n" + "|---" * (1 + len(names)) + "|\n"
+    lines = [f"| {s} | " + " | ".join(_pct(results[n]["clean"]["accuracy_by_skill"].get(s)) for n in names) + " |"
+             for s in skills]
+    return head + "\n".join(lines) + "\n"
+
+
+def plot_sweeps(results: dict[str, dict[str, Any]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
+    for name, r in results.items():
+        noise = r["sweeps"].get("noise", [])
+        if not noise:
+            continue
+        snr = ["clean"] + [f"{row['snr_db']:g}" for row in noise]
+        wer_ = [r["clean"].get("speech_wer_vs_reference")] + [row.get("speech_wer_vs_reference") for row in noise]
+        acc = [r["clean"].get("accuracy")] + [row.get("accuracy") for row in noise]
+        axes[0].plot(snr, [100 * (w if w is not None else float("nan")) for w in wer_], "o-", label=name)
+        axes[1].plot(snr, [100 * a for a in acc], "o-", label=name)
+    axes[0].set(title="spoken answer WER vs question SNR", xlabel="SNR (dB)", ylabel="WER (%)")
+    axes[1].set(title="answer accuracy vs question SNR", xlabel="SNR (dB)", ylabel="exact match (%)")
+    for ax in axes:
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def write_report(results: dict[str, dict[str, Any]], examples: dict[str, list[dict[str, Any]]], out_dir: Path,
+                 command: str, notes: str = "") -> Path:
+    """reports/<name>/: report.md, results.json, sweeps PNG, mel PNGs and example WAVs."""
+    from flowomni.audio.io import save_audio
+    from flowomni.model.plots import plot_mels
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "results.json").write_text(json.dumps(results, indent=1, default=str))
+    plot_sweeps(results, out_dir / "wer_vs_snr.png")
+    md = [f"# Evaluation report\n\nCommand:\n\n```\n{command}\n```\n"]
+    if notes:
+        md.append(notes + "\n")
+    md += ["## Clean test questions\n", summary_table(results),
+           "\nSpeech WER: the independent ASR (Whisper tiny.en) transcribes the spoken answer; "
+           "against the reference answer it measures what a listener gets, against the model's own "
+           "text it measures text-speech consistency. Silent answers count as fully deleted.\n",
+           "\n### Accuracy by skill\n", skill_table(results),
+           "\n## Robustness\n\n![WER vs SNR](wer_vs_snr.png)\n\n### Noise on the question\n",
+           sweep_table(results, "noise", "snr_db", "SNR (dB)"),
+           "\n### Question speed\n", sweep_table(results, "speed", "speed", "speed")]
+    if all("unseen_voices" in r["sweeps"] for r in results.values()):
+        md += ["\n### Voices never heard in training\n", sweep_table(results, "unseen_voices", "voices", "voices")]
+    md.append("\n## Examples\n")
+    for name, exs in examples.items():
+        for i, ex in enumerate(exs):
+            stem = f"{name}_{i}"
+            plot_mels({"generated answer": ex["mel"]}, out_dir / f"{stem}_mel.png")
+            if ex.get("audio") is not None:
+                save_audio(out_dir / f"{stem}.wav", ex["audio"], ex["sample_rate"])
+            md.append(f"**{name}** — Q: {ex['question']}  \nA (text): {ex['text']}  \nA (heard by ASR): "
+                      f"{ex['heard']}  \n![mel]({stem}_mel.png) [audio]({stem}.wav)\n")
+    path = out_dir / "report.md"
+    path.write_text("\n".join(md))
+    return path

@@ -1,0 +1,78 @@
+"""Evaluation scores on hand-made answers, the report, and a whole (tiny) evaluation run."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from flowomni.evaluation.evaluate import EvalConfig, Evaluator, ItemResult, score
+from flowomni.evaluation.report import write_report
+
+
+def row(ref, text, heard, audio_s=1.0, skill="arith"):
+    from flowomni.evaluation.text import exact_match
+
+    return ItemResult("i", skill, "q", ref, text, heard, audio_s, exact_match(ref, text))
+
+
+def test_scores_of_hand_made_answers():
+    rows = [
+        row("Seven plus two is nine.", "seven plus two is nine", "7 plus 2 is 9."),  # all right
+        row("The sky is blue.", "The sky is green.", "the sky is green"),  # wrong, but said as written
+        row("Monday.", "Monday.", "", audio_s=0.0, skill="days"),  # right text, silent
+    ]
+    s = score(rows)
+    assert s["accuracy"] == pytest.approx(2 / 3)
+    assert s["text_wer"] == pytest.approx(1 / 10)  # one substitution in ten reference words
+    assert s["spoken_share"] == pytest.approx(2 / 3)
+    assert s["speech_wer_vs_text"] == 0.0  # what was said is what was written
+    assert s["speech_wer_vs_reference"] == pytest.approx(2 / 10)  # green + the silent Monday
+    assert s["accuracy_by_skill"] == {"arith": 0.5, "days": 1.0}
+    assert s["answer_seconds"]["mean"] == 1.0
+
+
+def test_report_has_tables_plots_and_json(tmp_path):
+    clean = score([row("A b.", "A b.", "a b")])
+    res = {"clean": clean, "latency": {"first_packet_ms_median": 120.0, "rtf_median": 0.1},
+           "sweeps": {"noise": [{"snr_db": 10.0, **clean}], "speed": [{"speed": 0.8, **clean}]}}
+    ex = {"id": "i", "question": "q?", "text": "A b.", "heard": "a b", "mel": torch.randn(40, 80),
+          "audio": np.zeros(1000, np.float32) + 0.1, "sample_rate": 22050}
+    path = write_report({"continuous": res, "discrete": res}, {"continuous": [ex]}, tmp_path, "flowomni eval x")
+    md = path.read_text()
+    assert "| continuous | 100.0% | 0.0% |" in md and "| 10.0 |" in md and "flowomni eval x" in md
+    assert (tmp_path / "wer_vs_snr.png").stat().st_size > 5000
+    assert (tmp_path / "continuous_0_mel.png").is_file() and (tmp_path / "continuous_0.wav").is_file()
+    assert json.loads((tmp_path / "results.json").read_text())["discrete"]["clean"]["accuracy"] == 1.0
+
+
+class FakeASR:
+    """Stands in for Whisper where only the plumbing is under test."""
+
+    def transcribe(self, wav, sr):
+        return "heard"
+
+
+def test_evaluator_runs_every_condition(tmp_path, spoken_items):
+    from flowomni.data.manifest import Item, write_manifest
+    from flowomni.inference.decoder import GenerationConfig
+    from flowomni.inference.engine import Engine
+    from test_inference_engine import speaking_model
+
+    import shutil
+
+    items = []
+    for i in spoken_items[:2]:
+        q, a = tmp_path / i.question_audio.name, tmp_path / i.answer_audio.name
+        shutil.copy(i.question_audio, q), shutil.copy(i.answer_audio, a)
+        items.append(Item(i.id, i.question_text, i.answer_text, q, a, meta={"skill": "s"}))
+    write_manifest(tmp_path / "test.jsonl", items)
+    engine = Engine(speaking_model(), "griffin-lim-4", gen=GenerationConfig(max_steps=8, seed=0))
+    cfg = EvalConfig(manifest=str(tmp_path / "test.jsonl"), snrs=[5.0], speeds=[1.2], latency_items=1)
+    ev = Evaluator(engine, cfg, transcriber=FakeASR())
+    res = ev.run()
+    assert res["clean"]["items"] == 2 and res["clean"]["spoken_share"] == 1.0
+    assert res["sweeps"]["noise"][0]["snr_db"] == 5.0 and res["sweeps"]["noise"][0]["items"] == 2
+    assert res["sweeps"]["speed"][0]["items"] == 2
+    assert res["latency"]["first_packet_ms_median"] > 0
+    assert len(ev.examples) == 2 and ev.examples[0]["mel"].shape[1] == 80
