@@ -1,0 +1,137 @@
+"""The vocoder interface, and chunked streaming shared by all vocoders.
+
+Every vocoder maps natural-log mel frames (as made by `MelSpectrogram(answer_mel_config())`)
+to exactly `T * hop_length` samples: frame i is centred on sample i * hop_length, so the
+output for frames [a, b) is samples [a * hop, b * hop) and chunks join without bookkeeping.
+
+Streaming re-synthesises a window of frames around each new chunk: `left_context` frames
+before it (so state such as phase or convolution history is right) and `lookahead_frames`
+after it (so samples are only emitted once no later frame can change them). A vocoder whose
+output depends on a bounded neighbourhood (the neural one) then streams exactly what it
+makes in one shot; an iterative one (Griffin-Lim) is handed the samples already emitted so
+it continues them, and its chunks are joined with a short crossfade.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+
+import numpy as np
+import torch
+
+
+def as_frames(mel: torch.Tensor | np.ndarray, n_mels: int) -> tuple[torch.Tensor, bool]:
+    """Validate mel `[T, n_mels]` or `[B, T, n_mels]`; returns `([B, T, n_mels] float32, was_batched)`."""
+    mel = torch.as_tensor(mel)
+    if mel.dim() not in (2, 3) or mel.shape[-1] != n_mels:
+        raise ValueError(f"vocoder input must be mel frames [T, {n_mels}] or [B, T, {n_mels}], got shape {tuple(mel.shape)}")
+    if not torch.isfinite(mel).all():
+        raise ValueError("vocoder input mel contains NaN or Inf")
+    batched = mel.dim() == 3
+    return (mel if batched else mel[None]).float(), batched
+
+
+class Vocoder(ABC):
+    """mel frames -> waveform. `name` is what a model checkpoint's config stores to find it again."""
+
+    name: str
+    sample_rate: int
+    hop_length: int
+    n_mels: int
+    # Streaming geometry (frames): how much past and future a chunk needs, the smallest
+    # chunk worth synthesising, and the crossfade (samples) between chunks.
+    left_context: int = 0
+    lookahead_frames: int = 0
+    chunk_frames: int = 1
+    crossfade: int = 0
+
+    @abstractmethod
+    def synthesize(self, mel: torch.Tensor, prefix: torch.Tensor | None = None) -> torch.Tensor:
+        """mel [B, T, n_mels] -> wav [B, T * hop]. `prefix`: known samples for the start of
+        the output (streaming windows), which iterative vocoders continue; others ignore it."""
+
+    @torch.inference_mode()
+    def __call__(self, mel: torch.Tensor | np.ndarray) -> torch.Tensor:
+        """mel [T, n_mels] or [B, T, n_mels] -> float wav [T * hop] or [B, T * hop]."""
+        frames, batched = as_frames(mel, self.n_mels)
+        if frames.shape[1] == 0:
+            wav = frames.new_zeros(frames.shape[0], 0)
+        else:
+            wav = self.synthesize(frames)
+        return wav if batched else wav[0]
+
+    def stream(self) -> "VocoderStream":
+        return VocoderStream(self)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(name={self.name!r}, sample_rate={self.sample_rate}, hop_length={self.hop_length})"
+
+
+class VocoderStream:
+    """Stateful chunked synthesis: `push(mel_chunk)` returns the samples that are now final,
+    `flush()` the rest. Concatenated, they equal (or, for Griffin-Lim, closely match) the
+    one-shot output. Latency: `lookahead_frames` frames plus whatever `chunk_frames` buffers."""
+
+    def __init__(self, vocoder: Vocoder) -> None:
+        self.vocoder = vocoder
+        self.hop = vocoder.hop_length
+        self.left_context = vocoder.left_context
+        self.lookahead_frames = vocoder.lookahead_frames
+        self.chunk_frames = max(1, vocoder.chunk_frames)
+        self.crossfade = min(vocoder.crossfade, vocoder.lookahead_frames * self.hop)
+        self._mel = torch.zeros(0, vocoder.n_mels)  # frames from `_offset` on
+        self._offset = 0  # absolute index of _mel[0]
+        self._done = 0  # frames whose samples were emitted
+        self._past = torch.zeros(0)  # emitted samples kept as context: [(_done - len/hop) * hop, _done * hop)
+        self._tail = torch.zeros(0)  # provisional samples after _done * hop, blended into the next chunk
+        self._finished = False
+
+    @property
+    def frames_received(self) -> int:
+        return self._offset + self._mel.shape[0]
+
+    @torch.inference_mode()
+    def push(self, mel_chunk: torch.Tensor | np.ndarray) -> np.ndarray:
+        if self._finished:
+            raise RuntimeError("this stream was flushed; start a new one with vocoder.stream()")
+        frames, batched = as_frames(mel_chunk, self.vocoder.n_mels)
+        if batched:
+            raise ValueError(f"stream.push takes one utterance's frames [t, n_mels], got shape {tuple(frames.shape)}")
+        self._mel = torch.cat([self._mel, frames[0]])
+        ready = self.frames_received - self.lookahead_frames
+        if ready - self._done < self.chunk_frames:
+            return np.zeros(0, dtype=np.float32)
+        return self._emit(ready, final=False)
+
+    @torch.inference_mode()
+    def flush(self) -> np.ndarray:
+        if self._finished:
+            return np.zeros(0, dtype=np.float32)
+        self._finished = True
+        return self._emit(self.frames_received, final=True)
+
+    def _emit(self, upto: int, final: bool) -> np.ndarray:
+        """Synthesise the window around frames [_done, upto) and return their samples."""
+        if upto <= self._done:  # nothing new (a provisional tail past the last frame is dropped)
+            self._tail = torch.zeros(0)
+            return np.zeros(0, dtype=np.float32)
+        start = max(0, self._done - self.left_context)
+        end = self.frames_received
+        window = self._mel[start - self._offset : end - self._offset]
+        n_prefix = (self._done - start) * self.hop
+        prefix = self._past[self._past.shape[0] - n_prefix :] if n_prefix else None
+        wav = self.vocoder.synthesize(window[None], prefix=None if prefix is None else prefix[None])[0]
+        a, b = (self._done - start) * self.hop, (upto - start) * self.hop
+        out = wav[a:b].clone()
+        if self._tail.numel():  # fade from the previous window's guess into this window's
+            n = min(self._tail.numel(), out.numel())
+            ramp = 0.5 - 0.5 * torch.cos(torch.linspace(0, torch.pi, n + 2)[1:-1])
+            out[:n] = self._tail[:n] * (1 - ramp) + out[:n] * ramp
+        self._tail = wav[b : b + self.crossfade].clone() if not final else torch.zeros(0)
+        self._done = upto
+        keep = self.left_context * self.hop
+        self._past = torch.cat([self._past, out])[-keep:] if keep else torch.zeros(0)
+        drop = max(0, self._done - self.left_context) - self._offset  # frames no window will need again
+        if drop > 0:
+            self._mel, self._offset = self._mel[drop:], self._offset + drop
+        return out.numpy().astype(np.float32)

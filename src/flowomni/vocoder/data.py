@@ -1,0 +1,115 @@
+"""Training audio for the vocoder: clips of the answer voice, cut into random segments.
+
+Sources are audio files, folders (searched recursively) or JSONL manifests whose lines carry
+`answer_audio` (relative to the manifest's folder), as `flowomni data synth` writes them.
+Each clip's mel is computed once over the whole clip, so a segment's input frames are exactly
+what the vocoder sees at inference (no edge padding inside the segment).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from flowomni.audio.io import AudioError, load_audio
+from flowomni.audio.mel import MelConfig, MelSpectrogram
+
+log = logging.getLogger(__name__)
+AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3")
+
+
+@dataclass
+class VocoderDataConfig:
+    train: list[str] = field(default_factory=lambda: ["data/voice/train.jsonl"])
+    valid: list[str] = field(default_factory=lambda: ["data/voice/valid.jsonl"])
+    segment_frames: int = 64  # 64 frames = 0.74 s at 22.05 kHz / 256
+    batch_size: int = 16
+    max_seconds: float = 30.0
+    valid_items: int = 8  # held-out clips scored at each evaluation
+
+
+def audio_paths(sources: list[str], skipped: Counter | None = None) -> list[Path]:
+    """Expand files, folders and JSONL manifests into audio file paths (sorted per source)."""
+    paths: list[Path] = []
+    for src in sources:
+        p = Path(src)
+        if p.suffix == ".jsonl":
+            if not p.is_file():
+                raise FileNotFoundError(f"vocoder data: manifest {p} not found")
+            for n, line in enumerate(p.read_text().splitlines(), 1):
+                if not line.strip():
+                    continue
+                try:
+                    paths.append(p.parent / json.loads(line)["answer_audio"])
+                except (json.JSONDecodeError, KeyError, TypeError):
+                    if skipped is not None:
+                        skipped["manifest line without answer_audio"] += 1
+                    log.warning("%s:%d: no answer_audio, skipped", p, n)
+        elif p.is_dir():
+            paths.extend(sorted(f for f in p.rglob("*") if f.suffix.lower() in AUDIO_SUFFIXES))
+        elif p.is_file():
+            paths.append(p)
+        else:
+            raise FileNotFoundError(f"vocoder data: {p} is not an audio file, folder or .jsonl manifest")
+    return paths
+
+
+class Clips:
+    """Decoded clips with their whole-clip mels; unreadable files are skipped and counted."""
+
+    def __init__(self, sources: list[str], mel_cfg: MelConfig, max_seconds: float = 30.0, limit: int = 0) -> None:
+        self.mel_cfg, self.hop = mel_cfg, mel_cfg.hop_length
+        self.skipped: Counter = Counter()
+        mel_fn = MelSpectrogram(mel_cfg)
+        self.mels: list[torch.Tensor] = []  # [T, n_mels]
+        self.wavs: list[torch.Tensor] = []  # [T * hop], zero-padded
+        self.paths: list[Path] = []
+        for path in audio_paths(sources, self.skipped):
+            if limit and len(self.paths) >= limit:
+                break
+            try:
+                wav = torch.from_numpy(load_audio(path, mel_cfg.sample_rate, max_seconds=max_seconds))
+            except AudioError as e:
+                self.skipped[str(e).split(": ", 1)[-1].split(" (")[0]] += 1
+                log.warning("skipped: %s", e)
+                continue
+            with torch.inference_mode():
+                mel = mel_fn(wav)
+            self.mels.append(mel)
+            self.wavs.append(torch.nn.functional.pad(wav, (0, mel.shape[0] * self.hop - wav.shape[0])))
+            self.paths.append(path)
+        if not self.paths:
+            raise ValueError(f"vocoder data: no usable audio in {sources} (skipped: {dict(self.skipped)})")
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def seconds(self) -> float:
+        return sum(w.shape[0] for w in self.wavs) / self.mel_cfg.sample_rate
+
+    def batch(self, batch_size: int, frames: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Random segments: (mel [B, frames, n_mels], wav [B, frames * hop]).
+
+        Clips are drawn in proportion to their length, starts uniformly; clips shorter than a
+        segment are padded with silence. Uses torch's global RNG, so a resumed run (whose RNG
+        state is restored) draws the same batches as an uninterrupted one."""
+        lengths = torch.tensor([m.shape[0] for m in self.mels], dtype=torch.float)
+        idx = torch.multinomial(lengths, batch_size, replacement=True)
+        silence = torch.log(torch.tensor(self.mel_cfg.log_floor))
+        mels, wavs = [], []
+        for i in idx.tolist():
+            mel, wav = self.mels[i], self.wavs[i]
+            start = int(torch.randint(0, max(1, mel.shape[0] - frames + 1), ()).item())
+            m = mel[start : start + frames]
+            w = wav[start * self.hop : (start + frames) * self.hop]
+            if m.shape[0] < frames:
+                m = torch.cat([m, silence.expand(frames - m.shape[0], m.shape[1])])
+                w = torch.nn.functional.pad(w, (0, frames * self.hop - w.shape[0]))
+            mels.append(m)
+            wavs.append(w)
+        return torch.stack(mels), torch.stack(wavs)

@@ -1,0 +1,97 @@
+"""Discriminators for adversarial vocoder training (used in training only; never shipped).
+
+Multi-period (HiFi-GAN): the waveform folded into [T/p, p] grids for prime periods p, judged
+by 2-D convs with height-only kernels, so each sub-discriminator sees one periodic structure
+(pitch harmonics). Multi-resolution (UnivNet / Vocos): magnitude spectrograms at several
+STFT sizes, so both fine time and fine frequency detail are judged. Every sub-discriminator
+returns its logits and its intermediate features (for the feature-matching loss).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch.nn.utils.parametrizations import weight_norm
+
+Features = list[torch.Tensor]
+
+
+@dataclass
+class DiscriminatorConfig:
+    periods: list[int] = field(default_factory=lambda: [2, 3, 5, 7, 11])
+    period_channels: list[int] = field(default_factory=lambda: [16, 64, 128, 256])  # HiFi-GAN: 32..1024
+    resolutions: list[list[int]] = field(default_factory=lambda: [[512, 128, 512], [1024, 256, 1024], [2048, 512, 2048]])
+    resolution_channels: int = 32
+
+
+class PeriodDiscriminator(nn.Module):
+    def __init__(self, period: int, channels: list[int]) -> None:
+        super().__init__()
+        self.period = period
+        chans = [1, *channels]
+        self.convs = nn.ModuleList(
+            weight_norm(nn.Conv2d(c_in, c_out, (5, 1), (3, 1), padding=(2, 0)))
+            for c_in, c_out in zip(chans[:-1], chans[1:])
+        )
+        self.convs.append(weight_norm(nn.Conv2d(chans[-1], chans[-1], (5, 1), 1, padding=(2, 0))))
+        self.out = weight_norm(nn.Conv2d(chans[-1], 1, (3, 1), 1, padding=(1, 0)))
+
+    def forward(self, wav: torch.Tensor) -> tuple[torch.Tensor, Features]:  # wav [B, T]
+        b, t = wav.shape
+        if t % self.period:
+            wav = F.pad(wav, (0, self.period - t % self.period), mode="reflect")
+        x = wav.view(b, 1, -1, self.period)
+        feats = []
+        for conv in self.convs:
+            x = F.leaky_relu(conv(x), 0.1)
+            feats.append(x)
+        x = self.out(x)
+        feats.append(x)
+        return x.flatten(1), feats
+
+
+class ResolutionDiscriminator(nn.Module):
+    def __init__(self, n_fft: int, hop: int, win: int, channels: int) -> None:
+        super().__init__()
+        self.n_fft, self.hop, self.win = n_fft, hop, win
+        self.register_buffer("window", torch.hann_window(win), persistent=False)
+        c = channels
+        self.convs = nn.ModuleList([
+            weight_norm(nn.Conv2d(1, c, (7, 5), (2, 2), padding=(3, 2))),
+            weight_norm(nn.Conv2d(c, c, (5, 3), (2, 1), padding=(2, 1))),
+            weight_norm(nn.Conv2d(c, c, (5, 3), (2, 1), padding=(2, 1))),
+            weight_norm(nn.Conv2d(c, c, 3, (2, 1), padding=1)),
+            weight_norm(nn.Conv2d(c, c, 3, 1, padding=1)),
+        ])
+        self.out = weight_norm(nn.Conv2d(c, 1, 3, 1, padding=1))
+
+    def forward(self, wav: torch.Tensor) -> tuple[torch.Tensor, Features]:
+        spec = torch.stft(wav, self.n_fft, self.hop, self.win, self.window, center=True, return_complex=True)
+        x = spec.abs().pow(0.5)[:, None]  # [B, 1, F, T], compressed magnitude
+        feats = []
+        for conv in self.convs:
+            x = F.leaky_relu(conv(x), 0.1)
+            feats.append(x)
+        x = self.out(x)
+        feats.append(x)
+        return x.flatten(1), feats
+
+
+class Discriminators(nn.Module):
+    """All sub-discriminators; `forward(wav)` -> (list of logits, list of feature lists)."""
+
+    def __init__(self, cfg: DiscriminatorConfig) -> None:
+        super().__init__()
+        self.mpd = nn.ModuleList(PeriodDiscriminator(p, cfg.period_channels) for p in cfg.periods)
+        self.mrd = nn.ModuleList(ResolutionDiscriminator(*r, cfg.resolution_channels) for r in cfg.resolutions)
+
+    def forward(self, wav: torch.Tensor) -> tuple[list[torch.Tensor], list[Features]]:
+        logits, feats = [], []
+        for d in [*self.mpd, *self.mrd]:
+            lg, ft = d(wav)
+            logits.append(lg)
+            feats.append(ft)
+        return logits, feats

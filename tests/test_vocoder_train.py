@@ -1,0 +1,145 @@
+"""Neural vocoder training: losses go down, data sources, resumable checkpoints, export, CLI."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import espeak
+from flowomni.audio import MelSpectrogram
+from flowomni.cli import main as cli_main
+from flowomni.config import load_config
+from flowomni.training.checkpoint import latest_checkpoint
+from flowomni.vocoder import NeuralVocoder, load_vocoder
+from flowomni.vocoder.data import Clips, audio_paths
+from flowomni.vocoder.train import VocoderTrainConfig, VocoderTrainer, export_generator, train_vocoder
+
+ROOT = Path(__file__).resolve().parent.parent
+SMALL = [
+    "model.dim=32", "model.intermediate=64", "model.layers=2",
+    "disc.periods=[2,3]", "disc.period_channels=[4,8]", "disc.resolutions=[[256,64,256]]",
+    "disc.resolution_channels=4", "train.stft_resolutions=[[256,64,256],[512,128,512]]",
+    "data.segment_frames=16", "data.batch_size=4", "data.valid_items=1",
+    "train.warmup_steps=1", "train.log_every=1", "train.eval_every=2", "train.threads=1",
+]
+
+
+@pytest.fixture(scope="module")
+def voice_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder of three short recordings and a manifest pointing at two of them."""
+    root = tmp_path_factory.mktemp("voice")
+    texts = ["The sky is blue.", "Tuesday comes after Monday.", "Seven plus two is nine."]
+    (root / "clips").mkdir()
+    for i, t in enumerate(texts):
+        espeak(t, root / "clips" / f"c{i}.wav", speed=200)
+    lines = [json.dumps({"id": "a", "answer_audio": "clips/c0.wav"}), json.dumps({"id": "b", "answer_audio": "clips/c1.wav"})]
+    (root / "train.jsonl").write_text("\n".join(lines) + "\n")
+    (root / "valid.jsonl").write_text(json.dumps({"id": "c", "answer_audio": "clips/c2.wav"}) + "\n")
+    return root
+
+
+def small_config(voice_dir: Path, run_dir: Path, *extra: str) -> VocoderTrainConfig:
+    cfg = load_config(VocoderTrainConfig, ROOT / "configs" / "vocoder.yaml", [*SMALL, *extra])
+    cfg.data.train, cfg.data.valid = [str(voice_dir / "train.jsonl")], [str(voice_dir / "valid.jsonl")]
+    cfg.run_dir = str(run_dir)
+    return cfg
+
+
+def test_shipped_config_loads() -> None:
+    cfg = load_config(VocoderTrainConfig, ROOT / "configs" / "vocoder.yaml")
+    assert cfg.mel.sample_rate == 22050 and cfg.mel.hop_length == 256 and cfg.mel.n_fft == 1024
+    assert 0 < cfg.train.gan_start_step <= cfg.train.max_steps
+
+
+def test_data_sources_and_skipping(voice_dir: Path, tmp_path: Path) -> None:
+    (tmp_path / "broken.wav").write_bytes(b"RIFF not really a wav")
+    bad_manifest = tmp_path / "m.jsonl"
+    bad_manifest.write_text('{"id": "x"}\nnot json\n' + json.dumps({"answer_audio": str(voice_dir / "clips/c0.wav")}) + "\n")
+    paths = audio_paths([str(voice_dir / "clips"), str(voice_dir / "train.jsonl")])
+    assert [p.name for p in paths] == ["c0.wav", "c1.wav", "c2.wav", "c0.wav", "c1.wav"]
+    cfg = small_config(voice_dir, tmp_path / "run")
+    clips = Clips([str(tmp_path / "broken.wav"), str(bad_manifest), str(voice_dir / "clips" / "c1.wav")], cfg.mel)
+    assert len(clips) == 2
+    assert clips.skipped["manifest line without answer_audio"] == 2 and sum(clips.skipped.values()) == 3
+    with pytest.raises(FileNotFoundError, match="nope"):
+        audio_paths([str(tmp_path / "nope.wav")])
+    with pytest.raises(ValueError, match="no usable audio"):
+        Clips([str(tmp_path / "broken.wav")], cfg.mel)
+
+
+def test_segments_are_aligned_with_their_mels(voice_dir: Path, tmp_path: Path) -> None:
+    cfg = small_config(voice_dir, tmp_path / "run")
+    clips = Clips([str(voice_dir / "clips")], cfg.mel)
+    torch.manual_seed(0)
+    mel, wav = clips.batch(3, 32)
+    assert mel.shape == (3, 32, 80) and wav.shape == (3, 32 * 256)
+    again = MelSpectrogram(cfg.mel)(wav)[:, :32]
+    # away from the segment edges (where the STFT pads), the segment's audio has the segment's mel
+    torch.testing.assert_close(again[:, 3:-3], mel[:, 3:-3], atol=1e-3, rtol=1e-3)
+
+
+@pytest.mark.parametrize("gan", [False, True])
+def test_training_steps_decrease_loss_on_a_tiny_batch(voice_dir: Path, tmp_path: Path, gan: bool) -> None:
+    cfg = small_config(voice_dir, tmp_path / "run", f"train.gan_start_step={0 if gan else 1000}", "train.lr=0.003")
+    trainer = VocoderTrainer(cfg)
+    clips = Clips(cfg.data.train, cfg.mel)
+    mel, wav = clips.batch(4, 16)
+    disc_before = [p.detach().clone() for p in trainer.disc.parameters()]
+    first = trainer.step(mel, wav)
+    for _ in range(25):
+        last = trainer.step(mel, wav)
+    assert last["mel"] < 0.8 * first["mel"] and last["stft"] < first["stft"], (first, last)
+    moved = any(not torch.equal(a, b) for a, b in zip(disc_before, trainer.disc.parameters()))
+    assert moved == gan and ("adv" in last) == gan and ("disc" in last) == gan
+    assert trainer.step_count == 26
+
+
+def test_resume_continues_exactly(voice_dir: Path, tmp_path: Path) -> None:
+    """Stop at step 2 and resume (through the CLI): steps 3-4 have the losses of an
+    uninterrupted run, generator and discriminator (GAN from step 2) alike."""
+    extra = ["train.gan_start_step=1", "train.save_every=2"]
+    straight = small_config(voice_dir, tmp_path / "straight", *extra)
+    train_vocoder(straight, max_steps=4)
+    base = ["train-vocoder", str(ROOT / "configs" / "vocoder.yaml"), *[a for s in SMALL + extra for a in ("--set", s)],
+            "--set", f"data.train=[{voice_dir / 'train.jsonl'}]", "--set", f"data.valid=[{voice_dir / 'valid.jsonl'}]",
+            "--run-dir", str(tmp_path / "resumed")]
+    assert cli_main([*base, "--max-steps", "2"]) == 0
+    assert cli_main([*base, "--max-steps", "4", "--resume", "--export", str(tmp_path / "export")]) == 0
+    read = lambda p: {m["step"]: m for m in map(json.loads, (p / "metrics.jsonl").read_text().splitlines())}  # noqa: E731
+    a, b = read(tmp_path / "straight"), read(tmp_path / "resumed")
+    assert sorted(b) == [1, 2, 3, 4]  # the resumed run continued the step count
+    for step in (3, 4):
+        for key in ("loss", "mel", "stft", "disc", "adv"):
+            assert b[step][key] == pytest.approx(a[step][key], rel=1e-4), (step, key)
+    assert latest_checkpoint(tmp_path / "resumed").name == "step_00000004"
+
+    # the export is the generator alone and loads as a vocoder that matches the trained one
+    exported = tmp_path / "export"
+    assert sorted(p.name for p in exported.iterdir()) == ["config.yaml", "meta.json", "model.safetensors"]
+    voc = load_vocoder(str(exported), straight.mel)
+    assert isinstance(voc, NeuralVocoder)
+    trainer = VocoderTrainer(straight)
+    trainer.load(latest_checkpoint(tmp_path / "resumed"))
+    mel = Clips(straight.data.valid, straight.mel).mels[0]
+    with torch.inference_mode():
+        torch.testing.assert_close(voc(mel), trainer.generator.eval()(mel[None])[0])
+    assert load_vocoder(str(tmp_path / "resumed"), straight.mel).name == str(tmp_path / "resumed")
+
+
+def test_export_refuses_missing_checkpoint(tmp_path: Path) -> None:
+    from flowomni.training.checkpoint import CheckpointError
+
+    with pytest.raises(CheckpointError):
+        export_generator(tmp_path / "nothing", tmp_path / "out")
+
+
+def test_cli_reports_bad_config(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    assert cli_main(["train-vocoder", str(ROOT / "configs" / "vocoder.yaml"), "--set", "model.width=3"]) == 2
+    assert "unknown key(s) ['width']" in capsys.readouterr().err
+    bad = tmp_path / "v.yaml"
+    bad.write_text("data:\n  train: [does/not/exist.jsonl]\n")
+    assert cli_main(["train-vocoder", str(bad), "--run-dir", str(tmp_path / "r")]) == 2
+    assert "does/not/exist.jsonl" in capsys.readouterr().err
