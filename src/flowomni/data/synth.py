@@ -1,0 +1,292 @@
+"""`flowomni data synth`: build the synthetic spoken-QA corpus offline, in parallel, resumably.
+
+The build is a pure function of its settings: a plan (every item's question, answer and
+question voice, drawn from a per-item random stream) is made first, then the audio of each
+distinct clip is synthesized by worker processes. Files are content-addressed (named by a
+hash of text + voice), so
+
+* an answer text is synthesized once and shared by every item that gives it,
+* a rerun (after a crash or Ctrl-C) skips every clip already on disk, and a rerun with
+  different settings never reuses a stale clip,
+* the result does not depend on the number of workers.
+
+Output: OUT/{train,valid,test,test_unseen_voices}.jsonl, OUT/audio/{questions,answers}/,
+OUT/corpus.json (settings, sizes, hours, skips).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import multiprocessing as mp
+import os
+import sys
+import time
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+from flowomni.audio.io import resample, save_audio
+from flowomni.data.fsutil import atomic_path, atomic_write_text
+from flowomni.data.manifest import Item, SkipStats, write_manifest
+from flowomni.data.skills import QA, SPLITS, assign_splits, item_rng, sample_qa
+from flowomni.data.voices import ANSWER_VOICE, Speaker, Voice, question_voice
+
+log = logging.getLogger(__name__)
+
+DEFAULT_SIZE = 12000
+UNSEEN = "test_unseen_voices"
+SYNTH_VERSION = 1  # bump when rendering changes, so content-addressed names change too
+
+
+@dataclass
+class SynthConfig:
+    size: int = DEFAULT_SIZE  # train + valid + test items
+    seed: int = 0
+    valid_frac: float = 0.05  # of items
+    test_frac: float = 0.05
+    valid_combos: float = 0.05  # of combinations held out (see skills.assign_splits)
+    test_combos: float = 0.10
+    unseen_voices: bool = True  # also speak the test questions in held-out voices
+    piper_share: float = 0.15  # questions asked by the piper voice
+    question_sr: int = 16000  # the encoder's rate: no resampling when features are computed
+    workers: int = 0  # 0: one per CPU core
+
+
+@dataclass(frozen=True)
+class Planned:
+    id: str
+    split: str
+    qa: QA
+    voice: Voice
+    question_file: str  # relative to the output folder
+    answer_file: str
+
+
+@dataclass(frozen=True)
+class Job:
+    rel: str
+    text: str
+    voice: Voice
+    sample_rate: int | None  # None: the engine's native rate
+
+
+@dataclass
+class BuildReport:
+    splits: dict[str, dict] = field(default_factory=dict)
+    skipped: SkipStats = field(default_factory=SkipStats)
+    synthesized: int = 0
+    reused: int = 0
+    seconds: float = 0.0
+
+
+def _digest(*parts: object) -> str:
+    return hashlib.sha1("\x1f".join(map(str, (SYNTH_VERSION, *parts))).encode()).hexdigest()[:20]
+
+
+def question_file(text: str, voice: Voice, sr: int) -> str:
+    h = _digest(text, voice.fingerprint(), sr)
+    return f"audio/questions/{h[:2]}/{h}.wav"
+
+
+def answer_file(text: str) -> str:
+    h = _digest(text, ANSWER_VOICE.fingerprint())
+    return f"audio/answers/{h[:2]}/{h}.wav"
+
+
+def split_sizes(cfg: SynthConfig) -> dict[str, int]:
+    if cfg.size < 3:
+        raise ValueError(f"--size must be at least 3 (one item per split), got {cfg.size}")
+    n_valid = max(1, round(cfg.size * cfg.valid_frac))
+    n_test = max(1, round(cfg.size * cfg.test_frac))
+    if n_valid + n_test >= cfg.size:
+        raise ValueError(f"valid + test fractions leave no training items at size {cfg.size}")
+    return {"train": cfg.size - n_valid - n_test, "valid": n_valid, "test": n_test}
+
+
+def plan(cfg: SynthConfig) -> dict[str, list[Planned]]:
+    """Every item of every split, without audio. Item j of a split is the same whatever `size`."""
+    pools = assign_splits(cfg.valid_combos, cfg.test_combos)
+    out: dict[str, list[Planned]] = {}
+    for split, n in split_sizes(cfg).items():
+        items = []
+        for j in range(n):
+            rng = item_rng(cfg.seed, split, j)
+            qa = sample_qa(pools, split, rng)
+            voice = question_voice(rng, piper_share=cfg.piper_share)
+            items.append(Planned(f"{split}-{j:06d}", split, qa, voice,
+                                 question_file(qa.question, voice, cfg.question_sr), answer_file(qa.answer)))
+        out[split] = items
+    if cfg.unseen_voices:
+        out[UNSEEN] = [
+            Planned(f"unseen-{j:06d}", UNSEEN, p.qa, v, question_file(p.qa.question, v, cfg.question_sr), p.answer_file)
+            for j, p in enumerate(out["test"])
+            for v in [question_voice(item_rng(cfg.seed, UNSEEN, j), unseen=True)]
+        ]
+    return out
+
+
+# --- rendering one clip -----------------------------------------------------------------------------
+
+
+def trim_silence(wav: np.ndarray, sr: int, *, top_db: float = 40.0, margin_s: float = 0.06) -> np.ndarray:
+    """Cut leading/trailing stretches quieter than `top_db` below the loudest 10 ms frame,
+    keeping a short margin so onsets and decays stay intact."""
+    hop = max(1, sr // 100)
+    n = len(wav) // hop
+    if n == 0:
+        return wav
+    rms = np.sqrt(np.mean(wav[: n * hop].reshape(n, hop) ** 2, axis=1) + 1e-12)
+    loud = np.flatnonzero(rms >= rms.max() * 10 ** (-top_db / 20))
+    margin = int(margin_s * sr)
+    start = max(0, loud[0] * hop - margin)
+    end = min(len(wav), (loud[-1] + 1) * hop + margin)
+    return wav[start:end]
+
+
+def render_clip(speaker: Speaker, job: Job) -> tuple[np.ndarray, int]:
+    wav, sr = speaker.speak(job.text, job.voice)
+    wav = trim_silence(np.asarray(wav, dtype=np.float32), sr)
+    peak = float(np.abs(wav).max()) if wav.size else 0.0
+    if peak < 1e-4:
+        raise RuntimeError(f"{job.voice.label} produced silence for {job.text!r}")
+    wav = wav * (10 ** (job.voice.peak_db / 20) / peak)
+    if job.sample_rate and job.sample_rate != sr:
+        wav, sr = resample(wav, sr, job.sample_rate), job.sample_rate
+    return wav, sr
+
+
+_worker: dict[str, object] = {}
+
+
+def _init_worker(out_dir: str) -> None:
+    _worker["out"], _worker["speaker"] = Path(out_dir), Speaker()
+
+
+def _run_job(job: Job) -> tuple[str, float | None, str]:
+    """Synthesize one clip to its file: (rel, seconds or None, error)."""
+    try:
+        wav, sr = render_clip(_worker["speaker"], job)  # type: ignore[arg-type]
+        with atomic_path(_worker["out"] / job.rel) as tmp:  # type: ignore[operator]
+            save_audio(tmp, wav, sr)
+        return job.rel, len(wav) / sr, ""
+    except Exception as e:  # one bad clip must not stop a 100k-item build
+        return job.rel, None, f"{type(e).__name__}: {e}"
+
+
+def _existing_seconds(path: Path) -> float | None:
+    try:
+        return float(sf.info(str(path)).duration)
+    except Exception:
+        return None
+
+
+def _synthesize(out_dir: Path, jobs: list[Job], workers: int, progress: bool) -> tuple[dict[str, float], dict[str, str]]:
+    from tqdm import tqdm
+
+    seconds: dict[str, float] = {}
+    errors: dict[str, str] = {}
+    bar = tqdm(total=len(jobs), desc="synth", unit="clip", disable=not progress, file=sys.stderr, smoothing=0.05)
+    if workers <= 1 or len(jobs) < 8:
+        _init_worker(str(out_dir))
+        results = map(_run_job, jobs)
+        pool = None
+    else:
+        pool = mp.get_context("spawn").Pool(workers, initializer=_init_worker, initargs=(str(out_dir),))
+        results = pool.imap_unordered(_run_job, jobs, chunksize=8)
+    try:
+        for rel, secs, err in results:
+            if secs is None:
+                errors[rel] = err
+            else:
+                seconds[rel] = secs
+            bar.update()
+    finally:
+        bar.close()
+        if pool is not None:
+            pool.terminate()
+            pool.join()
+    return seconds, errors
+
+
+def build(out_dir: str | Path, cfg: SynthConfig, *, progress: bool = True) -> BuildReport:
+    """Build (or finish building) the corpus in `out_dir`; returns sizes, hours and skips."""
+    t0 = time.perf_counter()
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    planned = plan(cfg)
+
+    jobs: dict[str, Job] = {}
+    for split, items in planned.items():
+        for p in items:
+            jobs.setdefault(p.answer_file, Job(p.answer_file, p.qa.answer, ANSWER_VOICE, None))
+    for split, items in planned.items():
+        for p in items:
+            jobs.setdefault(p.question_file, Job(p.question_file, p.qa.question, p.voice, cfg.question_sr))
+
+    seconds: dict[str, float] = {}
+    todo = []
+    for rel, job in jobs.items():
+        s = _existing_seconds(out / rel) if (out / rel).exists() else None
+        if s is None:
+            todo.append(job)
+        else:
+            seconds[rel] = s
+    report = BuildReport(reused=len(seconds))
+    workers = cfg.workers or os.cpu_count() or 1
+    log.info("%d clips to synthesize (%d already on disk), %d workers", len(todo), len(seconds), workers)
+    made, errors = _synthesize(out, todo, workers, progress)
+    seconds.update(made)
+    report.synthesized = len(made)
+
+    for split, items in planned.items():
+        kept: list[Item] = []
+        for p in items:
+            bad = [rel for rel in (p.question_file, p.answer_file) if rel not in seconds]
+            if bad:
+                report.skipped.add("synthesis failed", f"{p.id}: {errors.get(bad[0], 'unknown error')}")
+                continue
+            kept.append(Item(
+                p.id, p.qa.question, p.qa.answer, out / p.question_file, out / p.answer_file, "qa",
+                {"skill": p.qa.combo.skill, "combo": p.qa.combo.key, "voice": p.voice.label,
+                 "voice_params": p.voice.params(), "split": split,
+                 "question_seconds": round(seconds[p.question_file], 3),
+                 "answer_seconds": round(seconds[p.answer_file], 3)},
+            ))
+        write_manifest(out / f"{split}.jsonl", kept)
+        report.splits[split] = {
+            "items": len(kept),
+            "question_hours": sum(it.meta["question_seconds"] for it in kept) / 3600,
+            "answer_hours": sum(it.meta["answer_seconds"] for it in kept) / 3600,
+            "skills": dict(sorted(Counter(it.meta["skill"] for it in kept).items())),
+        }
+    report.seconds = time.perf_counter() - t0
+    answers = {p.answer_file for items in planned.values() for p in items if p.answer_file in seconds}
+    summary = {
+        "settings": {k: v for k, v in asdict(cfg).items() if k != "workers"},
+        "synth_version": SYNTH_VERSION,
+        "splits": report.splits,
+        "distinct_answers": len(answers),
+        "answer_hours_on_disk": sum(seconds[a] for a in answers) / 3600,
+        "skipped": dict(report.skipped.counts),
+        "last_build": {"seconds": round(report.seconds, 1), "synthesized": report.synthesized,
+                       "reused": report.reused, "workers": workers},
+    }
+    atomic_write_text(out / "corpus.json", json.dumps(summary, indent=2) + "\n")
+    return report
+
+
+def format_report(report: BuildReport, out_dir: Path) -> str:
+    n_items = sum(s["items"] for k, s in report.splits.items() if k in SPLITS)
+    lines = [f"corpus in {out_dir}: {n_items} items in {report.seconds:.1f} s "
+             f"({n_items / max(report.seconds, 1e-9):.1f} items/s; {report.synthesized} clips synthesized, "
+             f"{report.reused} reused)"]
+    for split, s in report.splits.items():
+        lines.append(f"  {split:<19} {s['items']:>7} items  questions {s['question_hours']:.2f} h  "
+                     f"answers {s['answer_hours']:.2f} h")
+    lines.append(f"  {report.skipped.summary()}")
+    return "\n".join(lines)

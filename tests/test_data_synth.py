@@ -1,0 +1,104 @@
+"""The synthetic corpus build: deterministic (same seed -> same items and bytes, whatever the
+number of workers), resumable, answers shared per text, unseen voices really unseen."""
+
+import json
+import shutil
+
+import pytest
+import soundfile as sf
+
+from flowomni.cli import main
+from flowomni.data.manifest import read_manifest
+from flowomni.data.synth import SynthConfig, build, plan, trim_silence
+from flowomni.data.voices import ANSWER_VOICE, seen_espeak_voices
+
+pytestmark = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng not installed")
+
+MANIFESTS = ["train.jsonl", "valid.jsonl", "test.jsonl", "test_unseen_voices.jsonl"]
+
+
+def _files(root):
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted((root / "audio").rglob("*.wav"))}
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    a, b = tmp_path_factory.mktemp("a"), tmp_path_factory.mktemp("b")
+    ra = build(a, SynthConfig(size=12, seed=7, workers=1), progress=False)
+    rb = build(b, SynthConfig(size=12, seed=7, workers=2), progress=False)
+    return a, b, ra, rb
+
+
+def test_same_seed_same_items_and_same_audio_bytes(built):
+    a, b, ra, rb = built
+    for m in MANIFESTS:
+        assert (a / m).read_text() == (b / m).read_text(), m
+    fa, fb = _files(a), _files(b)
+    assert fa.keys() == fb.keys() and all(fa[k] == fb[k] for k in fa)
+    assert ra.synthesized == rb.synthesized == len(fa)
+    sizes = {k: v["items"] for k, v in json.loads((a / "corpus.json").read_text())["splits"].items()}
+    assert sizes == {"train": 10, "valid": 1, "test": 1, "test_unseen_voices": 1}
+    other = plan(SynthConfig(size=12, seed=8))
+    assert [p.qa for p in other["train"]] != [p.qa for p in plan(SynthConfig(size=12, seed=7))["train"]]
+
+
+def test_manifests_are_readable_and_audio_is_as_documented(built):
+    a = built[0]
+    items, stats = read_manifest(a / "train.jsonl")
+    assert stats.total == 0 and len(items) == 10
+    for it in items:
+        q, ans = sf.info(str(it.question_audio)), sf.info(str(it.answer_audio))
+        assert q.samplerate == 16000 and ans.samplerate == 22050 and q.subtype == ans.subtype == "PCM_16"
+        assert abs(q.duration - it.meta["question_seconds"]) < 1e-3
+        assert 0.4 < ans.duration < 3.5, it.answer_text  # short answers, trimmed silence
+        assert it.meta["skill"] and it.meta["combo"] and it.meta["voice"].split(":")[0] in ("espeak", "piper")
+    # answer audio is a function of its text: one shared file per distinct answer
+    by_text = {}
+    for m in MANIFESTS:
+        for it in read_manifest(a / m)[0]:
+            assert by_text.setdefault(it.answer_text, it.answer_audio) == it.answer_audio
+    assert len(list((a / "audio" / "answers").rglob("*.wav"))) == len(by_text)
+
+
+def test_unseen_voices_ask_the_test_questions(built):
+    a = built[0]
+    test, _ = read_manifest(a / "test.jsonl")
+    unseen, _ = read_manifest(a / "test_unseen_voices.jsonl")
+    assert [t.question_text for t in test] == [u.question_text for u in unseen]
+    assert [t.answer_audio for t in test] == [u.answer_audio for u in unseen]
+    seen = {f"espeak:{v}" for v in seen_espeak_voices()} | {f"piper:{ANSWER_VOICE.name}"}
+    assert all(u.meta["voice"] not in seen for u in unseen)
+    train_voices = {it.meta["voice"] for m in MANIFESTS[:3] for it in read_manifest(a / m)[0]}
+    assert train_voices <= seen
+
+
+def test_rerun_resumes_and_rebuilds_only_missing_clips(built, tmp_path):
+    a = built[0]
+    before = _files(a)
+    report = build(a, SynthConfig(size=12, seed=7, workers=1), progress=False)
+    assert report.synthesized == 0 and report.reused == len(before)
+    victim = sorted(before)[0]
+    (a / victim).unlink()
+    report = build(a, SynthConfig(size=12, seed=7, workers=1), progress=False)
+    assert report.synthesized == 1 and _files(a) == before
+    assert not list(a.rglob("*.tmp*"))  # no temporary files left behind
+
+
+def test_cli_prints_items_per_second_and_hours(tmp_path, capsys):
+    assert main(["data", "synth", str(tmp_path / "c"), "--size", "4", "--workers", "1", "--quiet",
+                 "--no-unseen-voices"]) == 0
+    out = capsys.readouterr().out
+    assert "items/s" in out and "questions" in out and " h" in out
+    assert not (tmp_path / "c" / "test_unseen_voices.jsonl").exists()
+    assert main(["data", "synth", str(tmp_path / "d"), "--size", "2"]) == 2  # a clear error, not a traceback
+
+
+def test_trim_silence_keeps_speech_and_a_short_margin():
+    import numpy as np
+
+    sr = 16000
+    tone = 0.5 * np.sin(2 * np.pi * 220 * np.arange(sr) / sr).astype(np.float32)
+    wav = np.concatenate([np.zeros(sr), tone, np.zeros(sr // 2)]).astype(np.float32)
+    out = trim_silence(wav, sr)
+    assert sr <= len(out) <= sr + 0.15 * sr
+    assert np.abs(out).max() == pytest.approx(0.5, abs=1e-3)
