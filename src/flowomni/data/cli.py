@@ -1,0 +1,168 @@
+"""`flowomni data ...`: build, import, check, featurize and augment corpora."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from pathlib import Path
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    sub = p.add_subparsers(dest="data_command", metavar="ACTION", required=True)
+
+    s = sub.add_parser("synth", help="build the synthetic spoken-QA corpus (espeak-ng + piper, offline)")
+    from flowomni.data.synth import SynthConfig
+
+    d = SynthConfig()
+    s.add_argument("out_dir", type=Path)
+    s.add_argument("--size", type=int, default=d.size, help=f"train+valid+test items (default {d.size})")
+    s.add_argument("--seed", type=int, default=d.seed)
+    s.add_argument("--workers", type=int, default=0, help="processes (default: one per CPU core)")
+    s.add_argument("--valid-frac", type=float, default=d.valid_frac)
+    s.add_argument("--test-frac", type=float, default=d.test_frac)
+    s.add_argument("--piper-share", type=float, default=d.piper_share, help="share of questions in the piper voice")
+    s.add_argument("--no-unseen-voices", action="store_true", help="skip the test_unseen_voices manifest")
+    s.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    s = sub.add_parser("librispeech", help="LibriSpeech-style folders -> utterance manifest (ASR/TTS)")
+    s.add_argument("root", type=Path)
+    s.add_argument("out_manifest", type=Path)
+    s.add_argument("--keep-case", action="store_true", help="keep transcripts as they are (default: sentence case)")
+    s.add_argument("--check-audio", action="store_true", help="decode every file now, skipping bad ones")
+    s.add_argument("--max-items", type=int, default=0)
+
+    s = sub.add_parser("hf", help="export a local Hugging Face dataset (VoiceAssistant-400K style) to WAV + manifests")
+    from flowomni.data.hf import HFColumns
+
+    c = HFColumns()
+    s.add_argument("path", type=Path, help="save_to_disk folder or folder of data files (local only)")
+    s.add_argument("out_dir", type=Path)
+    s.add_argument("--question-col", default=c.question_text)
+    s.add_argument("--answer-col", default=c.answer_text)
+    s.add_argument("--question-audio-col", default=c.question_audio)
+    s.add_argument("--answer-audio-col", default=c.answer_audio)
+    s.add_argument("--id-col", default=c.id, help="column with item ids (default: <split>-<row>)")
+    s.add_argument("--split", action="append", default=None, help="only this split (repeatable)")
+    s.add_argument("--max-items", type=int, default=0, help="per split")
+
+    s = sub.add_parser("features", help="precompute the log-mel feature cache for manifests")
+    s.add_argument("manifests", type=Path, nargs="*")
+    s.add_argument("--cache", type=Path, default=None, help="cache folder (default .cache/features)")
+    s.add_argument("--config", choices=["input", "answer", "both"], default="both",
+                   help="input: question audio, encoder features; answer: answer audio, speaker features")
+    s.add_argument("--from-config", type=Path, default=None, metavar="EXPERIMENT_YAML",
+                   help="take mel configs, cache folder and (if none given) manifests from a training config")
+    s.add_argument("--workers", type=int, default=0)
+
+    s = sub.add_parser("augment", help="noisy/faster/quieter copy of a manifest's question audio")
+    s.add_argument("manifest", type=Path)
+    s.add_argument("out_dir", type=Path)
+    s.add_argument("--noise-snr", type=float, default=None, metavar="DB")
+    s.add_argument("--noise-kind", choices=["white", "pink", "babble"], default="white")
+    s.add_argument("--speed", type=float, default=1.0, help="e.g. 0.9 (slower) or 1.2 (faster)")
+    s.add_argument("--gain-db", type=float, default=0.0)
+    s.add_argument("--seed", type=int, default=0)
+
+    s = sub.add_parser("check", help="validate every audio file of manifests and print a summary")
+    s.add_argument("manifests", type=Path, nargs="+")
+    s.add_argument("--max-seconds", type=float, default=None, help="flag clips longer than this")
+
+
+def run(args: argparse.Namespace) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    action = {"synth": _synth, "librispeech": _librispeech, "hf": _hf, "features": _features,
+              "augment": _augment, "check": _check}[args.data_command]
+    try:
+        return action(args)
+    except (FileNotFoundError, FileExistsError, ValueError) as e:
+        print(f"flowomni data {args.data_command}: {e}", file=sys.stderr)
+        return 2
+
+
+def _synth(args: argparse.Namespace) -> int:
+    from flowomni.data.synth import SynthConfig, build, format_report
+
+    cfg = SynthConfig(size=args.size, seed=args.seed, workers=args.workers, valid_frac=args.valid_frac,
+                      test_frac=args.test_frac, piper_share=args.piper_share,
+                      unseen_voices=not args.no_unseen_voices)
+    report = build(args.out_dir, cfg, progress=not args.quiet)
+    print(format_report(report, args.out_dir))
+    return 0
+
+
+def _librispeech(args: argparse.Namespace) -> int:
+    from flowomni.data.librispeech import write_librispeech_manifest
+
+    items, stats = write_librispeech_manifest(args.root, args.out_manifest, keep_case=args.keep_case,
+                                              check_audio=args.check_audio, max_items=args.max_items)
+    print(f"{args.out_manifest}: {len(items)} utterances; {stats.summary()}")
+    return 0
+
+
+def _hf(args: argparse.Namespace) -> int:
+    from flowomni.data.hf import HFColumns, export_hf
+
+    cols = HFColumns(args.question_col, args.answer_col, args.question_audio_col, args.answer_audio_col, args.id_col)
+    written, stats = export_hf(args.path, args.out_dir, cols, splits=args.split, max_items=args.max_items)
+    for split, path in written.items():
+        print(f"{split}: {path}")
+    print(stats.summary())
+    return 0
+
+
+def _features(args: argparse.Namespace) -> int:
+    from flowomni.audio.mel import answer_mel_config, input_mel_config
+    from flowomni.data.features import FeatureCache
+    from flowomni.data.manifest import SkipStats, read_manifest
+
+    in_cfg, out_cfg, cache, manifests = input_mel_config(), answer_mel_config(), args.cache, list(args.manifests)
+    if args.from_config:
+        from flowomni.config import load_config
+        from flowomni.training.experiment import ExperimentConfig
+
+        exp = load_config(ExperimentConfig, args.from_config)
+        in_cfg, out_cfg = exp.model.input_mel, exp.model.output_mel
+        cache = cache or Path(exp.data.cache_dir)
+        manifests = manifests or [Path(m) for m in (exp.data.train_manifest, exp.data.valid_manifest) if m]
+    if not manifests:
+        raise ValueError("no manifests given")
+    cache = cache or Path(".cache/features")
+    questions, answers, stats = set(), set(), SkipStats()
+    for m in manifests:
+        items, s = read_manifest(m)
+        stats.update(s)
+        questions |= {it.question_audio for it in items if it.question_audio}
+        answers |= {it.answer_audio for it in items if it.answer_audio}
+    t0 = time.perf_counter()
+    jobs = {"input": (in_cfg, questions), "answer": (out_cfg, answers)}
+    for name, (cfg, paths) in jobs.items():
+        if args.config in (name, "both"):
+            fc = FeatureCache(cache, cfg)
+            stats.update(fc.precompute(sorted(paths), workers=args.workers))
+            print(f"{name} features ({len(paths)} files) in {fc.dir}")
+    print(f"done in {time.perf_counter() - t0:.1f} s; {stats.summary()}")
+    return 0
+
+
+def _augment(args: argparse.Namespace) -> int:
+    from flowomni.data.augment import AugmentSpec, augment_manifest
+
+    spec = AugmentSpec(args.noise_snr, args.noise_kind, args.speed, args.gain_db)
+    if spec.label == "clean":
+        raise ValueError("nothing to do: give --noise-snr, --speed or --gain-db")
+    path, items, stats = augment_manifest(args.manifest, args.out_dir, spec, seed=args.seed)
+    print(f"{path}: {len(items)} items ({spec.label}); {stats.summary()}")
+    return 0
+
+
+def _check(args: argparse.Namespace) -> int:
+    from flowomni.data.check import check_manifest
+
+    bad = 0
+    for m in args.manifests:
+        report = check_manifest(m, max_seconds=args.max_seconds)
+        print(report.format(m))
+        bad += report.problems.total
+    return 1 if bad else 0
