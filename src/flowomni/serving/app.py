@@ -1,0 +1,268 @@
+"""The FastAPI app: the voice-chat WebSocket, a plain HTTP endpoint, health, the web page.
+
+`create_app(engine_or_factory, config)` builds it in-process (tests, benchmarks); a factory
+is called once at startup, off the event loop, so a server can bind before a big model is
+in memory. One engine serves everyone through one bounded `WorkQueue`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import io
+import json
+import logging
+import time
+import urllib.parse
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import soundfile as sf
+from fastapi import FastAPI, Request, WebSocket
+from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse, Response
+from fastapi.staticfiles import StaticFiles
+from starlette.websockets import WebSocketDisconnect, WebSocketState
+
+from flowomni.audio.io import AudioError, validate
+from flowomni.inference.engine import AudioChunk, Done, TextDelta
+from flowomni.serving import protocol as P
+from flowomni.serving.config import ServerConfig
+from flowomni.serving.queue import Busy, WorkQueue
+from flowomni.serving.session import Session, rounded
+
+log = logging.getLogger("flowomni.serving")
+STATIC = Path(__file__).parent / "static"
+
+AUDIO_TYPES = ("audio/wav", "audio/x-wav", "audio/flac", "audio/ogg", "application/octet-stream")
+RESPOND_BODY = {
+    "required": True,
+    "content": {
+        "application/json": {"schema": {
+            "type": "object", "required": ["text"],
+            "properties": {
+                "text": {"type": "string", "description": "the question"},
+                "speak": {"type": "boolean", "default": True, "description": "also answer in speech"},
+                "history": {"type": "array", "description": "earlier [question, answer] text pairs",
+                            "items": {"type": "array", "items": {"type": "string"}, "minItems": 2, "maxItems": 2}},
+            }}},
+        **{t: {"schema": {"type": "string", "format": "binary"}} for t in AUDIO_TYPES},
+    },
+}
+
+
+def http_error(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"error": {"code": code, "message": message}}, status, headers=headers)
+
+
+def wav_bytes(pcm: np.ndarray, sample_rate: int) -> bytes:
+    buf = io.BytesIO()
+    sf.write(buf, pcm, sample_rate, format="WAV", subtype="PCM_16")
+    return buf.getvalue()
+
+
+def decode_upload(body: bytes, cfg: ServerConfig) -> tuple[np.ndarray, int]:
+    """An uploaded audio file -> mono float32 samples and rate (AudioError when unusable)."""
+    try:
+        info = sf.info(io.BytesIO(body))
+        if info.duration > cfg.max_turn_seconds:
+            raise AudioError(f"question of {info.duration:.1f} s is longer than {cfg.max_turn_seconds:g} s")
+        wav, sr = sf.read(io.BytesIO(body), dtype="float32", always_2d=True)
+    except AudioError:
+        raise
+    except Exception as e:  # soundfile raises several types for corrupt/unknown data
+        raise AudioError(f"uploaded audio cannot be decoded ({type(e).__name__}: {e})") from None
+    return validate(wav, sr, "uploaded audio"), sr
+
+
+def parse_json_question(body: bytes, cfg: ServerConfig) -> dict[str, Any]:
+    try:
+        data = json.loads(body)
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as e:
+        raise P.ProtocolError("bad_json", f"body is not valid JSON ({e})") from None
+    if not isinstance(data, dict) or not isinstance(data.get("text"), str) or not data["text"].strip():
+        raise P.ProtocolError("bad_message", 'body must be a JSON object with a non-empty string "text"')
+    unknown = set(data) - {"text", "speak", "history"}
+    if unknown:
+        raise P.ProtocolError("bad_message", f"unknown field(s) {sorted(unknown)}")
+    if len(data["text"]) > cfg.max_text_chars:
+        raise P.ProtocolError("text_too_long", f"question of {len(data['text'])} characters is over the limit "
+                                               f"of {cfg.max_text_chars}")
+    if not isinstance(data.get("speak", True), bool):
+        raise P.ProtocolError("bad_message", '"speak" must be true or false')
+    hist = data.get("history") or []
+    if not (isinstance(hist, list) and all(isinstance(t, list) and len(t) == 2 and all(isinstance(s, str) for s in t)
+                                            for t in hist)):
+        raise P.ProtocolError("bad_message", '"history" must be a list of [question, answer] string pairs')
+    data["history"] = [tuple(t) for t in hist[-cfg.history_turns:]] if cfg.history_turns else []
+    return data
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The request body, refusing more than `limit` bytes without reading them all."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise P.ProtocolError("too_large", f"body of {declared} bytes is over the limit of {limit}")
+    chunks, n = [], 0
+    async for chunk in request.stream():
+        n += len(chunk)
+        if n > limit:
+            raise P.ProtocolError("too_large", f"body is over the limit of {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def create_app(engine_or_factory: Any, config: ServerConfig | None = None) -> FastAPI:
+    """The server app around an `Engine` (or a no-argument callable that loads one)."""
+    cfg = config or ServerConfig()
+    cfg.check()
+    queue = WorkQueue(cfg.max_concurrent, cfg.max_waiting)
+    state: dict[str, Any] = {"engine": None, "sessions": 0, "started": time.time()}
+    if hasattr(engine_or_factory, "respond"):
+        state["engine"] = engine_or_factory
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        if state["engine"] is None:
+            factory: Callable[[], Any] = engine_or_factory
+            state["engine"] = await asyncio.to_thread(factory)
+        yield
+        queue.shutdown()
+
+    app = FastAPI(title="flowomni", version="0.1.0", lifespan=lifespan,
+                  description="Flow-Omni voice chat: WebSocket protocol at /ws (see /protocol), "
+                              "one-shot answers at POST /v1/respond, the web page at /.")
+    app.state.cfg, app.state.queue, app.state.server = cfg, queue, state
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+
+    @app.get("/", include_in_schema=False)
+    async def index() -> FileResponse:
+        return FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-cache"})
+
+    @app.get("/protocol", response_class=PlainTextResponse, summary="The WebSocket protocol, as text")
+    async def protocol_doc() -> str:
+        return P.__doc__ or ""
+
+    @app.get("/health", summary="Liveness, load and limits")
+    async def health() -> dict[str, Any]:
+        engine = state["engine"]
+        return {"status": "ok" if engine is not None else "loading", "sessions": state["sessions"],
+                "max_sessions": cfg.max_sessions, "queue": queue.stats(),
+                "output_sample_rate": engine.vocoder.sample_rate if engine is not None else None,
+                "limits": cfg.limits(), "uptime_s": round(time.time() - state["started"], 1)}
+
+    @app.post("/v1/respond", summary="Answer one question (audio file or JSON text)",
+              openapi_extra={"requestBody": RESPOND_BODY},
+              responses={200: {"description": "JSON answer (format=json) or the spoken answer as WAV "
+                                              "(format=wav; text in the X-Flowomni-Text header, URL-encoded)",
+                               "content": {"audio/wav": {}}},
+                         400: {"description": "bad audio or request"}, 413: {"description": "over a limit"},
+                         503: {"description": "busy: too many answers running and waiting"}})
+    async def respond(request: Request, format: str = "json", speak: bool | None = None) -> Response:
+        t_end = time.perf_counter()
+        if format not in ("json", "wav"):
+            return http_error(400, "bad_message", f"format must be json or wav, got {format!r}")
+        try:
+            body = await read_body(request, cfg.max_message_bytes)
+            t_end = time.perf_counter()
+            ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+            if ctype == "application/json":
+                q = parse_json_question(body, cfg)
+                kwargs = {"text": q["text"].strip(), "speak": q.get("speak", True) if speak is None else speak,
+                          "history": q["history"] or None}
+                audio = None
+            else:
+                if not body:
+                    raise AudioError("the request body is empty: send an audio file or JSON")
+                audio, sr = decode_upload(body, cfg)
+                kwargs = {"sample_rate": sr, "speak": True if speak is None else speak}
+        except P.ProtocolError as e:
+            return http_error(413 if e.code in ("too_large", "text_too_long") else 400, e.code, e.message)
+        except AudioError as e:
+            return http_error(400, "bad_audio", str(e))
+        engine = state["engine"]
+        try:
+            ticket = queue.admit()
+        except Busy as e:
+            return http_error(503, "busy", str(e), {"Retry-After": "1"})
+        chunks: list[np.ndarray] = []
+        timings: dict[str, float] = {}
+        done: Done | None = None
+
+        def ms() -> float:
+            return (time.perf_counter() - t_end) * 1000
+
+        try:
+            async with contextlib.aclosing(queue.stream(ticket, lambda: engine.respond(audio, **kwargs),
+                                                        lambda w: timings.update(queue_ms=w * 1000))) as events:
+                async for ev in events:
+                    if isinstance(ev, TextDelta):
+                        timings.setdefault("first_text_ms", ms())
+                    elif isinstance(ev, AudioChunk):
+                        timings.setdefault("first_audio_ms", ms())
+                        chunks.append(ev.pcm)
+                    elif isinstance(ev, Done):
+                        done = ev
+        except AudioError as e:
+            return http_error(400, "bad_audio", str(e))
+        except ValueError as e:
+            return http_error(400, "bad_message", str(e))
+        except Exception as e:  # noqa: BLE001
+            log.exception("HTTP answer failed")
+            return http_error(500, "internal", f"the answer failed ({type(e).__name__}); see the server log")
+        finally:
+            ticket.close()
+        assert done is not None
+        sr = engine.vocoder.sample_rate
+        pcm = np.concatenate(chunks) if chunks else np.zeros(0, np.float32)
+        timings.update(total_ms=ms(), audio_seconds=done.audio_seconds, rtf=done.timings.get("rtf", 0.0))
+        timings = rounded(timings)
+        if format == "wav":
+            return Response(wav_bytes(pcm, sr), media_type="audio/wav", headers={
+                "X-Flowomni-Text": urllib.parse.quote(done.text), "X-Flowomni-Timings": json.dumps(timings)})
+        return JSONResponse({"text": done.text, "audio_seconds": round(done.audio_seconds, 3), "sample_rate": sr,
+                             "timings": {**timings, "engine": rounded(done.timings)},
+                             "audio_wav_base64": base64.b64encode(wav_bytes(pcm, sr)).decode() if chunks else None})
+
+    @app.websocket("/ws")
+    async def chat(ws: WebSocket) -> None:
+        await ws.accept()
+        if state["sessions"] >= cfg.max_sessions:
+            await ws.send_json(P.busy(f"server busy: all {cfg.max_sessions} sessions are in use", 5000))
+            await ws.close(code=1013)
+            return
+        state["sessions"] += 1
+        session = Session(state["engine"], queue, cfg, ws.send_json, ws.send_bytes)
+        try:
+            await serve_session(ws, session, cfg)
+        except WebSocketDisconnect:
+            pass
+        finally:
+            state["sessions"] -= 1
+            await session.close()
+            if ws.client_state == WebSocketState.CONNECTED and ws.application_state == WebSocketState.CONNECTED:
+                with contextlib.suppress(Exception):
+                    await ws.close(code=session.close_code or 1000)
+
+    return app
+
+
+async def serve_session(ws: WebSocket, session: Session, cfg: ServerConfig) -> None:
+    """Feed one socket's messages to its session until either side ends it."""
+    while session.close_code is None:
+        try:
+            msg = await asyncio.wait_for(ws.receive(), timeout=cfg.idle_timeout_s)
+        except asyncio.TimeoutError:
+            if session.answer is not None:  # quiet while listening to an answer is not idle
+                continue
+            await session.error("idle_timeout", f"no message for {cfg.idle_timeout_s:g} s: closing")
+            session.close_code = 1000
+            break
+        if msg["type"] == "websocket.disconnect":
+            raise WebSocketDisconnect(msg.get("code", 1000))
+        if msg.get("text") is not None:
+            await session.handle_text(msg["text"])
+        elif msg.get("bytes") is not None:
+            await session.handle_bytes(msg["bytes"])

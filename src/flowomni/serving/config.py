@@ -1,0 +1,55 @@
+"""Server settings. Defaults are the safe ones: loopback only, small queues, firm limits."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass
+class VadConfig:
+    """Energy voice-activity detection (hands-free mode); see vad.py."""
+
+    frame_ms: float = 20.0  # analysis frame
+    threshold_db: float = -45.0  # a frame louder than this (dBFS RMS) may be speech ...
+    margin_db: float = 12.0  # ... and must also be this far above the tracked noise floor
+    min_speech_ms: float = 120.0  # this much loud audio in a row starts speech (clicks do not)
+    silence_ms: float = 700.0  # this much quiet after speech ends the turn
+    preroll_ms: float = 300.0  # audio kept from before the detected start (soft onsets)
+
+
+@dataclass
+class ServerConfig:
+    host: str = "127.0.0.1"
+    port: int = 8000
+    max_sessions: int = 8  # open WebSockets; more get `busy` and close 1013
+    max_concurrent: int = 1  # answers generated at the same time (they share one model)
+    max_waiting: int = 4  # answers queued behind them; beyond that `busy` / HTTP 503
+    max_message_bytes: int = 2 * 1024 * 1024  # one WebSocket message (and one HTTP upload)
+    max_turn_seconds: float = 30.0  # question audio per turn
+    max_text_chars: int = 500  # a written question
+    max_session_turns: int = 200
+    idle_timeout_s: float = 300.0  # a session with no message for this long is closed
+    history_turns: int = 4  # earlier turns the model sees as context
+    vad: VadConfig = field(default_factory=VadConfig)
+
+    def limits(self) -> dict[str, float]:
+        """What clients are told in `ready`."""
+        return {
+            "max_message_bytes": self.max_message_bytes,
+            "max_turn_seconds": self.max_turn_seconds,
+            "max_text_chars": self.max_text_chars,
+            "max_session_turns": self.max_session_turns,
+            "idle_timeout_s": self.idle_timeout_s,
+        }
+
+    def check(self) -> None:
+        from flowomni.config import ConfigError
+
+        for name in ("max_sessions", "max_concurrent", "max_message_bytes", "max_session_turns"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"server.{name} must be at least 1, got {getattr(self, name)}")
+        for name in ("max_waiting", "history_turns"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"server.{name} must not be negative, got {getattr(self, name)}")
+        if self.max_turn_seconds <= 0 or self.idle_timeout_s <= 0:
+            raise ConfigError("server.max_turn_seconds and server.idle_timeout_s must be positive")

@@ -1,0 +1,41 @@
+"""A tiny random model for exercising the server (tests, the load benchmark) without a trained one.
+
+Its text is gibberish, but the protocol does not care. Left alone, a random model may never
+start speaking; `force_speech` sets the speech-state head's bias so START, then GEN, always
+win (the decoder's grammar only allows PAD/START before speech and GEN/STOP after), so every
+answer streams audio until `max_steps`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+import yaml
+
+from flowomni.config import to_dict
+from flowomni.model.layout import GEN, START
+
+
+def make_tiny_checkpoint(path: str | Path, *, force_speech: bool = True, seed: int = 0) -> Path:
+    """Write a ~0.5 M-parameter random FlowOmni checkpoint to `path` and return it."""
+    from flowomni.model.config import ModelConfig
+    from flowomni.model.flowomni import FlowOmni
+    from flowomni.model.tokenizer import CharTokenizer
+    from flowomni.training.checkpoint import save_checkpoint
+
+    torch.manual_seed(seed)
+    cfg = ModelConfig()
+    cfg.backbone.config.update(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+                               num_key_value_heads=2)
+    cfg.encoder.d_model, cfg.encoder.n_layers, cfg.encoder.ffn_dim = 64, 1, 128
+    cfg.vocoder = "griffin-lim"
+    model = FlowOmni(cfg, CharTokenizer())
+    if force_speech:
+        with torch.no_grad():
+            model.state_head.bias.zero_()
+            model.state_head.bias[START] = model.state_head.bias[GEN] = 50.0
+    path = Path(path)
+    save_checkpoint(path, model_state=model.checkpoint_state(), config_yaml=yaml.safe_dump({"model": to_dict(cfg)}),
+                    meta={"step": 0}, files=model.checkpoint_files(), save_rng=False)
+    return path

@@ -1,0 +1,108 @@
+"""Server-side voice activity detection by frame energy, for hands-free turns.
+
+Deliberately simple: a frame is "loud" when its RMS level is above a fixed floor and also
+`margin_db` above a tracked noise floor (so a steady fan or hum is not speech). Speech starts
+after `min_speech_ms` of loud frames in a row (clicks and taps do not start a turn) and ends
+after `silence_ms` without a loud frame. The utterance handed back keeps `preroll_ms` from
+before the start (soft onsets such as "f" or "h" are quieter than the threshold) and a short
+tail of the closing silence.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from dataclasses import dataclass
+
+import numpy as np
+
+from flowomni.serving.config import VadConfig
+
+TAIL_MS = 150.0  # closing silence kept on the utterance
+
+
+@dataclass
+class VadEvent:
+    kind: str  # "start" | "end"
+    audio: np.ndarray | None = None  # for "end": the utterance, float32 at the stream's rate
+
+
+def frame_db(frame: np.ndarray) -> float:
+    """RMS level in dB relative to full scale (a full-scale sine is -3 dB)."""
+    return 10.0 * math.log10(float(np.mean(np.square(frame, dtype=np.float64))) + 1e-12)
+
+
+class EnergyVAD:
+    """Feed float32 PCM with `push`; get `start` when speech begins and `end` (with the
+    utterance's audio) when it has been followed by enough silence."""
+
+    def __init__(self, cfg: VadConfig, sample_rate: int) -> None:
+        if cfg.frame_ms <= 0 or cfg.silence_ms <= 0 or cfg.min_speech_ms < 0 or cfg.preroll_ms < 0:
+            raise ValueError(f"VAD timings must be positive: {cfg}")
+        self.cfg, self.sample_rate = cfg, sample_rate
+        self.frame = max(1, round(sample_rate * cfg.frame_ms / 1000))
+        ms_to_frames = lambda ms: max(1, math.ceil(ms / cfg.frame_ms))  # noqa: E731
+        self.n_start = ms_to_frames(cfg.min_speech_ms)
+        self.n_end = ms_to_frames(cfg.silence_ms)
+        self.n_tail = min(self.n_end, ms_to_frames(TAIL_MS))
+        self._pre: deque[np.ndarray] = deque(maxlen=ms_to_frames(cfg.preroll_ms) + self.n_start)
+        self.noise_db = -90.0
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget any partial utterance (the noise floor is kept: it describes the room)."""
+        self._rest = np.zeros(0, dtype=np.float32)
+        self._pre.clear()
+        self._speech: list[np.ndarray] | None = None
+        self._loud_run = self._quiet_run = 0
+
+    @property
+    def in_speech(self) -> bool:
+        return self._speech is not None
+
+    @property
+    def speech_seconds(self) -> float:
+        return sum(len(f) for f in self._speech) / self.sample_rate if self._speech else 0.0
+
+    def is_loud(self, db: float) -> bool:
+        return db > max(self.cfg.threshold_db, self.noise_db + self.cfg.margin_db)
+
+    def push(self, pcm: np.ndarray) -> list[VadEvent]:
+        events: list[VadEvent] = []
+        data = np.concatenate([self._rest, np.asarray(pcm, dtype=np.float32)])
+        n = len(data) // self.frame * self.frame
+        self._rest = data[n:]
+        for i in range(0, n, self.frame):
+            ev = self._frame(data[i : i + self.frame])
+            if ev is not None:
+                events.append(ev)
+        return events
+
+    def flush(self) -> np.ndarray | None:
+        """End the utterance now (the client said its turn is over): its audio, or None when
+        no speech had started."""
+        audio = np.concatenate([*self._speech, self._rest]) if self._speech else None
+        self.reset()
+        return audio
+
+    def _frame(self, frame: np.ndarray) -> VadEvent | None:
+        db = frame_db(frame)
+        loud = self.is_loud(db)
+        if self._speech is None:
+            # the floor follows quiet frames quickly and loud ones slowly (speech must not lift it)
+            self.noise_db += (0.3 if db < self.noise_db else 0.02) * (db - self.noise_db)
+            self._pre.append(frame)
+            self._loud_run = self._loud_run + 1 if loud else 0
+            if self._loud_run >= self.n_start:
+                self._speech, self._quiet_run = list(self._pre), 0
+                self._pre.clear()
+                return VadEvent("start")
+            return None
+        self._speech.append(frame)
+        self._quiet_run = 0 if loud else self._quiet_run + 1
+        if self._quiet_run < self.n_end:
+            return None
+        keep = len(self._speech) - (self._quiet_run - self.n_tail)
+        audio = np.concatenate(self._speech[:keep])
+        self._speech, self._loud_run, self._quiet_run = None, 0, 0
+        return VadEvent("end", audio)
