@@ -1,0 +1,96 @@
+"""MelCodec: residual VQ of mel groups fitted by k-means on real (espeak-ng) speech."""
+
+import math
+
+import pytest
+import torch
+
+from conftest import MemoryFeatures
+from flowomni.audio import answer_mel_config
+from flowomni.model.codec import CodecError, MelCodec, kmeans_pp, lloyd, nearest, to_groups
+
+GROUP, SILENCE = 4, math.log(1e-5)
+
+
+@pytest.fixture(scope="module")
+def groups(spoken_items):
+    feats = MemoryFeatures(answer_mel_config())
+    return torch.cat([to_groups(torch.from_numpy(feats.get(i.answer_audio)), GROUP, SILENCE) for i in spoken_items])
+
+
+def fitted(groups, n_q=4, size=16, iters=8, seed=0):
+    codec = MelCodec(n_q, size, GROUP, 80)
+    codec.fit(groups, iters=iters, seed=seed)
+    return codec
+
+
+def test_to_groups_pads_the_last_group_with_silence():
+    mel = torch.arange(10 * 3, dtype=torch.float32).view(10, 3)
+    g = to_groups(mel, 4, -11.5)
+    assert g.shape == (3, 4, 3)
+    assert torch.equal(g.flatten(0, 1)[:10], mel) and (g[2, 2:] == -11.5).all()
+
+
+def test_error_falls_as_codebooks_are_added(groups):
+    codec = fitted(groups)
+    errors = codec.error(groups)
+    print("normalised mse after 1..4 stages:", [round(e, 3) for e in errors])
+    assert len(errors) == 4 and errors[0] < 1.0  # one stage already beats predicting the mean
+    assert all(b < 0.95 * a for a, b in zip(errors, errors[1:]))
+    # encode/decode with the first q codebooks reproduces exactly those errors (in raw log-mel)
+    for q in (1, 4):
+        rec = codec.decode(codec.encode(groups, n_q=q))
+        assert rec.shape == groups.shape
+        mse = ((rec - groups) / codec.std.view(1, 1, -1)).pow(2).mean()
+        torch.testing.assert_close(mse.item(), errors[q - 1], rtol=1e-3, atol=1e-4)
+
+
+def test_kmeans_beats_its_seeding_and_random_codebooks(groups):
+    trained = fitted(groups, iters=10).error(groups)[-1]
+    seeded_only = fitted(groups, iters=0).error(groups)[-1]
+    rand = fitted(groups, iters=0)
+    rand.codebooks.normal_(generator=torch.Generator().manual_seed(0))
+    random_error = rand.error(groups)[-1]
+    print(f"final mse: k-means {trained:.3f}, k-means++ seeds only {seeded_only:.3f}, random {random_error:.3f}")
+    assert trained < 0.9 * seeded_only < 0.9 * random_error
+
+
+def test_lloyd_reseeds_empty_clusters():
+    x = torch.tensor([[0.0], [0.1], [10.0], [10.1]])
+    centres = lloyd(x, torch.tensor([[0.0], [100.0]]), iters=3)  # the far centre owns nothing
+    assert sorted(nearest(x, centres)[0].tolist()) == [0, 0, 1, 1]
+    g = torch.Generator().manual_seed(0)
+    assert kmeans_pp(x, 4, g).unique(dim=0).shape[0] == 4  # distinct points get picked
+
+
+def test_fitting_is_deterministic(groups):
+    a, b = fitted(groups, seed=3), fitted(groups, seed=3)
+    assert torch.equal(a.codebooks, b.codebooks) and torch.equal(a.encode(groups), b.encode(groups))
+    assert not torch.equal(a.codebooks, fitted(groups, seed=4).codebooks)
+
+
+def test_pad_codes_add_nothing(groups):
+    codec = fitted(groups, n_q=2)
+    codes = codec.encode(groups[:3])
+    assert codes.dtype == torch.long and codes.shape == (3, 2) and codes.max() < codec.pad
+    coarse = codec.decode(codes[:, :1])
+    padded = codec.decode(torch.stack([codes[:, 0], torch.full_like(codes[:, 0], codec.pad)], -1))
+    torch.testing.assert_close(coarse, padded)
+    silent = codec.decode(torch.full((1, 2), codec.pad))
+    torch.testing.assert_close(silent[0], codec.mean.expand(GROUP, 80))  # nothing: the mean frame
+
+
+def test_save_load_round_trip_and_clear_errors(groups, tmp_path):
+    codec = fitted(groups, n_q=2)
+    codec.save(tmp_path / "codec", {"valid_mse": [0.5, 0.4]})
+    back = MelCodec.load(tmp_path / "codec")
+    assert torch.equal(back.encode(groups), codec.encode(groups))
+    assert sorted(p.name for p in (tmp_path / "codec").iterdir()) == ["config.yaml", "meta.json", "model.safetensors"]
+    with pytest.raises(CodecError, match="model config asks for"):
+        back.check_fits(8, 16, GROUP, 80)
+    with pytest.raises(CodecError, match="train-codec"):
+        MelCodec.load(tmp_path / "nowhere")
+    with pytest.raises(CodecError, match="cannot fill a codebook"):
+        MelCodec(1, 4096, GROUP, 80).fit(groups)
+    with pytest.raises(ValueError, match="groups"):
+        codec.encode(torch.zeros(2, 3, 80))
