@@ -3,7 +3,7 @@ PY      ?= python3
 VENV    ?= .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
-APT_PKGS := espeak-ng sox
+APT_PKGS := espeak-ng sox chromium
 
 .PHONY: setup apt chat test test-quick bench clean
 
