@@ -11,7 +11,8 @@ class VadConfig:
 
     frame_ms: float = 20.0  # analysis frame
     threshold_db: float = -45.0  # a frame louder than this (dBFS RMS) may be speech ...
-    margin_db: float = 12.0  # ... and must also be this far above the tracked noise floor
+    margin_db: float = 12.0  # ... and this far above the noise floor: the quietest frame of
+    noise_window_ms: float = 2000.0  # ... this window (steady noise stops being speech after it)
     min_speech_ms: float = 120.0  # this much loud audio in a row starts speech (clicks do not)
     silence_ms: float = 700.0  # this much quiet after speech ends the turn
     preroll_ms: float = 300.0  # audio kept from before the detected start (soft onsets)

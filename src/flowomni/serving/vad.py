@@ -1,7 +1,10 @@
 """Server-side voice activity detection by frame energy, for hands-free turns.
 
 Deliberately simple: a frame is "loud" when its RMS level is above a fixed floor and also
-`margin_db` above a tracked noise floor (so a steady fan or hum is not speech). Speech starts
+`margin_db` above the noise floor, the quietest frame of the last `noise_window_ms`
+("minimum statistics": speech always has quiet gaps within a second or two, a fan or hum
+does not, so steady noise stops counting as speech once it fills the window; a loud hum at
+the very start of a stream is one spurious turn of about that window). Speech starts
 after `min_speech_ms` of loud frames in a row (clicks and taps do not start a turn) and ends
 after `silence_ms` without a loud frame. The utterance handed back keeps `preroll_ms` from
 before the start (soft onsets such as "f" or "h" are quieter than the threshold) and a short
@@ -46,7 +49,7 @@ class EnergyVAD:
         self.n_end = ms_to_frames(cfg.silence_ms)
         self.n_tail = min(self.n_end, ms_to_frames(TAIL_MS))
         self._pre: deque[np.ndarray] = deque(maxlen=ms_to_frames(cfg.preroll_ms) + self.n_start)
-        self.noise_db = -90.0
+        self._levels: deque[float] = deque(maxlen=ms_to_frames(cfg.noise_window_ms))
         self.reset()
 
     def reset(self) -> None:
@@ -63,6 +66,15 @@ class EnergyVAD:
     @property
     def speech_seconds(self) -> float:
         return sum(len(f) for f in self._speech) / self.sample_rate if self._speech else 0.0
+
+    @property
+    def noise_db(self) -> float:
+        """The quietest recent frame; until a whole window was heard, no more than
+        `threshold_db - margin_db` (so speech at the very start of a stream still counts)."""
+        floor = min(self._levels, default=0.0)
+        if len(self._levels) < (self._levels.maxlen or 0):
+            floor = min(floor, self.cfg.threshold_db - self.cfg.margin_db)
+        return floor
 
     def is_loud(self, db: float) -> bool:
         return db > max(self.cfg.threshold_db, self.noise_db + self.cfg.margin_db)
@@ -88,9 +100,8 @@ class EnergyVAD:
     def _frame(self, frame: np.ndarray) -> VadEvent | None:
         db = frame_db(frame)
         loud = self.is_loud(db)
+        self._levels.append(db)
         if self._speech is None:
-            # the floor follows quiet frames quickly and loud ones slowly (speech must not lift it)
-            self.noise_db += (0.3 if db < self.noise_db else 0.02) * (db - self.noise_db)
             self._pre.append(frame)
             self._loud_run = self._loud_run + 1 if loud else 0
             if self._loud_run >= self.n_start:
