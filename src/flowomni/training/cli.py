@@ -33,6 +33,12 @@ def run(args: argparse.Namespace) -> int:
         return 2
     if args.run_dir:
         cfg.run_dir = args.run_dir
+    from flowomni.training.checkpoint import latest_checkpoint
+
+    if not args.resume and (ckpt := latest_checkpoint(cfg.run_dir)) is not None:
+        print(f"flowomni train: {cfg.run_dir} already holds checkpoints (newest {ckpt.name}); pass --resume "
+              "to continue it, or choose another --run-dir", file=sys.stderr)
+        return 2
     try:
         exp = build_experiment(cfg)
     except (ValueError, FileNotFoundError) as e:
