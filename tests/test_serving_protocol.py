@@ -493,3 +493,90 @@ def test_http_endpoints(server: ServerThread, question: np.ndarray) -> None:
         status, out, _ = post(server.url + "/v1/respond", body, ctype)
         assert (status, json.loads(out)["error"]["code"]) == (code, err)
     assert get_json(server.url + "/health")["status"] == "ok"
+
+
+def test_flowomni_serve_command(checkpoint: Path) -> None:
+    """The real CLI: binds loopback by default, serves /health, stops cleanly on SIGTERM."""
+    import signal
+    import subprocess
+    import sys
+
+    from flowomni.serving.server import free_port
+
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "flowomni.cli", "serve", "--checkpoint", str(checkpoint),
+                             "--port", str(port), "--gen", "max_steps=8", "--log-level", "warning"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                health = get_json(f"http://127.0.0.1:{port}/health")
+                break
+            except (urllib.error.URLError, ConnectionError):
+                assert proc.poll() is None, proc.stdout.read().decode()
+                assert time.monotonic() < deadline, "flowomni serve did not come up"
+                time.sleep(0.2)
+        assert health["status"] == "ok" and health["max_sessions"] == 8
+        status, body, _ = post(f"http://127.0.0.1:{port}/v1/respond", json.dumps({"text": "hi"}).encode(),
+                               "application/json")
+        assert status == 200 and json.loads(body)["timings"]["engine"]["steps"] == 8
+    finally:
+        proc.terminate()
+        out = proc.communicate(timeout=20)[0].decode()
+    # uvicorn shuts down gracefully, then re-raises the signal so the exit status tells why
+    assert proc.returncode in (0, -signal.SIGTERM), out
+    assert f"http://127.0.0.1:{port}/" in out and "Traceback" not in out
+
+
+def test_bad_checkpoint_is_a_clear_cli_error(tmp_path: Path) -> None:
+    from flowomni.cli import main
+
+    assert main(["serve", "--checkpoint", str(tmp_path / "missing")]) == 2
+
+
+@pytest.fixture(scope="module")
+def shipped_server():
+    from flowomni.inference.engine import shipped_model_path
+
+    try:
+        path = shipped_model_path()
+    except FileNotFoundError as e:
+        pytest.skip(f"no shipped model ({e})")
+    srv = start_server(Engine.load(path, gen=GenerationConfig(seed=0)))
+    yield srv
+    srv.stop()
+
+
+def test_shipped_model_answers_over_the_socket(shipped_server: ServerThread, question: np.ndarray) -> None:
+    async def go() -> None:
+        async with session(shipped_server) as ws:
+            c = Client(ws)
+            await c.start(sample_rate=16000)
+            await ws.send(pcm16(question))
+            await c.send(type="end_of_turn")
+            msgs, audio, done = await c.until("done", timeout=60)
+            assert "five" in done["text"].lower() or "5" in done["text"], done["text"]
+            assert done["audio_samples"] > 0 and len(audio) == 2 * done["audio_samples"]
+            await c.send(type="text", text="What is two plus three?")
+            _, _, done = await c.until("done", timeout=60)
+            assert "five" in done["text"].lower() or "5" in done["text"], done["text"]
+
+    run(go())
+
+
+@pytest.mark.slow
+def test_serve_load_benchmark_runs(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    bench = Path(__file__).resolve().parents[1] / "benchmarks" / "serve_load.py"
+    out = subprocess.run([sys.executable, str(bench), "--json", "--random", "--max-steps", "8", "--clients", "3",
+                          "--turns", "2", "--set", "max_waiting=1", "--threads", "1"],
+                         capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-3000:]
+    r = json.loads(out.stdout)
+    # 3 clients, 1 running + 1 waiting: turns that meet `busy` are retried, so all complete
+    assert r["turns_done"] == 6 and r["errors"] == {} and r["first_packet_ms"]["n"] == 6
+    assert r["first_packet_ms"]["p50"] <= r["first_packet_ms"]["p95"]
+    assert r["server_rss_mb"]["after"] > 0 and r["server_queue_after"]["running"] == 0

@@ -13,6 +13,7 @@ import contextlib
 import io
 import json
 import logging
+import os
 import time
 import urllib.parse
 from collections.abc import AsyncIterator, Callable
@@ -51,6 +52,15 @@ RESPOND_BODY = {
         **{t: {"schema": {"type": "string", "format": "binary"}} for t in AUDIO_TYPES},
     },
 }
+
+
+def rss_mb() -> float | None:
+    """This process's resident memory now (Linux), for /health and load tests."""
+    try:
+        pages = int(Path("/proc/self/statm").read_text().split()[1])
+    except (OSError, IndexError, ValueError):
+        return None
+    return round(pages * os.sysconf("SC_PAGE_SIZE") / 2**20, 1)
 
 
 def http_error(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
@@ -151,7 +161,7 @@ def create_app(engine_or_factory: Any, config: ServerConfig | None = None) -> Fa
         return {"status": "ok" if engine is not None else "loading", "sessions": state["sessions"],
                 "max_sessions": cfg.max_sessions, "queue": queue.stats(),
                 "output_sample_rate": engine.vocoder.sample_rate if engine is not None else None,
-                "limits": cfg.limits(), "uptime_s": round(time.time() - state["started"], 1)}
+                "limits": cfg.limits(), "rss_mb": rss_mb(), "uptime_s": round(time.time() - state["started"], 1)}
 
     @app.post("/v1/respond", summary="Answer one question (audio file or JSON text)",
               openapi_extra={"requestBody": RESPOND_BODY},

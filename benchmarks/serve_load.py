@@ -1,0 +1,235 @@
+"""Load test of the voice-chat server: N concurrent WebSocket clients on loopback.
+
+Each client opens a session and asks `--turns` spoken questions one after another (the
+whole utterance as 40 ms PCM frames, then `end_of_turn`), reading the streamed answer.
+First packet = from sending `end_of_turn` to receiving the first audio frame, as the client
+sees it (so it includes queueing behind other clients). Busy replies are counted and the
+turn is retried after the advertised delay; errors are counted by code. Everything is
+bounded: `--clients` <= 64, `--turns` <= 50, and the whole run stops after `--max-seconds`.
+
+    python benchmarks/serve_load.py --json                         # in-process server, defaults
+    python benchmarks/serve_load.py --clients 8 --turns 2 --set max_concurrent=2 --set max_waiting=2
+    python benchmarks/serve_load.py --url http://127.0.0.1:8000    # a running `flowomni serve`
+
+The in-process server uses the shipped model when there is one, else (or with `--random`) a
+tiny random model whose answers are forced to speak for `--max-steps` steps (costs only).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import tempfile
+import time
+import urllib.request
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import describe, emit, environment, peak_rss_mb  # noqa: E402
+
+from flowomni.audio.io import load_audio  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+FRAME_S = 0.04
+
+
+def question_audio(paths: list[str], tmp: Path) -> list[np.ndarray]:
+    """16 kHz questions: the given files, examples/*.wav, or one made with espeak-ng."""
+    files = [Path(p) for p in paths] or sorted((REPO / "examples").glob("*.wav"))
+    if not files:
+        import subprocess
+
+        files = [tmp / "q.wav"]
+        subprocess.run(["espeak-ng", "-w", str(files[0]), "What is two plus three?"], check=True)
+    return [load_audio(f, 16000) for f in files]
+
+
+def get_json(url: str) -> dict[str, Any]:
+    with urllib.request.urlopen(url, timeout=10) as r:
+        return json.loads(r.read())
+
+
+async def client(ws_url: str, questions: list[np.ndarray], turns: int, idx: int, out: dict[str, Any],
+                 turn_timeout: float) -> None:
+    from websockets.asyncio.client import connect
+
+    async with connect(ws_url, max_size=None) as ws:
+        await ws.send(json.dumps({"type": "start", "sample_rate": 16000, "mode": "ptt"}))
+        ready = json.loads(await ws.recv())
+        if ready["type"] != "ready":
+            out["errors"][ready.get("code", ready["type"])] += 1
+            return
+        done_turns = 0
+        while done_turns < turns:
+            q = questions[(idx + done_turns) % len(questions)]
+            pcm = (np.clip(q, -1, 1) * 32767).astype("<i2").tobytes()
+            step = int(16000 * FRAME_S) * 2
+            for i in range(0, len(pcm), step):
+                await ws.send(pcm[i : i + step])
+            t0 = time.perf_counter()
+            await ws.send(json.dumps({"type": "end_of_turn"}))
+            first_audio = first_text = None
+            while True:
+                msg = await asyncio.wait_for(ws.recv(), turn_timeout)
+                now = time.perf_counter()
+                if isinstance(msg, bytes):
+                    first_audio = first_audio if first_audio is not None else (now - t0) * 1000
+                    out["audio_bytes"] += len(msg)
+                    continue
+                m = json.loads(msg)
+                if m["type"] == "text" and first_text is None:
+                    first_text = (now - t0) * 1000
+                elif m["type"] == "busy":
+                    out["busy"] += 1
+                    await asyncio.sleep(m.get("retry_after_ms", 1000) / 1000)
+                    break  # ask the same question again
+                elif m["type"] == "error":
+                    out["errors"][m["code"]] += 1
+                    done_turns += 1
+                    break
+                elif m["type"] == "done":
+                    done_turns += 1
+                    out["turns"] += 1
+                    out["audio_seconds"] += m["audio_seconds"]
+                    if first_audio is not None:
+                        out["first_audio_ms"].append(first_audio)
+                        out["server_first_audio_ms"].append(m["timings"]["first_audio_ms"])
+                    else:
+                        out["no_audio"] += 1
+                    if first_text is not None:
+                        out["first_text_ms"].append(first_text)
+                    out["total_ms"].append((now - t0) * 1000)
+                    break
+
+
+async def run_clients(ws_url: str, questions: list[np.ndarray], args: argparse.Namespace) -> dict[str, Any]:
+    out: dict[str, Any] = {"turns": 0, "busy": 0, "no_audio": 0, "audio_bytes": 0, "audio_seconds": 0.0,
+                           "errors": Counter(), "first_audio_ms": [], "server_first_audio_ms": [],
+                           "first_text_ms": [], "total_ms": []}
+
+    async def one(i: int) -> None:
+        try:
+            await client(ws_url, questions, args.turns, i, out, args.turn_timeout)
+        except asyncio.TimeoutError:
+            out["errors"]["client_timeout"] += 1
+        except Exception as e:  # noqa: BLE001 - a load test reports failures, it does not stop at them
+            out["errors"][type(e).__name__] += 1
+
+    t0 = time.perf_counter()
+    tasks = [asyncio.create_task(one(i)) for i in range(args.clients)]
+    _, pending = await asyncio.wait(tasks, timeout=args.max_seconds)
+    for t in pending:
+        t.cancel()
+    if pending:
+        out["errors"]["run_time_limit"] += len(pending)
+        await asyncio.wait(pending)
+    out["wall_s"] = time.perf_counter() - t0
+    return out
+
+
+def build_server(args: argparse.Namespace, tmp: Path) -> tuple[Any, str]:
+    from flowomni.config import apply_overrides, from_dict, to_dict
+    from flowomni.inference.decoder import GenerationConfig
+    from flowomni.inference.engine import SHIPPED_MODEL, Engine
+    from flowomni.serving.app import create_app
+    from flowomni.serving.config import ServerConfig
+    from flowomni.serving.server import ServerThread
+
+    cfg = from_dict(ServerConfig, apply_overrides(to_dict(ServerConfig()), args.overrides))
+    checkpoint = args.checkpoint or (None if (SHIPPED_MODEL / "model.safetensors").is_file() else "")
+    if args.random or checkpoint == "":
+        from flowomni.serving.testing import make_tiny_checkpoint
+
+        engine = Engine.load(make_tiny_checkpoint(tmp / "model"),
+                             gen=GenerationConfig(max_steps=args.max_steps or 60, seed=0))
+        model = f"random tiny model, speech forced for {engine.gen.max_steps} steps"
+    else:
+        gen = GenerationConfig(seed=0, **({"max_steps": args.max_steps} if args.max_steps else {}))
+        engine = Engine.load(checkpoint, gen=gen)
+        model = str(checkpoint or SHIPPED_MODEL.relative_to(REPO))
+    srv = ServerThread(create_app(engine, cfg), cfg).start()
+    return srv, model
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--clients", type=int, default=4)
+    p.add_argument("--turns", type=int, default=3, help="questions per client")
+    p.add_argument("--max-seconds", type=float, default=300, help="stop the whole run after this long")
+    p.add_argument("--turn-timeout", type=float, default=120, help="give up on one answer after this long")
+    p.add_argument("--url", default=None, help="a running server (http://host:port); default: start one here")
+    p.add_argument("--checkpoint", default=None, help="in-process server's model (default: shipped model)")
+    p.add_argument("--random", action="store_true", help="use a tiny random model (costs only)")
+    p.add_argument("--max-steps", type=int, default=None, help="generation cap per answer")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="in-process server settings, e.g. --set max_concurrent=2")
+    p.add_argument("--questions", nargs="*", default=[], help="question recordings (default examples/*.wav)")
+    p.add_argument("--threads", type=int, default=None, help="torch threads for the in-process server")
+    args = p.parse_args()
+    if not (1 <= args.clients <= 64 and 1 <= args.turns <= 50 and 0 < args.max_seconds <= 3600):
+        p.error("keep it bounded: 1 <= --clients <= 64, 1 <= --turns <= 50, 0 < --max-seconds <= 3600")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    with tempfile.TemporaryDirectory() as tmpdir:
+        tmp = Path(tmpdir)
+        questions = question_audio(args.questions, tmp)
+        srv = None
+        if args.url:
+            base, model = args.url.rstrip("/"), "remote server"
+        else:
+            srv, model = build_server(args, tmp)
+            base = srv.url
+        try:
+            before = get_json(base + "/health")
+            out = asyncio.run(run_clients(base.replace("http", "ws", 1) + "/ws", questions, args))
+            after = get_json(base + "/health")
+            for _ in range(50):  # the last workers return just after their `done` went out
+                if after["queue"]["running"] == 0:
+                    break
+                time.sleep(0.1)
+                after = get_json(base + "/health")
+        finally:
+            if srv is not None:
+                srv.stop()
+
+    def stats(xs: list[float]) -> dict[str, float] | None:
+        if not xs:
+            return None
+        d = describe(xs)
+        return {"p50": round(d["median"], 1), "p95": round(d["p95"], 1), "max": round(max(xs), 1), "n": d["n"]}
+
+    result = {
+        "benchmark": "serve_load",
+        "model": model,
+        "clients": args.clients,
+        "turns_per_client": args.turns,
+        "server": {k: before[k] for k in ("max_sessions", "queue", "limits")},
+        "turns_done": out["turns"],
+        "first_packet_ms": stats(out["first_audio_ms"]),
+        "server_first_audio_ms": stats(out["server_first_audio_ms"]),
+        "first_text_ms": stats(out["first_text_ms"]),
+        "turn_total_ms": stats(out["total_ms"]),
+        "throughput_turns_per_s": round(out["turns"] / out["wall_s"], 3),
+        "audio_seconds_per_s": round(out["audio_seconds"] / out["wall_s"], 3),
+        "wall_s": round(out["wall_s"], 2),
+        "busy": out["busy"],
+        "answers_without_audio": out["no_audio"],
+        "errors": dict(out["errors"]),
+        "server_rss_mb": {"before": before.get("rss_mb"), "after": after.get("rss_mb")},
+        "server_queue_after": after["queue"],
+        **({"peak_rss_mb_this_process": round(peak_rss_mb(), 1)} if srv is not None else {}),
+        "environment": environment(),
+    }
+    emit(result, args.json)
+
+
+if __name__ == "__main__":
+    main()
