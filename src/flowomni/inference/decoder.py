@@ -1,8 +1,10 @@
 """Step-wise decoding of text and mel groups, in parallel, with the backbone's KV cache.
 
 The question (audio through the encoder once, or text) is prefilled in one pass; then each
-step reads the last hidden state, samples the next text token and speech state, draws a mel
-group with the flow head when the state is GEN, and feeds both back as the next position.
+step reads the last hidden state, samples the next text token and speech state, draws a
+speech unit with the model's speech head when the state is GEN (a mel group from the flow
+head, or a delayed code vector from the discrete head, which emits each mel group once all
+its codebooks are known), and feeds both back as the next position.
 Several prompts decode together: prefixes are left-padded and positions are explicit, so
 each prompt sees exactly what it would alone.
 """
@@ -31,6 +33,8 @@ class GenerationConfig:
     flow_method: str | None = None
     flow_temperature: float | None = None
     cfg_scale: float | None = None
+    code_temperature: float | None = None  # discrete head: code sampling (None: model.code_head's)
+    code_top_k: int | None = None
     seed: int | None = None
 
 
@@ -45,7 +49,8 @@ class Prompt:
 @dataclass
 class StepOutput:
     token: int | None  # a new text token (None once the text has ended)
-    group: torch.Tensor | None  # a new raw log-mel group [k, n_mels], or None
+    group: torch.Tensor | None  # a new raw log-mel group [k, n_mels], or None (also on the
+    # discrete head's first n_q - 1 GEN steps, while the delay fills up)
     text_done: bool
     speech_done: bool
 
@@ -54,7 +59,7 @@ class StepOutput:
 class DecodeTimings:
     prefill_s: float = 0.0
     backbone_s: float = 0.0
-    flow_s: float = 0.0
+    flow_s: float = 0.0  # time in the speech head (flow sampling or code sampling + codec decode)
     steps: int = 0
     per_step: list[float] = field(default_factory=list)
 
@@ -75,6 +80,7 @@ class Decoder:
         self.speech_done = ~self.speech_out
         self.started = torch.zeros(len(prompts), dtype=torch.bool, device=self.device)
         self.n_steps = 0
+        self.stream = model.speech.stream(len(prompts), self.gen, model.out_stats)
         self.timings = DecodeTimings()
         t0 = time.perf_counter()
         self._prefill(prompts)
@@ -137,6 +143,7 @@ class Decoder:
         allowed[:, START] = ~self.started
         allowed[:, GEN] = self.started
         allowed[:, STOP] = self.started
+        allowed = self.stream.constrain(allowed)
         state = logits.masked_fill(~allowed, float("-inf")).argmax(-1)
         return torch.where(self.speech_done, torch.full_like(state, PAD), state)
 
@@ -151,21 +158,15 @@ class Decoder:
         tokens = torch.where(self.text_done, torch.full_like(tokens, tpad), tokens)
         states = self._states(h)
         gen = states == GEN
-        groups = None
         t_flow = time.perf_counter()
-        if gen.any():
-            z = m.flow.sample(h[gen], steps=g.flow_steps, method=g.flow_method,
-                              temperature=g.flow_temperature, cfg_scale=g.cfg_scale, generator=self.generator)
-            groups = torch.zeros(h.shape[0], *z.shape[1:], device=h.device, dtype=z.dtype)
-            groups[gen] = z
+        units, groups = self.stream.step(h, gen, self.generator)
         self.timings.flow_s += time.perf_counter() - t_flow
 
         outputs = []
         eos = self.tok.token_id(tk.EOS)
-        raw = m.out_stats.denormalize(groups) if groups is not None else None
         for i in range(h.shape[0]):
             new_tok = None if self.text_done[i] or tokens[i] == eos else int(tokens[i])
-            outputs.append(StepOutput(new_tok, raw[i] if gen[i] else None, False, False))
+            outputs.append(StepOutput(new_tok, groups[i], False, False))
         self.text_done |= tokens == eos
         self.started |= states == START
         self.speech_done |= states == STOP
@@ -173,8 +174,8 @@ class Decoder:
         # the next position's input: text token + speech input
         t_bb = time.perf_counter()
         e = m.embed_text(tokens) + m.state_emb(states)
-        if groups is not None:
-            e = torch.where(gen[:, None], m.embed_groups(groups) + m.embed_text(tokens), e)
+        if units is not None:
+            e = torch.where(gen[:, None], m.embed_speech(units) + m.embed_text(tokens), e)
         self.mask = torch.cat([self.mask, torch.ones_like(self.mask[:, :1])], dim=1)
         self.embeds.append(e[:, None])
         self.pos_all = torch.cat([self.pos_all, self.next_pos[:, None]], dim=1)

@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 
 from flowomni.audio.mel import MelConfig, answer_mel_config, input_mel_config
 from flowomni.model.backbone import BackboneConfig
+from flowomni.model.code_head import CodeHeadConfig
+from flowomni.model.codec import CodecConfig
 from flowomni.model.encoder import EncoderConfig
 from flowomni.model.flow_head import FlowHeadConfig
 
@@ -17,11 +19,20 @@ class ModelConfig:
     tokenizer: str = "char"  # "char" or an HF tokenizer name/path
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
     backbone: BackboneConfig = field(default_factory=BackboneConfig)
+    speech_head: str = "flow"  # "flow" (continuous, the paper) or "discrete" (codec codes, Mini-Omni style)
     flow: FlowHeadConfig = field(default_factory=FlowHeadConfig)
+    codec: CodecConfig = field(default_factory=CodecConfig)  # discrete head only
+    code_head: CodeHeadConfig = field(default_factory=CodeHeadConfig)  # discrete head only
     group: int = 4  # mel frames per LLM step: 86 Hz / 4 = 21.5 Hz autoregressive rate
     delay: int = 2  # text leads speech by this many positions
-    w_flow: float = 1.0
+    w_flow: float = 1.0  # weight of the speech loss (flow matching, or the code CE of the discrete head)
     w_state: float = 0.5
-    feedback_noise: float = 0.5  # std of noise on fed-back (normalised) mel groups in training
+    feedback_noise: float = 0.5  # std of noise on fed-back (normalised) mel groups in training (flow head)
     stage1_train_embeddings: bool = True  # control tokens are new: let them learn in stage 1
     vocoder: str = "griffin-lim"
+
+    @property
+    def extra_groups(self) -> int:
+        """GEN positions a spoken answer has beyond its mel groups: the discrete head's
+        codebook delay drains over n_q - 1 more steps."""
+        return self.codec.n_q - 1 if self.speech_head == "discrete" else 0

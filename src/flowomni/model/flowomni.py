@@ -3,9 +3,13 @@ frames drawn by a flow-matching head.
 
 Per position the input embedding is text_emb(token) + speech input, where the speech input
 is a state embedding (PAD/START/STOP), the adapter output of a question frame (AUDIO), or
-the projection of the previous mel group plus the GEN embedding. From each hidden state
+the embedding of the previous speech unit plus the GEN embedding. From each hidden state
 three heads read: the LM head (next text token), the state head (next speech state) and the
-flow head (the next mel group). See layout.py for the exact sequences.
+speech head (the next unit). See layout.py for the exact sequences.
+
+The speech head is the paper's flow-matching head on mel groups (`speech_head: flow`) or,
+as the discrete baseline, n_q codec-code classifiers with a Mini-Omni delay across
+codebooks (`speech_head: discrete`); see speech_head.py. Everything else is shared.
 """
 
 from __future__ import annotations
@@ -21,8 +25,8 @@ from flowomni.audio.stats import FeatureStats
 from flowomni.model.backbone import build_backbone, decoder_of, hidden_size
 from flowomni.model.config import ModelConfig
 from flowomni.model.encoder import Adapter, SpeechEncoder
-from flowomni.model.flow_head import FlowHead
 from flowomni.model.layout import AUDIO, GEN, IGNORE, NUM_STATES
+from flowomni.model.speech_head import SpeechHead, build_speech_head
 from flowomni.model.tokenizer import Tokenizer
 
 
@@ -37,12 +41,13 @@ class FlowOmni(nn.Module):
         if cfg.encoder.pretrained and saved_backbone is None:
             self.encoder.load_whisper(cfg.encoder.pretrained)
         self.adapter = Adapter(cfg.encoder.d_model, d, cfg.encoder.stack)
-        n_mels = cfg.output_mel.n_mels
         self.state_emb = nn.Embedding(AUDIO + 1, d)
-        self.mel_in = nn.Sequential(nn.Linear(cfg.group * n_mels, d), nn.GELU(), nn.Linear(d, d))
         self.state_head = nn.Linear(d, NUM_STATES)
-        self.flow = FlowHead(cfg.flow, d, n_mels, cfg.group)
-        for name, n in (("in", cfg.input_mel.n_mels), ("out", n_mels)):
+        # not a submodule itself: its parts are registered here (flow checkpoints keep their key names)
+        self.speech: SpeechHead = build_speech_head(cfg, d, fresh=saved_backbone is None)
+        for name, module in self.speech.modules().items():
+            self.add_module(name, module)
+        for name, n in (("in", cfg.input_mel.n_mels), ("out", cfg.output_mel.n_mels)):
             self.register_buffer(f"{name}_mean", torch.zeros(n))
             self.register_buffer(f"{name}_std", torch.ones(n))
 
@@ -66,9 +71,9 @@ class FlowOmni(nn.Module):
         x, n = self.encoder(self.in_stats.normalize(mel), lengths)
         return self.adapter(x, n)
 
-    def embed_groups(self, groups: torch.Tensor) -> torch.Tensor:
-        """Normalised mel groups [..., k, n_mels] -> speech inputs [..., D] (GEN positions)."""
-        return self.mel_in(groups.flatten(-2)) + self.state_emb.weight[GEN]
+    def embed_speech(self, units: torch.Tensor) -> torch.Tensor:
+        """Speech units [N, ...] (normalised mel groups or delayed codes) -> GEN inputs [N, D]."""
+        return self.speech.embed(units) + self.state_emb.weight[GEN]
 
     def embed_text(self, ids: torch.Tensor) -> torch.Tensor:
         return self.lm.get_input_embeddings()(ids)
@@ -79,11 +84,15 @@ class FlowOmni(nn.Module):
     def text_logits(self, h: torch.Tensor) -> torch.Tensor:
         return self.lm.get_output_embeddings()(h)
 
-    def out_groups(self, batch: dict[str, Any]) -> torch.Tensor:
-        """The batch's answer mel groups, normalised: [B, K, k, n_mels]."""
-        return self.out_stats.normalize(batch["out_groups"])
+    def n_real_groups(self, batch: dict[str, Any]) -> torch.Tensor:
+        """Mel groups per item [B]: its GEN positions less the head's extra ones."""
+        return ((batch["kind"] == GEN).sum(1) - self.speech.extra_groups).clamp(min=0)
 
-    def embed(self, batch: dict[str, Any]) -> torch.Tensor:
+    def speech_units(self, batch: dict[str, Any]) -> torch.Tensor:
+        """The unit of every GEN index of the batch's answers: [B, K + extra_groups, ...]."""
+        return self.speech.units(batch["out_groups"], self.n_real_groups(batch), self.out_stats)
+
+    def embed(self, batch: dict[str, Any], units: torch.Tensor | None = None) -> torch.Tensor:
         """Sum of text and speech inputs for every position of a training batch."""
         kind = batch["kind"]
         x = self.embed_text(batch["text"]) + self.state_emb(kind)
@@ -94,30 +103,27 @@ class FlowOmni(nn.Module):
             x = x.masked_scatter(pos[..., None], x[pos] + audio[b_idx, batch["audio_index"][pos]].to(x.dtype))
         gen = kind == GEN
         if gen.any():
-            groups = self.out_groups(batch)
+            units = self.speech_units(batch) if units is None else units
             b_idx = torch.nonzero(gen, as_tuple=True)[0]
-            fed = groups[b_idx, batch["group_index"][gen]]
-            if self.training and self.cfg.feedback_noise > 0:
-                # at inference the fed-back groups are samples, not recordings: train on noisy
-                # copies so the text stream does not lean on exact mel values (exposure bias)
-                fed = fed + self.cfg.feedback_noise * torch.randn_like(fed)
-            feats = self.mel_in(fed.flatten(-2)).to(x.dtype)
+            feats = self.speech.embed(units[b_idx, batch["group_index"][gen]], noisy=self.training).to(x.dtype)
             x = x.masked_scatter(gen[..., None], x[gen] + feats)
         return x
 
     # ---- training ----
     def forward(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
-        h = self.backbone(self.embed(batch), batch["attention_mask"]).last_hidden_state
+        """Losses of a training batch. "flow" is the speech loss of either head (flow matching,
+        or the mean code cross-entropy of the discrete head): one key for both variants."""
+        units = self.speech_units(batch) if (batch["kind"] == GEN).any() else None
+        h = self.backbone(self.embed(batch, units), batch["attention_mask"]).last_hidden_state
         tt, st, ft = batch["text_target"], batch["state_target"], batch["flow_target"]
         tm, sm, fm = tt != IGNORE, st != IGNORE, ft >= 0
         text_ce = F.cross_entropy(self.text_logits(h[tm]).float(), tt[tm]) if tm.any() else h.sum() * 0
         state_ce = F.cross_entropy(self.state_head(h[sm]).float(), st[sm]) if sm.any() else h.sum() * 0
-        if fm.any():
+        if fm.any() and units is not None:
             b_idx = torch.nonzero(fm, as_tuple=True)[0]
-            x1 = self.out_groups(batch)[b_idx, ft[fm]]
-            flow = self.flow.loss(h[fm], x1).mean()
+            flow = self.speech.loss(h[fm], units[b_idx, ft[fm]])
         else:  # keep every parameter in the graph (DDP) at zero weight
-            flow = self.flow.loss(h[:1, 0], h.new_zeros(1, self.cfg.group, self.cfg.output_mel.n_mels)).mean() * 0
+            flow = self.speech.zero_loss(h)
         loss = text_ce + self.cfg.w_flow * flow + self.cfg.w_state * state_ce
         return {"loss": loss, "text_ce": text_ce.detach(), "flow": flow.detach(), "state_ce": state_ce.detach()}
 
@@ -203,10 +209,9 @@ class FlowOmni(nn.Module):
         h = self.backbone(self.embed(batch), batch["attention_mask"]).last_hidden_state
         fm = batch["flow_target"][0] >= 0
         order = batch["flow_target"][0][fm].argsort()
-        pred = self.flow.sample(h[0][fm][order], **sample_kw)
-        target = self.out_groups(batch)[0, batch["flow_target"][0][fm][order]]
-        stats = self.out_stats
-        return stats.denormalize(pred.flatten(0, 1)), stats.denormalize(target.flatten(0, 1))
+        n = int(self.n_real_groups(batch)[0])
+        pred = self.speech.predict_mel(h[0][fm][order], n, self.out_stats, **sample_kw)
+        return pred.flatten(0, 1), batch["out_groups"][0, :n].flatten(0, 1)
 
     def plot_example(self, batch: dict[str, Any], path: Path) -> None:
         """PNG of predicted vs target mel for the first item (if it has a spoken answer)."""

@@ -68,10 +68,14 @@ class TaskDataset(Dataset):
         max_question_seconds: float = 15.0,
         max_answer_seconds: float = 10.0,
         history_prob: float = 0.0,
+        extra_groups: int = 0,
     ) -> None:
+        """`extra_groups`: GEN positions a spoken answer has beyond its mel groups (the
+        discrete speech head's codebook delay: model.cfg.extra_groups)."""
         self.tokenizer, self.in_feats, self.out_feats = tokenizer, in_feats, out_feats
         self.items, self.history_prob = items, history_prob
         self.group, self.delay, self.stack = group, delay, stack
+        self.extra_groups = extra_groups
         self.skipped: Counter[str] = Counter()
         task_list = [Task(t) for t in tasks]
         max_in = int(max_question_seconds * in_frame_rate)
@@ -111,8 +115,12 @@ class TaskDataset(Dataset):
         question = item.answer_text if task is Task.TTS else item.question_text
         q = n_adapter_frames(n_in, self.stack) if task.speech_in else len(self.tokenizer.encode(question))
         a = len(self.tokenizer.encode(self._answer_text(item, task))) + 1
-        s = self.delay + 2 + math.ceil(n_out / self.group) if task.speech_out else 0
+        s = self.delay + 2 + self.n_groups(n_out) if task.speech_out else 0
         return 3 + q + max(a, s) - 1 + len(history_ids(self.tokenizer, self.history_of(index)))
+
+    def n_groups(self, n_frames: int) -> int:
+        """GEN positions of an answer of `n_frames` mel frames."""
+        return math.ceil(n_frames / self.group) + self.extra_groups
 
     def history_of(self, i: int) -> list[tuple[list[int], list[int]]]:
         """The earlier turn example `i` is preceded by (often none). The choice is a fixed
@@ -157,7 +165,7 @@ class TaskDataset(Dataset):
         if ex.task.speech_out:
             out_mel = np.asarray(self.out_feats.get(Path(ex.item.answer_audio)), dtype=np.float32)
         n_in = 0 if in_mel is None else in_mel.shape[0]
-        n_groups = 0 if out_mel is None else math.ceil(out_mel.shape[0] / self.group)
+        n_groups = 0 if out_mel is None else self.n_groups(out_mel.shape[0])
         lay = self.build_layout(ex, n_in, n_groups, i)
         return {"layout": lay, "in_mel": in_mel, "out_mel": out_mel, "task": ex.task.value, "id": ex.item.id}
 

@@ -74,7 +74,7 @@ def build_experiment(cfg: ExperimentConfig, *, estimate_stats: bool = True) -> E
             group=mcfg.group, delay=mcfg.delay, stack=mcfg.encoder.stack,
             in_frame_rate=mcfg.input_mel.frame_rate, out_frame_rate=mcfg.output_mel.frame_rate,
             max_question_seconds=cfg.data.max_question_seconds, max_answer_seconds=cfg.data.max_answer_seconds,
-            history_prob=cfg.data.history_prob,
+            history_prob=cfg.data.history_prob, extra_groups=mcfg.extra_groups,
         )
         for reason, n in ds.skipped.items():
             skipped[reason] = skipped.get(reason, 0) + n
@@ -85,6 +85,9 @@ def build_experiment(cfg: ExperimentConfig, *, estimate_stats: bool = True) -> E
     train_set = dataset(cfg.data.train_manifest)
     valid_set = dataset(cfg.data.valid_manifest) if cfg.data.valid_manifest else None
     model = FlowOmni(mcfg, tok)
+    if mcfg.speech_head == "discrete" and not cfg.init_from and not model.codec.fitted:
+        raise ValueError("model.speech_head is discrete but model.codec.path names no trained codec: "
+                         "run `flowomni train-codec CONFIG` first (it writes model.codec.path)")
     if cfg.init_from:
         from flowomni.training.checkpoint import load_model_state
 
