@@ -295,6 +295,20 @@ def test_busy_when_the_queue_is_full(slow_server: ServerThread) -> None:
     run(go())
 
 
+def test_websocket_from_another_site_is_refused(server: ServerThread) -> None:
+    from websockets.exceptions import InvalidStatus
+
+    async def go() -> None:
+        with pytest.raises(InvalidStatus) as e:
+            async with session(server, origin="http://evil.example"):
+                pass
+        assert e.value.response.status_code == 403
+        async with session(server, origin=server.url) as ws:  # the server's own page is fine
+            await Client(ws).alive()
+
+    run(go())
+
+
 def test_session_limit_gives_busy_and_close(slow_server: ServerThread) -> None:
     async def go() -> None:
         async with session(slow_server) as a, session(slow_server) as b, session(slow_server) as c:
@@ -342,8 +356,10 @@ def test_malformed_messages_get_errors_and_the_session_stays_up(server: ServerTh
             await expect("bad_message", json.dumps({"type": "start", "colour": "red"}))
             await expect("text_too_long", json.dumps({"type": "text", "text": "x" * 501}))
             await c.start()
+            await expect("bad_message", json.dumps({"type": "start", "mode": "vad", "vad": {"silence_ms": 0}}))
             await expect("bad_audio", b"\x00\x01\x02")  # odd byte count: not 16-bit PCM
             await expect("empty_turn", json.dumps({"type": "end_of_turn"}))
+            assert "no speech" not in c.log[-2]["message"]  # the failed start left push-to-talk in place
             # silent audio is refused by the engine: the turn ends with an error that names it
             await ws.send(pcm16(np.zeros(16000)))
             await c.send(type="end_of_turn")

@@ -238,6 +238,11 @@ def create_app(engine_or_factory: Any, config: ServerConfig | None = None) -> Fa
 
     @app.websocket("/ws")
     async def chat(ws: WebSocket) -> None:
+        origin = ws.headers.get("origin")
+        if origin and urllib.parse.urlsplit(origin).netloc != ws.headers.get("host") and origin not in cfg.allowed_origins:
+            log.warning("refused a WebSocket from origin %s (allowed_origins: %s)", origin, cfg.allowed_origins)
+            await ws.close(code=1008)  # before accept: the handshake fails with HTTP 403
+            return
         await ws.accept()
         if state["sessions"] >= cfg.max_sessions:
             await ws.send_json(P.busy(f"server busy: all {cfg.max_sessions} sessions are in use", 5000))

@@ -31,6 +31,9 @@ class ServerConfig:
     max_session_turns: int = 200
     idle_timeout_s: float = 300.0  # a session with no message for this long is closed
     history_turns: int = 4  # earlier turns the model sees as context
+    # Web pages from other sites may not open the WebSocket (a page on any site could otherwise
+    # talk to a server on your machine); list extra allowed origins, e.g. "http://localhost:3000".
+    allowed_origins: list[str] = field(default_factory=list)
     vad: VadConfig = field(default_factory=VadConfig)
 
     def limits(self) -> dict[str, float]:

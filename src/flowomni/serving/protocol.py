@@ -66,6 +66,8 @@ Rules
 - Context: the session keeps the last few (question text, answer text) turns as the model's
   history. Spoken questions enter it with an empty question text (the model hears, but does
   not transcribe, them); interrupted answers are left out (the user did not hear them out).
+- Browsers: a page may only open the socket from the server's own origin (or one listed in
+  the server's `allowed_origins`); other sites' pages get HTTP 403 at the handshake.
 - Limits (sent in `ready`): message size, seconds of audio per turn, characters per text
   question, turns per session, idle seconds. A message over the size limit (up to 4x it)
   gets `too_large` and is dropped; anything larger makes the transport close the socket

@@ -150,15 +150,15 @@ class Session:
 
     async def _start(self, msg: dict[str, Any]) -> None:
         opts = P.parse_start(msg, VAD_KEYS)
-        self._drop_audio()
-        self.vad = None
+        vad = None
         if opts.mode == "vad":
             try:
-                vcfg = from_dict(VadConfig, {**to_dict(self.cfg.vad), **(opts.vad or {})}, "vad")
-                self.vad = EnergyVAD(vcfg, opts.sample_rate)
+                vad = EnergyVAD(from_dict(VadConfig, {**to_dict(self.cfg.vad), **(opts.vad or {})}, "vad"),
+                                opts.sample_rate)
             except (ConfigError, ValueError) as e:
                 raise P.ProtocolError("bad_message", f"start: {e}") from None
-        self.options = opts
+        self._drop_audio()
+        self.options, self.vad = opts, vad
         await self.send({"type": "ready", "session": self.id, "sample_rate": opts.sample_rate, "mode": opts.mode,
                          "speak": opts.speak, "output_sample_rate": self.engine.vocoder.sample_rate,
                          "output_format": P.OUTPUT_FORMAT, "limits": self.cfg.limits()})
