@@ -94,3 +94,48 @@ def test_save_load_round_trip_and_clear_errors(groups, tmp_path):
         MelCodec(1, 4096, GROUP, 80).fit(groups)
     with pytest.raises(ValueError, match="groups"):
         codec.encode(torch.zeros(2, 3, 80))
+
+
+def test_train_codec_cli_fits_reports_and_feeds_a_discrete_model(spoken_items, tmp_path, capsys):
+    import json
+    import shutil
+
+    import yaml
+
+    from flowomni.cli import main
+    from flowomni.model.flowomni import FlowOmni
+    from flowomni.model.tokenizer import CharTokenizer
+
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    lines = []
+    for i, it in enumerate(spoken_items):
+        shutil.copy(it.answer_audio, corpus / f"a{i}.wav")
+        lines.append({"id": it.id, "question_text": it.question_text, "answer_text": it.answer_text,
+                      "answer_audio": f"a{i}.wav"})
+    (corpus / "broken.wav").write_bytes(b"not audio")
+    lines.append({"id": "bad", "question_text": "q", "answer_text": "a", "answer_audio": "broken.wav"})
+    (corpus / "train.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
+    (corpus / "valid.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines[:2]))
+    cfg = {"model": {"speech_head": "discrete", "codec": {"n_q": 2, "codebook_size": 16, "iters": 3,
+                                                          "path": str(tmp_path / "codec")}},
+           "data": {"train_manifest": str(corpus / "train.jsonl"), "valid_manifest": str(corpus / "valid.jsonl"),
+                    "cache_dir": str(tmp_path / "cache")}}
+    (tmp_path / "exp.yaml").write_text(yaml.safe_dump(cfg))
+    assert main(["train-codec", str(tmp_path / "exp.yaml")]) == 0
+    report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    print(report)
+    assert report["skipped"] == {"bad answer audio": 1}
+    assert len(report["valid_mse"]) == 2 and report["valid_mse"][1] < report["valid_mse"][0] < 1.0
+    assert report["valid_logmel_rmse"] > 0 and report["train_groups"] > 16
+    assert json.loads((tmp_path / "codec" / "meta.json").read_text())["valid_mse"] == report["valid_mse"]
+
+    from flowomni.model.config import ModelConfig
+    from flowomni.config import from_dict
+
+    model = FlowOmni(from_dict(ModelConfig, cfg["model"]), CharTokenizer())
+    assert model.codec.fitted and torch.equal(model.codec.codebooks, MelCodec.load(tmp_path / "codec").codebooks)
+
+    assert main(["train-codec", str(tmp_path / "exp.yaml"), "--set", "model.codec.codebook_size=100000"]) == 2
+    assert "cannot fill a codebook" in capsys.readouterr().err
+    assert main(["train-codec", str(tmp_path / "exp.yaml"), "--set", "model.codec.bogus=1"]) == 2

@@ -13,6 +13,7 @@ import sys
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "data": ("flowomni.data.cli", "build and inspect corpora (synthetic spoken QA, manifests)"),
     "train": ("flowomni.training.cli", "train a Flow-Omni model from a YAML config"),
+    "train-codec": ("flowomni.training.codec", "fit the discrete baseline's mel codec (residual VQ) on a corpus"),
     "train-vocoder": ("flowomni.vocoder.cli", "train the neural vocoder"),
     "chat": ("flowomni.inference.cli", "ask a question (audio or text), hear the answer"),
     "serve": ("flowomni.serving.cli", "run the WebSocket/HTTP server"),
