@@ -46,12 +46,16 @@ class RunDirError(ValueError):
 
 
 def make_accelerator(cfg: TrainConfig) -> Any:
-    from accelerate import Accelerator
+    from accelerate import Accelerator, DistributedDataParallelKwargs
 
     mp = cfg.mixed_precision
     if mp == "auto":
         mp = "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "no"
-    return Accelerator(mixed_precision=mp)
+    # Without a GPU, a multi-process launch (torchrun / accelerate launch) is multi-CPU with gloo.
+    # A batch may lack whole modalities (no question audio, no spoken answer), leaving the
+    # encoder or mel projections unused; DDP must know, or their gradients go un-averaged.
+    ddp = DistributedDataParallelKwargs(find_unused_parameters=True)
+    return Accelerator(mixed_precision=mp, cpu=not torch.cuda.is_available(), kwargs_handlers=[ddp])
 
 
 def step_seed(seed: int, step: int, rank: int) -> int:
