@@ -545,6 +545,20 @@ def test_flowomni_serve_command(checkpoint: Path) -> None:
     assert f"http://127.0.0.1:{port}/" in out and "Traceback" not in out
 
 
+def test_engine_factory_is_loaded_at_startup(checkpoint: Path) -> None:
+    calls = []
+
+    def load() -> Engine:
+        calls.append(1)
+        return Engine.load(checkpoint, gen=GenerationConfig(max_steps=8, seed=0))
+
+    with start_server(load) as srv:
+        assert calls == [1] and get_json(srv.url + "/health")["status"] == "ok"
+        status, body, _ = post(srv.url + "/v1/respond", json.dumps({"text": "hi"}).encode(), "application/json")
+        assert status == 200 and json.loads(body)["text"]
+    assert calls == [1]
+
+
 def test_bad_checkpoint_is_a_clear_cli_error(tmp_path: Path) -> None:
     from flowomni.cli import main
 

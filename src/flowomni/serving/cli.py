@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import TYPE_CHECKING
 
 from flowomni.config import ConfigError, apply_overrides, from_dict, load_config
+
+if TYPE_CHECKING:
+    from flowomni.serving.config import ServerConfig
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -28,7 +32,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--log-level", default="info")
 
 
-def server_config(args: argparse.Namespace):  # -> ServerConfig
+def server_config(args: argparse.Namespace) -> "ServerConfig":
+    """Settings from --config YAML, then the flags, then --set overrides."""
     from flowomni.serving.config import ServerConfig
 
     flags = {"host": args.host, "port": args.port, "max_sessions": args.max_sessions,

@@ -75,7 +75,7 @@ function onJson(m) {
     case 'error':
       stats.errors++; stats.lastError = m;
       addNote(`${m.code}: ${m.message}`, true);
-      if (answer && m.turn === answer.turn) answer = null;
+      if (answer && m.turn === answer.turn) { if (!answer.textEl.textContent) answer.el.remove(); answer = null; }
       break;
   }
 }
