@@ -122,13 +122,18 @@ def test_train_codec_cli_fits_reports_and_feeds_a_discrete_model(spoken_items, t
            "data": {"train_manifest": str(corpus / "train.jsonl"), "valid_manifest": str(corpus / "valid.jsonl"),
                     "cache_dir": str(tmp_path / "cache")}}
     (tmp_path / "exp.yaml").write_text(yaml.safe_dump(cfg))
-    assert main(["train-codec", str(tmp_path / "exp.yaml")]) == 0
+    assert main(["train-codec", str(tmp_path / "exp.yaml"), "--wer", "2", "--vocoder", "griffin-lim-8"]) == 0
     report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     print(report)
     assert report["skipped"] == {"bad answer audio": 1}
     assert len(report["valid_mse"]) == 2 and report["valid_mse"][1] < report["valid_mse"][0] < 1.0
     assert report["valid_logmel_rmse"] > 0 and report["train_groups"] > 16
     assert json.loads((tmp_path / "codec" / "meta.json").read_text())["valid_mse"] == report["valid_mse"]
+    resynth = report["resynthesis"]
+    assert resynth["items"] == 2 and set(resynth["wer"]) == {"vocoded", "codec_q1", "codec_q2"}
+    # one 16-word codebook garbles speech more than vocoding the recorded mel does
+    assert resynth["wer"]["codec_q1"] > resynth["wer"]["vocoded"]
+    assert resynth["examples"][0]["ref"] == spoken_items[0].answer_text
 
     from flowomni.model.config import ModelConfig
     from flowomni.config import from_dict

@@ -6,7 +6,9 @@ groups to quantise, and `model.codec` the codec's size, fitting knobs and the fo
 write (`model.codec.path`, where `flowomni train` loads it from). Answers are drawn in a
 seeded random order until `max_groups` groups are collected; unreadable clips are skipped
 and counted. The reconstruction error on the valid manifest is printed and stored in the
-codec folder's meta.json.
+codec folder's meta.json; `--wer N` also resynthesises N valid answers through the codec and
+the model's vocoder and has the independent ASR transcribe them, so the discrete baseline's
+ceiling is known (a codec that garbles speech would make the comparison unfair).
 """
 
 from __future__ import annotations
@@ -35,6 +37,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default=None, help="codec folder to write (default: model.codec.path)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config field, e.g. --set model.codec.n_q=4 (repeatable)")
+    p.add_argument("--wer", type=int, default=0, metavar="N",
+                   help="also measure the ASR WER of N valid answers resynthesised through the codec")
+    p.add_argument("--vocoder", default=None, help="vocoder for --wer (default: model.vocoder)")
 
 
 def answer_features(cache_dir: str, mel_cfg: Any) -> Any:
@@ -120,6 +125,12 @@ def run(args: argparse.Namespace) -> int:
     }
     if valid is not None:
         report.update(valid_groups=len(valid), **reconstruction_report(codec, valid))
+    if args.wer and cfg.data.valid_manifest:
+        from flowomni.vocoder.load import load_vocoder
+
+        vocoder = load_vocoder(args.vocoder or m.vocoder, m.output_mel)
+        report["resynthesis"] = resynthesis_wer(codec, cfg.data.valid_manifest, feats, vocoder, args.wer,
+                                                silence=kw["silence"])
     codec.save(out, report)
     print(json.dumps(report))
     return 0
@@ -131,3 +142,43 @@ def reconstruction_report(codec: Any, groups: torch.Tensor) -> dict[str, Any]:
     the per-bin variance explained) and the log-mel RMSE with all stages."""
     rec = codec.decode(codec.encode(groups))
     return {"valid_mse": codec.error(groups), "valid_logmel_rmse": float((rec - groups).pow(2).mean().sqrt())}
+
+
+def stage_counts(n_q: int) -> list[int]:
+    """1, 2, 4, ... and n_q: how many codebooks the resynthesis WER is measured with."""
+    return sorted({*(2**i for i in range(n_q.bit_length()) if 2**i <= n_q), n_q})
+
+
+@torch.no_grad()
+def resynthesis_wer(codec: Any, manifest: str, feats: Any, vocoder: Any, n: int, *, silence: float) -> dict[str, Any]:
+    """ASR WER (vs the answer text) of the first n answers of a manifest: vocoded from their
+    own mel, and from the codec's reconstruction with the first q codebooks."""
+    from flowomni.data.manifest import read_manifest
+    from flowomni.evaluation.asr import Transcriber
+    from flowomni.evaluation.text import wer
+    from flowomni.model.codec import to_groups
+
+    asr = Transcriber()
+    qs = stage_counts(codec.n_q)
+    refs: list[str] = []
+    hyps: dict[str, list[str]] = {"vocoded": [], **{f"codec_q{q}": [] for q in qs}}
+    for item in read_manifest(manifest)[0]:
+        if len(refs) >= n:
+            break
+        if item.answer_audio is None:
+            continue
+        try:
+            mel = torch.from_numpy(feats.get(item.answer_audio)).float()
+        except (AudioError, OSError, ValueError):
+            continue
+        refs.append(item.answer_text)
+        hyps["vocoded"].append(asr.transcribe(vocoder(mel).numpy(), vocoder.sample_rate))
+        codes = codec.encode(to_groups(mel, codec.group, silence))
+        for q in qs:
+            rec = codec.decode(codes[:, :q]).flatten(0, 1)[: mel.shape[0]]
+            hyps[f"codec_q{q}"].append(asr.transcribe(vocoder(rec).numpy(), vocoder.sample_rate))
+    if not refs:
+        return {"items": 0}
+    return {"items": len(refs), "vocoder": getattr(vocoder, "name", str(vocoder)),
+            "wer": {k: round(wer(refs, h), 4) for k, h in hyps.items()},
+            "examples": [{"ref": refs[i], **{k: h[i] for k, h in hyps.items()}} for i in range(min(3, len(refs)))]}
