@@ -10,7 +10,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-SCRIPT = Path(__file__).parent / "helpers" / "train_one_step.py"
+SCRIPT = Path(__file__).parent / "helpers" / "train_tiny.py"
 
 
 def free_port() -> int:

@@ -1,7 +1,10 @@
-"""One training step of a tiny model on 4 equal-size examples; run alone or under torchrun.
+"""Train a tiny model on 4 equal-size examples; run alone or under torchrun.
 
-Used by test_training_distributed.py: 2 processes x 2 examples must give the parameters of
-1 process x 4 examples. Equal sizes make each rank's mean loss a mean over equally many
+    train_tiny.py OUT BATCH_SIZE [--steps N] [--resume] [--hang-in-save K]
+
+test_training_distributed.py: 2 processes x 2 examples must give the parameters of
+1 process x 4 examples. test_training_crash.py: `--hang-in-save K` stops inside the K-th
+checkpoint write (after the weights, before meta.json) and waits to be SIGKILLed. Equal sizes make each rank's mean loss a mean over equally many
 targets, so averaging gradients across ranks equals the gradient of the combined batch. The
 flow loss's random time and noise are replaced by fixed ones: ranks draw random numbers from
 their own streams, which is right for training but not comparable with a single process.
@@ -48,7 +51,27 @@ class Features:
         return rng.standard_normal((self.frames, 80)).astype(np.float32) - 5
 
 
-def main(out: str, batch_size: int) -> None:
+def hang_in_save(k: int, out: Path) -> None:
+    """Make the k-th checkpoint write stop half-way and announce it with a marker file."""
+    import time
+
+    from flowomni.training import checkpoint
+
+    calls = {"n": 0}
+    real = checkpoint.save_file
+
+    def save_file(tensors, path, *a, **kw):
+        real(tensors, path, *a, **kw)
+        if path.endswith("model.safetensors"):
+            calls["n"] += 1
+            if calls["n"] == k:
+                (out / "HANGING").write_text(path)
+                time.sleep(600)
+
+    checkpoint.save_file = save_file
+
+
+def main(out: str, batch_size: int, steps: int, resume: bool) -> None:
     FlowHead.loss = fixed_flow_loss
     torch.manual_seed(0)
     cfg = tiny_config()
@@ -61,11 +84,23 @@ def main(out: str, batch_size: int) -> None:
     ds = TaskDataset(items, ["s2s"], tok, Features(120), Features(40), group=cfg.group, delay=cfg.delay,
                      stack=cfg.encoder.stack)
     model = FlowOmni(cfg, tok)
-    tcfg = TrainConfig(max_steps=1, batch_size=batch_size, lr=1e-3, weight_decay=0.0, warmup_steps=0,
+    tcfg = TrainConfig(max_steps=steps, batch_size=batch_size, lr=1e-3, weight_decay=0.0, warmup_steps=0,
                        eval_every=100, save_every=1, log_every=1, tensorboard=False, grad_clip=0.0)
     train(model, ds, None, partial(collate, group=cfg.group, pad_id=tok.pad_id, silence=math.log(1e-5)), tcfg,
-          Path(out), config_yaml="{}\n")
+          Path(out), config_yaml="{}\n", resume=resume)
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], int(sys.argv[2]))
+    import argparse
+
+    p = argparse.ArgumentParser()
+    p.add_argument("out")
+    p.add_argument("batch_size", type=int)
+    p.add_argument("--steps", type=int, default=1)
+    p.add_argument("--resume", action="store_true")
+    p.add_argument("--hang-in-save", type=int, default=0)
+    a = p.parse_args()
+    Path(a.out).mkdir(parents=True, exist_ok=True)
+    if a.hang_in_save:
+        hang_in_save(a.hang_in_save, Path(a.out))
+    main(a.out, a.batch_size, a.steps, a.resume)
