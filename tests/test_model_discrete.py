@@ -218,3 +218,45 @@ def test_overfit_then_decode_batched_equals_single(setup, spoken_items):
             assert int(stream.steps[i]) == int(stream.end[i]) + N_Q - 1
     pred, target = model.predict_groups(batch_of(ds, [idx[0]], tok, cfg))
     assert pred.shape == target.shape
+
+
+@pytest.mark.slow  # two `flowomni train` processes (~30 s)
+def test_train_codec_then_train_end_to_end(tmp_path, spoken_items):
+    """flowomni train-codec, then flowomni train on the discrete config; the checkpoint decodes."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    import yaml
+
+    from flowomni.cli import main
+    from flowomni.config import to_dict
+    from test_training_cli import make_corpus
+
+    make_corpus(tmp_path / "corpus", spoken_items)
+    model_cfg = to_dict(discrete_config(tmp_path / "codec"))
+    model_cfg["codec"].update(iters=3)
+    cfg = {"run_dir": str(tmp_path / "run"), "model": model_cfg,
+           "data": {"train_manifest": str(tmp_path / "corpus/train.jsonl"), "cache_dir": str(tmp_path / "cache")},
+           "train": {"batch_size": 4, "max_steps": 2, "eval_every": 2, "save_every": 2, "warmup_steps": 1,
+                     "tensorboard": False}}
+    (tmp_path / "cfg.yaml").write_text(yaml.safe_dump(cfg))
+
+    def train():
+        env = {**os.environ, "OMP_NUM_THREADS": "1"}
+        return subprocess.run([sys.executable, "-m", "flowomni.cli", "train", str(tmp_path / "cfg.yaml")],
+                              capture_output=True, text=True, timeout=600, cwd=tmp_path, env=env)
+
+    r = train()
+    assert r.returncode == 2 and "train-codec" in r.stderr  # no codec yet: a clear error, not random codes
+    assert main(["train-codec", str(tmp_path / "cfg.yaml")]) == 0
+    r = train()
+    assert r.returncode == 0, r.stderr[-3000:]
+    out = json.loads(r.stdout.strip().splitlines()[-1])
+    model = FlowOmni.from_checkpoint(out["checkpoint"])
+    assert model.cfg.speech_head == "discrete" and model.codec.fitted
+    dec = Decoder(model, [Prompt(Task.T2S, text="Hi?")], GenerationConfig(seed=0, max_steps=6))
+    while not dec.done:
+        dec.step()
+    assert dec.n_steps == 6
