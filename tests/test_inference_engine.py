@@ -124,3 +124,14 @@ def test_chat_cli_json(tmp_path, spoken_items):
     r = subprocess.run([sys.executable, "-m", "flowomni.cli", "chat", "--text", "hi", "--checkpoint", str(tmp_path / "nope")],
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == 2 and "nope" in r.stderr
+
+
+def test_should_stop_ends_the_answer_within_a_step(engine):
+    steps = []
+
+    def stop() -> bool:
+        steps.append(1)
+        return len(steps) > 5
+
+    events = list(engine.respond(text="Hi?", should_stop=stop))
+    assert isinstance(events[-1], Done) and events[-1].timings["steps"] == 5

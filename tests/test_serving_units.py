@@ -120,7 +120,7 @@ def test_queue_limits_concurrency_and_refuses_beyond_waiting() -> None:
                     live[0] -= 1
 
         async def consume(ticket):
-            async with contextlib.aclosing(q.stream(ticket, job)) as it:
+            async with contextlib.aclosing(q.stream(ticket, lambda stop: job())) as it:
                 return [i async for i in it]
 
         tickets = [q.admit() for _ in range(3)]
@@ -154,7 +154,7 @@ def test_queue_stops_the_worker_when_left_early_and_reraises_errors() -> None:
                 closed.set()
 
         t = q.admit()
-        async with contextlib.aclosing(q.stream(t, endless)) as it:
+        async with contextlib.aclosing(q.stream(t, lambda stop: endless())) as it:
             async for i in it:
                 if i == 3:
                     break
@@ -167,7 +167,7 @@ def test_queue_stops_the_worker_when_left_early_and_reraises_errors() -> None:
 
         t = q.admit()
         with pytest.raises(ValueError, match="bad question"):
-            async with contextlib.aclosing(q.stream(t, failing)) as it:
+            async with contextlib.aclosing(q.stream(t, lambda stop: failing())) as it:
                 async for _ in it:
                     pass
         await asyncio.wait_for(t.ended.wait(), 2)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Union
@@ -135,10 +135,13 @@ class Engine:
     # ---- streaming ----
     def respond(self, audio: AudioInput | None = None, *, sample_rate: int | None = None, text: str | None = None,
                 speak: bool = True, gen: GenerationConfig | None = None,
-                history: list[tuple[str, str]] | None = None) -> Iterator[Event]:
+                history: list[tuple[str, str]] | None = None,
+                should_stop: Callable[[], bool] | None = None) -> Iterator[Event]:
         """Answer one question, yielding TextDelta / AudioChunk events as they are ready and a
         final Done with timings (ms from the call; the question is complete at the call).
-        `history`: earlier (question, answer) turns of the conversation, as text context."""
+        `history`: earlier (question, answer) turns of the conversation, as text context.
+        `should_stop`: polled every decoding step; when it turns true the answer ends early
+        (barge-in), still with a Done event."""
         t0 = time.perf_counter()
 
         def ms() -> float:
@@ -166,7 +169,7 @@ class Engine:
                 timings.setdefault("first_audio_ms", ms())
                 yield AudioChunk(np.asarray(pcm, dtype=np.float32), self.vocoder.sample_rate, ms())
 
-        while not dec.done:
+        while not dec.done and not (should_stop is not None and should_stop()):
             (out,) = dec.step()
             if out.token is not None:
                 ids.append(out.token)

@@ -205,7 +205,7 @@ def create_app(engine_or_factory: Any, config: ServerConfig | None = None) -> Fa
             return (time.perf_counter() - t_end) * 1000
 
         try:
-            async with contextlib.aclosing(queue.stream(ticket, lambda: engine.respond(audio, **kwargs),
+            async with contextlib.aclosing(queue.stream(ticket, lambda stop: engine.respond(audio, should_stop=stop.is_set, **kwargs),
                                                         lambda w: timings.update(queue_ms=w * 1000))) as events:
                 async for ev in events:
                     if isinstance(ev, TextDelta):

@@ -78,11 +78,12 @@ class WorkQueue:
         self.waiting += 1
         return Ticket(self)
 
-    async def stream(self, ticket: Ticket, make: Callable[[], Iterator[T]],
+    async def stream(self, ticket: Ticket, make: Callable[[threading.Event], Iterator[T]],
                      on_start: Callable[[float], Any] | None = None) -> AsyncIterator[T]:
-        """Wait for a slot, run `make()` in a worker and yield its items; re-raises the
+        """Wait for a slot, run `make(stop)` in a worker and yield its items; re-raises the
         generator's exceptions. `on_start(wait_s)` is called when the slot is granted. Use with
-        `contextlib.aclosing` so that leaving early stops the worker."""
+        `contextlib.aclosing` so that leaving early stops the worker: `stop` is set then, and a
+        job that polls it (the engine's `should_stop`) ends within one step, not one item."""
         if ticket.used or ticket.queue is not self:
             raise RuntimeError("a ticket runs one job, on the queue that issued it")
         ticket.used = True
@@ -110,7 +111,7 @@ class WorkQueue:
         def work() -> None:
             it = None
             try:
-                it = make()
+                it = make(stop)
                 for item in it:
                     if stop.is_set():
                         break
