@@ -126,6 +126,7 @@ def test_train_codec_cli_fits_reports_and_feeds_a_discrete_model(spoken_items, t
     report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     print(report)
     assert report["skipped"] == {"bad answer audio": 1}
+    assert report["valid_answers"] == 2 and report["train_answers"] == 2  # valid answers are held out
     assert len(report["valid_mse"]) == 2 and report["valid_mse"][1] < report["valid_mse"][0] < 1.0
     assert report["valid_logmel_rmse"] > 0 and report["train_groups"] > 16
     assert json.loads((tmp_path / "codec" / "meta.json").read_text())["valid_mse"] == report["valid_mse"]

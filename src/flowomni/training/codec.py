@@ -50,9 +50,11 @@ def answer_features(cache_dir: str, mel_cfg: Any) -> Any:
 
 
 def collect_groups(manifest: str, feats: Any, *, group: int, silence: float, max_groups: int,
-                   max_frames: int, max_items: int = 0, seed: int = 0) -> tuple[torch.Tensor, Counter[str]]:
+                   max_frames: int, max_items: int = 0, seed: int = 0, exclude: set[str] = frozenset()
+                   ) -> tuple[torch.Tensor, Counter[str], set[str]]:
     """Answer mel groups [N, k, n_mels] of a manifest's items, in a seeded random item order
-    until `max_groups`; problems are counted, never fatal."""
+    until `max_groups`, skipping answer files in `exclude`; problems are counted, never
+    fatal. Also returns the answer files used."""
     from flowomni.data.manifest import read_manifest
     from flowomni.model.codec import to_groups
 
@@ -60,9 +62,9 @@ def collect_groups(manifest: str, feats: Any, *, group: int, silence: float, max
     skipped: Counter[str] = Counter({f"manifest: {k}": v for k, v in stats.counts.items()})
     if max_items:
         items = items[:max_items]
-    paths = sorted({str(i.answer_audio) for i in items if i.answer_audio is not None})
+    paths = sorted({str(i.answer_audio) for i in items if i.answer_audio is not None} - set(exclude))
     random.Random(seed).shuffle(paths)
-    out, n = [], 0
+    out, n, used = [], 0, set()
     for path in paths:
         if n >= max_groups:
             break
@@ -76,11 +78,12 @@ def collect_groups(manifest: str, feats: Any, *, group: int, silence: float, max
             skipped["answer too long"] += 1
             continue
         g = to_groups(mel, group, silence)
+        used.add(path)
         out.append(g)
         n += g.shape[0]
     if not out:
-        raise ValueError(f"{manifest}: no readable answer audio to fit a codec on")
-    return torch.cat(out)[:max_groups], skipped
+        raise ValueError(f"{manifest}: no readable answer audio{' outside the training set' if exclude else ''}")
+    return torch.cat(out)[:max_groups], skipped, used
 
 
 def run(args: argparse.Namespace) -> int:
@@ -106,11 +109,15 @@ def run(args: argparse.Namespace) -> int:
         cfg.data.max_answer_seconds * m.output_mel.frame_rate), max_items=cfg.data.max_items, seed=cc.seed)
     t0 = time.perf_counter()
     try:
-        train, skipped = collect_groups(cfg.data.train_manifest, feats, max_groups=cc.max_groups, **kw)
-        valid = None
+        valid, held_out, skipped = None, set(), Counter()
         if cfg.data.valid_manifest:
-            valid, vskip = collect_groups(cfg.data.valid_manifest, feats, max_groups=max(1000, cc.max_groups // 10), **kw)
+            valid, vskip, held_out = collect_groups(cfg.data.valid_manifest, feats,
+                                                    max_groups=max(1000, cc.max_groups // 10), **kw)
             skipped.update({f"valid {k}": v for k, v in vskip.items()})
+        # a corpus may share answer recordings between splits: the valid ones stay held out
+        train, tskip, used = collect_groups(cfg.data.train_manifest, feats, max_groups=cc.max_groups,
+                                            exclude=held_out, **kw)
+        skipped.update(tskip)
         print(f"fitting a codec ({cc.n_q} x {cc.codebook_size}) on {len(train)} groups "
               f"({len(train) * m.group / m.output_mel.frame_rate / 3600:.2f} h of answers)", file=sys.stderr)
         codec = MelCodec(cc.n_q, cc.codebook_size, m.group, m.output_mel.n_mels)
@@ -120,17 +127,17 @@ def run(args: argparse.Namespace) -> int:
         return 2
     report = {
         "codec": str(out), "n_q": cc.n_q, "codebook_size": cc.codebook_size, "train_groups": len(train),
-        "train_mse": train_mse, "fit_seconds": round(time.perf_counter() - t0, 1), "skipped": dict(skipped),
-        "config": str(args.config), "overrides": list(args.overrides),
+        "train_answers": len(used), "train_mse": train_mse, "fit_seconds": round(time.perf_counter() - t0, 1),
+        "skipped": dict(skipped), "config": str(args.config), "overrides": list(args.overrides),
     }
     if valid is not None:
-        report.update(valid_groups=len(valid), **reconstruction_report(codec, valid))
+        report.update(valid_answers=len(held_out), valid_groups=len(valid), **reconstruction_report(codec, valid))
     if args.wer and cfg.data.valid_manifest:
         from flowomni.vocoder.load import load_vocoder
 
         vocoder = load_vocoder(args.vocoder or m.vocoder, m.output_mel)
         report["resynthesis"] = resynthesis_wer(codec, cfg.data.valid_manifest, feats, vocoder, args.wer,
-                                                silence=kw["silence"])
+                                                silence=kw["silence"], only=held_out)
     codec.save(out, report)
     print(json.dumps(report))
     return 0
@@ -150,9 +157,11 @@ def stage_counts(n_q: int) -> list[int]:
 
 
 @torch.no_grad()
-def resynthesis_wer(codec: Any, manifest: str, feats: Any, vocoder: Any, n: int, *, silence: float) -> dict[str, Any]:
-    """ASR WER (vs the answer text) of the first n answers of a manifest: vocoded from their
-    own mel, and from the codec's reconstruction with the first q codebooks."""
+def resynthesis_wer(codec: Any, manifest: str, feats: Any, vocoder: Any, n: int, *, silence: float,
+                    only: set[str] | None = None) -> dict[str, Any]:
+    """ASR WER (vs the answer text) of the first n distinct answers of a manifest (among
+    `only`, if given): vocoded from their own mel, and from the codec's reconstruction with
+    the first q codebooks."""
     from flowomni.data.manifest import read_manifest
     from flowomni.evaluation.asr import Transcriber
     from flowomni.evaluation.text import wer
@@ -162,11 +171,14 @@ def resynthesis_wer(codec: Any, manifest: str, feats: Any, vocoder: Any, n: int,
     qs = stage_counts(codec.n_q)
     refs: list[str] = []
     hyps: dict[str, list[str]] = {"vocoded": [], **{f"codec_q{q}": [] for q in qs}}
+    seen: set[str] = set()
     for item in read_manifest(manifest)[0]:
         if len(refs) >= n:
             break
-        if item.answer_audio is None:
+        path = str(item.answer_audio)
+        if item.answer_audio is None or path in seen or (only is not None and path not in only):
             continue
+        seen.add(path)
         try:
             mel = torch.from_numpy(feats.get(item.answer_audio)).float()
         except (AudioError, OSError, ValueError):
