@@ -79,6 +79,8 @@ def test_rerun_resumes_and_rebuilds_only_missing_clips(built, tmp_path):
     assert report.synthesized == 0 and report.reused == len(before)
     victim = sorted(before)[0]
     (a / victim).unlink()
+    stale = (a / victim).parent / ".x.123.abcd1234.tmp.wav"
+    stale.write_bytes(b"half a file from a killed worker")
     report = build(a, SynthConfig(size=12, seed=7, workers=1), progress=False)
     assert report.synthesized == 1 and _files(a) == before
     assert not list(a.rglob("*.tmp*"))  # no temporary files left behind

@@ -33,7 +33,7 @@ import soundfile as sf
 from flowomni.audio.io import resample, save_audio
 from flowomni.data.fsutil import atomic_path, atomic_write_text
 from flowomni.data.manifest import Item, SkipStats, write_manifest
-from flowomni.data.skills import QA, SPLITS, assign_splits, item_rng, sample_qa
+from flowomni.data.skills import QA, assign_splits, item_rng, sample_qa
 from flowomni.data.voices import ANSWER_VOICE, Speaker, Voice, question_voice
 
 log = logging.getLogger(__name__)
@@ -218,6 +218,8 @@ def build(out_dir: str | Path, cfg: SynthConfig, *, progress: bool = True) -> Bu
     t0 = time.perf_counter()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    for stale in (out / "audio").glob("*/*/.*.tmp*"):  # left by workers killed mid-write
+        stale.unlink(missing_ok=True)
     planned = plan(cfg)
 
     jobs: dict[str, Job] = {}
@@ -281,8 +283,8 @@ def build(out_dir: str | Path, cfg: SynthConfig, *, progress: bool = True) -> Bu
 
 
 def format_report(report: BuildReport, out_dir: Path) -> str:
-    n_items = sum(s["items"] for k, s in report.splits.items() if k in SPLITS)
-    lines = [f"corpus in {out_dir}: {n_items} items in {report.seconds:.1f} s "
+    n_items = sum(s["items"] for s in report.splits.values())
+    lines = [f"corpus in {out_dir}: {n_items} items (all manifests) in {report.seconds:.1f} s "
              f"({n_items / max(report.seconds, 1e-9):.1f} items/s; {report.synthesized} clips synthesized, "
              f"{report.reused} reused)"]
     for split, s in report.splits.items():
