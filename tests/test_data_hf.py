@@ -76,3 +76,20 @@ def test_dataset_dict_custom_columns_and_cli(tmp_path, speech):
                  "--answer-col", "response", "--question-audio-col", "speech", "--max-items", "1"]) == 0
     assert len(read_manifest(tmp_path / "out3" / "train.jsonl")[0]) == 1
     assert main(["data", "hf", str(tmp_path / "nowhere"), str(tmp_path / "o")]) == 2
+
+
+def test_decode_audio_mixes_channels_in_either_layout(tmp_path):
+    from flowomni.data.check import AudioProblem
+    from flowomni.data.hf import decode_audio
+
+    t = np.arange(8000) / 16000
+    stereo = np.stack([np.sin(2 * np.pi * 440 * t), np.zeros_like(t)])  # datasets' [channels, samples]
+    wav, sr = decode_audio({"array": stereo, "sampling_rate": 16000}, tmp_path, "cell")
+    assert wav.shape == (8000,) and sr == 16000 and np.abs(wav).max() == pytest.approx(0.5, abs=1e-3)
+    wav2, _ = decode_audio({"array": stereo.T, "sampling_rate": 16000}, tmp_path, "cell")
+    np.testing.assert_allclose(wav, wav2)
+    assert decode_audio(None, tmp_path, "cell") is None
+    with pytest.raises(AudioProblem, match="missing file"):
+        decode_audio("nowhere.wav", tmp_path, "cell")
+    with pytest.raises(AudioProblem, match="sampling_rate"):
+        decode_audio({"array": [0.1, 0.2]}, tmp_path, "cell")

@@ -19,6 +19,7 @@ from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
+import soundfile as sf
 from scipy.signal import butter, resample_poly, sosfilt
 
 from flowomni.audio.io import save_audio
@@ -158,22 +159,15 @@ def augment_manifest(
         except AudioProblem as e:
             stats.add(e.reason, str(e))
             continue
-        sr = _native_rate(item.question_audio)
+        sr = int(sf.info(str(item.question_audio)).samplerate)
         aug = augment(wav, sr, spec, _item_rng(seed, item.id))
         h = hashlib.sha1(item.id.encode()).hexdigest()
         dst = out / "audio" / h[:2] / f"{h[:20]}.wav"
         with atomic_path(dst) as tmp:
             save_audio(tmp, aug, sr)
-        meta = {**item.meta, "augment": spec.label, "augment_seed": seed}
-        meta.pop("question_seconds", None)
+        meta = {**item.meta, "augment": spec.label, "augment_seed": seed, "question_seconds": round(len(aug) / sr, 3)}
         kept.append(Item(item.id, item.question_text, item.answer_text, dst, via_source(item.answer_audio),
-                         item.kind, {**meta, "question_seconds": round(len(aug) / sr, 3)}))
+                         item.kind, meta))
     out_manifest = out / manifest.name
     write_manifest(out_manifest, kept)
     return out_manifest, kept, stats
-
-
-def _native_rate(path: Path) -> int:
-    import soundfile as sf
-
-    return int(sf.info(str(path)).samplerate)

