@@ -6,7 +6,7 @@ import soundfile as sf
 
 from conftest import espeak
 from flowomni.cli import main
-from flowomni.data.augment import AugmentSpec, augment, augment_manifest, make_noise
+from flowomni.data.augment import AugmentSpec, augment, make_noise
 from flowomni.data.manifest import Item, read_manifest, write_manifest
 
 
