@@ -22,7 +22,7 @@ import torch
 
 def as_frames(mel: torch.Tensor | np.ndarray, n_mels: int) -> tuple[torch.Tensor, bool]:
     """Validate mel `[T, n_mels]` or `[B, T, n_mels]`; returns `([B, T, n_mels] float32, was_batched)`."""
-    mel = torch.as_tensor(mel)
+    mel = torch.as_tensor(mel).detach().cpu()  # vocoders run on the CPU: they are cheap there
     if mel.dim() not in (2, 3) or mel.shape[-1] != n_mels:
         raise ValueError(f"vocoder input must be mel frames [T, {n_mels}] or [B, T, {n_mels}], got shape {tuple(mel.shape)}")
     if not torch.isfinite(mel).all():

