@@ -91,6 +91,7 @@ def run(args: argparse.Namespace) -> int:
     from flowomni.training.experiment import ExperimentConfig
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("faster_whisper").setLevel(logging.WARNING)  # one line per transcription otherwise
     try:
         cfg = load_config(ExperimentConfig, args.config, args.overrides)
     except ConfigError as e:
