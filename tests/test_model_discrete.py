@@ -219,6 +219,16 @@ def test_overfit_then_decode_batched_equals_single(setup, spoken_items):
     pred, target = model.predict_groups(batch_of(ds, [idx[0]], tok, cfg))
     assert pred.shape == target.shape
 
+    # sampled codes keep the delay grammar: PAD exactly in the forced slots, real codes elsewhere
+    dec, _ = run(model, prompts[:1], steps, code_temperature=1.0, code_top_k=5)
+    st = dec.stream
+    n, end = int(st.steps[0]), int(st.end[0])
+    assert end >= 0 and n == end + N_Q - 1  # ended, then drained
+    hist = st.history[0, :n]
+    forced = forced_pad(torch.arange(n), torch.full((n,), end), N_Q)
+    forced[end, 0] = True  # END: the PAD codebook 0 chose
+    assert torch.equal(hist == SIZE, forced)
+
 
 @pytest.mark.slow  # two `flowomni train` processes (~30 s)
 def test_train_codec_then_train_end_to_end(tmp_path, spoken_items):
