@@ -28,3 +28,27 @@ def test_unknown_keys_and_bad_types_are_named(tmp_path):
         load_config(ModelConfig, None, ["flow.steps"])
     with pytest.raises(ConfigError, match="not found"):
         load_config(ModelConfig, tmp_path / "missing.yaml")
+
+
+def test_base_file_is_merged_under_the_variant(tmp_path):
+    from flowomni.config import read_yaml
+
+    (tmp_path / "a.yaml").write_text("x: 1\nsub: {p: 1, q: 2}\n")
+    (tmp_path / "b.yaml").write_text("base: a.yaml\nsub: {q: 3}\ny: 4\n")
+    assert read_yaml(tmp_path / "b.yaml") == {"x": 1, "sub": {"p": 1, "q": 3}, "y": 4}
+    (tmp_path / "c.yaml").write_text("base: c.yaml\n")
+    with pytest.raises(ConfigError, match="loop"):
+        read_yaml(tmp_path / "c.yaml")
+
+
+def test_discrete_config_differs_from_tiny_only_in_its_speech_output():
+    from pathlib import Path
+
+    from flowomni.config import load_config, to_dict
+    from flowomni.training.experiment import ExperimentConfig
+
+    root = Path(__file__).resolve().parents[1] / "configs"
+    a, b = to_dict(load_config(ExperimentConfig, root / "tiny.yaml")), to_dict(load_config(ExperimentConfig, root / "tiny_discrete.yaml"))
+    assert a["train"] == b["train"] and a["data"] == b["data"]
+    assert {k for k in a["model"] if a["model"][k] != b["model"][k]} <= {"speech_head", "codec", "code_head"}
+    assert b["model"]["speech_head"] == "discrete"

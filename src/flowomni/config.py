@@ -88,17 +88,27 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
     return data
 
 
-def read_yaml(path: str | Path) -> dict[str, Any]:
+def read_yaml(path: str | Path, _seen: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """A YAML mapping. `base: other.yaml` (relative to this file) is read first and this
+    file's keys are merged over it, so a variant states only what differs."""
     p = Path(path)
     if not p.is_file():
         raise ConfigError(f"config file not found: {p}")
+    if p.resolve() in _seen:
+        raise ConfigError(f"{p}: `base` files include each other in a loop")
     try:
         loaded = yaml.safe_load(p.read_text())
     except yaml.YAMLError as e:
         raise ConfigError(f"{p}: not valid YAML ({e})") from e
     if loaded is not None and not isinstance(loaded, dict):
         raise ConfigError(f"{p}: top level must be a mapping")
-    return loaded or {}
+    data = loaded or {}
+    base = data.pop("base", None)
+    if base is None:
+        return data
+    if not isinstance(base, str):
+        raise ConfigError(f"{p}: `base` must be a file name, got {base!r}")
+    return _merge(read_yaml(p.parent / base, (*_seen, p.resolve())), data)
 
 
 def load_config(
