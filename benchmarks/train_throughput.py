@@ -54,7 +54,7 @@ def make_batch(m: ModelConfig, tok, batch: int, q_seconds: float, a_seconds: flo
     ds = TaskDataset(items, [Task.S2S.value], tok, RandomFeatures(m.input_mel.n_mels, q_frames),
                      RandomFeatures(m.output_mel.n_mels, a_frames), group=m.group, delay=m.delay,
                      stack=m.encoder.stack, in_frame_rate=m.input_mel.frame_rate,
-                     out_frame_rate=m.output_mel.frame_rate)
+                     out_frame_rate=m.output_mel.frame_rate, extra_groups=m.extra_groups)
     return collate([ds[i] for i in range(len(ds))], group=m.group, pad_id=tok.pad_id,
                    silence=math.log(m.output_mel.log_floor))
 

@@ -13,6 +13,10 @@ import torch
 
 from flowomni.audio import MelConfig, MelSpectrogram, load_audio
 
+# Tests run small models, often beside servers, subprocesses or other jobs on a 2-core
+# machine: one intra-op thread avoids OpenMP oversubscription (measured 10-20x slowdowns).
+torch.set_num_threads(1)
+
 QA = [
     ("What is two plus three?", "Two plus three is five."),
     ("What comes after Monday?", "Tuesday comes after Monday."),

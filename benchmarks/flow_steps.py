@@ -1,0 +1,108 @@
+"""Quality vs speed of the flow head's ODE sampler: how many steps does a model need?
+
+For each (method, steps) setting, on the same test questions and seeds:
+- teacher-forced mel error: groups drawn for the true answer's hidden states vs the true
+  groups (mean absolute log-mel difference, lower is better);
+- free-running answers: spoken answers transcribed by the independent ASR, WER against the
+  model's own text (intelligibility of what it says);
+- cost: milliseconds per group drawn at batch 1 (the streaming case).
+The recommendation is the cheapest setting whose WER is within `--tolerance` of the best.
+
+    python benchmarks/flow_steps.py --checkpoint models/flowomni-tiny --json
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import emit, environment  # noqa: E402
+
+from flowomni.audio.io import load_audio  # noqa: E402
+from flowomni.data.manifest import read_manifest  # noqa: E402
+from flowomni.evaluation.asr import Transcriber  # noqa: E402
+from flowomni.evaluation.text import normalize, wer  # noqa: E402
+from flowomni.inference.decoder import GenerationConfig  # noqa: E402
+from flowomni.inference.engine import Engine  # noqa: E402
+
+SETTINGS = [("euler", 1), ("euler", 2), ("euler", 4), ("midpoint", 2), ("euler", 8), ("midpoint", 4),
+            ("midpoint", 8), ("midpoint", 16)]
+
+
+def teacher_forced_error(engine: Engine, items: list, method: str, steps: int) -> float:
+    """Mean |sampled - true| log-mel over the answers' groups, with the true context."""
+    from flowomni.data.features import FeatureCache
+    from flowomni.model.layout import Task
+    from flowomni.training.dataset import TaskDataset, collate
+
+    m = engine.model
+    cache = Path(".cache/features")
+    ds = TaskDataset(items, [Task.S2S.value], m.tokenizer, FeatureCache(cache, m.cfg.input_mel),
+                     FeatureCache(cache, m.cfg.output_mel), group=m.cfg.group, delay=m.cfg.delay,
+                     stack=m.cfg.encoder.stack)
+    errs = []
+    for i in range(len(ds)):
+        batch = collate([ds[i]], group=m.cfg.group, pad_id=m.tokenizer.pad_id, silence=math.log(m.cfg.output_mel.log_floor))
+        pred, target = m.predict_groups(batch, steps=steps, method=method, generator=torch.Generator().manual_seed(i))
+        errs.append(float((pred - target).abs().mean()))
+    return sum(errs) / len(errs)
+
+
+def group_cost_ms(engine: Engine, method: str, steps: int, repeats: int = 50) -> float:
+    m = engine.model
+    h = torch.randn(1, m.state_emb.embedding_dim)
+    for _ in range(5):
+        m.flow.sample(h, steps=steps, method=method)
+    t0 = time.perf_counter()
+    for _ in range(repeats):
+        m.flow.sample(h, steps=steps, method=method)
+    return (time.perf_counter() - t0) / repeats * 1000
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--checkpoint", default=None)
+    p.add_argument("--manifest", default="data/spoken_qa/test.jsonl")
+    p.add_argument("--items", type=int, default=24)
+    p.add_argument("--tolerance", type=float, default=0.02, help="WER allowed above the best setting's")
+    p.add_argument("--vocoder", default=None)
+    p.add_argument("--json", action="store_true")
+    args = p.parse_args()
+    engine = Engine.load(args.checkpoint, vocoder=args.vocoder)
+    items, _ = read_manifest(args.manifest)
+    items = items[: args.items]
+    asr = Transcriber()
+    sr = engine.model.cfg.input_mel.sample_rate
+    questions = [{"audio": load_audio(i.question_audio, sr), "sample_rate": sr} for i in items]
+    rows = []
+    for method, steps in SETTINGS:
+        gen = GenerationConfig(seed=0, flow_steps=steps, flow_method=method)
+        answers = engine.answer_batch(questions, gen=gen)
+        said = [a for a in answers if a.audio is not None and normalize(a.text)]
+        heard = [asr.transcribe(a.audio, a.sample_rate) for a in said]
+        rows.append({
+            "method": method, "steps": steps,
+            "evals_per_group": steps * (2 if method == "midpoint" else 1),
+            "ms_per_group": group_cost_ms(engine, method, steps),
+            "teacher_forced_mel_l1": teacher_forced_error(engine, items, method, steps),
+            "speech_wer_vs_own_text": wer([a.text for a in said], heard) if said else None,
+            "spoken_answers": len(said),
+        })
+        print(rows[-1], file=sys.stderr)
+    scored = [r for r in rows if r["speech_wer_vs_own_text"] is not None]
+    best = min(r["speech_wer_vs_own_text"] for r in scored) if scored else None
+    ok = [r for r in scored if r["speech_wer_vs_own_text"] <= best + args.tolerance]
+    pick = min(ok, key=lambda r: r["ms_per_group"]) if ok else None
+    emit({"checkpoint": str(args.checkpoint or "shipped model"), "items": len(items), "vocoder": engine.vocoder.name,
+          "settings": rows, "recommended": pick and {k: pick[k] for k in ("method", "steps")},
+          "tolerance": args.tolerance, "env": environment()}, args.json)
+
+
+if __name__ == "__main__":
+    main()
