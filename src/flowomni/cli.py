@@ -48,7 +48,13 @@ def main(argv: list[str] | None = None) -> int:
             print(f"flowomni {args.command}: not available in this version", file=sys.stderr)
             return 2
         raise
-    return int(mod.run(args) or 0)
+    from flowomni.config import ConfigError
+
+    try:
+        return int(mod.run(args) or 0)
+    except ConfigError as e:
+        print(f"flowomni {args.command}: bad config: {e}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

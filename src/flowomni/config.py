@@ -134,5 +134,29 @@ def _merge(base: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def add_config_arguments(p: Any, what: str, *, run: bool = True) -> None:
+    """The arguments every config-driven command shares: CONFIG, --set (and, for training
+    runs, --max-steps, --resume, --run-dir)."""
+    p.add_argument("config", help=f"{what} YAML (see configs/)")
+    if run:
+        p.add_argument("--max-steps", type=int, default=None, help="stop after this many steps (default: the config's)")
+        p.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in run_dir")
+        p.add_argument("--run-dir", default=None, help="override run_dir")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override any config field, e.g. --set train.batch_size=8 (repeatable)")
+
+
+def config_from_args(cls: type[T], args: Any) -> T:
+    """Load `args.config` with `args.overrides` (and `args.run_dir`). A ConfigError raised
+    here reaches the `flowomni` command, which prints it and exits with code 2."""
+    import logging
+
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    cfg = load_config(cls, args.config, args.overrides)
+    if getattr(args, "run_dir", None):
+        cfg.run_dir = args.run_dir  # type: ignore[attr-defined]
+    return cfg
+
+
 def save_config(cfg: Any, path: str | Path) -> None:
     Path(path).write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))

@@ -4,19 +4,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import sys
 
-from flowomni.config import ConfigError, load_config
+from flowomni.config import add_config_arguments, config_from_args
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("config", help="experiment YAML (see configs/)")
-    p.add_argument("--max-steps", type=int, default=None, help="stop after this many optimizer steps")
-    p.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in run_dir")
-    p.add_argument("--run-dir", default=None, help="override run_dir")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override any config field, e.g. --set model.flow.steps=8 (repeatable)")
+    add_config_arguments(p, "experiment")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -25,14 +19,7 @@ def run(args: argparse.Namespace) -> int:
     from flowomni.training.experiment import ExperimentConfig, build_experiment, config_yaml
     from flowomni.training.loop import train
 
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    try:
-        cfg = load_config(ExperimentConfig, args.config, args.overrides)
-    except ConfigError as e:
-        print(f"flowomni train: bad config: {e}", file=sys.stderr)
-        return 2
-    if args.run_dir:
-        cfg.run_dir = args.run_dir
+    cfg = config_from_args(ExperimentConfig, args)
     from flowomni.training.checkpoint import latest_checkpoint
 
     if not args.resume and (ckpt := latest_checkpoint(cfg.run_dir)) is not None:

@@ -27,16 +27,14 @@ from typing import Any
 import torch
 
 from flowomni.audio.io import AudioError
-from flowomni.config import ConfigError, load_config
+from flowomni.config import add_config_arguments, config_from_args
 
 log = logging.getLogger(__name__)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("config", help="experiment YAML (its data and model sections are used)")
+    add_config_arguments(p, "experiment", run=False)
     p.add_argument("--out", default=None, help="codec folder to write (default: model.codec.path)")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a config field, e.g. --set model.codec.n_q=4 (repeatable)")
     p.add_argument("--wer", type=int, default=0, metavar="N",
                    help="also measure the ASR WER of N valid answers resynthesised through the codec")
     p.add_argument("--vocoder", default=None, help="vocoder for --wer (default: model.vocoder)")
@@ -90,13 +88,8 @@ def run(args: argparse.Namespace) -> int:
     from flowomni.model.codec import CodecError, MelCodec
     from flowomni.training.experiment import ExperimentConfig
 
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    cfg = config_from_args(ExperimentConfig, args)
     logging.getLogger("faster_whisper").setLevel(logging.WARNING)  # one line per transcription otherwise
-    try:
-        cfg = load_config(ExperimentConfig, args.config, args.overrides)
-    except ConfigError as e:
-        print(f"flowomni train-codec: bad config: {e}", file=sys.stderr)
-        return 2
     m, cc = cfg.model, cfg.model.codec
     out = args.out or cc.path
     if not out:
