@@ -135,3 +135,18 @@ def test_should_stop_ends_the_answer_within_a_step(engine):
 
     events = list(engine.respond(text="Hi?", should_stop=stop))
     assert isinstance(events[-1], Done) and events[-1].timings["steps"] == 5
+
+
+def test_exported_model_folder_is_self_contained(tmp_path):
+    from flowomni.serving.testing import make_tiny_checkpoint
+    from flowomni.training.export import export_model
+    from flowomni.vocoder import load_vocoder
+
+    ckpt = make_tiny_checkpoint(tmp_path / "ckpt")
+    root = __import__("pathlib").Path(__file__).resolve().parents[1]
+    out = export_model(ckpt, tmp_path / "moved" / "model", vocoder=str(root / "models/vocoder"), half=True)
+    assert (out / "vocoder" / "model.safetensors").is_file() and not (out / "optimizer.safetensors").exists()
+    engine = Engine.load(out, gen=GenerationConfig(max_steps=6, seed=0))
+    assert engine.vocoder.name.endswith("vocoder") and isinstance(engine.vocoder, type(load_vocoder(str(out / "vocoder"), engine.model.cfg.output_mel)))
+    done = list(engine.respond(text="Hi?"))[-1]
+    assert isinstance(done, Done) and done.audio_seconds > 0

@@ -15,6 +15,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "train": ("flowomni.training.cli", "train a Flow-Omni model from a YAML config"),
     "train-codec": ("flowomni.training.codec", "fit the discrete baseline's mel codec (residual VQ) on a corpus"),
     "train-vocoder": ("flowomni.vocoder.cli", "train the neural vocoder"),
+    "export": ("flowomni.training.export", "turn a training checkpoint into a self-contained model folder"),
     "chat": ("flowomni.inference.cli", "ask a question (audio or text), hear the answer"),
     "serve": ("flowomni.serving.cli", "run the WebSocket/HTTP server"),
     "eval": ("flowomni.evaluation.cli", "evaluate a checkpoint on a test split"),
