@@ -130,8 +130,9 @@ def test_queue_limits_concurrency_and_refuses_beyond_waiting() -> None:
         results = await asyncio.gather(*(consume(t) for t in tickets))
         assert results == [[0, 1, 2, 3, 4]] * 3
         assert peak[0] == 2
+        # a slot is given back once its worker thread has returned, just after its last item
+        await asyncio.wait_for(asyncio.gather(*(t.ended.wait() for t in tickets)), 5)
         assert (q.running, q.waiting) == (0, 0)
-        assert all(t.ended.is_set() for t in tickets)
         q.shutdown()
 
     asyncio.run(go())
