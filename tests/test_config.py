@@ -52,3 +52,11 @@ def test_discrete_config_differs_from_tiny_only_in_its_speech_output():
     assert a["train"] == b["train"] and a["data"] == b["data"]
     assert {k for k in a["model"] if a["model"][k] != b["model"][k]} <= {"speech_head", "codec", "code_head"}
     assert b["model"]["speech_head"] == "discrete"
+
+
+@pytest.mark.parametrize("bad", ["='", "a.b='", "=1", "a..b=1", "nokey"])
+def test_malformed_overrides_are_config_errors(bad):
+    from flowomni.training.experiment import ExperimentConfig
+
+    with pytest.raises(ConfigError, match="override"):
+        load_config(ExperimentConfig, None, [bad])

@@ -78,13 +78,20 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
         if "=" not in item:
             raise ConfigError(f"override {item!r} must look like key.path=value")
         key, raw = item.split("=", 1)
+        path = key.strip().split(".")
+        if not all(path):
+            raise ConfigError(f"override {item!r}: {key.strip()!r} is not a dotted.key")
+        try:
+            value = yaml.safe_load(raw)
+        except yaml.YAMLError as e:
+            raise ConfigError(f"override {item!r}: value is not valid YAML ({getattr(e, 'problem', None) or e})") from e
         node = data
-        *parents, leaf = key.strip().split(".")
+        *parents, leaf = path
         for p in parents:
             node = node.setdefault(p, {})
             if not isinstance(node, dict):
                 raise ConfigError(f"override {item!r}: {p!r} is not a section")
-        node[leaf] = yaml.safe_load(raw)
+        node[leaf] = value
     return data
 
 

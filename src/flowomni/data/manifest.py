@@ -159,7 +159,7 @@ def read_manifest(
     items: list[Item] = []
     seen: set[str] = set()
     stats = SkipStats()
-    with path.open(encoding="utf-8", errors="replace") as f:
+    with path.open(encoding="utf-8", errors="replace", newline="\n") as f:  # JSONL: only \n ends a line
         for lineno, line in enumerate(f, 1):
             if not line.strip():
                 continue
