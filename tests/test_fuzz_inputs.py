@@ -134,3 +134,12 @@ def test_overrides_are_applied_or_refused_with_a_reason(override):
         load_config(ExperimentConfig, None, [override])
     except ConfigError as e:
         assert str(e)
+
+
+def test_manifest_lines_end_only_at_newline(tmp_path):
+    p = tmp_path / "m.jsonl"
+    ok = json.dumps({"id": "a", "question_text": "q\u2028?", "answer_text": "a"}, ensure_ascii=False)
+    p.write_text(ok + "\n" + "0\r0\n" + ok.replace('"a"', '"b"', 1) + "\r\n", encoding="utf-8")
+    items, skipped = read_manifest(p)
+    assert [i.id for i in items] == ["a", "b"] and items[0].question_text == "q\u2028?"
+    assert skipped.total == 1
