@@ -99,3 +99,19 @@ def test_warmup_then_cosine_to_floor():
     assert lrs[0] == pytest.approx(1e-4) and lrs[9] == pytest.approx(1e-3)
     assert all(a >= b for a, b in zip(lrs[10:], lrs[11:]))
     assert lrs[110] == pytest.approx(1e-5)
+
+
+def test_weights_only_checkpoint_resumes_with_the_schedule_where_it_was(parts, tmp_path):
+    import shutil
+
+    run(parts, tmp_path / "a", max_steps=3)
+    ckpt = tmp_path / "a" / "step_00000003"
+    for f in ("optimizer.safetensors", "optimizer.json", "rng.safetensors", "rng.json"):
+        (ckpt / f).unlink()
+    shutil.copytree(ckpt, tmp_path / "b" / ckpt.name)
+    _, out = run(parts, tmp_path / "b", max_steps=None, resume=True)
+    assert out["step"] == 6
+    recs = train_records(tmp_path / "b")
+    assert [r["step"] for r in recs] == [4, 5, 6]
+    f = warmup_cosine(2, 6, 3e-3, 5e-6)
+    assert recs[-1]["lr"] == pytest.approx(3e-3 * f(6))  # the lr after step 6, as without the restart

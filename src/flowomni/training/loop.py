@@ -99,7 +99,8 @@ def train(
 
     model.set_stage(cfg.stage)  # type: ignore[operator]
     optimizer = build_optimizer(list(model.named_parameters()), cfg.lr, cfg.weight_decay, cfg.betas)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(cfg.warmup_steps, total_steps, cfg.lr, cfg.min_lr))
+    lr_factor = warmup_cosine(cfg.warmup_steps, total_steps, cfg.lr, cfg.min_lr)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor)
 
     step, pos = 0, Position()
     ckpt = latest_checkpoint(run_dir)
@@ -107,7 +108,15 @@ def train(
         model.load_checkpoint_state(load_model_state(ckpt))  # type: ignore[operator]
         load_training_state(ckpt, optimizer, scheduler)
         meta = load_meta(ckpt)
-        step, pos = int(meta["step"]), Position(int(meta["epoch"]), int(meta["batch_in_epoch"]))
+        step = int(meta["step"])
+        pos = Position(int(meta.get("epoch", 0)), int(meta.get("batch_in_epoch", 0)))
+        if not (ckpt / "optimizer.safetensors").is_file():
+            # a weights-only checkpoint (e.g. an exported model): fresh Adam moments, but the
+            # learning-rate schedule continues from its step
+            for g in optimizer.param_groups:
+                g["initial_lr"] = cfg.lr
+            scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor, last_epoch=step - 1)
+            log.warning("%s has no optimizer state: continuing with fresh optimizer moments", ckpt)
         log.info("resumed from %s (step %d, epoch %d, batch %d)", ckpt, step, pos.epoch, pos.batch)
     elif resume:
         log.warning("--resume: no checkpoint in %s yet, starting from scratch", run_dir)
