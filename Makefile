@@ -26,7 +26,7 @@ apt:
 setup: apt $(STAMP)
 
 chat: setup
-	$(BIN)/flowomni chat $(if $(AUDIO),$(AUDIO),examples/question_1.wav) -o answer.wav
+	$(BIN)/flowomni chat $(if $(AUDIO),$(AUDIO),examples/question_1.wav) -o answer.wav $(if $(CHECKPOINT),--checkpoint $(CHECKPOINT),)
 
 test: setup
 	$(BIN)/python -m pytest -q

@@ -135,3 +135,14 @@ def test_history_examples_have_exact_lengths(spoken_items):
     assert 0 < len(with_history) < len(ds)
     assert ds.lengths == [len(ds[i]["layout"]) for i in range(len(ds))]
     assert ds.history_of(with_history[0]) == ds.history_of(with_history[0])  # fixed per index
+
+
+def test_speech_inputs_start_at_the_token_embedding_scale():
+    """Inputs summed with text must not drown it: at init, state and mel-group embeddings are
+    within a small factor of the token embeddings' norm (nn.Embedding's default was ~50x)."""
+    torch.manual_seed(0)
+    model = FlowOmni(tiny_config(), CharTokenizer())
+    text = model.lm.get_input_embeddings().weight.norm(dim=-1).median()
+    state = model.state_emb.weight.norm(dim=-1).median()
+    mel = model.embed_speech(torch.randn(32, 4, 80)).norm(dim=-1).median()
+    assert 0.2 < float(state / text) < 5 and 0.1 < float(mel / text) < 5, (text, state, mel)

@@ -32,7 +32,10 @@ def shipped_model_path() -> Path:
     """The model committed with the repo (or $FLOWOMNI_MODEL)."""
     path = Path(os.environ.get("FLOWOMNI_MODEL", SHIPPED_MODEL))
     if not (path / "model.safetensors").is_file():
-        raise FileNotFoundError(f"no model at {path}: pass a checkpoint folder, or set FLOWOMNI_MODEL")
+        raise FileNotFoundError(
+            f"no model at {path}: pass a checkpoint folder (--checkpoint runs/tiny/step_N), or set FLOWOMNI_MODEL. "
+            "To make one: `flowomni data synth data/spoken_qa && flowomni train configs/tiny.yaml && "
+            f"flowomni export runs/tiny/step_N {SHIPPED_MODEL.relative_to(REPO_ROOT)} --vocoder models/vocoder`")
     return path
 
 

@@ -13,6 +13,8 @@ A head's learnable parts are registered on the model under the names `modules()`
 
 from __future__ import annotations
 
+import math
+
 from abc import ABC, abstractmethod
 from typing import TYPE_CHECKING, Any
 
@@ -79,10 +81,14 @@ class SpeechHead(ABC):
 class FlowSpeech(SpeechHead):
     """The paper's continuous head: mel groups in through an MLP, out through flow matching."""
 
-    def __init__(self, cfg: ModelConfig, d: int) -> None:
+    def __init__(self, cfg: ModelConfig, d: int, init_std: float = 0.02) -> None:
         n_mels = cfg.output_mel.n_mels
         self.feedback_noise = cfg.feedback_noise
         self.mel_in = nn.Sequential(nn.Linear(cfg.group * n_mels, d), nn.GELU(), nn.Linear(d, d))
+        # its output is summed with a token embedding: start at that scale (std init_std per
+        # dimension), not nn.Linear's ~10x larger default, so the text stays readable
+        nn.init.normal_(self.mel_in[-1].weight, std=init_std / math.sqrt(d))
+        nn.init.zeros_(self.mel_in[-1].bias)
         self.flow = FlowHead(cfg.flow, d, n_mels, cfg.group)
 
     def modules(self) -> dict[str, nn.Module]:
@@ -128,11 +134,11 @@ class FlowStream(SpeechStream):
         return units, [raw[i] if gen[i] else None for i in range(h.shape[0])]
 
 
-def build_speech_head(cfg: ModelConfig, d: int, *, fresh: bool = True) -> SpeechHead:
+def build_speech_head(cfg: ModelConfig, d: int, *, fresh: bool = True, init_std: float = 0.02) -> SpeechHead:
     """The one place that picks the variant (`model.speech_head`). `fresh`: a new model (not
     one about to load a checkpoint), so pretrained parts such as a codec are loaded here."""
     if cfg.speech_head == "flow":
-        return FlowSpeech(cfg, d)
+        return FlowSpeech(cfg, d, init_std)
     if cfg.speech_head == "discrete":
         from flowomni.model.code_head import DiscreteSpeech
 
