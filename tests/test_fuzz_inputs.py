@@ -143,3 +143,37 @@ def test_manifest_lines_end_only_at_newline(tmp_path):
     items, skipped = read_manifest(p)
     assert [i.id for i in items] == ["a", "b"] and items[0].question_text == "q\u2028?"
     assert skipped.total == 1
+
+
+class _Evil:
+    """Unpickling this would create a file: proof that nothing was unpickled if it is absent."""
+
+    def __init__(self, path):
+        self.path = path
+
+    def __reduce__(self):
+        return (open, (str(self.path), "w"))
+
+
+def test_pickled_checkpoints_are_refused_unopened(tmp_path):
+    import pickle
+
+    from flowomni.inference.engine import Engine
+    from flowomni.model.flowomni import FlowOmni
+    from flowomni.training.checkpoint import CheckpointError
+
+    marker = tmp_path / "PWNED"
+    for name in ("model.pt", "model.bin", "model.pkl", "ckpt.ckpt"):
+        f = tmp_path / name
+        f.write_bytes(pickle.dumps(_Evil(marker)))
+        for load in (FlowOmni.from_checkpoint, Engine.load):
+            with pytest.raises(CheckpointError, match="pickle"):
+                load(f)
+    # a folder holding a pickle instead of model.safetensors is refused too
+    d = tmp_path / "ckpt"
+    d.mkdir()
+    (d / "model.pt").write_bytes(pickle.dumps(_Evil(marker)))
+    (d / "meta.json").write_text("{}")
+    with pytest.raises(CheckpointError, match="model.safetensors"):
+        FlowOmni.from_checkpoint(d)
+    assert not marker.exists()
