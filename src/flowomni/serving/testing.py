@@ -1,7 +1,7 @@
 """A tiny random model for exercising the server (tests, the load benchmark) without a trained one.
 
-Its text is gibberish, but the protocol does not care. Left alone, a random model may never
-start speaking; `force_speech` sets the speech-state head's bias so START, then GEN, always
+Its text is gibberish (it never ends its text early: see below), but the protocol does not
+care. Left alone, a random model may never start speaking; `force_speech` sets the speech-state head's bias so START, then GEN, always
 win (the decoder's grammar only allows PAD/START before speech and GEN/STOP after), so every
 answer streams audio until `max_steps`.
 """
@@ -31,8 +31,17 @@ def make_tiny_checkpoint(path: str | Path, *, force_speech: bool = True, seed: i
     cfg.encoder.d_model, cfg.encoder.n_layers, cfg.encoder.ffn_dim = 64, 1, 128
     cfg.vocoder = "griffin-lim"
     model = FlowOmni(cfg, CharTokenizer())
-    if force_speech:
-        with torch.no_grad():
+    with torch.no_grad():
+        # A random model tends to repeat its input token, here a control token (end of text,
+        # reply marker) that prints nothing. With the control tokens' rows of the (tied)
+        # embedding at zero their logits are 0, while the best of the ~80 character logits is
+        # positive: every answer writes (gibberish) text until max_steps.
+        from flowomni.model import tokenizer as tk
+
+        emb = model.lm.get_input_embeddings().weight
+        for special in tk.SPECIALS:
+            emb[model.tokenizer.token_id(special)].zero_()
+        if force_speech:
             model.state_head.bias.zero_()
             model.state_head.bias[START] = model.state_head.bias[GEN] = 50.0
     path = Path(path)
