@@ -26,19 +26,10 @@ from common import describe, emit, environment, peak_rss_mb  # noqa: E402
 
 from flowomni.inference.decoder import Decoder, GenerationConfig, Prompt  # noqa: E402
 from flowomni.inference.engine import Done, Engine  # noqa: E402
-from flowomni.model.layout import GEN, START, Task  # noqa: E402
+from flowomni.model.layout import Task  # noqa: E402
+from flowomni.serving.testing import force_speech_states  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def force_speech(model: torch.nn.Module) -> None:
-    """Random weights never decide to speak; bias the state head so they always do (costs
-    do not depend on the weights' values)."""
-    with torch.no_grad():
-        model.state_head.weight.zero_()
-        bias = torch.zeros_like(model.state_head.bias)
-        bias[START], bias[GEN] = 5.0, 10.0
-        model.state_head.bias.copy_(bias)
 
 
 def build_engine(args: argparse.Namespace) -> tuple[Engine, str]:
@@ -52,7 +43,7 @@ def build_engine(args: argparse.Namespace) -> tuple[Engine, str]:
         cfg = load_config(ExperimentConfig, args.config).model
         torch.manual_seed(0)
         model = FlowOmni(cfg, build_tokenizer(cfg.tokenizer)).eval()
-        force_speech(model)
+        force_speech_states(model)  # random weights never decide to speak
         return Engine(model, args.vocoder, gen=gen), f"random weights, {args.config}"
     engine = Engine.load(args.checkpoint, vocoder=args.vocoder, gen=gen)
     return engine, str(args.checkpoint or "shipped model")

@@ -1,7 +1,7 @@
 """A tiny random model for exercising the server (tests, the load benchmark) without a trained one.
 
 Its text is gibberish (it never ends its text early: see below), but the protocol does not
-care. Left alone, a random model may never start speaking; `force_speech` sets the speech-state head's bias so START, then GEN, always
+care. Left alone, a random model may never start speaking; `force_speech_states` sets the speech-state head's bias so START, then GEN, always
 win (the decoder's grammar only allows PAD/START before speech and GEN/STOP after), so every
 answer streams audio until `max_steps`.
 """
@@ -15,6 +15,15 @@ import yaml
 
 from flowomni.config import to_dict
 from flowomni.model.layout import GEN, START
+
+
+def force_speech_states(model: torch.nn.Module) -> None:
+    """Make the state head always choose START, then GEN, whatever the hidden state: random
+    weights never decide to speak, and costs and the protocol do not depend on the weights."""
+    with torch.no_grad():
+        model.state_head.weight.zero_()
+        model.state_head.bias.zero_()
+        model.state_head.bias[START] = model.state_head.bias[GEN] = 50.0
 
 
 def make_tiny_checkpoint(path: str | Path, *, force_speech: bool = True, seed: int = 0) -> Path:
@@ -41,9 +50,8 @@ def make_tiny_checkpoint(path: str | Path, *, force_speech: bool = True, seed: i
         emb = model.lm.get_input_embeddings().weight
         for special in tk.SPECIALS:
             emb[model.tokenizer.token_id(special)].zero_()
-        if force_speech:
-            model.state_head.bias.zero_()
-            model.state_head.bias[START] = model.state_head.bias[GEN] = 50.0
+    if force_speech:
+        force_speech_states(model)
     path = Path(path)
     save_checkpoint(path, model_state=model.checkpoint_state(), config_yaml=yaml.safe_dump({"model": to_dict(cfg)}),
                     meta={"step": 0}, files=model.checkpoint_files(), save_rng=False)

@@ -43,14 +43,19 @@ class PeriodDiscriminator(nn.Module):
         b, t = wav.shape
         if t % self.period:
             wav = F.pad(wav, (0, self.period - t % self.period), mode="reflect")
-        x = wav.view(b, 1, -1, self.period)
-        feats = []
-        for conv in self.convs:
-            x = F.leaky_relu(conv(x), 0.1)
-            feats.append(x)
-        x = self.out(x)
+        return conv_stack(self.convs, self.out, wav.view(b, 1, -1, self.period))
+
+
+def conv_stack(convs: nn.ModuleList, out: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, Features]:
+    """Leaky-ReLU conv layers then an output conv: (flattened logits, every layer's output
+    for the feature-matching loss)."""
+    feats = []
+    for conv in convs:
+        x = F.leaky_relu(conv(x), 0.1)
         feats.append(x)
-        return x.flatten(1), feats
+    x = out(x)
+    feats.append(x)
+    return x.flatten(1), feats
 
 
 class ResolutionDiscriminator(nn.Module):
@@ -70,14 +75,7 @@ class ResolutionDiscriminator(nn.Module):
 
     def forward(self, wav: torch.Tensor) -> tuple[torch.Tensor, Features]:
         spec = torch.stft(wav, self.n_fft, self.hop, self.win, self.window, center=True, return_complex=True)
-        x = spec.abs().pow(0.5)[:, None]  # [B, 1, F, T], compressed magnitude
-        feats = []
-        for conv in self.convs:
-            x = F.leaky_relu(conv(x), 0.1)
-            feats.append(x)
-        x = self.out(x)
-        feats.append(x)
-        return x.flatten(1), feats
+        return conv_stack(self.convs, self.out, spec.abs().pow(0.5)[:, None])  # [B, 1, F, T], compressed magnitude
 
 
 class Discriminators(nn.Module):
