@@ -66,3 +66,5 @@ def test_train_cli_names_config_errors(tmp_path):
     (tmp_path / "cfg2.yaml").write_text("data:\n  train_manifest: nowhere.jsonl\n")
     r = train([str(tmp_path / "cfg2.yaml")], tmp_path)
     assert r.returncode == 2 and "nowhere.jsonl" in r.stderr
+    r = train([str(tmp_path / "cfg2.yaml"), "--set", "train.sharding=zero3"], tmp_path)
+    assert r.returncode == 2 and "train.sharding" in r.stderr and "zero3" in r.stderr

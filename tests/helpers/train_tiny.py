@@ -1,6 +1,6 @@
 """Train a tiny model on 4 equal-size examples; run alone or under torchrun.
 
-    train_tiny.py OUT BATCH_SIZE [--steps N] [--resume] [--hang-in-save K]
+    train_tiny.py OUT BATCH_SIZE [--steps N] [--resume] [--hang-in-save K] [--fsdp]
 
 test_training_distributed.py: 2 processes x 2 examples must give the parameters of
 1 process x 4 examples. test_training_crash.py: `--hang-in-save K` stops inside the K-th
@@ -71,7 +71,7 @@ def hang_in_save(k: int, out: Path) -> None:
     checkpoint.save_file = save_file
 
 
-def main(out: str, batch_size: int, steps: int, resume: bool) -> None:
+def main(out: str, batch_size: int, steps: int, resume: bool, sharding: str = "ddp") -> None:
     FlowHead.loss = fixed_flow_loss
     torch.manual_seed(0)
     cfg = tiny_config()
@@ -85,7 +85,8 @@ def main(out: str, batch_size: int, steps: int, resume: bool) -> None:
                      stack=cfg.encoder.stack)
     model = FlowOmni(cfg, tok)
     tcfg = TrainConfig(max_steps=steps, batch_size=batch_size, lr=1e-3, weight_decay=0.0, warmup_steps=0,
-                       eval_every=100, save_every=1, log_every=1, tensorboard=False, grad_clip=0.0)
+                       eval_every=100, save_every=1, log_every=1, tensorboard=False, grad_clip=0.0,
+                       sharding=sharding)
     train(model, ds, None, partial(collate, group=cfg.group, pad_id=tok.pad_id, silence=math.log(1e-5)), tcfg,
           Path(out), config_yaml="{}\n", resume=resume)
 
@@ -99,8 +100,9 @@ if __name__ == "__main__":
     p.add_argument("--steps", type=int, default=1)
     p.add_argument("--resume", action="store_true")
     p.add_argument("--hang-in-save", type=int, default=0)
+    p.add_argument("--fsdp", action="store_true", help="train.sharding=fsdp (FSDP2 over the processes)")
     a = p.parse_args()
     Path(a.out).mkdir(parents=True, exist_ok=True)
     if a.hang_in_save:
         hang_in_save(a.hang_in_save, Path(a.out))
-    main(a.out, a.batch_size, a.steps, a.resume)
+    main(a.out, a.batch_size, a.steps, a.resume, "fsdp" if a.fsdp else "ddp")

@@ -186,8 +186,11 @@ class FlowOmni(nn.Module):
         return self._engine.respond(audio, **kw)
 
     # ---- checkpoint contract with the training loop ----
-    def checkpoint_state(self) -> dict[str, torch.Tensor]:
-        sd = self.state_dict()
+    def checkpoint_state(self, sd: dict[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
+        """The weights to save (`sd`: a state dict gathered elsewhere, e.g. from FSDP shards)."""
+        sd = self.state_dict() if sd is None else sd
+        if self.lm.config.tie_word_embeddings:
+            sd = {k: v for k, v in sd.items() if not k.endswith("lm_head.weight")}
         # tied weights (embeddings/LM head) would be stored twice; safetensors refuses shared memory
         seen: dict[int, str] = {}
         out = {}

@@ -37,9 +37,9 @@ def _contiguous(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return {k: v.detach().contiguous().cpu() for k, v in sd.items()}
 
 
-def optimizer_to_flat(opt: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """Split an optimizer state dict into tensors (for safetensors) and JSON."""
-    sd = opt.state_dict()
+def optimizer_to_flat(opt: torch.optim.Optimizer | dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Split an optimizer state dict (or an optimizer's) into tensors (for safetensors) and JSON."""
+    sd = opt if isinstance(opt, dict) else opt.state_dict()
     tensors: dict[str, torch.Tensor] = {}
     scalars: dict[str, dict[str, Any]] = {}
     for idx, st in sd["state"].items():
@@ -51,7 +51,7 @@ def optimizer_to_flat(opt: torch.optim.Optimizer) -> tuple[dict[str, torch.Tenso
     return _contiguous(tensors), {"param_groups": sd["param_groups"], "scalars": scalars}
 
 
-def optimizer_from_flat(opt: torch.optim.Optimizer, tensors: dict[str, torch.Tensor], js: dict[str, Any]) -> None:
+def optimizer_from_flat(opt: Any, tensors: dict[str, torch.Tensor], js: dict[str, Any]) -> None:
     state: dict[int, dict[str, Any]] = {}
     for key, val in tensors.items():
         idx, name = key.split(".", 1)
@@ -91,7 +91,7 @@ def save_checkpoint(
     model_state: dict[str, torch.Tensor],
     config_yaml: str,
     meta: dict[str, Any],
-    optimizer: torch.optim.Optimizer | None = None,
+    optimizer: torch.optim.Optimizer | dict[str, Any] | None = None,
     scheduler: Any | None = None,
     save_rng: bool = True,
     files: dict[str, str | bytes] | None = None,
@@ -150,7 +150,7 @@ def load_meta(path: str | Path) -> dict[str, Any]:
     return json.loads((check_safe(path) / "meta.json").read_text())
 
 
-def load_training_state(path: str | Path, optimizer: torch.optim.Optimizer | None, scheduler: Any | None = None) -> None:
+def load_training_state(path: str | Path, optimizer: Any | None, scheduler: Any | None = None) -> None:
     """Restore optimizer, scheduler and RNG states saved by `save_checkpoint`."""
     path = check_safe(path)
     if optimizer is not None and (path / "optimizer.safetensors").is_file():

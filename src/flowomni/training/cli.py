@@ -18,6 +18,7 @@ def run(args: argparse.Namespace) -> int:
 
     from flowomni.training.experiment import ExperimentConfig, build_experiment, config_yaml
     from flowomni.training.loop import train
+    from flowomni.training.sharding import check_sharding
 
     cfg = config_from_args(ExperimentConfig, args)
     from flowomni.training.checkpoint import latest_checkpoint
@@ -27,6 +28,7 @@ def run(args: argparse.Namespace) -> int:
               "to continue it, or choose another --run-dir", file=sys.stderr)
         return 2
     try:
+        check_sharding(cfg.train.sharding)
         exp = build_experiment(cfg)
     except (ValueError, FileNotFoundError) as e:
         print(f"flowomni train: {e}", file=sys.stderr)

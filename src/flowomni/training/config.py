@@ -28,3 +28,4 @@ class TrainConfig:
     save_every: int = 250
     keep_checkpoints: int = 3
     tensorboard: bool = True
+    sharding: str = "ddp"  # multi-process: "ddp" (a full replica per process) or "fsdp" (sharded; sharding.py)

@@ -36,6 +36,7 @@ from flowomni.training.config import TrainConfig
 from flowomni.training.optim import build_optimizer, warmup_cosine
 from flowomni.training.runlog import RunLog
 from flowomni.training.sampler import BucketBatchSampler
+from flowomni.training.sharding import FullStateOptimizer, check_sharding, full_model_state, shard_model
 
 log = logging.getLogger(__name__)
 LOSS_KEYS = ("loss", "text_ce", "flow", "state_ce")
@@ -97,16 +98,23 @@ def train(
     np.random.seed(cfg.seed)
     torch.manual_seed(cfg.seed)
 
+    check_sharding(cfg.sharding)
+    sharded = cfg.sharding == "fsdp" and acc.num_processes > 1
     model.set_stage(cfg.stage)  # type: ignore[operator]
+    step, pos = 0, Position()
+    ckpt = latest_checkpoint(run_dir)
+    if resume and ckpt is not None:  # weights go in before sharding: every rank reads the full file
+        model.load_checkpoint_state(load_model_state(ckpt))  # type: ignore[operator]
+    if sharded:
+        shard_model(model.to(acc.device))
     optimizer = build_optimizer(list(model.named_parameters()), cfg.lr, cfg.weight_decay, cfg.betas)
+    # what checkpoints read and write: under FSDP a full, single-process view of the shards
+    opt_io: Any = FullStateOptimizer(model, optimizer) if sharded else optimizer
     lr_factor = warmup_cosine(cfg.warmup_steps, total_steps, cfg.lr, cfg.min_lr)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor)
 
-    step, pos = 0, Position()
-    ckpt = latest_checkpoint(run_dir)
     if resume and ckpt is not None:
-        model.load_checkpoint_state(load_model_state(ckpt))  # type: ignore[operator]
-        load_training_state(ckpt, optimizer, scheduler)
+        load_training_state(ckpt, opt_io, scheduler)
         meta = load_meta(ckpt)
         step = int(meta["step"])
         pos = Position(int(meta.get("epoch", 0)), int(meta.get("batch_in_epoch", 0)))
@@ -117,6 +125,10 @@ def train(
                 g["initial_lr"] = cfg.lr
             scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor, last_epoch=step - 1)
             log.warning("%s has no optimizer state: continuing with fresh optimizer moments", ckpt)
+        else:  # the saved learning rate followed the saved schedule: this config's (e.g. a
+            # changed train.max_steps) applies from the first resumed step on
+            for g, base in zip(optimizer.param_groups, scheduler.base_lrs):
+                g["lr"] = base * lr_factor(step)
         log.info("resumed from %s (step %d, epoch %d, batch %d)", ckpt, step, pos.epoch, pos.batch)
     elif resume:
         log.warning("--resume: no checkpoint in %s yet, starting from scratch", run_dir)
@@ -125,7 +137,10 @@ def train(
                           "pass --resume to continue it, or choose another --run-dir")
 
     raw_model = model
-    model, optimizer = acc.prepare(model, optimizer)
+    if sharded:  # already distributed: accelerate must not wrap it in DDP as well
+        optimizer = acc.prepare(optimizer)
+    else:
+        model, optimizer = acc.prepare(model, optimizer)
     runlog = RunLog(run_dir, tensorboard=cfg.tensorboard and acc.is_main_process, resume_step=step if resume else None) \
         if acc.is_main_process else None
     sampler = BucketBatchSampler(
@@ -136,11 +151,14 @@ def train(
         raise ValueError(f"training set of {len(train_set)} examples gives no batch on {acc.num_processes} process(es)")
 
     def save(at_step: int, at: Position) -> Path | None:
+        # under FSDP, gathering the full state is collective: every rank takes part
+        full = full_model_state(raw_model) if sharded else None
+        opt_state = opt_io.state_dict() if sharded else optimizer
         if not acc.is_main_process:
             return None
         meta = {"step": at_step, "epoch": at.epoch, "batch_in_epoch": at.batch, "time": time.time()}
-        path = save_checkpoint(step_dir(run_dir, at_step), model_state=raw_model.checkpoint_state(),  # type: ignore[operator]
-                               config_yaml=config_yaml, meta=meta, optimizer=optimizer, scheduler=scheduler,
+        path = save_checkpoint(step_dir(run_dir, at_step), model_state=raw_model.checkpoint_state(full),  # type: ignore[operator]
+                               config_yaml=config_yaml, meta=meta, optimizer=opt_state, scheduler=scheduler,
                                files=files)
         prune_checkpoints(run_dir, cfg.keep_checkpoints)
         return path
