@@ -13,6 +13,7 @@ import sys
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "data": ("flowomni.data.cli", "build and inspect corpora (synthetic spoken QA, manifests)"),
     "train": ("flowomni.training.cli", "train a Flow-Omni model from a YAML config"),
+    "train-encoder": ("flowomni.training.encoder_ctc", "pretrain the speech encoder with CTC on a corpus's questions"),
     "train-codec": ("flowomni.training.codec", "fit the discrete baseline's mel codec (residual VQ) on a corpus"),
     "train-vocoder": ("flowomni.vocoder.cli", "train the neural vocoder"),
     "export": ("flowomni.training.export", "turn a training checkpoint into a self-contained model folder"),

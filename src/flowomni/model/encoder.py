@@ -94,6 +94,26 @@ class SpeechEncoder(nn.Module):
             x = layer(x, key_mask)
         return self.layer_norm(x), out_len
 
+    def load_pretrained(self, name_or_path: str) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """Weights from a `flowomni train-encoder` folder (returns the input-feature mean/std it
+        was trained with) or from a Whisper name or folder (returns None)."""
+        from pathlib import Path
+
+        folder = Path(name_or_path)
+        if not (folder / "meta.json").is_file():
+            self.load_whisper(name_or_path)
+            return None
+        from flowomni.training.checkpoint import load_model_state
+
+        sd = load_model_state(folder)
+        own = {k.removeprefix("encoder."): v for k, v in sd.items() if k.startswith("encoder.")}
+        shapes = self.state_dict()
+        bad = [k for k in shapes if k not in own or own[k].shape != shapes[k].shape]
+        if bad:
+            raise ValueError(f"pretrained encoder {name_or_path} does not match model.encoder: {bad[:5]}")
+        self.load_state_dict(own)
+        return sd["in_mean"], sd["in_std"]
+
     def load_whisper(self, name_or_path: str) -> None:
         """Copy a pretrained Whisper encoder's weights (by matching names and shapes)."""
         from transformers import WhisperModel

@@ -38,8 +38,7 @@ class FlowOmni(nn.Module):
         self.lm = build_backbone(cfg.backbone, tokenizer.vocab_size, saved_backbone)
         d = hidden_size(self.lm)
         self.encoder = SpeechEncoder(cfg.encoder)
-        if cfg.encoder.pretrained and saved_backbone is None:
-            self.encoder.load_whisper(cfg.encoder.pretrained)
+        self.in_stats_fixed = False  # True once a pretrained encoder brought its feature stats
         self.adapter = Adapter(cfg.encoder.d_model, d, cfg.encoder.stack)
         # Inputs summed with the text embedding start at its scale: nn.Embedding's N(0, 1) is
         # ~50x the backbone's token embeddings and drowned the text stream (speech-reply text
@@ -55,6 +54,17 @@ class FlowOmni(nn.Module):
         for name, n in (("in", cfg.input_mel.n_mels), ("out", cfg.output_mel.n_mels)):
             self.register_buffer(f"{name}_mean", torch.zeros(n))
             self.register_buffer(f"{name}_std", torch.ones(n))
+        if cfg.encoder.pretrained and saved_backbone is None:
+            self.load_encoder(cfg.encoder.pretrained)
+
+    def load_encoder(self, name_or_path: str) -> None:
+        """Replace the speech encoder's weights with pretrained ones (`flowomni train-encoder`
+        output or Whisper). Ours come with the feature statistics they were trained on."""
+        stats = self.encoder.load_pretrained(name_or_path)
+        if stats is not None:
+            self.in_mean.copy_(stats[0])
+            self.in_std.copy_(stats[1])
+            self.in_stats_fixed = True
 
     # ---- normalisation stats (buffers, so they travel with the weights) ----
     @property

@@ -11,6 +11,9 @@ from flowomni.config import add_config_arguments, config_from_args
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     add_config_arguments(p, "experiment")
+    p.add_argument("--load-encoder", default=None, metavar="PATH",
+                   help="after loading (fresh or --resume), replace the speech encoder's weights with "
+                        "pretrained ones: a `flowomni train-encoder` folder or a Whisper name/folder")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -41,6 +44,7 @@ def run(args: argparse.Namespace) -> int:
         exp.model, exp.train_set, exp.valid_set, exp.collate_fn, cfg.train, Path(cfg.run_dir),
         config_yaml=config_yaml(cfg), files=exp.model.checkpoint_files(),
         resume=args.resume, max_steps=args.max_steps,
+        after_load=(lambda m: m.load_encoder(args.load_encoder)) if args.load_encoder else None,
     )
     print(json.dumps({"run_dir": cfg.run_dir, **{k: v for k, v in (metrics or {}).items()}}, default=str))
     return 0

@@ -93,7 +93,9 @@ def build_experiment(cfg: ExperimentConfig, *, estimate_stats: bool = True) -> E
 
         model.load_checkpoint_state(load_model_state(cfg.init_from))
     elif estimate_stats:
-        model.set_stats(*estimate_feature_stats(train_set, cfg.data.stats_items, mcfg.input_mel.n_mels, mcfg.output_mel.n_mels))
+        in_stats, out_stats = estimate_feature_stats(train_set, cfg.data.stats_items, mcfg.input_mel.n_mels,
+                                                     mcfg.output_mel.n_mels)
+        model.set_stats(model.in_stats if model.in_stats_fixed else in_stats, out_stats)
     collate_fn = partial(collate, group=mcfg.group, pad_id=tok.pad_id, silence=math.log(mcfg.output_mel.log_floor))
     return Experiment(cfg, tok, model, train_set, valid_set, collate_fn, skipped)
 

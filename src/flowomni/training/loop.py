@@ -87,9 +87,11 @@ def train(
     resume: bool = False,
     max_steps: int | None = None,
     accelerator: Any | None = None,
+    after_load: Callable[[torch.nn.Module], None] | None = None,
 ) -> dict[str, Any]:
     """Train `model` (a module whose forward(batch) returns a dict with "loss") and return
-    the final metrics. Checkpoints go to `run_dir/step_*`."""
+    the final metrics. Checkpoints go to `run_dir/step_*`. `after_load(model)` runs once the
+    weights are in place (fresh or resumed), e.g. to swap in a pretrained encoder."""
     acc = accelerator or make_accelerator(cfg)
     run_dir = Path(run_dir)
     total_steps = cfg.max_steps
@@ -105,6 +107,8 @@ def train(
     ckpt = latest_checkpoint(run_dir)
     if resume and ckpt is not None:  # weights go in before sharding: every rank reads the full file
         model.load_checkpoint_state(load_model_state(ckpt))  # type: ignore[operator]
+    if after_load is not None:
+        after_load(model)
     if sharded:
         shard_model(model.to(acc.device))
     optimizer = build_optimizer(list(model.named_parameters()), cfg.lr, cfg.weight_decay, cfg.betas)
