@@ -60,3 +60,24 @@ def test_sampling_is_deterministic_given_generator_and_temperature_zero_is_noise
 def test_unknown_sampler_is_a_clear_error():
     with pytest.raises(ValueError, match="unknown flow sampler"):
         head().sample(torch.randn(1, 8), method="rk45")
+
+
+def test_cached_time_embeddings_follow_weight_updates():
+    """Sampling reuses the time embeddings between calls; an optimizer step or a load must
+    not leave it sampling with the old ones."""
+    fh = head(0).eval()
+    for p in fh.parameters():  # non-zero output layers, so the time MLP matters
+        torch.nn.init.normal_(p, std=0.3)
+    h = torch.randn(2, 8)
+    fh.sample(h, steps=2, method="euler", generator=torch.Generator().manual_seed(0))  # fills the cache
+    opt = torch.optim.SGD(fh.net.time.parameters(), lr=1.0)
+    fh.net.time(torch.randn(1, 64)).sum().backward()
+    opt.step()
+    got = fh.sample(h, steps=2, method="euler", generator=torch.Generator().manual_seed(0))
+    fresh = head(0).eval()
+    fresh.load_state_dict(fh.state_dict())
+    want = fresh.sample(h, steps=2, method="euler", generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(got, want)
+    fh.load_state_dict(head(0).state_dict())  # a load replaces the weights in place
+    torch.testing.assert_close(fh.sample(h, steps=2, method="euler", generator=torch.Generator().manual_seed(0)),
+                               head(0).eval().sample(h, steps=2, method="euler", generator=torch.Generator().manual_seed(0)))

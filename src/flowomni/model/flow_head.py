@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -81,11 +82,16 @@ class VelocityMLP(nn.Module):
             nn.init.zeros_(layer.weight)
             nn.init.zeros_(layer.bias)
 
-    def modulation(self, t: torch.Tensor, c: torch.Tensor) -> list[tuple[torch.Tensor, ...]]:
+    def modulation(self, t: torch.Tensor | None, c: torch.Tensor, t_emb: torch.Tensor | None = None
+                   ) -> list[tuple[torch.Tensor, ...]]:
         """adaLN shift/scale/gate of every block for (t, c). It does not depend on x, so a
-        sampler computes it for all its time points in one batched call, before integrating."""
-        c = c + self.time(timestep_embedding(t, self.width).to(c.dtype))
+        sampler computes it for all its time points in one batched call, before integrating
+        (`t_emb`: the time embedding of `t`, when the caller has it already)."""
+        c = c + (self.time_embedding(t).to(c.dtype) if t_emb is None else t_emb)
         return [blk.ada(c).chunk(3, dim=-1) for blk in self.blocks] + [self.final_ada(c).chunk(2, dim=-1)]
+
+    def time_embedding(self, t: torch.Tensor) -> torch.Tensor:
+        return self.time(timestep_embedding(t, self.width))
 
     def apply(self, x: torch.Tensor, mods: list[tuple[torch.Tensor, ...]]) -> torch.Tensor:
         h = self.inp(x)
@@ -126,6 +132,19 @@ class FlowHead(nn.Module):
         self.refiner = ConditionRefiner(cond_dim, cfg.width, group, cfg.refiner_layers, cfg.refiner_heads)
         self.null_cond = nn.Parameter(torch.zeros(cond_dim))
         self.net = VelocityMLP(group * frame_dim, cfg.width, cfg.depth)
+        self._t_cache: tuple[Any, torch.Tensor] | None = None
+
+    def _time_grid(self, times: list[float], like: torch.Tensor) -> torch.Tensor:
+        """Time embeddings of a sampler's time points [len(times), width]. They depend on the
+        weights only, so streaming reuses them group after group (in eval mode); the key
+        includes the weights' version counters, which every optimizer step or load bumps."""
+        if self.training:
+            return self.net.time_embedding(torch.tensor(times, device=like.device, dtype=like.dtype)).to(like.dtype)
+        key = (tuple(times), like.dtype, like.device, tuple(p._version for p in self.net.time.parameters()))
+        if self._t_cache is None or self._t_cache[0] != key:
+            t = torch.tensor(times, device=like.device, dtype=like.dtype)
+            self._t_cache = (key, self.net.time_embedding(t).to(like.dtype))
+        return self._t_cache[1]
 
     def _sample_t(self, n: int, device: torch.device, generator: torch.Generator | None) -> torch.Tensor:
         if self.cfg.t_sampling == "logit_normal":  # more weight mid-path, as in SD3/F5-TTS
@@ -178,13 +197,13 @@ class FlowHead(nn.Module):
         times = [i * dt for i in range(steps)] if method == "euler" else \
             [i * dt + j * 0.5 * dt for i in range(steps) for j in (0, 1)]
         m = c.shape[0]  # rows per time point (2n with guidance)
-        tt = torch.tensor(times, device=h.device, dtype=h.dtype).repeat_interleave(m)
-        mods_all = self.net.modulation(tt, c.repeat(len(times), 1))  # every time point at once
+        t_emb = self._time_grid(times, c).repeat_interleave(m, dim=0)
+        mods_all = self.net.modulation(None, c.repeat(len(times), 1), t_emb)  # every time point at once
         evals = iter(range(len(times)))
 
         def velocity(x: torch.Tensor) -> torch.Tensor:
             i = next(evals)
-            mods = [tuple(part[i * m : (i + 1) * m] for part in mod) for mod in mods_all]
+            mods = mods_all if len(times) == 1 else [tuple(part[i * m : (i + 1) * m] for part in mod) for mod in mods_all]
             v = self.net.apply(torch.cat([x, x]) if guided else x, mods)
             if guided:
                 v_c, v_u = v.chunk(2)
