@@ -74,5 +74,8 @@ def test_evaluator_runs_every_condition(tmp_path, spoken_items):
     assert res["clean"]["items"] == 2 and res["clean"]["spoken_share"] == 1.0
     assert res["sweeps"]["noise"][0]["snr_db"] == 5.0 and res["sweeps"]["noise"][0]["items"] == 2
     assert res["sweeps"]["speed"][0]["items"] == 2
+    assert res["sweeps"]["text_input"][0]["items"] == 2  # the same questions, written
     assert res["latency"]["first_packet_ms_median"] > 0
+    report = write_report({"m": res}, {"m": ev.examples}, tmp_path / "report", "flowomni eval x").read_text()
+    assert "Written questions" in report
     assert len(ev.examples) == 2 and ev.examples[0]["mel"].shape[1] == 80

@@ -20,7 +20,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--snr", type=float, nargs="*", default=None, help="noise sweep SNRs in dB (default 20 10 5 0)")
     p.add_argument("--speed", type=float, nargs="*", default=None, help="speed sweep factors (default 0.8 0.9 1.1 1.2)")
-    p.add_argument("--no-sweeps", action="store_true", help="clean questions only")
+    p.add_argument("--no-sweeps", action="store_true", help="clean spoken questions only (no noise, speed, "
+                   "unseen-voice or written-question conditions)")
     p.add_argument("--latency-items", type=int, default=8)
     p.add_argument("--vocoder", default=None, help="override every model's vocoder")
     p.add_argument("--out", default=None, help="report folder (default reports/eval_<names>)")
@@ -60,6 +61,7 @@ def run(args: argparse.Namespace) -> int:
                 latency_items=args.latency_items,
                 unseen_manifest=unseen if Path(unseen).is_file() and not args.no_sweeps else "",
             )
+            cfg.text_questions = not args.no_sweeps
             if args.snr is not None or args.no_sweeps:
                 cfg.snrs = [] if args.no_sweeps else args.snr
             if args.speed is not None or args.no_sweeps:

@@ -36,6 +36,7 @@ class EvalConfig:
     speeds: list[float] = field(default_factory=lambda: [0.8, 0.9, 1.1, 1.2])
     noise_kind: str = "white"  # white | pink | babble
     unseen_manifest: str = ""  # questions in voices never heard in training ("" to skip)
+    text_questions: bool = True  # also ask every question as text (text in, speech out)
     seed: int = 0
     examples: int = 3  # answers kept (with audio and mel) for the report
 
@@ -97,9 +98,11 @@ class Evaluator:
             raise ValueError(f"{manifest}: no items with question audio to evaluate")
         return items[: self.cfg.limit] if self.cfg.limit else items
 
-    def answer(self, items: list[Any], perturb: Any | None = None, keep_examples: bool = False) -> list[ItemResult]:
+    def answer(self, items: list[Any], perturb: Any | None = None, keep_examples: bool = False,
+               as_text: bool = False) -> list[ItemResult]:
         """Answer all items (batched), first perturbing each question's audio by `perturb`
-        (a flowomni.data.augment.AugmentSpec), with noise fixed by the seed."""
+        (a flowomni.data.augment.AugmentSpec), with noise fixed by the seed; `as_text`: ask
+        the written question instead of the spoken one."""
         from flowomni.data.augment import augment
 
         rng = np.random.default_rng(self.cfg.seed)
@@ -107,6 +110,10 @@ class Evaluator:
         for start in range(0, len(items), self.cfg.batch_size):
             chunk, questions = [], []
             for item in items[start : start + self.cfg.batch_size]:
+                if as_text:
+                    chunk.append(item)
+                    questions.append({"text": item.question_text})
+                    continue
                 try:
                     sr = self.engine.model.cfg.input_mel.sample_rate
                     wav = load_audio(item.question_audio, sr)
@@ -174,6 +181,8 @@ class Evaluator:
         for speed in cfg.speeds:
             rows = self.answer(items, AugmentSpec(speed=speed))
             result["sweeps"]["speed"].append({"speed": speed, **score(rows)})
+        if cfg.text_questions:
+            result["sweeps"]["text_input"] = [{"input": "written question", **score(self.answer(items, as_text=True))}]
         if cfg.unseen_manifest:
             result["sweeps"]["unseen_voices"] = [{"voices": "unseen", **score(self.answer(self.items(cfg.unseen_manifest)))}]
         result["wall_s"] = time.perf_counter() - t0

@@ -99,6 +99,8 @@ def write_report(results: dict[str, dict[str, Any]], examples: dict[str, list[di
            "\n## Robustness\n\n![WER vs SNR](wer_vs_snr.png)\n\n### Noise on the question\n",
            sweep_table(results, "noise", "snr_db", "SNR (dB)"),
            "\n### Question speed\n", sweep_table(results, "speed", "speed", "speed")]
+    if all("text_input" in r["sweeps"] for r in results.values()):
+        md += ["\n### Written questions (text in, speech out)\n", sweep_table(results, "text_input", "input", "question")]
     if all("unseen_voices" in r["sweeps"] for r in results.values()):
         md += ["\n### Voices never heard in training\n", sweep_table(results, "unseen_voices", "voices", "voices")]
     md.append("\n## Examples\n")
