@@ -21,8 +21,14 @@ KEEP = ("model.safetensors", "config.yaml", "meta.json", "tokenizer", "backbone"
 
 
 def export_model(checkpoint: str | Path, out_dir: str | Path, *, vocoder: str | None = None,
-                 half: bool = False) -> Path:
-    """Write the model folder; `vocoder`: a vocoder folder to copy in, or a vocoder name."""
+                 half: bool = False, flow_steps: int | None = None, flow_method: str | None = None) -> Path:
+    """Write the model folder; `vocoder`: a vocoder folder to copy in, or a vocoder name;
+    `flow_steps`/`flow_method`: the exported model's default flow sampler (benchmarks/flow_steps.py
+    measures which one a model needs)."""
+    if flow_steps is not None and flow_steps < 1:
+        raise ValueError(f"--flow-steps must be >= 1, got {flow_steps}")
+    if flow_method is not None and flow_method not in ("euler", "midpoint"):
+        raise ValueError(f"--flow-method must be euler or midpoint, got {flow_method!r}")
     src, out = check_safe(checkpoint), Path(out_dir)
     tmp = out.with_name(f".{out.name}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
@@ -45,7 +51,12 @@ def export_model(checkpoint: str | Path, out_dir: str | Path, *, vocoder: str | 
             cfg.setdefault("model", {})["vocoder"] = "vocoder"
         else:
             cfg.setdefault("model", {})["vocoder"] = vocoder
-        (tmp / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+    flow = cfg.setdefault("model", {}).setdefault("flow", {})
+    if flow_steps is not None:
+        flow["steps"] = flow_steps
+    if flow_method is not None:
+        flow["method"] = flow_method
+    (tmp / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
     meta = json.loads((tmp / "meta.json").read_text())
     meta["exported_from"] = str(src)
     (tmp / "meta.json").write_text(json.dumps(meta, indent=1))
@@ -60,14 +71,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("out", help="model folder to write")
     p.add_argument("--vocoder", default=None, help="vocoder folder to copy in (or a name such as griffin-lim)")
     p.add_argument("--half", action="store_true", help="store weights as fp16 (half the size)")
+    p.add_argument("--flow-steps", type=int, default=None, help="default flow ODE steps of the exported model")
+    p.add_argument("--flow-method", default=None, choices=["euler", "midpoint"], help="default flow ODE method")
 
 
 def run(args: argparse.Namespace) -> int:
     from flowomni.training.checkpoint import CheckpointError
 
     try:
-        out = export_model(args.checkpoint, args.out, vocoder=args.vocoder, half=args.half)
-    except (CheckpointError, FileNotFoundError) as e:
+        out = export_model(args.checkpoint, args.out, vocoder=args.vocoder, half=args.half,
+                           flow_steps=args.flow_steps, flow_method=args.flow_method)
+    except (CheckpointError, FileNotFoundError, ValueError) as e:
         print(f"flowomni export: {e}", file=sys.stderr)
         return 2
     size = sum(f.stat().st_size for f in out.rglob("*") if f.is_file()) / 1e6
