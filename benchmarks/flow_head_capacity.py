@@ -1,0 +1,105 @@
+"""Is the flow head the bottleneck? Fresh heads fitted on a trained model's hidden states.
+
+Teacher-forced hidden states at the GEN positions of training answers (text in, speech out)
+and their true mel groups are collected once from the checkpoint; then fresh flow heads of
+several widths are trained on the same pairs for the same number of steps. If a wider head
+reaches a much lower flow loss (on held-in and held-out pairs) than the checkpoint's own head,
+the hidden states carry information the head is too small to use.
+
+    python benchmarks/flow_head_capacity.py --checkpoint runs/tiny_fix/step_00004500 --json
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import emit, environment  # noqa: E402
+
+from flowomni.data.features import FeatureCache  # noqa: E402
+from flowomni.data.manifest import read_manifest  # noqa: E402
+from flowomni.inference.engine import Engine  # noqa: E402
+from flowomni.model.flow_head import FlowHead, FlowHeadConfig  # noqa: E402
+from flowomni.training.dataset import TaskDataset, collate  # noqa: E402
+
+
+@torch.no_grad()
+def hidden_pairs(engine: Engine, manifest: str, items: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(hidden state [N, D], normalised mel group [N, k, F]) at every GEN position."""
+    m = engine.model.eval()
+    data, _ = read_manifest(manifest)
+    cache = Path(".cache/features")
+    ds = TaskDataset(data[:items], ["t2s"], m.tokenizer, FeatureCache(cache, m.cfg.input_mel),
+                     FeatureCache(cache, m.cfg.output_mel), group=m.cfg.group, delay=m.cfg.delay,
+                     stack=m.cfg.encoder.stack)
+    hs, xs = [], []
+    for start in range(0, len(ds), 16):
+        b = collate([ds[i] for i in range(start, min(start + 16, len(ds)))], group=m.cfg.group,
+                    pad_id=m.tokenizer.pad_id, silence=math.log(m.cfg.output_mel.log_floor))
+        units = m.speech_units(b)
+        h = m.backbone(m.embed(b, units), b["attention_mask"]).last_hidden_state
+        ft = b["flow_target"]
+        fm = ft >= 0
+        hs.append(h[fm])
+        xs.append(units[torch.nonzero(fm, as_tuple=True)[0], ft[fm]])
+    return torch.cat(hs), torch.cat(xs)
+
+
+def flow_loss(head: FlowHead, h: torch.Tensor, x: torch.Tensor, seed: int = 0) -> float:
+    """Mean flow-matching loss over 4 fixed draws of time and noise."""
+    g = torch.Generator().manual_seed(seed)
+    head.eval()
+    with torch.no_grad():
+        loss = sum(float(head.loss(h, x, generator=g).mean()) for _ in range(4)) / 4
+    head.train()
+    return loss
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--manifest", default="data/spoken_qa/train.jsonl")
+    p.add_argument("--items", type=int, default=400)
+    p.add_argument("--steps", type=int, default=1500)
+    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--widths", type=int, nargs="+", default=[256, 1024])
+    p.add_argument("--depth", type=int, default=3)
+    p.add_argument("--json", action="store_true")
+    args = p.parse_args()
+    engine = Engine.load(args.checkpoint, vocoder="griffin-lim")
+    h, x = hidden_pairs(engine, args.manifest, args.items)
+    split = int(0.9 * len(h))
+    result = {"checkpoint": args.checkpoint, "pairs": len(h), "group_dim": x[0].numel(),
+              "checkpoint_head": {"width": engine.model.cfg.flow.width, "depth": engine.model.cfg.flow.depth,
+                                  "loss_held_in": flow_loss(engine.model.flow, h[:split], x[:split]),
+                                  "loss_held_out": flow_loss(engine.model.flow, h[split:], x[split:])},
+              "fresh_heads": []}
+    g = torch.Generator().manual_seed(0)
+    for width in args.widths:
+        torch.manual_seed(0)
+        head = FlowHead(FlowHeadConfig(width=width, depth=args.depth), h.shape[1], x.shape[2], x.shape[1])
+        opt = torch.optim.AdamW(head.parameters(), lr=1e-3)
+        t0 = time.perf_counter()
+        for _ in range(args.steps):
+            idx = torch.randint(0, split, (args.batch_size,), generator=g)
+            loss = head.loss(h[idx], x[idx], generator=g).mean()
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+        result["fresh_heads"].append({
+            "width": width, "depth": args.depth, "params_m": sum(q.numel() for q in head.parameters()) / 1e6,
+            "steps": args.steps, "loss_held_in": flow_loss(head, h[:split], x[:split]),
+            "loss_held_out": flow_loss(head, h[split:], x[split:]), "train_s": time.perf_counter() - t0})
+        print(result["fresh_heads"][-1], file=sys.stderr)
+    result["env"] = environment()
+    emit(result, args.json)
+
+
+if __name__ == "__main__":
+    main()
