@@ -7,6 +7,9 @@ reaches a much lower flow loss (on held-in and held-out pairs) than the checkpoi
 the hidden states carry information the head is too small to use.
 
     python benchmarks/flow_head_capacity.py --checkpoint runs/tiny_fix/step_00004500 --json
+
+`--listen N` also draws the first N training answers teacher-forced with each head (8 midpoint
+steps, Griffin-Lim) and has the independent ASR transcribe them: is the lower loss audible?
 """
 
 from __future__ import annotations
@@ -27,6 +30,31 @@ from flowomni.data.manifest import read_manifest  # noqa: E402
 from flowomni.inference.engine import Engine  # noqa: E402
 from flowomni.model.flow_head import FlowHead, FlowHeadConfig  # noqa: E402
 from flowomni.training.dataset import TaskDataset, collate  # noqa: E402
+
+
+@torch.no_grad()
+def listen(engine: Engine, head: FlowHead, manifest: str, n: int) -> list[dict[str, str]]:
+    """Teacher-forced answers drawn by `head`, as the independent ASR hears them."""
+    from flowomni.evaluation.asr import Transcriber
+
+    m, asr, out = engine.model, Transcriber(), []
+    data, _ = read_manifest(manifest)
+    cache = Path(".cache/features")
+    ds = TaskDataset(data[:n], ["t2s"], m.tokenizer, FeatureCache(cache, m.cfg.input_mel),
+                     FeatureCache(cache, m.cfg.output_mel), group=m.cfg.group, delay=m.cfg.delay,
+                     stack=m.cfg.encoder.stack)
+    own = m.speech.flow
+    m.speech.flow = head.eval()
+    try:
+        for i in range(len(ds)):
+            b = collate([ds[i]], group=m.cfg.group, pad_id=m.tokenizer.pad_id, silence=math.log(m.cfg.output_mel.log_floor))
+            pred, _ = m.predict_groups(b, steps=8, method="midpoint", generator=torch.Generator().manual_seed(i))
+            wav = engine.vocoder(pred).numpy().reshape(-1)
+            out.append({"reference": data[i].answer_text, "heard": asr.transcribe(wav, engine.vocoder.sample_rate)})
+    finally:
+        m.speech.flow = own
+        head.train()
+    return out
 
 
 @torch.no_grad()
@@ -70,8 +98,12 @@ def main() -> None:
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--widths", type=int, nargs="+", default=[256, 1024])
     p.add_argument("--depth", type=int, default=3)
+    p.add_argument("--listen", type=int, default=0, metavar="N", help="ASR of N teacher-forced answers per head")
+    p.add_argument("--threads", type=int, default=None)
     p.add_argument("--json", action="store_true")
     args = p.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     engine = Engine.load(args.checkpoint, vocoder="griffin-lim")
     h, x = hidden_pairs(engine, args.manifest, args.items)
     split = int(0.9 * len(h))
@@ -80,6 +112,8 @@ def main() -> None:
                                   "loss_held_in": flow_loss(engine.model.flow, h[:split], x[:split]),
                                   "loss_held_out": flow_loss(engine.model.flow, h[split:], x[split:])},
               "fresh_heads": []}
+    if args.listen:
+        result["checkpoint_head"]["teacher_forced_heard"] = listen(engine, engine.model.speech.flow, args.manifest, args.listen)
     g = torch.Generator().manual_seed(0)
     for width in args.widths:
         torch.manual_seed(0)
@@ -96,6 +130,8 @@ def main() -> None:
             "width": width, "depth": args.depth, "params_m": sum(q.numel() for q in head.parameters()) / 1e6,
             "steps": args.steps, "loss_held_in": flow_loss(head, h[:split], x[:split]),
             "loss_held_out": flow_loss(head, h[split:], x[split:]), "train_s": time.perf_counter() - t0})
+        if args.listen:
+            result["fresh_heads"][-1]["teacher_forced_heard"] = listen(engine, head, args.manifest, args.listen)
         print(result["fresh_heads"][-1], file=sys.stderr)
     result["env"] = environment()
     emit(result, args.json)
