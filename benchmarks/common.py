@@ -62,3 +62,20 @@ def emit(result: dict[str, Any], as_json: bool) -> None:
     else:
         for k, v in result.items():
             print(f"{k}: {v}")
+
+
+def teacher_forced_examples(model: Any, items: list[Any], task: str, cache_dir: str = ".cache/features"
+                            ) -> tuple[Any, Callable[[list[dict[str, Any]]], dict[str, Any]]]:
+    """`items` as training examples of one task for `model` (features from the cache), and the
+    collate function that batches them as training does: for teacher-forced measurements."""
+    import math
+    from functools import partial
+
+    from flowomni.data.features import FeatureCache
+    from flowomni.training.dataset import TaskDataset, collate
+
+    cfg = model.cfg
+    ds = TaskDataset(items, [task], model.tokenizer, FeatureCache(cache_dir, cfg.input_mel),
+                     FeatureCache(cache_dir, cfg.output_mel), group=cfg.group, delay=cfg.delay,
+                     stack=cfg.encoder.stack, extra_groups=cfg.extra_groups)
+    return ds, partial(collate, group=cfg.group, pad_id=model.tokenizer.pad_id, silence=math.log(cfg.output_mel.log_floor))

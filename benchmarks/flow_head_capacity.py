@@ -15,42 +15,34 @@ steps, Griffin-Lim) and has the independent ASR transcribe them: is the lower lo
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import emit, environment  # noqa: E402
+from common import emit, environment, teacher_forced_examples  # noqa: E402
 
-from flowomni.data.features import FeatureCache  # noqa: E402
 from flowomni.data.manifest import read_manifest  # noqa: E402
 from flowomni.inference.engine import Engine  # noqa: E402
 from flowomni.model.flow_head import FlowHead, FlowHeadConfig  # noqa: E402
-from flowomni.training.dataset import TaskDataset, collate  # noqa: E402
 
 
 @torch.no_grad()
-def listen(engine: Engine, head: FlowHead, manifest: str, n: int) -> list[dict[str, str]]:
+def listen(engine: Engine, head: FlowHead, items: list, asr: Any) -> list[dict[str, str]]:
     """Teacher-forced answers drawn by `head`, as the independent ASR hears them."""
-    from flowomni.evaluation.asr import Transcriber
-
-    m, asr, out = engine.model, Transcriber(), []
-    data, _ = read_manifest(manifest)
-    cache = Path(".cache/features")
-    ds = TaskDataset(data[:n], ["t2s"], m.tokenizer, FeatureCache(cache, m.cfg.input_mel),
-                     FeatureCache(cache, m.cfg.output_mel), group=m.cfg.group, delay=m.cfg.delay,
-                     stack=m.cfg.encoder.stack)
+    m, out = engine.model, []
+    ds, collate = teacher_forced_examples(m, items, "t2s")
     own = m.speech.flow
     m.speech.flow = head.eval()
     try:
         for i in range(len(ds)):
-            b = collate([ds[i]], group=m.cfg.group, pad_id=m.tokenizer.pad_id, silence=math.log(m.cfg.output_mel.log_floor))
-            pred, _ = m.predict_groups(b, steps=8, method="midpoint", generator=torch.Generator().manual_seed(i))
+            pred, _ = m.predict_groups(collate([ds[i]]), steps=8, method="midpoint",
+                                       generator=torch.Generator().manual_seed(i))
             wav = engine.vocoder(pred).numpy().reshape(-1)
-            out.append({"reference": data[i].answer_text, "heard": asr.transcribe(wav, engine.vocoder.sample_rate)})
+            out.append({"reference": items[i].answer_text, "heard": asr.transcribe(wav, engine.vocoder.sample_rate)})
     finally:
         m.speech.flow = own
         head.train()
@@ -58,18 +50,13 @@ def listen(engine: Engine, head: FlowHead, manifest: str, n: int) -> list[dict[s
 
 
 @torch.no_grad()
-def hidden_pairs(engine: Engine, manifest: str, items: int) -> tuple[torch.Tensor, torch.Tensor]:
+def hidden_pairs(engine: Engine, items: list) -> tuple[torch.Tensor, torch.Tensor]:
     """(hidden state [N, D], normalised mel group [N, k, F]) at every GEN position."""
     m = engine.model.eval()
-    data, _ = read_manifest(manifest)
-    cache = Path(".cache/features")
-    ds = TaskDataset(data[:items], ["t2s"], m.tokenizer, FeatureCache(cache, m.cfg.input_mel),
-                     FeatureCache(cache, m.cfg.output_mel), group=m.cfg.group, delay=m.cfg.delay,
-                     stack=m.cfg.encoder.stack)
+    ds, collate = teacher_forced_examples(m, items, "t2s")
     hs, xs = [], []
     for start in range(0, len(ds), 16):
-        b = collate([ds[i] for i in range(start, min(start + 16, len(ds)))], group=m.cfg.group,
-                    pad_id=m.tokenizer.pad_id, silence=math.log(m.cfg.output_mel.log_floor))
+        b = collate([ds[i] for i in range(start, min(start + 16, len(ds)))])
         units = m.speech_units(b)
         h = m.backbone(m.embed(b, units), b["attention_mask"]).last_hidden_state
         ft = b["flow_target"]
@@ -105,7 +92,16 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     engine = Engine.load(args.checkpoint, vocoder="griffin-lim")
-    h, x = hidden_pairs(engine, args.manifest, args.items)
+    data, _ = read_manifest(args.manifest)
+    h, x = hidden_pairs(engine, data[: args.items])
+    if args.listen:
+        from flowomni.evaluation.asr import Transcriber
+
+        asr = Transcriber()
+
+    def heard(head: FlowHead) -> list[dict[str, str]]:
+        return listen(engine, head, data[: args.listen], asr)
+
     split = int(0.9 * len(h))
     result = {"checkpoint": args.checkpoint, "pairs": len(h), "group_dim": x[0].numel(),
               "checkpoint_head": {"width": engine.model.cfg.flow.width, "depth": engine.model.cfg.flow.depth,
@@ -113,7 +109,7 @@ def main() -> None:
                                   "loss_held_out": flow_loss(engine.model.flow, h[split:], x[split:])},
               "fresh_heads": []}
     if args.listen:
-        result["checkpoint_head"]["teacher_forced_heard"] = listen(engine, engine.model.speech.flow, args.manifest, args.listen)
+        result["checkpoint_head"]["teacher_forced_heard"] = heard(engine.model.speech.flow)
     g = torch.Generator().manual_seed(0)
     for width in args.widths:
         torch.manual_seed(0)
@@ -131,7 +127,7 @@ def main() -> None:
             "steps": args.steps, "loss_held_in": flow_loss(head, h[:split], x[:split]),
             "loss_held_out": flow_loss(head, h[split:], x[split:]), "train_s": time.perf_counter() - t0})
         if args.listen:
-            result["fresh_heads"][-1]["teacher_forced_heard"] = listen(engine, head, args.manifest, args.listen)
+            result["fresh_heads"][-1]["teacher_forced_heard"] = heard(head)
         print(result["fresh_heads"][-1], file=sys.stderr)
     result["env"] = environment()
     emit(result, args.json)

@@ -14,7 +14,6 @@ The recommendation is the cheapest setting whose WER is within `--tolerance` of 
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 import time
 from pathlib import Path
@@ -22,7 +21,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import emit, environment  # noqa: E402
+from common import emit, environment, teacher_forced_examples  # noqa: E402
 
 from flowomni.audio.io import load_audio  # noqa: E402
 from flowomni.data.manifest import read_manifest  # noqa: E402
@@ -37,18 +36,13 @@ SETTINGS = [("euler", 1), ("euler", 2), ("euler", 4), ("midpoint", 2), ("euler",
 
 def teacher_forced_error(engine: Engine, items: list, method: str, steps: int) -> float:
     """Mean |sampled - true| log-mel over the answers' groups, with the true context."""
-    from flowomni.data.features import FeatureCache
     from flowomni.model.layout import Task
-    from flowomni.training.dataset import TaskDataset, collate
 
     m = engine.model
-    cache = Path(".cache/features")
-    ds = TaskDataset(items, [Task.S2S.value], m.tokenizer, FeatureCache(cache, m.cfg.input_mel),
-                     FeatureCache(cache, m.cfg.output_mel), group=m.cfg.group, delay=m.cfg.delay,
-                     stack=m.cfg.encoder.stack)
+    ds, collate = teacher_forced_examples(m, items, Task.S2S.value)
     errs = []
     for i in range(len(ds)):
-        batch = collate([ds[i]], group=m.cfg.group, pad_id=m.tokenizer.pad_id, silence=math.log(m.cfg.output_mel.log_floor))
+        batch = collate([ds[i]])
         pred, target = m.predict_groups(batch, steps=steps, method=method, generator=torch.Generator().manual_seed(i))
         errs.append(float((pred - target).abs().mean()))
     return sum(errs) / len(errs)

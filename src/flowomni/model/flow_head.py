@@ -23,6 +23,9 @@ import torch.nn.functional as F
 from torch import nn
 
 
+FLOW_METHODS = ("euler", "midpoint")  # the ODE samplers `FlowHead.sample` knows
+
+
 @dataclass
 class FlowHeadConfig:
     width: int = 256
@@ -183,8 +186,8 @@ class FlowHead(nn.Module):
         method = method or cfg.method
         temperature = cfg.temperature if temperature is None else temperature
         cfg_scale = cfg.cfg_scale if cfg_scale is None else cfg_scale
-        if method not in ("euler", "midpoint"):
-            raise ValueError(f"unknown flow sampler {method!r}: use 'euler' or 'midpoint'")
+        if method not in FLOW_METHODS:
+            raise ValueError(f"unknown flow sampler {method!r}: use one of {FLOW_METHODS}")
         n = h.shape[0]
         guided = cfg_scale != 1.0
         if guided:  # one batched pass for conditional and unconditional velocities

@@ -103,11 +103,11 @@ def question_clips(manifest: str, feats: Any, tokenizer: Any, max_frames: int) -
 def train_encoder(cfg: Any, out: Path, *, steps: int, batch_size: int, lr: float, valid_items: int) -> dict[str, Any]:
     from jiwer import cer
 
+    from flowomni.audio.stats import FeatureStats
     from flowomni.data.features import FeatureCache
     from flowomni.model.encoder import SpeechEncoder
     from flowomni.model.tokenizer import build_tokenizer
     from flowomni.training.checkpoint import save_checkpoint
-    from flowomni.training.experiment import build_experiment
     from flowomni.training.optim import build_optimizer, warmup_cosine
 
     mcfg = cfg.model
@@ -118,9 +118,9 @@ def train_encoder(cfg: Any, out: Path, *, steps: int, batch_size: int, lr: float
     valid, _ = question_clips(cfg.data.valid_manifest, feats, tok, max_frames) if cfg.data.valid_manifest else ([], 0)
     if not train:
         raise ValueError(f"{cfg.data.train_manifest}: no readable question audio to train the encoder on")
-    # the statistics a training run of this config computes, so the features mean the same there
-    cfg.data.tasks = ["asr"]
-    stats = build_experiment(cfg).model.in_stats
+    # over the first `stats_items` questions, as a training run of this config estimates them;
+    # they travel with the encoder, and a model that loads it adopts them
+    stats = FeatureStats.estimate([clip[0] for clip in train[: cfg.data.stats_items]])
     torch.manual_seed(cfg.train.seed)
     model = CTCEncoder(SpeechEncoder(mcfg.encoder), mcfg.encoder.d_model, tok.vocab_size)
     opt = build_optimizer(list(model.named_parameters()), lr, 0.01, [0.9, 0.98])

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import yaml
 
+from flowomni.model.flow_head import FLOW_METHODS
 from flowomni.training.checkpoint import check_safe
 
 KEEP = ("model.safetensors", "config.yaml", "meta.json", "tokenizer", "backbone")
@@ -27,8 +28,8 @@ def export_model(checkpoint: str | Path, out_dir: str | Path, *, vocoder: str | 
     measures which one a model needs)."""
     if flow_steps is not None and flow_steps < 1:
         raise ValueError(f"--flow-steps must be >= 1, got {flow_steps}")
-    if flow_method is not None and flow_method not in ("euler", "midpoint"):
-        raise ValueError(f"--flow-method must be euler or midpoint, got {flow_method!r}")
+    if flow_method is not None and flow_method not in FLOW_METHODS:
+        raise ValueError(f"--flow-method must be one of {FLOW_METHODS}, got {flow_method!r}")
     src, out = check_safe(checkpoint), Path(out_dir)
     tmp = out.with_name(f".{out.name}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
@@ -72,7 +73,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--vocoder", default=None, help="vocoder folder to copy in (or a name such as griffin-lim)")
     p.add_argument("--half", action="store_true", help="store weights as fp16 (half the size)")
     p.add_argument("--flow-steps", type=int, default=None, help="default flow ODE steps of the exported model")
-    p.add_argument("--flow-method", default=None, choices=["euler", "midpoint"], help="default flow ODE method")
+    p.add_argument("--flow-method", default=None, choices=FLOW_METHODS, help="default flow ODE method")
 
 
 def run(args: argparse.Namespace) -> int:
