@@ -81,3 +81,49 @@ def test_cached_time_embeddings_follow_weight_updates():
     fh.load_state_dict(head(0).state_dict())  # a load replaces the weights in place
     torch.testing.assert_close(fh.sample(h, steps=2, method="euler", generator=torch.Generator().manual_seed(0)),
                                head(0).eval().sample(h, steps=2, method="euler", generator=torch.Generator().manual_seed(0)))
+
+
+def test_mean_prior_learns_the_mean_and_starts_the_ode_there():
+    """`prior: mean`: the regression reaches the conditional mean, temperature-0 samples start
+    on it, and sampling still lands on each condition's target."""
+    torch.manual_seed(0)
+    fh = head(0, prior="mean")
+    conds = torch.randn(2, 8)
+    targets = torch.tensor([[[2.0, -1, 0, 1], [1, 1, 1, 1]], [[-2.0, 1, 0, -1], [0, 0, -1, 2]]])
+    opt = torch.optim.Adam(fh.parameters(), lr=3e-3)
+    for _ in range(300):
+        idx = torch.randint(0, 2, (64,))
+        loss = fh.loss(conds[idx], targets[idx] + 0.05 * torch.randn(64, 2, 4)).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    fh.eval()
+    mu = fh.prior(conds).view(2, 2, 4)
+    assert (mu - targets).abs().max() < 0.2, mu
+    x = fh.sample(conds, steps=4, method="euler", temperature=0.0)
+    assert (x - targets).abs().max() < 0.3, x
+    # no steps' worth of velocity: a zero velocity net leaves the sample on the mean
+    torch.nn.init.zeros_(fh.net.out.weight)
+    torch.nn.init.zeros_(fh.net.out.bias)
+    torch.testing.assert_close(fh.sample(conds, steps=2, temperature=0.0), mu)
+
+
+def test_mean_prior_ignores_condition_dropout():
+    """The prior regresses from the undropped condition: dropping every condition (p_uncond=1)
+    must still teach it each condition's own mean."""
+    torch.manual_seed(0)
+    fh = head(0, prior="mean", p_uncond=1.0)
+    conds = torch.randn(2, 8)
+    targets = torch.stack([torch.full((2, 4), 1.5), torch.full((2, 4), -1.5)])
+    opt = torch.optim.Adam(fh.prior.parameters(), lr=1e-2)
+    for _ in range(200):
+        loss = fh.loss(conds, targets).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert (fh.prior(conds).view(2, 2, 4) - targets).abs().max() < 0.2
+
+
+def test_unknown_prior_is_a_clear_error():
+    with pytest.raises(ValueError, match="model.flow.prior"):
+        head(prior="gaussian")

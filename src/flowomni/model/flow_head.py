@@ -10,6 +10,13 @@ refines the hidden state); a residual MLP with adaLN conditioning predicts the v
 integrates the ODE from t=0 to 1 with Euler or midpoint steps; `temperature` scales the
 starting noise and classifier-free guidance mixes conditional and unconditional velocities
 (the condition is dropped with probability `p_uncond` during training).
+
+`prior: mean` (our addition, after Grad-TTS's data-dependent prior): a small MLP regresses
+the group's conditional mean mu(h) with an MSE loss, and the flow starts from N(mu, I)
+instead of N(0, I), so the velocity MLP only has to add the detail around the mean. A small
+head learns the mean (what is being said) far sooner than the full distribution; at
+temperature 0 the sampler starts on the mean itself. The prior sees the undropped condition,
+so conditional and unconditional velocities (CFG) share one start distribution.
 """
 
 from __future__ import annotations
@@ -39,6 +46,11 @@ class FlowHeadConfig:
     method: str = "midpoint"  # or "euler"
     temperature: float = 1.0
     cfg_scale: float = 1.0
+    prior: str = "none"  # "mean": start the ODE at a regressed conditional mean (see above)
+    prior_weight: float = 1.0  # weight of the mean's MSE in the head's loss
+
+
+FLOW_PRIORS = ("none", "mean")
 
 
 def timestep_embedding(t: torch.Tensor, dim: int, max_period: float = 10000.0) -> torch.Tensor:
@@ -135,6 +147,10 @@ class FlowHead(nn.Module):
         self.refiner = ConditionRefiner(cond_dim, cfg.width, group, cfg.refiner_layers, cfg.refiner_heads)
         self.null_cond = nn.Parameter(torch.zeros(cond_dim))
         self.net = VelocityMLP(group * frame_dim, cfg.width, cfg.depth)
+        if cfg.prior not in FLOW_PRIORS:
+            raise ValueError(f"unknown model.flow.prior {cfg.prior!r}: use one of {FLOW_PRIORS}")
+        self.prior = (nn.Sequential(nn.Linear(cond_dim, cfg.width), nn.SiLU(), nn.Linear(cfg.width, group * frame_dim))
+                      if cfg.prior == "mean" else None)
         self._t_cache: tuple[Any, torch.Tensor] | None = None
 
     def _time_grid(self, times: list[float], like: torch.Tensor) -> torch.Tensor:
@@ -155,8 +171,9 @@ class FlowHead(nn.Module):
         return torch.rand(n, device=device, generator=generator)
 
     def loss(self, h: torch.Tensor, x1: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        """Per-group flow-matching loss [N] for conditions h [N, D] and targets x1 [N, k, F]."""
-        n = h.shape[0]
+        """Per-group loss [N] for conditions h [N, D] and targets x1 [N, k, F]: flow matching,
+        plus `prior_weight` x the mean's MSE with `prior: mean`."""
+        n, cond = h.shape[0], h
         if self.training and self.cfg.p_uncond > 0:
             drop = torch.rand(n, device=h.device, generator=generator) < self.cfg.p_uncond
             h = torch.where(drop[:, None], self.null_cond.to(h.dtype).expand_as(h), h)
@@ -164,10 +181,16 @@ class FlowHead(nn.Module):
         x1 = x1.flatten(1)
         t = self._sample_t(n, h.device, generator)
         x0 = torch.randn(x1.shape, device=x1.device, generator=generator, dtype=x1.dtype)
+        prior_loss = None
+        if self.prior is not None:  # from the undropped condition
+            mu = self.prior(cond)
+            prior_loss = F.mse_loss(mu.float(), x1.float(), reduction="none").mean(dim=1)
+            x0 = x0 + mu.detach()  # the regression is trained by its own loss only
         s = self.cfg.sigma_min
         xt = (1 - (1 - s) * t[:, None]) * x0 + t[:, None] * x1
         v = self.net(xt, t, c)
-        return F.mse_loss(v.float(), (x1 - (1 - s) * x0).float(), reduction="none").mean(dim=1)
+        loss = F.mse_loss(v.float(), (x1 - (1 - s) * x0).float(), reduction="none").mean(dim=1)
+        return loss if prior_loss is None else loss + self.cfg.prior_weight * prior_loss
 
     @torch.no_grad()
     def sample(
@@ -189,12 +212,14 @@ class FlowHead(nn.Module):
         if method not in FLOW_METHODS:
             raise ValueError(f"unknown flow sampler {method!r}: use one of {FLOW_METHODS}")
         n = h.shape[0]
+        x = torch.randn(n, self.group * self.frame_dim, device=h.device, dtype=h.dtype, generator=generator)
+        x = x * temperature
+        if self.prior is not None:
+            x = x + self.prior(h)
         guided = cfg_scale != 1.0
         if guided:  # one batched pass for conditional and unconditional velocities
             h = torch.cat([h, self.null_cond.to(h.dtype).expand_as(h)])
         c = self.refiner(h)
-        x = torch.randn(n, self.group * self.frame_dim, device=h.device, dtype=h.dtype, generator=generator)
-        x = x * temperature
 
         dt = 1.0 / steps
         times = [i * dt for i in range(steps)] if method == "euler" else \
