@@ -60,3 +60,19 @@ def test_malformed_overrides_are_config_errors(bad):
 
     with pytest.raises(ConfigError, match="override"):
         load_config(ExperimentConfig, None, [bad])
+
+
+def test_shipped_recipe_changes_only_the_flow_head_encoder_start_and_budget():
+    """configs/flowomni_tiny.yaml is tiny.yaml plus what its header says, nothing else."""
+    from pathlib import Path
+
+    from flowomni.config import load_config, to_dict
+    from flowomni.training.experiment import ExperimentConfig
+
+    root = Path(__file__).resolve().parents[1] / "configs"
+    a, b = to_dict(load_config(ExperimentConfig, root / "tiny.yaml")), to_dict(load_config(ExperimentConfig, root / "flowomni_tiny.yaml"))
+    assert a["data"] == b["data"]
+    assert {k for k in a["model"] if a["model"][k] != b["model"][k]} == {"encoder", "flow"}
+    assert b["model"]["flow"]["prior"] == "mean" and b["model"]["flow"]["width"] == 512
+    assert b["model"]["encoder"] == {**a["model"]["encoder"], "pretrained": "runs/encoder_ctc"}
+    assert {k for k in a["train"] if a["train"][k] != b["train"][k]} == {"max_steps"}
