@@ -1,14 +1,17 @@
 """Quality vs speed of the flow head's ODE sampler: how many steps does a model need?
 
-For each (method, steps) setting, on the same test questions and seeds:
+For each (method, steps, temperature) setting, on the same test questions and seeds:
 - teacher-forced mel error: groups drawn for the true answer's hidden states vs the true
   groups (mean absolute log-mel difference, lower is better);
 - free-running answers: spoken answers transcribed by the independent ASR, WER against the
   model's own text (intelligibility of what it says);
 - cost: milliseconds per group drawn at batch 1 (the streaming case).
 The recommendation is the cheapest setting whose WER is within `--tolerance` of the best.
+The temperature scales the ODE's starting noise: with a mean prior (`model.flow.prior: mean`)
+temperature 0 starts every group on the regressed mean, so it is worth measuring with the steps.
 
     python benchmarks/flow_steps.py --checkpoint models/flowomni-tiny --json
+    python benchmarks/flow_steps.py --checkpoint C --settings euler:1 midpoint:4 --temperatures 1 0.5 0 --json
 """
 
 from __future__ import annotations
@@ -29,12 +32,13 @@ from flowomni.evaluation.asr import Transcriber  # noqa: E402
 from flowomni.evaluation.text import normalize, wer  # noqa: E402
 from flowomni.inference.decoder import GenerationConfig  # noqa: E402
 from flowomni.inference.engine import Engine  # noqa: E402
+from flowomni.model.flow_head import FLOW_METHODS  # noqa: E402
 
 SETTINGS = [("euler", 1), ("euler", 2), ("euler", 4), ("midpoint", 2), ("euler", 8), ("midpoint", 4),
             ("midpoint", 8), ("midpoint", 16)]
 
 
-def teacher_forced_error(engine: Engine, items: list, method: str, steps: int) -> float:
+def teacher_forced_error(engine: Engine, items: list, method: str, steps: int, temperature: float | None) -> float:
     """Mean |sampled - true| log-mel over the answers' groups, with the true context."""
     from flowomni.model.layout import Task
 
@@ -43,9 +47,18 @@ def teacher_forced_error(engine: Engine, items: list, method: str, steps: int) -
     errs = []
     for i in range(len(ds)):
         batch = collate([ds[i]])
-        pred, target = m.predict_groups(batch, steps=steps, method=method, generator=torch.Generator().manual_seed(i))
+        pred, target = m.predict_groups(batch, steps=steps, method=method, temperature=temperature,
+                                        generator=torch.Generator().manual_seed(i))
         errs.append(float((pred - target).abs().mean()))
     return sum(errs) / len(errs)
+
+
+def parse_setting(text: str) -> tuple[str, int]:
+    """"euler:4" -> ("euler", 4), with an error that names the bad part."""
+    method, _, steps = text.partition(":")
+    if method not in FLOW_METHODS or not steps.isdigit() or int(steps) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected METHOD:STEPS with METHOD in {FLOW_METHODS} and STEPS >= 1")
+    return method, int(steps)
 
 
 def group_cost_ms(engine: Engine, method: str, steps: int, repeats: int = 50) -> float:
@@ -66,6 +79,10 @@ def main() -> None:
     p.add_argument("--items", type=int, default=24)
     p.add_argument("--tolerance", type=float, default=0.02, help="WER allowed above the best setting's")
     p.add_argument("--vocoder", default=None)
+    p.add_argument("--settings", nargs="*", type=parse_setting, default=SETTINGS, metavar="METHOD:STEPS",
+                   help="ODE settings to measure (default: " + " ".join(f"{m}:{n}" for m, n in SETTINGS) + ")")
+    p.add_argument("--temperatures", nargs="*", type=float, default=[None],
+                   help="flow temperatures to measure with every setting (default: the model's)")
     p.add_argument("--json", action="store_true")
     args = p.parse_args()
     engine = Engine.load(args.checkpoint, vocoder=args.vocoder)
@@ -75,26 +92,29 @@ def main() -> None:
     sr = engine.model.cfg.input_mel.sample_rate
     questions = [{"audio": load_audio(i.question_audio, sr), "sample_rate": sr} for i in items]
     rows = []
-    for method, steps in SETTINGS:
-        gen = GenerationConfig(seed=0, flow_steps=steps, flow_method=method)
-        answers = engine.answer_batch(questions, gen=gen)
-        said = [a for a in answers if a.audio is not None and normalize(a.text)]
-        heard = [asr.transcribe(a.audio, a.sample_rate) for a in said]
-        rows.append({
-            "method": method, "steps": steps,
-            "evals_per_group": steps * (2 if method == "midpoint" else 1),
-            "ms_per_group": group_cost_ms(engine, method, steps),
-            "teacher_forced_mel_l1": teacher_forced_error(engine, items, method, steps),
-            "speech_wer_vs_own_text": wer([a.text for a in said], heard) if said else None,
-            "spoken_answers": len(said),
-        })
-        print(rows[-1], file=sys.stderr)
+    for method, steps in args.settings:
+        cost = group_cost_ms(engine, method, steps)
+        for temperature in args.temperatures:
+            gen = GenerationConfig(seed=0, flow_steps=steps, flow_method=method, flow_temperature=temperature)
+            answers = engine.answer_batch(questions, gen=gen)
+            said = [a for a in answers if a.audio is not None and normalize(a.text)]
+            heard = [asr.transcribe(a.audio, a.sample_rate) for a in said]
+            rows.append({
+                "method": method, "steps": steps,
+                "temperature": engine.model.cfg.flow.temperature if temperature is None else temperature,
+                "evals_per_group": steps * (2 if method == "midpoint" else 1),
+                "ms_per_group": cost,
+                "teacher_forced_mel_l1": teacher_forced_error(engine, items, method, steps, temperature),
+                "speech_wer_vs_own_text": wer([a.text for a in said], heard) if said else None,
+                "spoken_answers": len(said),
+            })
+            print(rows[-1], file=sys.stderr)
     scored = [r for r in rows if r["speech_wer_vs_own_text"] is not None]
     best = min(r["speech_wer_vs_own_text"] for r in scored) if scored else None
     ok = [r for r in scored if r["speech_wer_vs_own_text"] <= best + args.tolerance]
-    pick = min(ok, key=lambda r: r["ms_per_group"]) if ok else None
+    pick = min(ok, key=lambda r: (r["ms_per_group"], r["speech_wer_vs_own_text"])) if ok else None
     emit({"checkpoint": str(args.checkpoint or "shipped model"), "items": len(items), "vocoder": engine.vocoder.name,
-          "settings": rows, "recommended": pick and {k: pick[k] for k in ("method", "steps")},
+          "settings": rows, "recommended": pick and {k: pick[k] for k in ("method", "steps", "temperature")},
           "tolerance": args.tolerance, "env": environment()}, args.json)
 
 

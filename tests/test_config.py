@@ -62,7 +62,7 @@ def test_malformed_overrides_are_config_errors(bad):
         load_config(ExperimentConfig, None, [bad])
 
 
-def test_shipped_recipe_changes_only_the_flow_head_encoder_start_and_budget():
+def test_shipped_recipe_changes_only_the_flow_head_encoder_start_tasks_and_budget():
     """configs/flowomni_tiny.yaml is tiny.yaml plus what its header says, nothing else."""
     from pathlib import Path
 
@@ -71,7 +71,8 @@ def test_shipped_recipe_changes_only_the_flow_head_encoder_start_and_budget():
 
     root = Path(__file__).resolve().parents[1] / "configs"
     a, b = to_dict(load_config(ExperimentConfig, root / "tiny.yaml")), to_dict(load_config(ExperimentConfig, root / "flowomni_tiny.yaml"))
-    assert a["data"] == b["data"]
+    assert {k for k in a["data"] if a["data"][k] != b["data"][k]} == {"tasks"}
+    assert b["data"]["tasks"] == ["s2s", "s2t", "t2s", "tts"]
     assert {k for k in a["model"] if a["model"][k] != b["model"][k]} == {"encoder", "flow"}
     assert b["model"]["flow"]["prior"] == "mean" and b["model"]["flow"]["width"] == 512
     assert b["model"]["encoder"] == {**a["model"]["encoder"], "pretrained": "runs/encoder_ctc"}
