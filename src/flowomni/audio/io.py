@@ -14,10 +14,18 @@ import soundfile as sf
 from scipy.signal import resample_poly
 
 MIN_SAMPLE_RATE, MAX_SAMPLE_RATE = 1000, 384000
+SILENCE_PEAK = 1e-4  # a clip whose peak stays below this is silence
+# kinds of problem with decoded samples (AudioError.reason; flowomni.data.check adds file-level ones)
+CORRUPT, EMPTY_AUDIO, SILENT = "corrupt audio", "empty audio", "silent audio"
 
 
 class AudioError(ValueError):
-    """An audio file or buffer that cannot be used, with the reason."""
+    """An audio file or buffer that cannot be used; the message names it and the problem,
+    `reason` the kind of problem (what skip counts are keyed by)."""
+
+    def __init__(self, message: str, reason: str = CORRUPT) -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 def resample(wav: np.ndarray, orig_sr: int, target_sr: int) -> np.ndarray:
@@ -38,11 +46,11 @@ def validate(wav: np.ndarray, sr: int, name: str, *, allow_silent: bool = False)
     if wav.ndim != 1:
         raise AudioError(f"{name}: expected mono or [samples, channels] audio, got shape {wav.shape}")
     if wav.size == 0:
-        raise AudioError(f"{name}: audio is empty")
+        raise AudioError(f"{name}: audio is empty", EMPTY_AUDIO)
     if not np.isfinite(wav).all():
         raise AudioError(f"{name}: audio contains NaN or Inf samples")
-    if not allow_silent and float(np.abs(wav).max()) < 1e-4:
-        raise AudioError(f"{name}: audio is silent")
+    if not allow_silent and float(np.abs(wav).max()) < SILENCE_PEAK:
+        raise AudioError(f"{name}: audio is silent", SILENT)
     return wav
 
 

@@ -16,15 +16,14 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from flowomni.audio.io import AudioError, load_audio, validate
+from flowomni.audio.io import CORRUPT, EMPTY_AUDIO, AudioError, load_audio, validate
 from flowomni.data.manifest import SkipStats, read_manifest
 
-# reasons (the keys of skip counts)
-MISSING, EMPTY_FILE, NOT_AUDIO, TRUNCATED, CORRUPT, EMPTY_AUDIO, SILENT, TOO_LONG = (
-    "missing file", "empty file", "not audio", "truncated audio", "corrupt audio",
-    "empty audio", "silent audio", "too long",
+# reasons (the keys of skip counts): these file-level ones, and the sample-level CORRUPT,
+# EMPTY_AUDIO and SILENT of flowomni.audio.io
+MISSING, EMPTY_FILE, NOT_AUDIO, TRUNCATED, TOO_LONG = (
+    "missing file", "empty file", "not audio", "truncated audio", "too long",
 )
-SILENCE_PEAK = 1e-4  # same threshold as flowomni.audio.io.validate
 _STREAMING_SIZES = {0, 0xFFFFFFFF, 0x7FFFFFFF, 0x7FFFF000}  # writers that never patch the header
 
 
@@ -72,22 +71,12 @@ def wav_truncation(path: Path) -> str | None:
 
 
 def check_samples(wav: np.ndarray, sr: int, name: str | Path, *, allow_silent: bool = False) -> np.ndarray:
-    """Decoded samples -> mono float32, or `AudioProblem` (empty, non-finite, silent, bad rate)."""
-    wav = np.asarray(wav, dtype=np.float32)
-    if wav.ndim == 2:
-        wav = wav.mean(axis=1)
-    if wav.ndim != 1:
-        raise AudioProblem(CORRUPT, name, f"expected mono or [samples, channels], got shape {wav.shape}")
-    if wav.size == 0:
-        raise AudioProblem(EMPTY_AUDIO, name, "no samples")
-    if not np.isfinite(wav).all():
-        raise AudioProblem(CORRUPT, name, "NaN or Inf samples")
-    if not allow_silent and float(np.abs(wav).max()) < SILENCE_PEAK:
-        raise AudioProblem(SILENT, name, f"peak below {SILENCE_PEAK}")
+    """Decoded samples -> mono float32, or `AudioProblem` (empty, non-finite, silent, bad rate):
+    `validate`'s checks, with its reason."""
     try:
-        return validate(wav, sr, str(name), allow_silent=True)
+        return validate(wav, sr, str(name), allow_silent=allow_silent)
     except AudioError as e:
-        raise AudioProblem(CORRUPT, name, str(e)) from e
+        raise AudioProblem(e.reason, name, str(e).removeprefix(f"{name}: ")) from e
 
 
 def load_checked(
@@ -122,7 +111,7 @@ def load_checked(
     try:
         wav = load_audio(path, target_sr, allow_silent=True)
     except AudioError as e:
-        raise AudioProblem(CORRUPT, path, str(e)) from e
+        raise AudioProblem(e.reason, path, str(e)) from e
     return check_samples(wav, target_sr or info.samplerate, path, allow_silent=allow_silent)
 
 
