@@ -1,6 +1,6 @@
 """Quality vs speed of the flow head's ODE sampler: how many steps does a model need?
 
-For each (method, steps, temperature) setting, on the same test questions and seeds:
+For each (method, steps, temperature, guidance scale) setting, on the same test questions and seeds:
 - teacher-forced mel error: groups drawn for the true answer's hidden states vs the true
   groups (mean absolute log-mel difference, lower is better);
 - free-running answers: spoken answers transcribed by the independent ASR, WER against the
@@ -11,12 +11,13 @@ The temperature scales the ODE's starting noise: with a mean prior (`model.flow.
 temperature 0 starts every group on the regressed mean, so it is worth measuring with the steps.
 
     python benchmarks/flow_steps.py --checkpoint models/flowomni-tiny --json
-    python benchmarks/flow_steps.py --checkpoint C --settings euler:1 midpoint:4 --temperatures 1 0.5 0 --json
+    python benchmarks/flow_steps.py --checkpoint C --settings euler:1 midpoint:4 --temperatures 1 0 --cfg-scales 1 2 --json
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import sys
 import time
 from pathlib import Path
@@ -38,7 +39,8 @@ SETTINGS = [("euler", 1), ("euler", 2), ("euler", 4), ("midpoint", 2), ("euler",
             ("midpoint", 8), ("midpoint", 16)]
 
 
-def teacher_forced_error(engine: Engine, items: list, method: str, steps: int, temperature: float | None) -> float:
+def teacher_forced_error(engine: Engine, items: list, method: str, steps: int, temperature: float,
+                         cfg_scale: float) -> float:
     """Mean |sampled - true| log-mel over the answers' groups, with the true context."""
     from flowomni.model.layout import Task
 
@@ -48,7 +50,7 @@ def teacher_forced_error(engine: Engine, items: list, method: str, steps: int, t
     for i in range(len(ds)):
         batch = collate([ds[i]])
         pred, target = m.predict_groups(batch, steps=steps, method=method, temperature=temperature,
-                                        generator=torch.Generator().manual_seed(i))
+                                        cfg_scale=cfg_scale, generator=torch.Generator().manual_seed(i))
         errs.append(float((pred - target).abs().mean()))
     return sum(errs) / len(errs)
 
@@ -61,14 +63,15 @@ def parse_setting(text: str) -> tuple[str, int]:
     return method, int(steps)
 
 
-def group_cost_ms(engine: Engine, method: str, steps: int, repeats: int = 50) -> float:
+def group_cost_ms(engine: Engine, method: str, steps: int, cfg_scale: float, repeats: int = 50) -> float:
+    """Milliseconds per group at batch 1; guidance (cfg_scale != 1) doubles the rows."""
     m = engine.model
     h = torch.randn(1, m.state_emb.embedding_dim)
     for _ in range(5):
-        m.flow.sample(h, steps=steps, method=method)
+        m.flow.sample(h, steps=steps, method=method, cfg_scale=cfg_scale)
     t0 = time.perf_counter()
     for _ in range(repeats):
-        m.flow.sample(h, steps=steps, method=method)
+        m.flow.sample(h, steps=steps, method=method, cfg_scale=cfg_scale)
     return (time.perf_counter() - t0) / repeats * 1000
 
 
@@ -83,6 +86,8 @@ def main() -> None:
                    help="ODE settings to measure (default: " + " ".join(f"{m}:{n}" for m, n in SETTINGS) + ")")
     p.add_argument("--temperatures", nargs="*", type=float, default=[None],
                    help="flow temperatures to measure with every setting (default: the model's)")
+    p.add_argument("--cfg-scales", nargs="*", type=float, default=[None],
+                   help="classifier-free guidance scales to measure with every setting (default: the model's)")
     p.add_argument("--json", action="store_true")
     args = p.parse_args()
     engine = Engine.load(args.checkpoint, vocoder=args.vocoder)
@@ -92,19 +97,25 @@ def main() -> None:
     sr = engine.model.cfg.input_mel.sample_rate
     questions = [{"audio": load_audio(i.question_audio, sr), "sample_rate": sr} for i in items]
     rows = []
+    flow_cfg = engine.model.cfg.flow
     for method, steps in args.settings:
-        cost = group_cost_ms(engine, method, steps)
-        for temperature in args.temperatures:
-            gen = GenerationConfig(seed=0, flow_steps=steps, flow_method=method, flow_temperature=temperature)
+        costs: dict[bool, float] = {}  # the cost depends on the scale only through guided or not
+        for temperature, cfg_scale in itertools.product(args.temperatures, args.cfg_scales):
+            temperature = flow_cfg.temperature if temperature is None else temperature
+            scale = flow_cfg.cfg_scale if cfg_scale is None else cfg_scale
+            guided = scale != 1.0
+            if guided not in costs:
+                costs[guided] = group_cost_ms(engine, method, steps, scale)
+            gen = GenerationConfig(seed=0, flow_steps=steps, flow_method=method, flow_temperature=temperature,
+                                   cfg_scale=scale)
             answers = engine.answer_batch(questions, gen=gen)
             said = [a for a in answers if a.audio is not None and normalize(a.text)]
             heard = [asr.transcribe(a.audio, a.sample_rate) for a in said]
             rows.append({
-                "method": method, "steps": steps,
-                "temperature": engine.model.cfg.flow.temperature if temperature is None else temperature,
-                "evals_per_group": steps * (2 if method == "midpoint" else 1),
-                "ms_per_group": cost,
-                "teacher_forced_mel_l1": teacher_forced_error(engine, items, method, steps, temperature),
+                "method": method, "steps": steps, "temperature": temperature, "cfg_scale": scale,
+                "evals_per_group": steps * (2 if method == "midpoint" else 1) * (2 if guided else 1),
+                "ms_per_group": costs[guided],
+                "teacher_forced_mel_l1": teacher_forced_error(engine, items, method, steps, temperature, scale),
                 "speech_wer_vs_own_text": wer([a.text for a in said], heard) if said else None,
                 "spoken_answers": len(said),
             })
@@ -114,7 +125,7 @@ def main() -> None:
     ok = [r for r in scored if r["speech_wer_vs_own_text"] <= best + args.tolerance]
     pick = min(ok, key=lambda r: (r["ms_per_group"], r["speech_wer_vs_own_text"])) if ok else None
     emit({"checkpoint": str(args.checkpoint or "shipped model"), "items": len(items), "vocoder": engine.vocoder.name,
-          "settings": rows, "recommended": pick and {k: pick[k] for k in ("method", "steps", "temperature")},
+          "settings": rows, "recommended": pick and {k: pick[k] for k in ("method", "steps", "temperature", "cfg_scale")},
           "tolerance": args.tolerance, "env": environment()}, args.json)
 
 

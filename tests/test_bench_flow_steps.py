@@ -18,6 +18,8 @@ def test_bad_settings_are_refused_by_name():
         assert r.returncode == 2 and repr(bad) in r.stderr and "METHOD:STEPS" in r.stderr, r.stderr
 
 
-def test_help_lists_the_default_settings_and_temperatures():
+def test_help_lists_the_default_settings_temperatures_and_guidance():
     r = run("--help")
-    assert r.returncode == 0 and "euler:1" in r.stdout and "midpoint:16" in r.stdout and "--temperatures" in r.stdout
+    assert r.returncode == 0, r.stderr
+    for word in ("euler:1", "midpoint:16", "--temperatures", "--cfg-scales"):
+        assert word in r.stdout

@@ -145,15 +145,17 @@ def test_exported_model_folder_is_self_contained(tmp_path):
     ckpt = make_tiny_checkpoint(tmp_path / "ckpt")
     root = __import__("pathlib").Path(__file__).resolve().parents[1]
     out = export_model(ckpt, tmp_path / "moved" / "model", vocoder=str(root / "models/vocoder"), half=True,
-                       flow_steps=2, flow_method="euler", flow_temperature=0.5)
+                       flow_steps=2, flow_method="euler", flow_temperature=0.5, cfg_scale=1.5)
     assert (out / "vocoder" / "model.safetensors").is_file() and not (out / "optimizer.safetensors").exists()
     engine = Engine.load(out, gen=GenerationConfig(max_steps=6, seed=0))
     flow = engine.model.cfg.flow
-    assert (flow.steps, flow.method, flow.temperature) == (2, "euler", 0.5)  # the chosen sampler
+    assert (flow.steps, flow.method, flow.temperature, flow.cfg_scale) == (2, "euler", 0.5, 1.5)  # the chosen sampler
     with pytest.raises(ValueError, match="flow-method"):
         export_model(ckpt, tmp_path / "other", flow_method="rk4")
     with pytest.raises(ValueError, match="flow-temperature"):
         export_model(ckpt, tmp_path / "other", flow_temperature=-1.0)
+    with pytest.raises(ValueError, match="cfg-scale"):
+        export_model(ckpt, tmp_path / "other", cfg_scale=float("nan"))
     assert engine.vocoder.name.endswith("vocoder") and isinstance(engine.vocoder, type(load_vocoder(str(out / "vocoder"), engine.model.cfg.output_mel)))
     done = list(engine.respond(text="Hi?"))[-1]
     assert isinstance(done, Done) and done.audio_seconds > 0

@@ -23,14 +23,16 @@ KEEP = ("model.safetensors", "config.yaml", "meta.json", "tokenizer", "backbone"
 
 def export_model(checkpoint: str | Path, out_dir: str | Path, *, vocoder: str | None = None,
                  half: bool = False, flow_steps: int | None = None, flow_method: str | None = None,
-                 flow_temperature: float | None = None) -> Path:
+                 flow_temperature: float | None = None, cfg_scale: float | None = None) -> Path:
     """Write the model folder; `vocoder`: a vocoder folder to copy in, or a vocoder name;
-    `flow_steps`/`flow_method`/`flow_temperature`: the exported model's default flow sampler
-    (benchmarks/flow_steps.py measures which one a model needs)."""
+    `flow_steps`/`flow_method`/`flow_temperature`/`cfg_scale`: the exported model's default flow
+    sampler (benchmarks/flow_steps.py measures which one a model needs)."""
     if flow_steps is not None and flow_steps < 1:
         raise ValueError(f"--flow-steps must be >= 1, got {flow_steps}")
     if flow_temperature is not None and not 0 <= flow_temperature < float("inf"):
         raise ValueError(f"--flow-temperature must be a finite number >= 0, got {flow_temperature}")
+    if cfg_scale is not None and not 0 <= cfg_scale < float("inf"):
+        raise ValueError(f"--cfg-scale must be a finite number >= 0, got {cfg_scale}")
     if flow_method is not None and flow_method not in FLOW_METHODS:
         raise ValueError(f"--flow-method must be one of {FLOW_METHODS}, got {flow_method!r}")
     src, out = check_safe(checkpoint), Path(out_dir)
@@ -62,6 +64,8 @@ def export_model(checkpoint: str | Path, out_dir: str | Path, *, vocoder: str | 
         flow["method"] = flow_method
     if flow_temperature is not None:
         flow["temperature"] = flow_temperature
+    if cfg_scale is not None:
+        flow["cfg_scale"] = cfg_scale
     (tmp / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
     meta = json.loads((tmp / "meta.json").read_text())
     meta["exported_from"] = str(src)
@@ -81,6 +85,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--flow-method", default=None, choices=FLOW_METHODS, help="default flow ODE method")
     p.add_argument("--flow-temperature", type=float, default=None,
                    help="default flow temperature (scale of the ODE's starting noise; 0 starts on the prior's mean)")
+    p.add_argument("--cfg-scale", type=float, default=None, help="default classifier-free guidance scale (1: none)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -89,7 +94,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         out = export_model(args.checkpoint, args.out, vocoder=args.vocoder, half=args.half,
                            flow_steps=args.flow_steps, flow_method=args.flow_method,
-                           flow_temperature=args.flow_temperature)
+                           flow_temperature=args.flow_temperature, cfg_scale=args.cfg_scale)
     except (CheckpointError, FileNotFoundError, ValueError) as e:
         print(f"flowomni export: {e}", file=sys.stderr)
         return 2
