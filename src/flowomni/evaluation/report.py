@@ -29,6 +29,14 @@ def summary_table(results: dict[str, dict[str, Any]]) -> str:
     return head + "\n".join(rows) + "\n"
 
 
+SWEEPS = [  # (results key, condition field, column label, section title)
+    ("noise", "snr_db", "SNR (dB)", "Noise on the question"),
+    ("speed", "speed", "speed", "Question speed"),
+    ("text_input", "input", "question", "Written questions (text in, speech out)"),
+    ("unseen_voices", "voices", "voices", "Voices never heard in training"),
+]
+
+
 def sweep_table(results: dict[str, dict[str, Any]], sweep: str, key: str, label: str) -> str:
     names = list(results)
     head = f"| {label} | " + " | ".join(f"{n}: accuracy | {n}: speech WER" for n in names) + " |\n"
@@ -95,14 +103,12 @@ def write_report(results: dict[str, dict[str, Any]], examples: dict[str, list[di
            "\nSpeech WER: the independent ASR (Whisper tiny.en) transcribes the spoken answer; "
            "against the reference answer it measures what a listener gets, against the model's own "
            "text it measures text-speech consistency. Silent answers count as fully deleted.\n",
-           "\n### Accuracy by skill\n", skill_table(results),
-           "\n## Robustness\n\n![WER vs SNR](wer_vs_snr.png)\n\n### Noise on the question\n",
-           sweep_table(results, "noise", "snr_db", "SNR (dB)"),
-           "\n### Question speed\n", sweep_table(results, "speed", "speed", "speed")]
-    if all("text_input" in r["sweeps"] for r in results.values()):
-        md += ["\n### Written questions (text in, speech out)\n", sweep_table(results, "text_input", "input", "question")]
-    if all("unseen_voices" in r["sweeps"] for r in results.values()):
-        md += ["\n### Voices never heard in training\n", sweep_table(results, "unseen_voices", "voices", "voices")]
+           "\n### Accuracy by skill\n", skill_table(results), "\n## Robustness\n"]
+    if any(r["sweeps"].get("noise") for r in results.values()):
+        md.append("\n![WER vs SNR](wer_vs_snr.png)\n")
+    for sweep, key, label, title in SWEEPS:  # conditions that were not run get no section
+        if all(r["sweeps"].get(sweep) for r in results.values()):
+            md += [f"\n### {title}\n", sweep_table(results, sweep, key, label)]
     md.append("\n## Examples\n")
     for name, exs in examples.items():
         for i, ex in enumerate(exs):
