@@ -46,6 +46,17 @@ def test_report_has_tables_plots_and_json(tmp_path):
     assert json.loads((tmp_path / "results.json").read_text())["discrete"]["clean"]["accuracy"] == 1.0
 
 
+def test_report_leaves_out_conditions_that_were_not_run(tmp_path):
+    clean = score([row("A b.", "A b.", "a b")])
+    base = {"clean": clean, "latency": {}}
+    md = write_report({"m": {**base, "sweeps": {"noise": [], "speed": [{"speed": 0.8, **clean}]}}}, {},
+                      tmp_path / "a", "x").read_text()
+    assert "### Question speed" in md and "| 0.8 |" in md
+    assert "Noise on the question" not in md and "wer_vs_snr.png" not in md and "Written questions" not in md
+    md = write_report({"m": {**base, "sweeps": {"noise": [], "speed": []}}}, {}, tmp_path / "b", "x").read_text()
+    assert "## Robustness" not in md and "### Accuracy by skill" in md
+
+
 class FakeASR:
     """Stands in for Whisper where only the plumbing is under test."""
 

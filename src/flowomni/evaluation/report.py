@@ -103,12 +103,14 @@ def write_report(results: dict[str, dict[str, Any]], examples: dict[str, list[di
            "\nSpeech WER: the independent ASR (Whisper tiny.en) transcribes the spoken answer; "
            "against the reference answer it measures what a listener gets, against the model's own "
            "text it measures text-speech consistency. Silent answers count as fully deleted.\n",
-           "\n### Accuracy by skill\n", skill_table(results), "\n## Robustness\n"]
-    if any(r["sweeps"].get("noise") for r in results.values()):
+           "\n### Accuracy by skill\n", skill_table(results)]
+    run = [sw for sw in SWEEPS if all(r["sweeps"].get(sw[0]) for r in results.values())]  # not run: no section
+    if run:
+        md.append("\n## Robustness\n")
+    if any(sw[0] == "noise" for sw in run):
         md.append("\n![WER vs SNR](wer_vs_snr.png)\n")
-    for sweep, key, label, title in SWEEPS:  # conditions that were not run get no section
-        if all(r["sweeps"].get(sweep) for r in results.values()):
-            md += [f"\n### {title}\n", sweep_table(results, sweep, key, label)]
+    for sweep, key, label, title in run:
+        md += [f"\n### {title}\n", sweep_table(results, sweep, key, label)]
     md.append("\n## Examples\n")
     for name, exs in examples.items():
         for i, ex in enumerate(exs):
