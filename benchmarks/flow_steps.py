@@ -5,7 +5,10 @@ For each (method, steps, temperature, guidance scale) setting, on the same test 
   groups (mean absolute log-mel difference, lower is better);
 - free-running answers: spoken answers transcribed by the independent ASR, WER against the
   model's own text (intelligibility of what it says);
-- cost: milliseconds per group drawn at batch 1 (the streaming case).
+- cost: milliseconds per group drawn at batch 1 (the streaming case), in the dtype batch-1
+  decode steps run in (`--decode-dtype`, see inference/precision.py).
+The answers are decoded in that dtype too. `student:1` measures a one-step student
+(`flowomni distill-flow`) against its teacher's setting.
 The recommendation is the cheapest setting whose WER is within `--tolerance` of the best.
 The temperature scales the ODE's starting noise: with a mean prior (`model.flow.prior: mean`)
 temperature 0 starts every group on the regressed mean, so it is worth measuring with the steps.
@@ -33,6 +36,7 @@ from flowomni.evaluation.asr import Transcriber  # noqa: E402
 from flowomni.evaluation.text import normalize, wer  # noqa: E402
 from flowomni.inference.decoder import GenerationConfig  # noqa: E402
 from flowomni.inference.engine import Engine  # noqa: E402
+from flowomni.inference.precision import DECODE_DTYPES, decode_dtype, step_model  # noqa: E402
 from flowomni.model.flow_head import FLOW_METHODS  # noqa: E402
 
 SETTINGS = [("euler", 1), ("euler", 2), ("euler", 4), ("midpoint", 2), ("euler", 8), ("midpoint", 4),
@@ -63,10 +67,12 @@ def parse_setting(text: str) -> tuple[str, int]:
     return method, int(steps)
 
 
-def group_cost_ms(engine: Engine, method: str, steps: int, cfg_scale: float, repeats: int = 50) -> float:
+def group_cost_ms(engine: Engine, method: str, steps: int, cfg_scale: float, dtype: str = "auto",
+                  repeats: int = 50) -> float:
     """Milliseconds per group at batch 1; guidance (cfg_scale != 1) doubles the rows."""
     m = engine.model
-    h = torch.randn(1, m.state_emb.embedding_dim)
+    m = step_model(m, decode_dtype(dtype, engine.device, 1, next(m.parameters()).dtype))
+    h = torch.randn(1, m.state_emb.embedding_dim, dtype=next(m.parameters()).dtype)
     for _ in range(5):
         m.flow.sample(h, steps=steps, method=method, cfg_scale=cfg_scale)
     t0 = time.perf_counter()
@@ -88,6 +94,8 @@ def main() -> None:
                    help="flow temperatures to measure with every setting (default: the model's)")
     p.add_argument("--cfg-scales", nargs="*", type=float, default=[None],
                    help="classifier-free guidance scales to measure with every setting (default: the model's)")
+    p.add_argument("--decode-dtype", default="auto", choices=DECODE_DTYPES,
+                   help="precision of the decode steps (auto: fp16 for batch-1 CPU steps, as in chat)")
     p.add_argument("--json", action="store_true")
     args = p.parse_args()
     engine = Engine.load(args.checkpoint, vocoder=args.vocoder)
@@ -98,6 +106,8 @@ def main() -> None:
     questions = [{"audio": load_audio(i.question_audio, sr), "sample_rate": sr} for i in items]
     rows = []
     flow_cfg = engine.model.cfg.flow
+    # answers are decoded as a batch: give it the dtype a single streamed answer would get
+    batch_dtype = str(decode_dtype(args.decode_dtype, engine.device, 1, next(engine.model.parameters()).dtype))[6:]
     for method, steps in args.settings:
         costs: dict[bool, float] = {}  # the cost depends on the scale only through guided or not
         for temperature, cfg_scale in itertools.product(args.temperatures, args.cfg_scales):
@@ -105,9 +115,9 @@ def main() -> None:
             scale = flow_cfg.cfg_scale if cfg_scale is None else cfg_scale
             guided = scale != 1.0
             if guided not in costs:
-                costs[guided] = group_cost_ms(engine, method, steps, scale)
+                costs[guided] = group_cost_ms(engine, method, steps, scale, args.decode_dtype)
             gen = GenerationConfig(seed=0, flow_steps=steps, flow_method=method, flow_temperature=temperature,
-                                   cfg_scale=scale)
+                                   cfg_scale=scale, decode_dtype=batch_dtype)
             answers = engine.answer_batch(questions, gen=gen)
             said = [a for a in answers if a.audio is not None and normalize(a.text)]
             heard = [asr.transcribe(a.audio, a.sample_rate) for a in said]
@@ -126,7 +136,7 @@ def main() -> None:
     pick = min(ok, key=lambda r: (r["ms_per_group"], r["speech_wer_vs_own_text"])) if ok else None
     emit({"checkpoint": str(args.checkpoint or "shipped model"), "items": len(items), "vocoder": engine.vocoder.name,
           "settings": rows, "recommended": pick and {k: pick[k] for k in ("method", "steps", "temperature", "cfg_scale")},
-          "tolerance": args.tolerance, "env": environment()}, args.json)
+          "tolerance": args.tolerance, "decode_dtype": batch_dtype, "env": environment()}, args.json)
 
 
 if __name__ == "__main__":

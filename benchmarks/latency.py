@@ -26,6 +26,8 @@ from common import describe, emit, environment, peak_rss_mb  # noqa: E402
 
 from flowomni.inference.decoder import Decoder, GenerationConfig, Prompt  # noqa: E402
 from flowomni.inference.engine import Done, Engine  # noqa: E402
+from flowomni.inference.precision import DECODE_DTYPES, decode_dtype  # noqa: E402
+from flowomni.model.flow_head import FLOW_METHODS  # noqa: E402
 from flowomni.model.layout import Task  # noqa: E402
 from flowomni.serving.testing import force_speech_states  # noqa: E402
 
@@ -33,7 +35,8 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def build_engine(args: argparse.Namespace) -> tuple[Engine, str]:
-    gen = GenerationConfig(max_steps=args.max_steps, seed=0, flow_steps=args.flow_steps)
+    gen = GenerationConfig(max_steps=args.max_steps, seed=0, flow_steps=args.flow_steps, flow_method=args.flow_method,
+                           decode_dtype=args.decode_dtype)
     if args.config:
         from flowomni.config import load_config
         from flowomni.model.flowomni import FlowOmni
@@ -63,11 +66,12 @@ def step_ratio(engine: Engine, question: Path, n: int) -> dict[str, float]:
     while not bool(dec.started[0]) and not dec.done:  # get into the speaking part
         dec.step()
     ctx = torch.cat(dec.embeds, dim=1)
+    m = dec.step_model  # the bare backbone runs in the dtype the speech steps run in
     with torch.no_grad():
         out = m.backbone(ctx, dec.mask, position_ids=dec.pos_all, use_cache=True)
     cache, pos = out.past_key_values, dec.pos_all[:, -1:] + 1
     mask = dec.mask.clone()
-    x = torch.randn(1, 1, ctx.shape[-1]) * ctx.std()
+    x = (torch.randn(1, 1, ctx.shape[-1]) * ctx.float().std()).to(ctx.dtype)
     import time
 
     speech, bare, flow = [], [], []
@@ -103,6 +107,9 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--max-steps", type=int, default=200)
     p.add_argument("--flow-steps", type=int, default=None)
+    p.add_argument("--flow-method", default=None, choices=FLOW_METHODS, help="default: the model's")
+    p.add_argument("--decode-dtype", default="auto", choices=DECODE_DTYPES,
+                   help="precision of the decode steps (auto: fp16 for batch-1 CPU steps)")
     p.add_argument("--ratio-steps", type=int, default=40)
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--json", action="store_true")
@@ -123,7 +130,10 @@ def main() -> None:
     result = {
         "model": what,
         "vocoder": engine.vocoder.name,
+        "flow_method": args.flow_method or engine.model.cfg.flow.method,
         "flow_steps": args.flow_steps or engine.model.cfg.flow.steps,
+        "decode_dtype": str(next(engine.model.parameters()).dtype if args.decode_dtype == "float32" else
+                            decode_dtype(args.decode_dtype, engine.device, 1, next(engine.model.parameters()).dtype))[6:],
         "questions": len(qs),
         "answers_with_speech": f"{len(spoken)}/{len(runs)}",
         "first_packet_ms": describe([r["first_audio_ms"] for r in spoken]) if spoken else None,

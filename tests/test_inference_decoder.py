@@ -24,6 +24,7 @@ def question_mel(spoken_items, model):
 
 
 def run(model, prompts, steps=12, **kw):
+    kw.setdefault("decode_dtype", "float32")  # exact comparisons (fp16 steps: test_inference_precision.py)
     dec = Decoder(model, prompts, GenerationConfig(seed=0, flow_temperature=0.0, **kw))
     outs = [dec.step() for _ in range(steps)]
     return dec, outs
@@ -44,7 +45,7 @@ def test_batched_decoding_equals_single(model, question_mel):
 
 
 def test_cached_steps_match_full_forward(model):
-    dec = Decoder(model, [Prompt(Task.T2T, text="abc")], GenerationConfig(seed=0))
+    dec = Decoder(model, [Prompt(Task.T2T, text="abc")], GenerationConfig(seed=0, decode_dtype="float32"))
     for _ in range(5):
         dec.step()
     # recompute the last hidden state without the cache, from the embeddings of all positions

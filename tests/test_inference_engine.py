@@ -152,6 +152,9 @@ def test_exported_model_folder_is_self_contained(tmp_path):
     assert (flow.steps, flow.method, flow.temperature, flow.cfg_scale) == (2, "euler", 0.5, 1.5)  # the chosen sampler
     with pytest.raises(ValueError, match="flow-method"):
         export_model(ckpt, tmp_path / "other", flow_method="rk4")
+    with pytest.raises(ValueError, match="no one-step student"):
+        export_model(ckpt, tmp_path / "other", flow_method="student")
+    assert not (tmp_path / "other").exists() and not (tmp_path / ".other.tmp").exists()
     with pytest.raises(ValueError, match="flow-temperature"):
         export_model(ckpt, tmp_path / "other", flow_temperature=-1.0)
     with pytest.raises(ValueError, match="cfg-scale"):

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from flowomni.inference.precision import cast_cache, decode_dtype, step_model
 from flowomni.inference.sampling import sample_tokens
 from flowomni.model import tokenizer as tk
 from flowomni.model.encoder import n_adapter_frames
@@ -36,6 +37,7 @@ class GenerationConfig:
     code_temperature: float | None = None  # discrete head: code sampling (None: model.code_head's)
     code_top_k: int | None = None
     seed: int | None = None
+    decode_dtype: str = "auto"  # steps after the prefill: auto (fp16 for small CPU batches), float32, ...
 
 
 @dataclass
@@ -84,7 +86,18 @@ class Decoder:
         self.timings = DecodeTimings()
         t0 = time.perf_counter()
         self._prefill(prompts)
+        self._to_step_precision(len(prompts))
         self.timings.prefill_s = time.perf_counter() - t0
+
+    def _to_step_precision(self, batch: int) -> None:
+        """Steps run on `self.step_model` (see precision.py); move the prefill's state across."""
+        dtype = decode_dtype(self.gen.decode_dtype, self.device, batch, self.h.dtype)
+        self.step_model = step_model(self.model, dtype)
+        if self.step_model is not self.model:
+            self.cache = cast_cache(self.cache, dtype)
+            self.h = self.h.to(dtype)
+            self.embeds = [e.to(dtype) for e in self.embeds]
+            self.stream = self.step_model.speech.stream(batch, self.gen, self.step_model.out_stats)
 
     @property
     def done(self) -> bool:
@@ -137,7 +150,7 @@ class Decoder:
 
     def _states(self, h: torch.Tensor) -> torch.Tensor:
         """Next speech state per prompt, greedy within the grammar PAD* START GEN* STOP PAD*."""
-        logits = self.model.state_head(h).float()
+        logits = self.step_model.state_head(h).float()
         allowed = torch.zeros_like(logits, dtype=torch.bool)
         allowed[:, PAD] = ~self.started
         allowed[:, START] = ~self.started
@@ -149,7 +162,7 @@ class Decoder:
 
     @torch.no_grad()
     def step(self) -> list[StepOutput]:
-        m, g = self.model, self.gen
+        m, g = self.step_model, self.gen
         t0 = time.perf_counter()
         h = self.h
         tokens = sample_tokens(m.text_logits(h), temperature=g.text_temperature, top_k=g.top_k,
@@ -166,7 +179,8 @@ class Decoder:
         eos = self.tok.token_id(tk.EOS)
         for i in range(h.shape[0]):
             new_tok = None if self.text_done[i] or tokens[i] == eos else int(tokens[i])
-            outputs.append(StepOutput(new_tok, groups[i], False, False))
+            group = groups[i].float() if groups[i] is not None else None  # vocoders take fp32
+            outputs.append(StepOutput(new_tok, group, False, False))
         self.text_done |= tokens == eos
         self.started |= states == START
         self.speech_done |= states == STOP

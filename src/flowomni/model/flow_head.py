@@ -29,8 +29,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from flowomni.model.flow_student import FlowStudent
 
-FLOW_METHODS = ("euler", "midpoint")  # the ODE samplers `FlowHead.sample` knows
+FLOW_METHODS = ("euler", "midpoint", "student")  # `FlowHead.sample`'s samplers ("student":
+# one evaluation of a distilled one-step network, see flow_student.py; `steps` does not apply)
 
 
 @dataclass
@@ -48,6 +50,9 @@ class FlowHeadConfig:
     cfg_scale: float = 1.0
     prior: str = "none"  # "mean": start the ODE at a regressed conditional mean (see above)
     prior_weight: float = 1.0  # weight of the mean's MSE in the head's loss
+    student_width: int = 0  # > 0: the head holds a one-step student (`flowomni distill-flow`)
+    student_depth: int = 3
+    student_teacher: str = ""  # the sampler the student imitates, e.g. "euler:4 cfg=1" (informative)
 
 
 FLOW_PRIORS = ("none", "mean")
@@ -106,7 +111,7 @@ class VelocityMLP(nn.Module):
         return [blk.ada(c).chunk(3, dim=-1) for blk in self.blocks] + [self.final_ada(c).chunk(2, dim=-1)]
 
     def time_embedding(self, t: torch.Tensor) -> torch.Tensor:
-        return self.time(timestep_embedding(t, self.width))
+        return self.time(timestep_embedding(t, self.width).to(self.time[0].weight.dtype))
 
     def apply(self, x: torch.Tensor, mods: list[tuple[torch.Tensor, ...]]) -> torch.Tensor:
         h = self.inp(x)
@@ -151,6 +156,8 @@ class FlowHead(nn.Module):
             raise ValueError(f"unknown model.flow.prior {cfg.prior!r}: use one of {FLOW_PRIORS}")
         self.prior = (nn.Sequential(nn.Linear(cond_dim, cfg.width), nn.SiLU(), nn.Linear(cfg.width, group * frame_dim))
                       if cfg.prior == "mean" else None)
+        self.student = (FlowStudent(group * frame_dim, cond_dim, cfg.student_width, cfg.student_depth)
+                        if cfg.student_width > 0 else None)
         self._t_cache: tuple[Any, torch.Tensor] | None = None
 
     def _time_grid(self, times: list[float], like: torch.Tensor) -> torch.Tensor:
@@ -203,19 +210,37 @@ class FlowHead(nn.Module):
         cfg_scale: float | None = None,
         generator: torch.Generator | None = None,
     ) -> torch.Tensor:
-        """Draw mel groups [N, k, F] for conditions h [N, D] by integrating the learned ODE."""
+        """Draw mel groups [N, k, F] for conditions h [N, D] by integrating the learned ODE
+        (or, with method "student", by the distilled one-step network)."""
         cfg = self.cfg
-        steps = steps or cfg.steps
         method = method or cfg.method
         temperature = cfg.temperature if temperature is None else temperature
         cfg_scale = cfg.cfg_scale if cfg_scale is None else cfg_scale
         if method not in FLOW_METHODS:
             raise ValueError(f"unknown flow sampler {method!r}: use one of {FLOW_METHODS}")
-        n = h.shape[0]
-        x = torch.randn(n, self.group * self.frame_dim, device=h.device, dtype=h.dtype, generator=generator)
+        x = self.start(h, temperature, generator)
+        if method == "student":
+            if self.student is None:
+                raise ValueError("this model has no one-step flow student: make one with `flowomni distill-flow "
+                                 "MODEL --out DIR`, or sample with method euler/midpoint")
+            if cfg_scale != 1.0:
+                raise ValueError(f"the one-step student imitates its teacher ({cfg.student_teacher or 'unknown'}); "
+                                 f"it cannot apply cfg_scale {cfg_scale}: use method euler/midpoint for guidance")
+            x = self.student(x, h)
+        else:
+            x = self.integrate(x, h, steps=steps or cfg.steps, method=method, cfg_scale=cfg_scale)
+        return x.view(h.shape[0], self.group, self.frame_dim)
+
+    def start(self, h: torch.Tensor, temperature: float, generator: torch.Generator | None = None) -> torch.Tensor:
+        """The ODE's starting points [N, k*F]: temperature-scaled noise, around the prior mean if any."""
+        x = torch.randn(h.shape[0], self.group * self.frame_dim, device=h.device, dtype=h.dtype, generator=generator)
         x = x * temperature
-        if self.prior is not None:
-            x = x + self.prior(h)
+        return x + self.prior(h) if self.prior is not None else x
+
+    @torch.no_grad()
+    def integrate(self, x: torch.Tensor, h: torch.Tensor, *, steps: int, method: str, cfg_scale: float = 1.0
+                  ) -> torch.Tensor:
+        """Carry starting points x [N, k*F] from t=0 to t=1 along the learned velocity field."""
         guided = cfg_scale != 1.0
         if guided:  # one batched pass for conditional and unconditional velocities
             h = torch.cat([h, self.null_cond.to(h.dtype).expand_as(h)])
@@ -244,4 +269,4 @@ class FlowHead(nn.Module):
             else:
                 x_mid = x + 0.5 * dt * velocity(x)
                 x = x + dt * velocity(x_mid)
-        return x.view(n, self.group, self.frame_dim)
+        return x

@@ -83,7 +83,7 @@ class FlowOmni(nn.Module):
     # ---- pieces shared by training and inference ----
     def encode_audio(self, mel: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Raw log-mel [B, T, n_mels] (16 kHz features) -> LLM-width frames [B, A, D]."""
-        x, n = self.encoder(self.in_stats.normalize(mel), lengths)
+        x, n = self.encoder(self.in_stats.normalize(mel).to(self.state_emb.weight.dtype), lengths)
         return self.adapter(x, n)
 
     def embed_speech(self, units: torch.Tensor) -> torch.Tensor:

@@ -49,14 +49,21 @@ def config_yaml(cfg: ExperimentConfig) -> str:
     return yaml.safe_dump(to_dict(cfg), sort_keys=False)
 
 
-def build_experiment(cfg: ExperimentConfig, *, estimate_stats: bool = True) -> Experiment:
-    """Read manifests, wire feature caches, build datasets and the model."""
+@dataclass
+class Datasets:
+    train_set: TaskDataset
+    valid_set: TaskDataset | None
+    collate_fn: Callable[[list[dict[str, Any]]], dict[str, Any]]
+    skipped: dict[str, int]
+
+
+def build_datasets(cfg: ExperimentConfig, tok: Tokenizer) -> Datasets:
+    """Read manifests and wire feature caches into the task datasets of the training stage."""
     from flowomni.data.features import FeatureCache
     from flowomni.data.manifest import read_manifest
 
     if not cfg.data.train_manifest:
         raise ValueError("data.train_manifest is empty: point it at a JSONL manifest (flowomni data synth makes one)")
-    tok = build_tokenizer(cfg.model.tokenizer)
     mcfg = cfg.model
     cache = Path(cfg.data.cache_dir)
     in_feats, out_feats = FeatureCache(cache, mcfg.input_mel), FeatureCache(cache, mcfg.output_mel)
@@ -84,6 +91,16 @@ def build_experiment(cfg: ExperimentConfig, *, estimate_stats: bool = True) -> E
 
     train_set = dataset(cfg.data.train_manifest)
     valid_set = dataset(cfg.data.valid_manifest) if cfg.data.valid_manifest else None
+    collate_fn = partial(collate, group=mcfg.group, pad_id=tok.pad_id, silence=math.log(mcfg.output_mel.log_floor))
+    return Datasets(train_set, valid_set, collate_fn, skipped)
+
+
+def build_experiment(cfg: ExperimentConfig, *, estimate_stats: bool = True) -> Experiment:
+    """Read manifests, wire feature caches, build datasets and the model."""
+    tok = build_tokenizer(cfg.model.tokenizer)
+    mcfg = cfg.model
+    data = build_datasets(cfg, tok)
+    train_set = data.train_set
     model = FlowOmni(mcfg, tok)
     if mcfg.speech_head == "discrete" and not cfg.init_from and not model.codec.fitted:
         raise ValueError("model.speech_head is discrete but model.codec.path names no trained codec: "
@@ -96,8 +113,7 @@ def build_experiment(cfg: ExperimentConfig, *, estimate_stats: bool = True) -> E
         in_stats, out_stats = estimate_feature_stats(train_set, cfg.data.stats_items, mcfg.input_mel.n_mels,
                                                      mcfg.output_mel.n_mels)
         model.set_stats(model.in_stats if model.in_stats_fixed else in_stats, out_stats)
-    collate_fn = partial(collate, group=mcfg.group, pad_id=tok.pad_id, silence=math.log(mcfg.output_mel.log_floor))
-    return Experiment(cfg, tok, model, train_set, valid_set, collate_fn, skipped)
+    return Experiment(cfg, tok, model, train_set, data.valid_set, data.collate_fn, data.skipped)
 
 
 def estimate_feature_stats(ds: TaskDataset, n_items: int, in_dim: int, out_dim: int) -> tuple[FeatureStats, FeatureStats]:

@@ -60,6 +60,10 @@ def export_model(checkpoint: str | Path, out_dir: str | Path, *, vocoder: str | 
     flow = cfg.setdefault("model", {}).setdefault("flow", {})
     if flow_steps is not None:
         flow["steps"] = flow_steps
+    if flow_method == "student" and not flow.get("student_width"):
+        shutil.rmtree(tmp)
+        raise ValueError("--flow-method student: this checkpoint has no one-step student (make one with "
+                         "`flowomni distill-flow`)")
     if flow_method is not None:
         flow["method"] = flow_method
     if flow_temperature is not None:
