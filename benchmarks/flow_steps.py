@@ -36,7 +36,7 @@ from flowomni.evaluation.asr import Transcriber  # noqa: E402
 from flowomni.evaluation.text import normalize, wer  # noqa: E402
 from flowomni.inference.decoder import GenerationConfig  # noqa: E402
 from flowomni.inference.engine import Engine  # noqa: E402
-from flowomni.inference.precision import DECODE_DTYPES, decode_dtype, step_model  # noqa: E402
+from flowomni.inference.precision import DECODE_DTYPES, decode_dtype, step_model, streaming_dtype  # noqa: E402
 from flowomni.model.flow_head import FLOW_METHODS  # noqa: E402
 
 SETTINGS = [("euler", 1), ("euler", 2), ("euler", 4), ("midpoint", 2), ("euler", 8), ("midpoint", 4),
@@ -107,7 +107,7 @@ def main() -> None:
     rows = []
     flow_cfg = engine.model.cfg.flow
     # answers are decoded as a batch: give it the dtype a single streamed answer would get
-    batch_dtype = str(decode_dtype(args.decode_dtype, engine.device, 1, next(engine.model.parameters()).dtype))[6:]
+    batch_dtype = streaming_dtype(args.decode_dtype, engine.model)
     for method, steps in args.settings:
         costs: dict[bool, float] = {}  # the cost depends on the scale only through guided or not
         for temperature, cfg_scale in itertools.product(args.temperatures, args.cfg_scales):

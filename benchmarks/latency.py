@@ -26,7 +26,7 @@ from common import describe, emit, environment, peak_rss_mb  # noqa: E402
 
 from flowomni.inference.decoder import Decoder, GenerationConfig, Prompt  # noqa: E402
 from flowomni.inference.engine import Done, Engine  # noqa: E402
-from flowomni.inference.precision import DECODE_DTYPES, decode_dtype  # noqa: E402
+from flowomni.inference.precision import DECODE_DTYPES, streaming_dtype  # noqa: E402
 from flowomni.model.flow_head import FLOW_METHODS  # noqa: E402
 from flowomni.model.layout import Task  # noqa: E402
 from flowomni.serving.testing import force_speech_states  # noqa: E402
@@ -132,8 +132,7 @@ def main() -> None:
         "vocoder": engine.vocoder.name,
         "flow_method": args.flow_method or engine.model.cfg.flow.method,
         "flow_steps": args.flow_steps or engine.model.cfg.flow.steps,
-        "decode_dtype": str(next(engine.model.parameters()).dtype if args.decode_dtype == "float32" else
-                            decode_dtype(args.decode_dtype, engine.device, 1, next(engine.model.parameters()).dtype))[6:],
+        "decode_dtype": streaming_dtype(args.decode_dtype, engine.model),
         "questions": len(qs),
         "answers_with_speech": f"{len(spoken)}/{len(runs)}",
         "first_packet_ms": describe([r["first_audio_ms"] for r in spoken]) if spoken else None,

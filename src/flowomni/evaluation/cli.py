@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import shlex
@@ -25,6 +26,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--latency-items", type=int, default=8)
     p.add_argument("--vocoder", default=None, help="override every model's vocoder")
     p.add_argument("--out", default=None, help="report folder (default reports/eval_<names>)")
+    p.add_argument("--decode-dtype", default="auto", choices=("auto", "float32", "float16", "bfloat16"),
+                   help="precision of the decode steps; batches get the one a streamed answer gets "
+                        "(auto: fp16 on CPU), so the scores are those of `flowomni chat`")
     p.add_argument("--json", action="store_true", help="print the results JSON to stdout")
 
 
@@ -43,6 +47,7 @@ def run(args: argparse.Namespace) -> int:
     from flowomni.evaluation.evaluate import EvalConfig, Evaluator
     from flowomni.evaluation.report import write_report
     from flowomni.inference.engine import Engine
+    from flowomni.inference.precision import streaming_dtype
     from flowomni.training.checkpoint import CheckpointError
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
@@ -67,8 +72,10 @@ def run(args: argparse.Namespace) -> int:
             if args.speed is not None or args.no_sweeps:
                 cfg.speeds = [] if args.no_sweeps else args.speed
             engine = Engine.load(ckpt, vocoder=args.vocoder)
+            engine.gen = dataclasses.replace(engine.gen, decode_dtype=streaming_dtype(args.decode_dtype, engine.model))
             ev = Evaluator(engine, cfg)
-            results[name] = {"checkpoint": str(ckpt), "vocoder": engine.vocoder.name, **ev.run()}
+            results[name] = {"checkpoint": str(ckpt), "vocoder": engine.vocoder.name,
+                             "decode_dtype": engine.gen.decode_dtype, **ev.run()}
             examples[name] = ev.examples
         except (CheckpointError, FileNotFoundError, ValueError) as e:
             print(f"flowomni eval: {ckpt}: {e}", file=sys.stderr)

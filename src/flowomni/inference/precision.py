@@ -32,6 +32,13 @@ def decode_dtype(name: str, device: torch.device, batch: int, model_dtype: torch
     return model_dtype
 
 
+def streaming_dtype(name: str, model: Any) -> str:
+    """The dtype name one streamed answer's steps get: what a batch must be told to decode in
+    for its quality numbers to be those of `flowomni chat` (evaluation, benchmarks)."""
+    p = next(model.parameters())
+    return str(decode_dtype(name, p.device, 1, p.dtype)).removeprefix("torch.")
+
+
 def step_model(model: Any, dtype: torch.dtype) -> Any:
     """`model` itself, or its copy in `dtype` (cached on the model; remade if its weights changed)."""
     if next(model.parameters()).dtype == dtype:
