@@ -177,10 +177,9 @@ class Decoder:
 
         outputs = []
         eos = self.tok.token_id(tk.EOS)
-        for i in range(h.shape[0]):
-            new_tok = None if self.text_done[i] or tokens[i] == eos else int(tokens[i])
-            group = groups[i].float() if groups[i] is not None else None  # vocoders take fp32
-            outputs.append(StepOutput(new_tok, group, False, False))
+        for tok, done, group in zip(tokens.tolist(), self.text_done.tolist(), groups):  # one sync, not one per row
+            new_tok = None if done or tok == eos else tok
+            outputs.append(StepOutput(new_tok, group.float() if group is not None else None, False, False))
         self.text_done |= tokens == eos
         self.started |= states == START
         self.speech_done |= states == STOP
@@ -188,8 +187,8 @@ class Decoder:
         # the next position's input: text token + speech input
         t_bb = time.perf_counter()
         e = m.embed_text(tokens) + m.state_emb(states)
-        if units is not None:
-            e = torch.where(gen[:, None], m.embed_speech(units) + m.embed_text(tokens), e)
+        if units is not None:  # GEN rows add their unit (their state embedding is GEN's already)
+            e = torch.where(gen[:, None], e + m.speech.embed(units), e)
         self.mask = torch.cat([self.mask, torch.ones_like(self.mask[:, :1])], dim=1)
         self.embeds.append(e[:, None])
         self.pos_all = torch.cat([self.pos_all, self.next_pos[:, None]], dim=1)
@@ -201,6 +200,6 @@ class Decoder:
         self.timings.backbone_s += time.perf_counter() - t_bb
         self.timings.steps += 1
         self.timings.per_step.append(time.perf_counter() - t0)
-        for i, o in enumerate(outputs):
-            o.text_done, o.speech_done = bool(self.text_done[i]), bool(self.speech_done[i])
+        for o, text_done, speech_done in zip(outputs, self.text_done.tolist(), self.speech_done.tolist()):
+            o.text_done, o.speech_done = text_done, speech_done
         return outputs

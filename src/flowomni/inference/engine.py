@@ -75,7 +75,11 @@ Event = Union[TextDelta, AudioChunk, Done]
 @dataclass
 class StreamConfig:
     first_chunk_frames: int = 4  # one group: the first sound leaves after one flow step
-    max_chunk_frames: int = 32  # later chunks double up to this (~0.37 s at 86 Hz)
+    # later chunks double up to this (~0.74 s at 86 Hz). Each vocoder call recomputes its left
+    # context (36 frames for the Vocos vocoder), so bigger chunks cost less per second of audio:
+    # measured 21 vs 26 ms per audio second for 64 vs 32 (2 cores); playback is never starved,
+    # as the frames already sent (4+8+16+32) outlast the time to draw the next 64 at RTF < 0.5
+    max_chunk_frames: int = 64
 
 
 @dataclass

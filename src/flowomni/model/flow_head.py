@@ -233,8 +233,10 @@ class FlowHead(nn.Module):
 
     def start(self, h: torch.Tensor, temperature: float, generator: torch.Generator | None = None) -> torch.Tensor:
         """The ODE's starting points [N, k*F]: temperature-scaled noise, around the prior mean if any."""
-        x = torch.randn(h.shape[0], self.group * self.frame_dim, device=h.device, dtype=h.dtype, generator=generator)
-        x = x * temperature
+        shape = (h.shape[0], self.group * self.frame_dim)
+        if temperature == 0:  # no noise to draw (the start is the prior mean, or zero)
+            return self.prior(h) if self.prior is not None else h.new_zeros(shape)
+        x = torch.randn(shape, device=h.device, dtype=h.dtype, generator=generator) * temperature
         return x + self.prior(h) if self.prior is not None else x
 
     @torch.no_grad()

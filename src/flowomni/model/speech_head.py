@@ -123,15 +123,20 @@ class FlowStream(SpeechStream):
 
     def step(self, h: torch.Tensor, gen: torch.Tensor, generator: torch.Generator | None
              ) -> tuple[torch.Tensor | None, list[torch.Tensor | None]]:
-        if not gen.any():
+        rows = gen.tolist()  # one sync; a streamed answer (batch 1) takes the unmasked path
+        if not any(rows):
             return None, [None] * h.shape[0]
         g = self.gen
-        z = self.flow.sample(h[gen], steps=g.flow_steps, method=g.flow_method, temperature=g.flow_temperature,
-                             cfg_scale=g.cfg_scale, generator=generator)
-        units = torch.zeros(h.shape[0], *z.shape[1:], device=h.device, dtype=z.dtype)
-        units[gen] = z
+        kw = dict(steps=g.flow_steps, method=g.flow_method, temperature=g.flow_temperature, cfg_scale=g.cfg_scale,
+                  generator=generator)
+        if all(rows):
+            units = self.flow.sample(h, **kw)
+        else:
+            z = self.flow.sample(h[gen], **kw)
+            units = torch.zeros(h.shape[0], *z.shape[1:], device=h.device, dtype=z.dtype)
+            units[gen] = z
         raw = self.stats.denormalize(units)
-        return units, [raw[i] if gen[i] else None for i in range(h.shape[0])]
+        return units, [raw[i] if r else None for i, r in enumerate(rows)]
 
 
 def build_speech_head(cfg: ModelConfig, d: int, *, fresh: bool = True, init_std: float = 0.02) -> SpeechHead:
