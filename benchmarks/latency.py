@@ -59,10 +59,12 @@ def questions(args: argparse.Namespace) -> list[Path]:
     return paths
 
 
-def step_ratio(engine: Engine, question: Path, n: int) -> dict[str, float]:
-    """Interleave full speech steps and bare backbone steps at the same context length."""
-    m = engine.model
-    dec = Decoder(m, [Prompt(Task.S2S, audio_mel=engine.question_mel(question))], engine.gen)
+def interleaved_steps(engine: Engine, question: Path, n: int) -> tuple[list[float], list[float], list[float]]:
+    """Up to n (speech step, bare backbone step, flow head) times in seconds, interleaved at the
+    same context length, for the steps of one answer that drew a mel group."""
+    import time
+
+    dec = Decoder(engine.model, [Prompt(Task.S2S, audio_mel=engine.question_mel(question))], engine.gen)
     while not bool(dec.started[0]) and not dec.done:  # get into the speaking part
         dec.step()
     ctx = torch.cat(dec.embeds, dim=1)
@@ -72,8 +74,6 @@ def step_ratio(engine: Engine, question: Path, n: int) -> dict[str, float]:
     cache, pos = out.past_key_values, dec.pos_all[:, -1:] + 1
     mask = dec.mask.clone()
     x = (torch.randn(1, 1, ctx.shape[-1]) * ctx.float().std()).to(ctx.dtype)
-    import time
-
     speech, bare, flow = [], [], []
     for _ in range(n):
         if dec.done:
@@ -91,6 +91,19 @@ def step_ratio(engine: Engine, question: Path, n: int) -> dict[str, float]:
         cache, pos = out.past_key_values, pos + 1
         if outs[0].group is None:  # only steps that drew a mel group count as speech steps
             speech.pop(), bare.pop(), flow.pop()
+    return speech, bare, flow
+
+
+def step_ratio(engine: Engine, questions: list[Path], n: int, repeats: int) -> dict[str, float]:
+    """Median speech step over median bare backbone step, pooled over every question x repeat
+    (one short answer gives too few steps for a stable median on a shared machine)."""
+    speech, bare, flow = [], [], []
+    for _ in range(repeats):
+        for q in questions:
+            s, b, f = interleaved_steps(engine, q, n)
+            speech += s
+            bare += b
+            flow += f
     if not speech:
         raise SystemExit("the model never spoke; cannot time speech steps")
     s, b = statistics.median(speech), statistics.median(bare)
@@ -142,7 +155,7 @@ def main() -> None:
         "backbone_ms_per_step": per.get("backbone_ms"),
         "flow_ms_per_step": per.get("flow_ms"),
         "vocoder_ms_per_audio_s": statistics.median(r["vocoder_ms"] / r["audio_s"] for r in spoken) if spoken else None,
-        **step_ratio(engine, qs[0], args.ratio_steps),
+        **step_ratio(engine, qs, args.ratio_steps, args.repeats),
         "targets": {"first_packet_ms": 150, "rtf": 0.2, "speech_step_over_backbone_step": 1.3},
         "answers": [{"question": r["question"], "text": r["text"]} for r in runs[: len(qs)]],
         "peak_rss_mb": peak_rss_mb(),
