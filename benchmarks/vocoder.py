@@ -31,6 +31,8 @@ from flowomni.audio import MelSpectrogram, answer_mel_config, load_audio
 from flowomni.evaluation.asr import Transcriber
 from flowomni.evaluation.text import wer
 from flowomni.vocoder import NeuralVocoder, Vocoder, load_vocoder
+from flowomni.vocoder.load import load_neural
+from flowomni.vocoder.vocos import VOCODER_DTYPES
 
 ROOT = Path(__file__).resolve().parent.parent
 N_CEPSTRA = 24
@@ -79,6 +81,8 @@ def main() -> None:
     ap.add_argument("--data", type=Path, default=ROOT / "data" / "voice")
     ap.add_argument("--items", type=int, default=None, help="held-out clips (default 40, --quick 8)")
     ap.add_argument("--neural", default=str(ROOT / "models" / "vocoder"), help="trained vocoder folder ('' to skip)")
+    ap.add_argument("--neural-dtypes", nargs="+", default=["auto"], choices=VOCODER_DTYPES,
+                    help="ConvNeXt precisions to measure (auto: bf16 on CPUs with native bf16)")
     ap.add_argument("--griffin-lim-iters", type=int, nargs="+", default=[32])
     ap.add_argument("--repeats", type=int, default=None)
     ap.add_argument("--threads", type=int, default=2)
@@ -98,7 +102,9 @@ def main() -> None:
 
     vocoders: dict[str, Vocoder] = {f"griffin-lim-{n}": load_vocoder(f"griffin-lim-{n}", cfg) for n in args.griffin_lim_iters}
     if args.neural:
-        vocoders["neural"] = load_vocoder(args.neural, cfg)
+        for dtype in args.neural_dtypes:
+            key = "neural" if args.neural_dtypes == ["auto"] else f"neural-{dtype}"
+            vocoders[key] = load_neural(args.neural, cfg, dtype=dtype)
 
     asr = Transcriber()
     original = asr.transcribe_many(wavs, cfg.sample_rate)
@@ -118,6 +124,7 @@ def main() -> None:
         entry = {"wer": wer(texts, heard), "mcd_db": float(np.mean(mcd))}
         if isinstance(voc, NeuralVocoder):
             entry["parameters"] = voc.num_parameters()
+            entry["dtype"] = voc.dtype
         entry["stream_lookahead_ms"] = round(voc.lookahead_frames * 1000 / cfg.frame_rate, 1)
         entry["errors"] = [{"text": t, "heard": h} for t, h in zip(texts, heard) if wer([t], [h]) > 0][:5]
         result["vocoders"][name] = entry

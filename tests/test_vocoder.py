@@ -35,12 +35,12 @@ def speech_mel(tmp_path_factory: pytest.TempPathFactory) -> torch.Tensor:
     return MelSpectrogram(CFG)(wav)
 
 
-def tiny_neural(seed: int = 0) -> NeuralVocoder:
+def tiny_neural(seed: int = 0, dtype: str = "float32") -> NeuralVocoder:
     torch.manual_seed(seed)
     gen = VocosGenerator(VocosConfig(dim=32, intermediate=64, layers=2), CFG)
     for p in gen.parameters():  # random but not near-zero output, so equality checks mean something
         torch.nn.init.normal_(p, std=0.2)
-    return NeuralVocoder(gen, name="tiny")
+    return NeuralVocoder(gen, name="tiny", dtype=dtype)
 
 
 def mel_errors(wav: torch.Tensor | np.ndarray, mel: torch.Tensor) -> tuple[float, float]:
@@ -103,13 +103,25 @@ def test_batch_equals_single_items(speech_mel: torch.Tensor) -> None:
     torch.testing.assert_close(batch[1], voc(b), atol=1e-5, rtol=0)
 
 
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
 @pytest.mark.parametrize("chunk", [1, 3, 4, 9, 64])
-def test_neural_stream_equals_one_shot(speech_mel: torch.Tensor, chunk: int) -> None:
-    voc = tiny_neural()
+def test_neural_stream_equals_one_shot(speech_mel: torch.Tensor, chunk: int, dtype: str) -> None:
+    voc = tiny_neural(dtype=dtype)
     full = voc(speech_mel).numpy()
     assert np.abs(full).max() > 1e-3
     streamed = stream_all(voc, speech_mel, chunk)
     np.testing.assert_allclose(streamed, full, atol=1e-5, rtol=0)
+
+
+def test_bf16_convnext_stays_close_to_fp32(speech_mel: torch.Tensor) -> None:
+    fp32, bf16 = tiny_neural(dtype="float32"), tiny_neural(dtype="bfloat16")
+    assert (fp32.dtype, bf16.dtype) == ("float32", "bfloat16")
+    assert next(bf16._run.blocks.parameters()).dtype == torch.bfloat16 and bf16._run.head.weight.dtype == torch.float32
+    # compare what a listener gets (the log-mel of the audio), not sample values
+    ref, got = (MelSpectrogram(CFG)(v(speech_mel)) for v in (fp32, bf16))
+    assert (got - ref).abs().mean() < 0.1, (got - ref).abs().mean()
+    with pytest.raises(ValueError, match="vocoder dtype 'float16'"):
+        tiny_neural(dtype="float16")
 
 
 def test_neural_stream_latency_is_bounded(speech_mel: torch.Tensor) -> None:
@@ -187,7 +199,7 @@ def test_load_vocoder_bad_folders_are_clear(tmp_path: Path) -> None:
 def test_neural_checkpoint_round_trip_and_mel_mismatch(tmp_path: Path, speech_mel: torch.Tensor) -> None:
     import yaml
 
-    voc = tiny_neural(seed=3)
+    voc = tiny_neural(seed=3, dtype="auto")  # the loaded vocoder picks its dtype the same way
     cfg_yaml = yaml.safe_dump({"model": vars(voc.generator.cfg), "mel": vars(CFG)})
     state = {f"generator.{k}": v for k, v in voc.generator.state_dict().items()}
     save_checkpoint(tmp_path / "v", model_state=state, config_yaml=cfg_yaml, meta={"step": 1}, save_rng=False)

@@ -33,8 +33,9 @@ def _resolve(name_or_path: str) -> Path:
     return p
 
 
-def load_neural(path: str | Path, mel_cfg: MelConfig | None = None, name: str | None = None) -> NeuralVocoder:
-    """A trained Vocos-style vocoder (export or training checkpoint folder)."""
+def load_neural(path: str | Path, mel_cfg: MelConfig | None = None, name: str | None = None,
+                dtype: str = "auto") -> NeuralVocoder:
+    """A trained Vocos-style vocoder (export or training checkpoint folder); `dtype`: see NeuralVocoder."""
     p = _resolve(str(path))
     try:
         check_safe(p)
@@ -53,7 +54,7 @@ def load_neural(path: str | Path, mel_cfg: MelConfig | None = None, name: str | 
         gen.load_state_dict(state)
     except RuntimeError as e:
         raise VocoderError(f"{p}: weights do not fit its config.yaml ({e})") from e
-    return NeuralVocoder(gen, name=name or str(path))
+    return NeuralVocoder(gen, name=name or str(path), dtype=dtype)
 
 
 def load_vocoder(name_or_path: str, mel_cfg: MelConfig) -> Vocoder:

@@ -12,6 +12,7 @@ latency (`n_convs * lookahead + 2` frames; the 2 are the iSTFT window's reach).
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 
 import torch
@@ -98,11 +99,13 @@ class VocosGenerator(nn.Module):
 
     def spectrum(self, mel: torch.Tensor) -> torch.Tensor:
         """log-mel [B, T, M] -> complex STFT [B, n_fft//2+1, T]."""
-        x = self.embed(mel.transpose(1, 2))
+        x = self.embed(mel.transpose(1, 2).to(self.embed.weight.dtype))
         x = self.norm(x.transpose(1, 2)).transpose(1, 2)
         for block in self.blocks:
             x = block(x)
-        out = self.head(self.final_norm(x.transpose(1, 2))).transpose(1, 2)
+        # the ConvNeXt may run in bf16 (NeuralVocoder's dtype); the head stays fp32: it makes
+        # log-magnitudes and phase angles, where bf16's 8-bit mantissa would be heard
+        out = self.head(self.final_norm(x.transpose(1, 2).to(self.head.weight.dtype))).transpose(1, 2)
         log_mag, angle = out.chunk(2, dim=1)
         mag = torch.exp(torch.clamp(log_mag, max=self.cfg.max_log_mag))
         return torch.complex(mag * torch.cos(angle), mag * torch.sin(angle))
@@ -113,11 +116,30 @@ class VocosGenerator(nn.Module):
                            length=mel.shape[1] * self.hop)
 
 
-class NeuralVocoder(Vocoder):
-    """A trained `VocosGenerator` behind the `Vocoder` interface; streams exactly."""
+VOCODER_DTYPES = ("auto", "float32", "bfloat16")
 
-    def __init__(self, generator: VocosGenerator, name: str, chunk_frames: int = 4) -> None:
+
+class NeuralVocoder(Vocoder):
+    """A trained `VocosGenerator` behind the `Vocoder` interface; streams exactly.
+
+    `dtype`: the ConvNeXt's compute precision. "auto" is bf16 where the CPU has native bf16
+    (flowomni.hardware), else fp32; the output head is fp32 either way. benchmarks/vocoder.py
+    measures both (`--neural-dtype`)."""
+
+    def __init__(self, generator: VocosGenerator, name: str, chunk_frames: int = 4, dtype: str = "auto") -> None:
+        from flowomni.hardware import native_bf16
+
+        if dtype not in VOCODER_DTYPES:
+            raise ValueError(f"unknown vocoder dtype {dtype!r}: use one of {VOCODER_DTYPES}")
         self.generator = generator.eval()
+        bf16 = dtype == "bfloat16" or (dtype == "auto" and native_bf16()
+                                        and next(generator.parameters()).device.type == "cpu")
+        self.dtype = "bfloat16" if bf16 else "float32"
+        self._run = self.generator
+        if bf16:
+            self._run = copy.deepcopy(self.generator).to(torch.bfloat16)
+            self._run.head.float(), self._run.final_norm.float()
+            self._run.window = self.generator.window  # the iSTFT stays fp32
         self.name = name
         mel_cfg = generator.mel_cfg
         self.sample_rate, self.hop_length, self.n_mels = mel_cfg.sample_rate, mel_cfg.hop_length, mel_cfg.n_mels
@@ -129,7 +151,7 @@ class NeuralVocoder(Vocoder):
         self.crossfade = 0  # windows agree exactly: nothing to blend
 
     def synthesize(self, mel: torch.Tensor, prefix: torch.Tensor | None = None) -> torch.Tensor:
-        return self.generator(mel)
+        return self._run(mel)
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.generator.parameters())
