@@ -17,6 +17,6 @@ def test_latency_benchmark_json(spoken_items, tmp_path):
     res = json.loads(r.stdout)
     assert res["decode_dtype"] == "float16"  # auto: batch-1 CPU steps in fp16
     assert res["first_packet_ms"]["n"] == 1 and res["first_packet_ms"]["median"] > 0
-    assert res["speech_step_ms"] > 0 and res["backbone_step_ms"] > 0
+    assert res["speech_step_ms"] > 0 and res["backbone_step_ms"] > 0 and res["steady_state_rtf"] > 0
     assert res["speech_step_over_backbone_step"] == res["speech_step_ms"] / res["backbone_step_ms"]
     assert set(res["targets"]) == {"first_packet_ms", "rtf", "speech_step_over_backbone_step"}

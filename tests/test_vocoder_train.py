@@ -124,8 +124,10 @@ def test_resume_continues_exactly(voice_dir: Path, tmp_path: Path) -> None:
     trainer = VocoderTrainer(straight)
     trainer.load(latest_checkpoint(tmp_path / "resumed"))
     mel = Clips(straight.data.valid, straight.mel).mels[0]
-    with torch.inference_mode():
-        torch.testing.assert_close(voc(mel), trainer.generator.eval()(mel[None])[0])
+    with torch.inference_mode():  # the exported weights are the trained ones (compared in fp32)
+        torch.testing.assert_close(voc.generator(mel[None])[0], trainer.generator.eval()(mel[None])[0])
+        # and the vocoder as loaded (bf16 ConvNeXt where the CPU has it) says the same thing
+        assert (voc(mel) - voc.generator(mel[None])[0]).abs().max() < 1e-3
     assert load_vocoder(str(tmp_path / "resumed"), straight.mel).name == str(tmp_path / "resumed")
 
 

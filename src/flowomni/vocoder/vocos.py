@@ -108,7 +108,7 @@ class VocosGenerator(nn.Module):
         out = self.head(self.final_norm(x.transpose(1, 2).to(self.head.weight.dtype))).transpose(1, 2)
         log_mag, angle = out.chunk(2, dim=1)
         mag = torch.exp(torch.clamp(log_mag, max=self.cfg.max_log_mag))
-        return torch.complex(mag * torch.cos(angle), mag * torch.sin(angle))
+        return torch.polar(mag, angle)  # mag * (cos + i sin) in one kernel (~10 % of the vocoder's time)
 
     def forward(self, mel: torch.Tensor) -> torch.Tensor:
         spec = self.spectrum(mel)
