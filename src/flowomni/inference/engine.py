@@ -21,6 +21,7 @@ import torch
 from flowomni.audio.io import AudioError, load_audio, resample, validate
 from flowomni.audio.mel import MelSpectrogram
 from flowomni.inference.decoder import Decoder, GenerationConfig, Prompt
+from flowomni.inference.precision import decode_dtype, step_model
 from flowomni.model.flowomni import FlowOmni
 from flowomni.model.layout import Task
 
@@ -107,6 +108,8 @@ class Engine:
         self.gen = gen or GenerationConfig()
         self.stream_cfg = stream or StreamConfig()
         self.in_mel = MelSpectrogram(model.cfg.input_mel).to(self.device)
+        # make the decode-step copy now (precision.py), not inside the first answer's latency
+        step_model(self.model, decode_dtype(self.gen.decode_dtype, self.device, 1, next(model.parameters()).dtype))
 
     @classmethod
     def load(cls, path: str | Path | None = None, *, vocoder: Any = None, device: str | None = None,
