@@ -36,7 +36,7 @@ from flowomni.evaluation.asr import Transcriber  # noqa: E402
 from flowomni.evaluation.text import normalize, wer  # noqa: E402
 from flowomni.inference.decoder import GenerationConfig  # noqa: E402
 from flowomni.inference.engine import Engine  # noqa: E402
-from flowomni.inference.precision import DECODE_DTYPES, decode_dtype, step_model, streaming_dtype  # noqa: E402
+from flowomni.inference.precision import DECODE_DTYPES, step_model, streaming_dtype  # noqa: E402
 from flowomni.model.flow_head import FLOW_METHODS  # noqa: E402
 
 SETTINGS = [("euler", 1), ("euler", 2), ("euler", 4), ("midpoint", 2), ("euler", 8), ("midpoint", 4),
@@ -67,12 +67,11 @@ def parse_setting(text: str) -> tuple[str, int]:
     return method, int(steps)
 
 
-def group_cost_ms(engine: Engine, method: str, steps: int, cfg_scale: float, dtype: str = "auto",
-                  repeats: int = 50) -> float:
-    """Milliseconds per group at batch 1; guidance (cfg_scale != 1) doubles the rows."""
-    m = engine.model
-    m = step_model(m, decode_dtype(dtype, engine.device, 1, next(m.parameters()).dtype))
-    h = torch.randn(1, m.state_emb.embedding_dim, dtype=next(m.parameters()).dtype)
+def group_cost_ms(engine: Engine, method: str, steps: int, cfg_scale: float, dtype: str, repeats: int = 50) -> float:
+    """Milliseconds per group at batch 1 with the model's copy in `dtype` (a torch dtype name);
+    guidance (cfg_scale != 1) doubles the rows."""
+    m = step_model(engine.model, getattr(torch, dtype))
+    h = torch.randn(1, m.state_emb.embedding_dim, dtype=getattr(torch, dtype))
     for _ in range(5):
         m.flow.sample(h, steps=steps, method=method, cfg_scale=cfg_scale)
     t0 = time.perf_counter()
@@ -115,7 +114,7 @@ def main() -> None:
             scale = flow_cfg.cfg_scale if cfg_scale is None else cfg_scale
             guided = scale != 1.0
             if guided not in costs:
-                costs[guided] = group_cost_ms(engine, method, steps, scale, args.decode_dtype)
+                costs[guided] = group_cost_ms(engine, method, steps, scale, batch_dtype)
             gen = GenerationConfig(seed=0, flow_steps=steps, flow_method=method, flow_temperature=temperature,
                                    cfg_scale=scale, decode_dtype=batch_dtype)
             answers = engine.answer_batch(questions, gen=gen)

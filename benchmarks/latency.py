@@ -146,6 +146,7 @@ def main() -> None:
             runs.append({"question": q.name, "text": done.text, "audio_s": done.audio_seconds, **t})
     spoken = [r for r in runs if "first_audio_ms" in r]
     per = {k: statistics.median(r[k] / max(r["steps"], 1) for r in spoken) for k in ("backbone_ms", "flow_ms")} if spoken else {}
+    vocoder_ms_per_s = statistics.median(r["vocoder_ms"] / r["audio_s"] for r in spoken) if spoken else None
     result = {
         "model": what,
         "vocoder": engine.vocoder.name,
@@ -160,12 +161,12 @@ def main() -> None:
         "prefill_ms": describe([r["prefill_ms"] for r in runs]),
         "backbone_ms_per_step": per.get("backbone_ms"),
         "flow_ms_per_step": per.get("flow_ms"),
-        "vocoder_ms_per_audio_s": statistics.median(r["vocoder_ms"] / r["audio_s"] for r in spoken) if spoken else None,
+        "vocoder_ms_per_audio_s": vocoder_ms_per_s,
         **(ratio := step_ratio(engine, qs, args.ratio_steps, args.repeats)),
         # RTF of a long answer, where the prefill no longer counts: a speech step per mel group
         # plus the vocoder's share of the group's audio
         "steady_state_rtf": (ratio["speech_step_ms"] / group_ms(engine)
-                             + (statistics.median(r["vocoder_ms"] / r["audio_s"] for r in spoken) / 1000 if spoken else 0)),
+                             + (vocoder_ms_per_s or 0) / 1000),
         "targets": {"first_packet_ms": 150, "rtf": 0.2, "speech_step_over_backbone_step": 1.3},
         "answers": [{"question": r["question"], "text": r["text"]} for r in runs[: len(qs)]],
         "peak_rss_mb": peak_rss_mb(),

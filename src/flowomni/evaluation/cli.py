@@ -26,7 +26,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--latency-items", type=int, default=8)
     p.add_argument("--vocoder", default=None, help="override every model's vocoder")
     p.add_argument("--out", default=None, help="report folder (default reports/eval_<names>)")
-    p.add_argument("--decode-dtype", default="auto", choices=("auto", "float32", "float16", "bfloat16"),
+    from flowomni.inference.precision import DECODE_DTYPES
+
+    p.add_argument("--decode-dtype", default="auto", choices=DECODE_DTYPES,
                    help="precision of the decode steps; batches get the one a streamed answer gets "
                         "(auto: fp16 on CPU), so the scores are those of `flowomni chat`")
     p.add_argument("--json", action="store_true", help="print the results JSON to stdout")

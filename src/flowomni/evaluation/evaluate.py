@@ -146,7 +146,7 @@ class Evaluator:
         from flowomni.inference.engine import Done
 
         first, rtf, first_text = [], [], []
-        if items[: self.cfg.latency_items]:  # warm-up: lazy initialisation (e.g. the fp16 step copy) is not latency
+        if items[: self.cfg.latency_items]:  # warm-up: first-call costs (allocator, caches) are not latency
             list(self.engine.respond(str(items[0].question_audio)))
         for item in items[: self.cfg.latency_items]:
             done = next(ev for ev in self.engine.respond(str(item.question_audio)) if isinstance(ev, Done))

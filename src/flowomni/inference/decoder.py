@@ -82,7 +82,6 @@ class Decoder:
         self.speech_done = ~self.speech_out
         self.started = torch.zeros(len(prompts), dtype=torch.bool, device=self.device)
         self.n_steps = 0
-        self.stream = model.speech.stream(len(prompts), self.gen, model.out_stats)
         self.timings = DecodeTimings()
         t0 = time.perf_counter()
         self._prefill(prompts)
@@ -90,14 +89,15 @@ class Decoder:
         self.timings.prefill_s = time.perf_counter() - t0
 
     def _to_step_precision(self, batch: int) -> None:
-        """Steps run on `self.step_model` (see precision.py); move the prefill's state across."""
+        """Steps run on `self.step_model` (see precision.py): move the prefill's state across
+        and make the speech stream on the model that will step."""
         dtype = decode_dtype(self.gen.decode_dtype, self.device, batch, self.h.dtype)
         self.step_model = step_model(self.model, dtype)
         if self.step_model is not self.model:
             self.cache = cast_cache(self.cache, dtype)
             self.h = self.h.to(dtype)
             self.embeds = [e.to(dtype) for e in self.embeds]
-            self.stream = self.step_model.speech.stream(batch, self.gen, self.step_model.out_stats)
+        self.stream = self.step_model.speech.stream(batch, self.gen, self.step_model.out_stats)
 
     @property
     def done(self) -> bool:

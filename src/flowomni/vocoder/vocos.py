@@ -124,7 +124,7 @@ class NeuralVocoder(Vocoder):
 
     `dtype`: the ConvNeXt's compute precision. "auto" is bf16 where the CPU has native bf16
     (flowomni.hardware), else fp32; the output head is fp32 either way. benchmarks/vocoder.py
-    measures both (`--neural-dtype`)."""
+    measures both (`--neural-dtypes`)."""
 
     def __init__(self, generator: VocosGenerator, name: str, chunk_frames: int = 4, dtype: str = "auto") -> None:
         from flowomni.hardware import native_bf16
