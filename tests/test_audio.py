@@ -1,6 +1,7 @@
 """Audio front end: Slaney mel filterbank, log-mel frames, decoding with clear errors."""
 
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -94,3 +95,23 @@ def test_truncated_wav_and_missing_file(tmp_path):
         load_audio(tmp_path / "nope.wav")
     with pytest.raises(AudioError, match="longer than"):
         load_audio(tmp_path / "ok.wav", max_seconds=0.5)
+
+
+@pytest.mark.parametrize("n_fft,hop,win", [(1024, 256, 1024), (400, 160, 400), (512, 128, 400)])
+@pytest.mark.parametrize("frames", [1, 3, 40])
+def test_overlap_add_istft_equals_torch_istft(n_fft, hop, win, frames):
+    """Our reshaped overlap-add is torch.istft(center=True): same samples, also where more
+    samples are asked for than the frames reach (zeros; torch refuses that for win < n_fft)."""
+    from flowomni.audio.istft import istft
+
+    torch.manual_seed(frames)
+    spec = torch.randn(2, n_fft // 2 + 1, frames, dtype=torch.complex64)
+    window = torch.hann_window(win)
+    extra = 300 if win == n_fft else 0
+    length = frames * hop + extra
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch warns when it pads the tail with zeros
+        want = torch.istft(spec, n_fft, hop, win, window, center=True, length=length)
+    got = istft(spec, n_fft, hop, window, length)
+    assert got.shape == want.shape == (2, length)
+    torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5 * float(want.abs().max()))

@@ -14,6 +14,9 @@ def test_yaml_and_overrides(tmp_path):
     assert cfg.output_mel.n_mels == 100 and cfg.delay == 3
     assert cfg.backbone.config["hidden_size"] == 32
     assert cfg.backbone.config["num_hidden_layers"] == 4  # defaults of a dict field are kept
+    # YAML reads 1e-4 (no dot) as a string; a float field takes it as the number it means
+    assert load_config(ModelConfig, None, ["w_flow=1e-4"]).w_flow == 1e-4
+    assert load_config(ModelConfig, None, ["w_state=-2E3"]).w_state == -2000.0
     save_config(cfg, tmp_path / "out.yaml")
     again = load_config(ModelConfig, tmp_path / "out.yaml")
     assert again == cfg
@@ -24,6 +27,8 @@ def test_unknown_keys_and_bad_types_are_named(tmp_path):
         load_config(ModelConfig, None, ["flow.stpes=8"])
     with pytest.raises(ConfigError, match="flow.steps: expected int"):
         load_config(ModelConfig, None, ["flow.steps=many"])
+    with pytest.raises(ConfigError, match="w_flow: expected float, got '1e-4x'"):
+        load_config(ModelConfig, None, ["w_flow=1e-4x"])
     with pytest.raises(ConfigError, match="key.path=value"):
         load_config(ModelConfig, None, ["flow.steps"])
     with pytest.raises(ConfigError, match="not found"):

@@ -238,3 +238,19 @@ def test_shipped_vocoder_loads_streams_and_fits_the_mel(piper_mel: torch.Tensor)
     untrained = tiny_neural()
     assert l1 < mel_errors(untrained(piper_mel), piper_mel)[1]
     np.testing.assert_allclose(stream_all(voc, piper_mel, 4), wav.numpy(), atol=1e-4, rtol=0)
+
+
+@pytest.mark.parametrize("groups", [1, 16])
+def test_time_major_conv_is_a_plain_conv1d(groups: int) -> None:
+    """CausalishConv keeps nn.Conv1d's weights and maths (so checkpoints stay plain Conv1d
+    ones) while taking frames time-major; padding puts `lookahead` frames on the right."""
+    from flowomni.vocoder.vocos import CausalishConv
+
+    torch.manual_seed(groups)
+    conv = CausalishConv(16, 16 if groups > 1 else 24, kernel=7, lookahead=2, groups=groups)
+    x = torch.randn(3, 50, 16)
+    want = torch.nn.functional.conv1d(torch.nn.functional.pad(x.transpose(1, 2), (4, 2)), conv.weight, conv.bias,
+                                      groups=groups).transpose(1, 2)
+    torch.testing.assert_close(conv(x), want, rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="dense .* or depthwise"):
+        CausalishConv(16, 32, kernel=3, lookahead=0, groups=4)

@@ -145,3 +145,52 @@ def test_cli_reports_bad_config(tmp_path: Path, capsys: pytest.CaptureFixture) -
     bad.write_text("data:\n  train: [does/not/exist.jsonl]\n")
     assert cli_main(["train-vocoder", str(bad), "--run-dir", str(tmp_path / "r")]) == 2
     assert "does/not/exist.jsonl" in capsys.readouterr().err
+
+
+def test_discriminators_give_finite_gradients_on_silence() -> None:
+    """Digital silence (exact zeros, common in real recordings and in early generator output)
+    once sent an infinite gradient through the resolution discriminators' |STFT| ** 0.5."""
+    from flowomni.vocoder.discriminators import DiscriminatorConfig, Discriminators
+
+    disc = Discriminators(DiscriminatorConfig(periods=[2], period_channels=[4, 8], resolutions=[[256, 64, 256]],
+                                              resolution_channels=4))
+    wav = torch.zeros(2, 4096, requires_grad=True)
+    logits, feats = disc(wav)
+    (sum(lg.sum() for lg in logits) + sum(f.abs().sum() for fs in feats for f in fs)).backward()
+    assert torch.isfinite(wav.grad).all()
+    assert all(torch.isfinite(p.grad).all() for p in disc.parameters() if p.grad is not None)
+
+
+def test_non_finite_gradients_skip_the_update(voice_dir: Path, tmp_path: Path) -> None:
+    cfg = small_config(voice_dir, tmp_path / "run", "train.gan_start_step=0")
+    trainer = VocoderTrainer(cfg)
+    mel, wav = Clips(cfg.data.train, cfg.mel).batch(4, 16)
+    before = [p.detach().clone() for p in trainer.generator.parameters()]
+    wav[0, 100] = float("nan")  # poisons every loss of this batch
+    logs = trainer.step(mel, wav)
+    assert logs["skipped_updates"] == 2  # the discriminators' update and the generator's
+    assert all(torch.equal(a, b) for a, b in zip(before, trainer.generator.parameters()))
+    assert all(torch.isfinite(p).all() for p in trainer.disc.parameters())
+    wav[0, 100] = 0.0
+    logs = trainer.step(mel, wav)  # and training goes on
+    assert logs["skipped_updates"] == 2 and trainer.step_count == 2
+    assert any(not torch.equal(a, b) for a, b in zip(before, trainer.generator.parameters()))
+
+
+def test_init_from_starts_the_generator_from_a_trained_vocoder(voice_dir: Path, tmp_path: Path) -> None:
+    """`init_from` (e.g. the GAN phase on top of a reconstruction-only vocoder): the generator
+    starts from the given weights, everything else fresh; a model mismatch is a clear error."""
+    first = small_config(voice_dir, tmp_path / "first")
+    train_vocoder(first, max_steps=2, export=str(tmp_path / "export"))
+    second = small_config(voice_dir, tmp_path / "second", f"init_from={tmp_path / 'export'}", "train.gan_start_step=0",
+                          "train.lr=1e-12", "train.lr_min=1e-12")  # lr ~0
+    metrics = train_vocoder(second, max_steps=1)
+    assert metrics["step"] == 1 and "adv" in metrics
+    trained = load_vocoder(str(tmp_path / "export"), first.mel).generator.state_dict()
+    exported_second = VocoderTrainer(second)
+    exported_second.load(latest_checkpoint(tmp_path / "second"))
+    for k, v in exported_second.generator.state_dict().items():  # lr ~0: the weights are the initial ones
+        torch.testing.assert_close(v, trained[k])
+    wider = small_config(voice_dir, tmp_path / "third", f"init_from={tmp_path / 'export'}", "model.dim=48")
+    with pytest.raises(ValueError, match="init_from .* has model"):
+        train_vocoder(wider, max_steps=1)

@@ -8,6 +8,7 @@ default. `--set model.flow.steps=8` overrides any field after the file is read.
 from __future__ import annotations
 
 import dataclasses
+import re
 import types
 import typing
 from pathlib import Path
@@ -25,6 +26,9 @@ class ConfigError(ValueError):
 def _field_types(cls: type) -> dict[str, Any]:
     hints = typing.get_type_hints(cls)
     return {f.name: hints[f.name] for f in dataclasses.fields(cls)}
+
+
+_FLOAT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
 
 
 def _coerce(tp: Any, value: Any, where: str) -> Any:
@@ -49,6 +53,8 @@ def _coerce(tp: Any, value: Any, where: str) -> Any:
         return value
     if tp is float and isinstance(value, (int, float)) and not isinstance(value, bool):
         return float(value)
+    if tp is float and isinstance(value, str) and _FLOAT.fullmatch(value.strip()):
+        return float(value)  # YAML 1.1 reads "1e-4" (no dot) as a string; users write it anyway
     if tp in (int, str, bool, float) and not isinstance(value, tp):
         if tp is int and isinstance(value, float) and value.is_integer():
             return int(value)

@@ -75,7 +75,13 @@ class ResolutionDiscriminator(nn.Module):
 
     def forward(self, wav: torch.Tensor) -> tuple[torch.Tensor, Features]:
         spec = torch.stft(wav, self.n_fft, self.hop, self.win, self.window, center=True, return_complex=True)
-        return conv_stack(self.convs, self.out, spec.abs().pow(0.5)[:, None])  # [B, 1, F, T], compressed magnitude
+        return conv_stack(self.convs, self.out, compressed_magnitude(spec)[:, None])  # [B, 1, F, T]
+
+
+def compressed_magnitude(spec: torch.Tensor, eps: float = 1e-9) -> torch.Tensor:
+    """|spec| ** 0.5 with a finite gradient everywhere: `spec.abs().pow(0.5)` has an infinite
+    one at silent bins, which turned a GAN run's generator weights to NaN within 50 steps."""
+    return (torch.view_as_real(spec).square().sum(-1) + eps).pow(0.25)
 
 
 class Discriminators(nn.Module):

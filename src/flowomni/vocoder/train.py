@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import torch.nn as nn
 import yaml
 from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
@@ -84,6 +85,10 @@ class VocoderTrainConfig:
     disc: DiscriminatorConfig = field(default_factory=DiscriminatorConfig)
     train: VocoderOptimConfig = field(default_factory=VocoderOptimConfig)
     run_dir: str = "runs/vocoder"
+    # a trained vocoder (export or checkpoint folder) whose generator starts this run, e.g. to
+    # add the adversarial phase to a reconstruction-only vocoder or adapt one to a new voice;
+    # discriminators, optimizers and the step count start fresh
+    init_from: str = ""
 
 
 def config_yaml(cfg: VocoderTrainConfig) -> str:
@@ -110,6 +115,8 @@ class VocoderTrainer:
         t = cfg.train
         if t.gan_loss not in ("hinge", "lsgan"):
             raise ValueError(f"train.gan_loss must be 'hinge' or 'lsgan', got {t.gan_loss!r}")
+        if not 0 < t.lr_min <= t.lr:
+            raise ValueError(f"train.lr ({t.lr}) and train.lr_min ({t.lr_min}) must satisfy 0 < lr_min <= lr")
         torch.manual_seed(t.seed)
         self.generator = VocosGenerator(cfg.model, cfg.mel)
         self.disc = Discriminators(cfg.disc)
@@ -120,6 +127,7 @@ class VocoderTrainer:
         self.mel_loss = MelLoss(cfg.mel)
         self.stft_loss = MultiResolutionSTFTLoss(t.stft_resolutions)
         self.step_count = 0
+        self.skipped_updates = 0
 
     def reconstruction(self, y: torch.Tensor, wav: torch.Tensor) -> dict[str, torch.Tensor]:
         return {"mel": self.mel_loss(y, wav), "stft": self.stft_loss(y, wav)}
@@ -138,8 +146,7 @@ class VocoderTrainer:
             loss_d = discriminator_loss(real, fake, t.gan_loss)
             self.opt_d.zero_grad(set_to_none=True)
             loss_d.backward()
-            torch.nn.utils.clip_grad_norm_(self.disc.parameters(), t.grad_clip)
-            self.opt_d.step()
+            self._apply(self.opt_d, self.disc, t.grad_clip)
             self.sched_d.step()  # the discriminators' warm-up starts with their training
             logs["disc"] = loss_d.item()
         rec = self.reconstruction(y, wav)
@@ -155,12 +162,24 @@ class VocoderTrainer:
             logs.update(adv=adv.item(), fm=fm.item())
         self.opt_g.zero_grad(set_to_none=True)
         loss_g.backward()
-        logs["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(self.generator.parameters(), t.grad_clip))
-        self.opt_g.step()
+        logs["grad_norm"] = self._apply(self.opt_g, self.generator, t.grad_clip)
         self.sched_g.step()
         self.step_count += 1
-        logs.update(loss=loss_g.item(), mel=rec["mel"].item(), stft=rec["stft"].item(), lr=self.sched_g.get_last_lr()[0])
+        logs.update(loss=loss_g.item(), mel=rec["mel"].item(), stft=rec["stft"].item(), lr=self.sched_g.get_last_lr()[0],
+                    skipped_updates=self.skipped_updates)
         return logs
+
+    def _apply(self, opt: torch.optim.Optimizer, module: nn.Module, clip: float) -> float:
+        """Clip and apply the gradients, unless they are not finite: one NaN update would ruin
+        the weights for good, so it is skipped and counted (`skipped_updates` in the logs)."""
+        norm = float(torch.nn.utils.clip_grad_norm_(module.parameters(), clip))
+        if math.isfinite(norm):
+            opt.step()
+        else:
+            self.skipped_updates += 1
+            log.warning("non-finite gradient (norm %s) in %s at step %d: update skipped",
+                        norm, type(module).__name__, self.step_count)
+        return norm
 
     @torch.inference_mode()
     def evaluate(self, clips: Clips) -> dict[str, float]:
@@ -186,6 +205,16 @@ class VocoderTrainer:
             optimizer=self.opt_g, scheduler=self.sched_g,
             files={"optimizer_d.safetensors": st_save(d_tensors), "optimizer_d.json": json.dumps(d_js)},
         )
+
+    def init_generator(self, path: str | Path) -> None:
+        """Start the generator from a trained vocoder's weights (its model config must match)."""
+        from flowomni.vocoder.load import load_neural
+
+        trained = load_neural(path, self.cfg.mel, dtype="float32").generator
+        if trained.cfg != self.generator.cfg:
+            raise ValueError(f"init_from {str(path)!r} has model {to_dict(trained.cfg)}, "
+                             f"this config asks for {to_dict(self.generator.cfg)}")
+        self.generator.load_state_dict(trained.state_dict())
 
     def load(self, path: Path) -> None:
         """Restore everything `save` wrote, so training continues as if never stopped."""
@@ -228,6 +257,9 @@ def train_vocoder(
     if resume and (ckpt := latest_checkpoint(run_dir)) is not None:
         trainer.load(ckpt)
         log.info("resumed from %s at step %d", ckpt, trainer.step_count)
+    elif cfg.init_from:
+        trainer.init_generator(cfg.init_from)
+        log.info("generator initialised from %s", cfg.init_from)
     end = min(t.max_steps, max_steps if max_steps is not None else t.max_steps)
     metrics: dict[str, Any] = {"step": trainer.step_count}
     t0, last = time.time(), trainer.step_count

@@ -19,6 +19,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from flowomni.audio.istft import istft
 from flowomni.audio.mel import MelConfig
 from flowomni.vocoder.base import Vocoder
 
@@ -40,16 +41,34 @@ def _istft_frames_reach(n_fft: int, hop: int) -> tuple[int, int]:
 
 
 class CausalishConv(nn.Conv1d):
-    """Conv1d over [B, C, T] with `lookahead` frames of right padding and the rest on the left."""
+    """Conv1d over time-major frames [B, T, C] with `lookahead` frames of right padding and the
+    rest on the left. (Weights keep nn.Conv1d's layout, so checkpoints are plain Conv1d ones.)
+
+    Time-major, the per-frame layers around it need no transposes. A depthwise kernel becomes
+    `kernel` shifted multiply-adds and a dense one a single matmul over unfolded frames: on CPU
+    both run faster than the oneDNN convolutions at these sizes (measured on one core: a
+    128-channel depthwise conv over 225 frames 164 -> 67 us; the 80 -> 128 embedding 350 -> ~100 us)."""
 
     def __init__(self, c_in: int, c_out: int, kernel: int, lookahead: int, groups: int = 1) -> None:
         if not 0 <= lookahead < kernel:
             raise ValueError(f"lookahead {lookahead} must be in [0, kernel {kernel})")
+        if groups not in (1, c_in) or (groups == c_in and c_out != c_in):
+            raise ValueError("CausalishConv is either dense (groups=1) or depthwise (groups=c_in=c_out)")
         super().__init__(c_in, c_out, kernel, groups=groups)
         self.pad = (kernel - 1 - lookahead, lookahead)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return super().forward(F.pad(x, self.pad))
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # [B, T, C_in] -> [B, T, C_out]
+        k = self.kernel_size[0]
+        x = F.pad(x, (0, 0, *self.pad))
+        t = x.shape[1] - k + 1
+        if self.groups == 1:  # unfold gives [B, t, C_in, k], the order of weight.flatten(1)
+            return F.linear(x.unfold(1, k, 1).flatten(2), self.weight.flatten(1), self.bias)
+        # depthwise, in fp32 even for a bf16 model: CPU bf16 multiply-adds are ~1.4x slower here
+        xf, w = x.float(), self.weight[:, 0].T.float()  # w: [k, C]
+        y = torch.addcmul(self.bias.float(), xf[:, :t], w[0])
+        for i in range(1, k):
+            y.addcmul_(xf[:, i : i + t], w[i])
+        return y.to(x.dtype)
 
 
 class ConvNeXtBlock(nn.Module):
@@ -63,10 +82,9 @@ class ConvNeXtBlock(nn.Module):
         self.pw2 = nn.Linear(cfg.intermediate, cfg.dim)
         self.gamma = nn.Parameter(torch.full((cfg.dim,), cfg.layer_scale))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # [B, C, T]
-        y = self.dwconv(x).transpose(1, 2)
-        y = self.pw2(F.gelu(self.pw1(self.norm(y)))) * self.gamma
-        return x + y.transpose(1, 2)
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # [B, T, C]
+        y = self.pw2(F.gelu(self.pw1(self.norm(self.dwconv(x)))))
+        return torch.addcmul(x, y, self.gamma)
 
 
 class VocosGenerator(nn.Module):
@@ -99,21 +117,18 @@ class VocosGenerator(nn.Module):
 
     def spectrum(self, mel: torch.Tensor) -> torch.Tensor:
         """log-mel [B, T, M] -> complex STFT [B, n_fft//2+1, T]."""
-        x = self.embed(mel.transpose(1, 2).to(self.embed.weight.dtype))
-        x = self.norm(x.transpose(1, 2)).transpose(1, 2)
+        x = self.norm(self.embed(mel.to(self.embed.weight.dtype)))
         for block in self.blocks:
             x = block(x)
         # the ConvNeXt may run in bf16 (NeuralVocoder's dtype); the head stays fp32: it makes
         # log-magnitudes and phase angles, where bf16's 8-bit mantissa would be heard
-        out = self.head(self.final_norm(x.transpose(1, 2).to(self.head.weight.dtype))).transpose(1, 2)
+        out = self.head(self.final_norm(x.to(self.head.weight.dtype))).transpose(1, 2)
         log_mag, angle = out.chunk(2, dim=1)
         mag = torch.exp(torch.clamp(log_mag, max=self.cfg.max_log_mag))
         return torch.polar(mag, angle)  # mag * (cos + i sin) in one kernel (~10 % of the vocoder's time)
 
     def forward(self, mel: torch.Tensor) -> torch.Tensor:
-        spec = self.spectrum(mel)
-        return torch.istft(spec, self.n_fft, self.hop, self.win_length, self.window, center=True,
-                           length=mel.shape[1] * self.hop)
+        return istft(self.spectrum(mel), self.n_fft, self.hop, self.window, mel.shape[1] * self.hop)
 
 
 VOCODER_DTYPES = ("auto", "float32", "bfloat16")
