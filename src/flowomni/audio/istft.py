@@ -24,6 +24,16 @@ def _overlap_add(frames: torch.Tensor, hop: int) -> torch.Tensor:
     return out.reshape(b, -1)
 
 
+def _envelope(window: torch.Tensor, t: int, hop: int) -> torch.Tensor:
+    """Overlap-added squared window of `t` frames (what the signal is divided by)."""
+    r = window.shape[-1] // hop
+    pieces = (window * window).reshape(r, 1, hop)
+    out = window.new_zeros(t + r - 1, hop)
+    for j in range(r):
+        out[j : j + t] += pieces[j]
+    return out.reshape(-1)
+
+
 def istft(spec: torch.Tensor, n_fft: int, hop: int, window: torch.Tensor, length: int) -> torch.Tensor:
     """complex spec [B, n_fft // 2 + 1, T] -> real [B, length], as torch.istft(center=True).
 
@@ -36,7 +46,7 @@ def istft(spec: torch.Tensor, n_fft: int, hop: int, window: torch.Tensor, length
     t = spec.shape[-1]
     frames = torch.fft.irfft(spec.transpose(1, 2), n=n_fft, dim=-1) * window
     y = _overlap_add(frames, hop)
-    envelope = _overlap_add((window * window).expand(1, t, n_fft), hop)[0]
+    envelope = _envelope(window, t, hop)
     start = n_fft // 2
     y, envelope = y[:, start : start + length], envelope[start : start + length]
     if y.shape[-1] < length:  # asked for more samples than the frames reach: zeros, as torch does

@@ -13,6 +13,7 @@ import re
 
 import torch
 
+from flowomni.audio.istft import istft
 from flowomni.audio.mel import MelConfig, mel_filterbank
 from flowomni.vocoder.base import Vocoder
 
@@ -91,8 +92,7 @@ class GriffinLim(Vocoder):
         return spec[..., : x.shape[-1] // self.hop_length]
 
     def _istft(self, spec: torch.Tensor, length: int) -> torch.Tensor:
-        return torch.istft(spec, self.cfg.n_fft, self.hop_length, self.win_length, self.window,
-                           center=True, length=length)
+        return istft(spec, self.cfg.n_fft, self.hop_length, self.window, length)
 
     def synthesize(self, mel: torch.Tensor, prefix: torch.Tensor | None = None) -> torch.Tensor:
         mag = self.inverter(mel).transpose(1, 2)  # [B, F, T]

@@ -1,0 +1,47 @@
+"""benchmarks/vocoder.py: held-out clips are made on demand as a stable prefix, the paired WER
+interval means what it says, and a small run reports every number issue 4 asks for."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from vocoder import held_out, paired_wer_difference  # noqa: E402
+
+
+def test_paired_wer_difference() -> None:
+    texts = ["the sky is blue", "one two three", "cats are mammals", "a dozen is twelve"]
+    assert paired_wer_difference(texts, texts, texts) == {"difference": 0.0, "ci95_low": 0.0, "ci95_high": 0.0}
+    worse = ["the sky is", "one two three", "cats are mammals", "a dozen is twelve"]
+    d = paired_wer_difference(texts, worse, texts)
+    assert d["difference"] == pytest.approx(1 / 14)  # one deleted word in 14
+    assert 0 <= d["ci95_low"] <= d["difference"] <= d["ci95_high"]
+    assert paired_wer_difference(texts, texts, worse)["difference"] == -d["difference"]
+
+
+def test_held_out_clips_grow_as_a_prefix(tmp_path: Path) -> None:
+    first = held_out(tmp_path, 2)
+    more = held_out(tmp_path, 4)
+    assert len(first) == 2 and len(more) == 4 and more[:2] == first
+    assert all(it["path"].is_file() for it in more)
+
+
+@pytest.mark.slow
+def test_vocoder_benchmark_json(tmp_path: Path) -> None:
+    r = subprocess.run([sys.executable, str(ROOT / "benchmarks/vocoder.py"), "--data", str(tmp_path / "voice"),
+                        "--items", "3", "--repeats", "1", "--griffin-lim-iters", "4", "32",
+                        "--neural", str(ROOT / "models/vocoder"), f"again={ROOT / 'models/vocoder'}", "--json"],
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    res = json.loads(r.stdout)
+    assert res["items"] == 3 and set(res["vocoders"]) == {"griffin-lim-4", "griffin-lim-32", "neural", "again"}
+    for name, v in res["vocoders"].items():
+        assert 0 <= v["wer"] and v["rtf"] > 0 and v["mcd_db"] > 0 and v["speed_vs_griffin_lim_32"] > 0
+        assert ("wer_minus_griffin_lim_32" in v) == (name != "griffin-lim-32")
+    assert res["vocoders"]["neural"]["wer"] == res["vocoders"]["again"]["wer"]  # same weights, same words
+    assert res["targets"]["judged"] == "neural"
