@@ -102,6 +102,8 @@ def main() -> None:
                          "targets judge; none to skip")
     ap.add_argument("--neural-dtypes", nargs="+", default=["auto"], choices=VOCODER_DTYPES,
                     help="ConvNeXt precisions to measure (auto: bf16 on CPUs with native bf16)")
+    ap.add_argument("--eager", action="store_true",
+                    help="also time each neural vocoder with its trunk run eagerly (not a frozen TorchScript graph)")
     ap.add_argument("--griffin-lim-iters", type=int, nargs="+", default=[32])
     ap.add_argument("--repeats", type=int, default=None)
     ap.add_argument("--threads", type=int, default=2)
@@ -126,6 +128,8 @@ def main() -> None:
         for dtype in args.neural_dtypes:
             key = label if args.neural_dtypes == ["auto"] else f"{label}-{dtype}"
             vocoders[key] = load_neural(path, cfg, dtype=dtype)
+            if args.eager:
+                vocoders[f"{key}-eager"] = load_neural(path, cfg, dtype=dtype, freeze=False)
     judged = next((k for k, v in vocoders.items() if isinstance(v, NeuralVocoder)), None)
 
     def synth_all(voc: Vocoder):
@@ -160,6 +164,7 @@ def main() -> None:
         if isinstance(voc, NeuralVocoder):
             entry["parameters"] = voc.num_parameters()
             entry["dtype"] = voc.dtype
+            entry["frozen"] = voc.frozen
         entry["stream_lookahead_ms"] = round(voc.lookahead_frames * 1000 / cfg.frame_rate, 1)
         entry["errors"] = [{"text": t, "heard": h} for t, h in zip(texts, heard) if wer([t], [h]) > 0][:5]
         s = summary(times[name])

@@ -35,12 +35,12 @@ def speech_mel(tmp_path_factory: pytest.TempPathFactory) -> torch.Tensor:
     return MelSpectrogram(CFG)(wav)
 
 
-def tiny_neural(seed: int = 0, dtype: str = "float32") -> NeuralVocoder:
+def tiny_neural(seed: int = 0, dtype: str = "float32", freeze: bool = True) -> NeuralVocoder:
     torch.manual_seed(seed)
     gen = VocosGenerator(VocosConfig(dim=32, intermediate=64, layers=2), CFG)
     for p in gen.parameters():  # random but not near-zero output, so equality checks mean something
         torch.nn.init.normal_(p, std=0.2)
-    return NeuralVocoder(gen, name="tiny", dtype=dtype)
+    return NeuralVocoder(gen, name="tiny", dtype=dtype, freeze=freeze)
 
 
 def mel_errors(wav: torch.Tensor | np.ndarray, mel: torch.Tensor) -> tuple[float, float]:
@@ -254,3 +254,26 @@ def test_time_major_conv_is_a_plain_conv1d(groups: int) -> None:
     torch.testing.assert_close(conv(x), want, rtol=1e-5, atol=1e-5)
     with pytest.raises(ValueError, match="dense .* or depthwise"):
         CausalishConv(16, 32, kernel=3, lookahead=0, groups=4)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_frozen_trunk_equals_the_eager_one_at_any_length(dtype: str) -> None:
+    """The trunk is traced once (64 frames) and frozen; the graph must hold for every length
+    a stream or a one-shot call hands it."""
+    frozen, eager = tiny_neural(dtype=dtype), tiny_neural(dtype=dtype, freeze=False)
+    assert not eager.frozen and frozen.frozen and isinstance(frozen._trunk, torch.jit.ScriptModule)
+    for frames in (1, 2, 7, 63, 64, 65, 300):
+        mel = torch.randn(frames, CFG.n_mels) - 4
+        torch.testing.assert_close(frozen(mel), eager(mel), rtol=1e-5, atol=1e-6)
+
+
+def test_freeze_failure_falls_back_to_eager(monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
+                                            speech_mel: torch.Tensor) -> None:
+    def broken_trace(*args, **kwargs):
+        raise RuntimeError("no TorchScript here")
+
+    want = tiny_neural()(speech_mel)
+    monkeypatch.setattr(torch.jit, "trace", broken_trace)
+    voc = tiny_neural()
+    assert not voc.frozen and "could not freeze the trunk (RuntimeError: no TorchScript here)" in caplog.text
+    torch.testing.assert_close(voc(speech_mel), want)

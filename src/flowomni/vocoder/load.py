@@ -34,8 +34,9 @@ def _resolve(name_or_path: str) -> Path:
 
 
 def load_neural(path: str | Path, mel_cfg: MelConfig | None = None, name: str | None = None,
-                dtype: str = "auto") -> NeuralVocoder:
-    """A trained Vocos-style vocoder (export or training checkpoint folder); `dtype`: see NeuralVocoder."""
+                dtype: str = "auto", freeze: bool = True) -> NeuralVocoder:
+    """A trained Vocos-style vocoder (export or training checkpoint folder); `dtype`, `freeze`:
+    see NeuralVocoder."""
     p = _resolve(str(path))
     try:
         check_safe(p)
@@ -54,7 +55,7 @@ def load_neural(path: str | Path, mel_cfg: MelConfig | None = None, name: str | 
         gen.load_state_dict(state)
     except RuntimeError as e:
         raise VocoderError(f"{p}: weights do not fit its config.yaml ({e})") from e
-    return NeuralVocoder(gen, name=name or str(path), dtype=dtype)
+    return NeuralVocoder(gen, name=name or str(path), dtype=dtype, freeze=freeze)
 
 
 def load_vocoder(name_or_path: str, mel_cfg: MelConfig) -> Vocoder:
