@@ -194,3 +194,13 @@ def test_init_from_starts_the_generator_from_a_trained_vocoder(voice_dir: Path, 
     wider = small_config(voice_dir, tmp_path / "third", f"init_from={tmp_path / 'export'}", "model.dim=48")
     with pytest.raises(ValueError, match="init_from .* has model"):
         train_vocoder(wider, max_steps=1)
+
+
+def test_loss_curves_are_drawn_for_runs(voice_dir: Path, tmp_path: Path) -> None:
+    from flowomni.vocoder.curves import main as curves_main
+
+    train_vocoder(small_config(voice_dir, tmp_path / "a", "train.gan_start_step=1"), max_steps=2)
+    assert (tmp_path / "a" / "loss_curves.png").stat().st_size > 5000
+    out = tmp_path / "cmp.png"
+    assert curves_main([str(out), f"gan={tmp_path / 'a'}", str(tmp_path / "a")]) == 0 and out.stat().st_size > 5000
+    assert curves_main([str(out), str(tmp_path / "nothing")]) == 2

@@ -3,11 +3,14 @@
 Until `gan_start_step` only the mel L1 and multi-resolution STFT losses train the generator;
 that alone gives an intelligible vocoder within minutes on a CPU. From then on the
 discriminators (multi-period + multi-resolution) are trained too and add adversarial and
-feature-matching terms, which mostly sharpen phase and high frequencies.
+feature-matching terms, which mostly sharpen phase and high frequencies. (On a CPU budget
+they did not: 900 GAN steps on top of a reconstruction-trained vocoder took its valid mel L1
+from 0.31 to 0.43-0.53 and its MCD from 13.5 to 20 dB, ASR WER 5.6 -> 5.9 %; see README.
+`init_from` starts a run from a trained vocoder.)
 
 A run folder holds `step_XXXXXXXX/` checkpoints (generator + discriminators, both
-optimizers, schedulers and RNG; atomic) and `metrics.jsonl`. `export_generator` writes the
-part that ships: the generator's weights and the config, a few MB.
+optimizers, schedulers and RNG; atomic), `metrics.jsonl` and `loss_curves.png`.
+`export_generator` writes the part that ships: the generator's weights and the config.
 """
 
 from __future__ import annotations
@@ -280,6 +283,9 @@ def train_vocoder(
             if s % t.save_every == 0 or s == end:
                 trainer.save(step_dir(run_dir, s), {"metrics": metrics})
                 prune_checkpoints(run_dir, t.keep_checkpoints)
+    from flowomni.vocoder.curves import plot_runs
+
+    plot_runs({run_dir.name: run_dir}, run_dir / "loss_curves.png")
     if export:
         ckpt = latest_checkpoint(run_dir)
         if ckpt is None:
