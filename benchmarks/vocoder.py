@@ -44,13 +44,17 @@ N_CEPSTRA = 24
 def held_out(data_dir: Path, n: int) -> list[dict]:
     """The first `n` held-out clips (the missing ones made with piper, never a training sentence)."""
     manifest = data_dir / "valid.jsonl"
-    lines = [json.loads(line) for line in manifest.read_text().splitlines() if line.strip()] if manifest.is_file() else []
+
+    def read() -> list[dict]:
+        return [json.loads(line) for line in manifest.read_text().splitlines() if line.strip()] if manifest.is_file() else []
+
+    lines = read()
     if len(lines) < n:
         from flowomni.vocoder.voice_data import load_voice, splits, write_split
 
         _, valid = splits(600, n)  # the first clips stay what they were: the split is a prefix
         write_split(load_voice(), data_dir, "valid", valid)
-        lines = [json.loads(line) for line in manifest.read_text().splitlines() if line.strip()]
+        lines = read()
     lines = lines[:n]
     return [{"text": x["text"], "path": manifest.parent / x["answer_audio"]} for x in lines]
 
@@ -143,7 +147,6 @@ def main() -> None:
         torch.set_num_threads(threads)
         times_by_threads[threads] = time_interleaved({k: synth_all(v) for k, v in vocoders.items()},
                                                      repeats=repeats, warmup=1)
-    times = times_by_threads[args.threads[0]]
     few = mels[:4]
     few_s = sum(m.shape[0] for m in few) * cfg.hop_length / cfg.sample_rate
     stream_times = time_interleaved({k: (lambda v=v: [stream_once(v, m) for m in few]) for k, v in vocoders.items()},
@@ -174,9 +177,9 @@ def main() -> None:
             entry["frozen"] = voc.frozen
         entry["stream_lookahead_ms"] = round(voc.lookahead_frames * 1000 / cfg.frame_rate, 1)
         entry["errors"] = [{"text": t, "heard": h} for t, h in zip(texts, heard) if wer([t], [h]) > 0][:5]
-        s = summary(times[name])
-        entry.update(rtf=s["median_s"] / seconds, time_s=s, stream_rtf=stream_times[name][0] / few_s,
-                     rtf_by_threads={t: summary(ts[name])["median_s"] / seconds for t, ts in times_by_threads.items()})
+        rtf = {t: summary(ts[name])["median_s"] / seconds for t, ts in times_by_threads.items()}
+        entry.update(rtf=rtf[args.threads[0]], time_s=summary(times_by_threads[args.threads[0]][name]),
+                     stream_rtf=stream_times[name][0] / few_s, rtf_by_threads=rtf)
         result["vocoders"][name] = entry
     gl32 = result["vocoders"].get("griffin-lim-32")
     if gl32 is not None:

@@ -13,25 +13,14 @@ import torch
 import torch.nn.functional as F
 
 
-def _overlap_add(frames: torch.Tensor, hop: int) -> torch.Tensor:
-    """frames [B, T, n_fft] (n_fft a multiple of hop) -> signal [B, (T - 1) * hop + n_fft]."""
-    b, t, n_fft = frames.shape
-    r = n_fft // hop
-    pieces = frames.reshape(b, t, r, hop)
-    out = frames.new_zeros(b, t + r - 1, hop)
+def _overlap_add(pieces: torch.Tensor, t: int) -> torch.Tensor:
+    """Frames cut into whole hops, [B, t or 1 (the same frame t times), r, hop] -> the signal
+    [B, (t + r - 1) * hop]: piece j of frame i lands on hop i + j."""
+    b, _, r, hop = pieces.shape
+    out = pieces.new_zeros(b, t + r - 1, hop)
     for j in range(r):
         out[:, j : j + t] += pieces[:, :, j]
     return out.reshape(b, -1)
-
-
-def _envelope(window: torch.Tensor, t: int, hop: int) -> torch.Tensor:
-    """Overlap-added squared window of `t` frames (what the signal is divided by)."""
-    r = window.shape[-1] // hop
-    pieces = (window * window).reshape(r, 1, hop)
-    out = window.new_zeros(t + r - 1, hop)
-    for j in range(r):
-        out[j : j + t] += pieces[j]
-    return out.reshape(-1)
 
 
 def istft(spec: torch.Tensor, n_fft: int, hop: int, window: torch.Tensor, length: int) -> torch.Tensor:
@@ -43,10 +32,10 @@ def istft(spec: torch.Tensor, n_fft: int, hop: int, window: torch.Tensor, length
     if window.shape[-1] < n_fft:  # torch.istft centres a shorter window in the frame
         left = (n_fft - window.shape[-1]) // 2
         window = F.pad(window, (left, n_fft - window.shape[-1] - left))
-    t = spec.shape[-1]
+    b, _, t = spec.shape
     frames = torch.fft.irfft(spec.transpose(1, 2), n=n_fft, dim=-1) * window
-    y = _overlap_add(frames, hop)
-    envelope = _envelope(window, t, hop)
+    y = _overlap_add(frames.reshape(b, t, n_fft // hop, hop), t)
+    envelope = _overlap_add((window * window).reshape(1, 1, n_fft // hop, hop), t)[0]  # what y is divided by
     start = n_fft // 2
     y, envelope = y[:, start : start + length], envelope[start : start + length]
     if y.shape[-1] < length:  # asked for more samples than the frames reach: zeros, as torch does

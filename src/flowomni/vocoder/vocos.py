@@ -138,8 +138,9 @@ class VocosGenerator(nn.Module):
         spec = torch.complex(mag * torch.cos(angle), mag * torch.sin(angle))  # [B, T, F], time-major
         return spec.transpose(1, 2)  # a view: istft transposes back for free
 
-    def forward(self, mel: torch.Tensor) -> torch.Tensor:
-        return istft(self.spectrum(mel), self.n_fft, self.hop, self.window, mel.shape[1] * self.hop)
+    def forward(self, mel: torch.Tensor, trunk_out: torch.Tensor | None = None) -> torch.Tensor:
+        """log-mel [B, T, M] (and the trunk's output for it, if already computed) -> [B, T * hop]."""
+        return istft(self.spectrum(mel, trunk_out), self.n_fft, self.hop, self.window, mel.shape[1] * self.hop)
 
 
 VOCODER_DTYPES = ("auto", "float32", "bfloat16")
@@ -179,7 +180,6 @@ class NeuralVocoder(Vocoder):
                 block.dwconv.float()
             self._run.window = self.generator.window  # the iSTFT stays fp32
         self._trunk = _frozen_trunk(self._run) if freeze else self._run.trunk
-        self.frozen = isinstance(self._trunk, torch.jit.ScriptModule)
         self.name = name
         mel_cfg = generator.mel_cfg
         self.sample_rate, self.hop_length, self.n_mels = mel_cfg.sample_rate, mel_cfg.hop_length, mel_cfg.n_mels
@@ -191,10 +191,14 @@ class NeuralVocoder(Vocoder):
         self.crossfade = 0  # windows agree exactly: nothing to blend
 
     def synthesize(self, mel: torch.Tensor, prefix: torch.Tensor | None = None) -> torch.Tensor:
-        g = self._run
         with torch.jit.optimized_execution(False):  # thread-local: see the class docstring
             out = self._trunk(mel)
-        return istft(g.spectrum(mel, out), g.n_fft, g.hop, g.window, mel.shape[1] * g.hop)
+        return self._run(mel, out)
+
+    @property
+    def frozen(self) -> bool:
+        """Whether the trunk runs as a frozen TorchScript graph (False: not asked, or tracing failed)."""
+        return isinstance(self._trunk, torch.jit.ScriptModule)
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.generator.parameters())
