@@ -45,3 +45,24 @@ def test_missing_package_is_a_clear_error(monkeypatch) -> None:
     with pytest.raises(RuntimeError, match="faster-whisper"):
         asr.Transcriber(model_path="/nonexistent").transcribe(np.ones(1600, dtype=np.float32) * 0.1, 16000)
     asr._load_model.cache_clear()
+
+
+def test_a_looping_transcript_is_decoded_again(transcriber) -> None:
+    """A real case: greedy Whisper loops on this generated answer ("Sleepy-y-y-y-..." for ~70
+    tokens, which added 24 points to a 100-answer WER); beam search hears "Sleepy on door."."""
+    from pathlib import Path
+
+    import soundfile as sf
+
+    from flowomni.audio.io import resample
+    from flowomni.evaluation.asr import LOOP_COMPRESSION_RATIO, compression_ratio
+
+    wav, sr = sf.read(Path(__file__).parent / "data" / "asr_loop.wav", dtype="float32")
+    greedy = transcriber._decode(resample(wav, sr, 16000), beam_size=1)
+    assert compression_ratio(greedy) > LOOP_COMPRESSION_RATIO, greedy  # the loop is still there
+    before = transcriber.redecoded
+    text = transcriber.transcribe(wav, sr)
+    assert compression_ratio(text) <= LOOP_COMPRESSION_RATIO and len(text.split()) <= 5, text
+    assert text.lower().startswith("sleepy") and transcriber.redecoded == before + 1
+    # ordinary answers, repeats included, are far from the threshold
+    assert compression_ratio("Seventeen, eighteen, fourteen, fourteen.") < 1.5

@@ -190,6 +190,7 @@ class Evaluator:
             result["sweeps"]["text_input"] = [{"input": "written question", **score(self.answer(items, as_text=True))}]
         if cfg.unseen_manifest:
             result["sweeps"]["unseen_voices"] = [{"voices": "unseen", **score(self.answer(self.items(cfg.unseen_manifest)))}]
+        result["asr_redecoded"] = getattr(self.asr, "redecoded", 0)  # looping transcripts decoded again
         result["wall_s"] = time.perf_counter() - t0
         return result
 

@@ -96,13 +96,16 @@ def write_report(results: dict[str, dict[str, Any]], examples: dict[str, list[di
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "results.json").write_text(json.dumps(results, indent=1, default=str))
     plot_sweeps(results, out_dir / "wer_vs_snr.png")
+    redecoded = ", ".join(f"{n}: {r.get('asr_redecoded', 0)}" for n, r in results.items())
     md = [f"# Evaluation report\n\nCommand:\n\n```\n{command}\n```\n"]
     if notes:
         md.append(notes + "\n")
     md += ["## Clean test questions\n", summary_table(results),
            "\nSpeech WER: the independent ASR (Whisper tiny.en) transcribes the spoken answer; "
            "against the reference answer it measures what a listener gets, against the model's own "
-           "text it measures text-speech consistency. Silent answers count as fully deleted.\n",
+           "text it measures text-speech consistency. Silent answers count as fully deleted. "
+           "Transcripts where greedy Whisper looped were decoded again with beam search "
+           f"({redecoded}; flowomni.evaluation.asr).\n",
            "\n### Accuracy by skill\n", skill_table(results)]
     run = [sw for sw in SWEEPS if all(r["sweeps"].get(sw[0]) for r in results.values())]  # not run: no section
     if run:
