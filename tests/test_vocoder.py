@@ -35,12 +35,12 @@ def speech_mel(tmp_path_factory: pytest.TempPathFactory) -> torch.Tensor:
     return MelSpectrogram(CFG)(wav)
 
 
-def tiny_neural(seed: int = 0, dtype: str = "float32", freeze: bool = True) -> NeuralVocoder:
+def tiny_neural(seed: int = 0, dtype: str = "float32", freeze: bool = True, pack: bool = True) -> NeuralVocoder:
     torch.manual_seed(seed)
     gen = VocosGenerator(VocosConfig(dim=32, intermediate=64, layers=2), CFG)
     for p in gen.parameters():  # random but not near-zero output, so equality checks mean something
         torch.nn.init.normal_(p, std=0.2)
-    return NeuralVocoder(gen, name="tiny", dtype=dtype, freeze=freeze)
+    return NeuralVocoder(gen, name="tiny", dtype=dtype, freeze=freeze, pack=pack)
 
 
 def mel_errors(wav: torch.Tensor | np.ndarray, mel: torch.Tensor) -> tuple[float, float]:
@@ -116,7 +116,12 @@ def test_neural_stream_equals_one_shot(speech_mel: torch.Tensor, chunk: int, dty
 def test_bf16_convnext_stays_close_to_fp32(speech_mel: torch.Tensor) -> None:
     fp32, bf16 = tiny_neural(dtype="float32"), tiny_neural(dtype="bfloat16")
     assert (fp32.dtype, bf16.dtype) == ("float32", "bfloat16")
-    assert next(bf16._run.blocks.parameters()).dtype == torch.bfloat16 and bf16._run.head.weight.dtype == torch.float32
+    # matrix products in bf16; norms, depthwise convs, the residual stream and the spectrum in fp32
+    run, block = bf16._run, bf16._run.blocks[0]
+    assert {m.weight.dtype for m in (run.embed, run.head, block.pw1, block.pw2)} == {torch.bfloat16}
+    assert {m.weight.dtype for m in (run.norm, run.final_norm, block.norm, block.dwconv)} == {torch.float32}
+    assert run.trunk(torch.zeros(1, 5, CFG.n_mels)).dtype == torch.float32
+    assert bf16.generator.blocks[0].pw1.weight.dtype == torch.float32  # the trained weights stay as they are
     # compare what a listener gets (the log-mel of the audio), not sample values
     ref, got = (MelSpectrogram(CFG)(v(speech_mel)) for v in (fp32, bf16))
     assert (got - ref).abs().mean() < 0.1, (got - ref).abs().mean()
@@ -277,3 +282,55 @@ def test_freeze_failure_falls_back_to_eager(monkeypatch: pytest.MonkeyPatch, cap
     voc = tiny_neural()
     assert not voc.frozen and "could not freeze the trunk (RuntimeError: no TorchScript here)" in caplog.text
     torch.testing.assert_close(voc(speech_mel), want)
+
+
+def test_spectrum_values_and_gradients_are_those_of_polar() -> None:
+    """The spectrum is built with in-place products (speed); values and training gradients are
+    those of the plain formula torch.polar(exp(clamp(log_mag)), angle)."""
+    gen = tiny_neural().generator
+    out = torch.randn(2, 9, 2 * (gen.n_fft // 2 + 1), requires_grad=True)
+    log_mag, angle = out.chunk(2, dim=-1)
+    want = torch.polar(torch.exp(torch.clamp(log_mag, max=gen.cfg.max_log_mag)), angle).transpose(1, 2)
+    got = gen.spectrum(torch.zeros(2, 9, CFG.n_mels), out)
+    torch.testing.assert_close(got, want)
+    weight = torch.randn(want.shape, dtype=want.dtype)  # a loss that reaches magnitude and phase
+    (g_want,) = torch.autograd.grad((want * weight).real.sum(), out)
+    (g_got,) = torch.autograd.grad((got * weight).real.sum(), out)
+    torch.testing.assert_close(g_got, g_want)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_packed_linears_equal_plain_ones(speech_mel: torch.Tensor, dtype: str) -> None:
+    """oneDNN-packed MLPs and head (GELU fused) give the plain layers' output at any length."""
+    packed, plain = tiny_neural(dtype=dtype), tiny_neural(dtype=dtype, pack=False)
+    assert packed.packed and not plain.packed
+    assert isinstance(packed._run.blocks[0].act, torch.nn.Identity) and isinstance(plain._run.blocks[0].act, torch.nn.GELU)
+    for frames in (1, 7, 64, speech_mel.shape[0]):
+        want, got = plain(speech_mel[:frames]), packed(speech_mel[:frames])
+        if dtype == "float32":
+            torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4 * float(want.abs().max()))
+        else:  # bf16 rounds the products' outputs in a different order: compare what is heard
+            assert (MelSpectrogram(CFG)(got) - MelSpectrogram(CFG)(want)).abs().mean() < 0.05
+
+
+def test_packing_falls_back_to_plain_layers(monkeypatch: pytest.MonkeyPatch, speech_mel: torch.Tensor,
+                                            caplog: pytest.LogCaptureFixture) -> None:
+    from flowomni.vocoder import packed as packed_mod
+
+    def broken(weight: torch.Tensor, rows: int) -> torch.Tensor:
+        raise RuntimeError("no oneDNN here")
+
+    monkeypatch.setattr(packed_mod.torch.ops.mkldnn, "_reorder_linear_weight", broken)
+    voc = tiny_neural()
+    assert not voc.packed and "packing unavailable" in caplog.text
+    assert isinstance(voc._run.blocks[0].pw1, torch.nn.Linear)
+    torch.testing.assert_close(voc(speech_mel), tiny_neural(pack=False)(speech_mel))
+    monkeypatch.undo()
+    lin = torch.nn.Linear(8, 16)
+    with pytest.raises(ValueError, match="unknown activation"):
+        packed_mod.PackedLinear(lin, "relu")
+    assert packed_mod.pack_linear(lin) is not None
+    # a packed layer that disagrees with the plain one is not used either (here the check
+    # expects a tanh the packed op does not apply)
+    monkeypatch.setitem(packed_mod.ACTIVATIONS, "none", torch.tanh)
+    assert packed_mod.pack_linear(lin) is None and "disagrees" in caplog.text

@@ -66,13 +66,12 @@ class CausalishConv(nn.Conv1d):
         x = F.pad(x, (0, 0, *self.pad))
         if self.groups == 1:  # unfold gives [B, T, C_in, k], the order of weight.flatten(1)
             return F.linear(x.unfold(1, k, 1).flatten(2), self.weight.flatten(1), self.bias)
-        # depthwise, in fp32 even for a bf16 model: CPU bf16 multiply-adds are ~1.4x slower here.
-        # Slices end at constant offsets from the end, so a traced graph works for any length.
-        xf, w = x.float(), self.weight[:, 0].T.float().contiguous()  # w: [k, C]
-        y = torch.addcmul(self.bias.float(), xf[:, : 1 - k], w[0])
+        # depthwise. Slices end at constant offsets from the end, so a traced graph works for any length.
+        w = self.weight[:, 0].T.contiguous()  # [k, C]
+        y = torch.addcmul(self.bias, x[:, : 1 - k], w[0])
         for i in range(1, k):
-            y.addcmul_(xf[:, i : (i + 1 - k) or None], w[i])
-        return y.to(x.dtype)
+            y.addcmul_(x[:, i : (i + 1 - k) or None], w[i])
+        return y
 
 
 class ConvNeXtBlock(nn.Module):
@@ -84,11 +83,12 @@ class ConvNeXtBlock(nn.Module):
         self.norm = nn.LayerNorm(cfg.dim, eps=1e-6)
         self.pw1 = nn.Linear(cfg.dim, cfg.intermediate)
         self.pw2 = nn.Linear(cfg.intermediate, cfg.dim)
+        self.act = nn.GELU()  # a module, so inference can fuse it into pw1 (vocoder.packed)
         self.gamma = nn.Parameter(torch.full((cfg.dim,), cfg.layer_scale))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # [B, T, C]
-        y = self.pw2(F.gelu(self.pw1(self.norm(self.dwconv(x)))))
-        return torch.addcmul(x, y, self.gamma)
+        h = self.norm(self.dwconv(x)).to(self.pw1.weight.dtype)  # the MLP may run in bf16 (NeuralVocoder)
+        return torch.addcmul(x, self.pw2(self.act(self.pw1(h))), self.gamma)  # adds in the residual's dtype
 
 
 class VocosGenerator(nn.Module):
@@ -121,21 +121,22 @@ class VocosGenerator(nn.Module):
 
     def trunk(self, mel: torch.Tensor) -> torch.Tensor:
         """log-mel [B, T, M] -> per-frame log-magnitudes and phase angles [B, T, 2 * (n_fft//2+1)]."""
-        x = self.norm(self.embed(mel.to(self.embed.weight.dtype)))
+        # the matrix products may run in bf16 (NeuralVocoder's dtype); the residual stream, norms,
+        # depthwise convs and everything after the head stay fp32
+        x = self.norm(self.embed(mel.to(self.embed.weight.dtype)).to(self.norm.weight.dtype))
         for block in self.blocks:
             x = block(x)
-        # the ConvNeXt may run in bf16 (NeuralVocoder's dtype); the head stays fp32: it makes
-        # log-magnitudes and phase angles, where bf16's 8-bit mantissa would be heard
-        return self.head(self.final_norm(x.to(self.head.weight.dtype)))
+        return self.head(self.final_norm(x).to(self.head.weight.dtype)).float()
 
     def spectrum(self, mel: torch.Tensor, trunk_out: torch.Tensor | None = None) -> torch.Tensor:
         """log-mel [B, T, M] (or the trunk's output for it) -> complex STFT [B, n_fft//2+1, T]."""
         out = self.trunk(mel) if trunk_out is None else trunk_out
         log_mag, angle = out.chunk(2, dim=-1)
-        mag = torch.exp(torch.clamp(log_mag, max=self.cfg.max_log_mag))
+        mag = torch.clamp(log_mag, max=self.cfg.max_log_mag).exp_()
         # = torch.polar(mag, angle), which is no faster on 2 threads and ~1.7x slower on one
-        # (measured, 244 x 513 bins: 1.38 vs 0.80 ms)
-        spec = torch.complex(mag * torch.cos(angle), mag * torch.sin(angle))  # [B, T, F], time-major
+        # (measured, 244 x 513 bins: 1.38 vs 0.80 ms); in-place products: no extra tensors
+        # (autograd is fine with them: tested)
+        spec = torch.complex(torch.cos(angle).mul_(mag), torch.sin(angle).mul_(mag))  # [B, T, F], time-major
         return spec.transpose(1, 2)  # a view: istft transposes back for free
 
     def forward(self, mel: torch.Tensor, trunk_out: torch.Tensor | None = None) -> torch.Tensor:
@@ -149,9 +150,11 @@ VOCODER_DTYPES = ("auto", "float32", "bfloat16")
 class NeuralVocoder(Vocoder):
     """A trained `VocosGenerator` behind the `Vocoder` interface; streams exactly.
 
-    `dtype`: the ConvNeXt's compute precision. "auto" is bf16 where the CPU has native bf16
-    (flowomni.hardware), else fp32; the output head is fp32 either way. benchmarks/vocoder.py
-    measures both (`--neural-dtypes`).
+    `dtype`: the precision of the matrix products (embedding, MLPs, head), ~2x faster in bf16
+    where the CPU has native bf16 ("auto" picks it there, flowomni.hardware); norms, depthwise
+    convs, the residual stream and the spectrum stay fp32 (element-wise bf16 is no faster on a
+    CPU, only less precise). The mean log-mel difference to fp32 output is ~0.03 (tested <0.1);
+    benchmarks/vocoder.py measures both (`--neural-dtypes`).
 
     `freeze`: run the trunk (ConvNeXt + head) as a frozen TorchScript graph: weights and their
     casts become constants and the ops run in TorchScript's C++ interpreter, without Python
@@ -160,10 +163,13 @@ class NeuralVocoder(Vocoder):
     executor off: that one re-specialises the graph for every new length (10-30 ms each time,
     which a stream's first packets would pay). The graph is traced once here and holds for any
     number of frames (tests check it against the eager trunk); if tracing fails, the eager trunk
-    runs and a warning says why. (`torch.jit` is deprecated, but present in the pinned torch.)"""
+    runs and a warning says why. (`torch.jit` is deprecated, but present in the pinned torch.)
+
+    `pack` (CPU): the MLPs' and head's weights pre-packed for oneDNN, GELU fused into the first
+    MLP product (flowomni.vocoder.packed); `packed` says whether it took."""
 
     def __init__(self, generator: VocosGenerator, name: str, chunk_frames: int = 4, dtype: str = "auto",
-                 freeze: bool = True) -> None:
+                 freeze: bool = True, pack: bool = True) -> None:
         from flowomni.hardware import native_bf16
 
         if dtype not in VOCODER_DTYPES:
@@ -172,13 +178,12 @@ class NeuralVocoder(Vocoder):
         bf16 = dtype == "bfloat16" or (dtype == "auto" and native_bf16()
                                         and next(generator.parameters()).device.type == "cpu")
         self.dtype = "bfloat16" if bf16 else "float32"
-        self._run = self.generator
+        cpu = next(generator.parameters()).device.type == "cpu"
+        self._run = copy.deepcopy(self.generator) if bf16 or (pack and cpu) else self.generator
         if bf16:
-            self._run = copy.deepcopy(self.generator).to(torch.bfloat16)
-            self._run.head.float(), self._run.final_norm.float()
-            for block in self._run.blocks:  # depthwise convs compute in fp32 anyway: no per-call weight casts
-                block.dwconv.float()
-            self._run.window = self.generator.window  # the iSTFT stays fp32
+            for m in (self._run.embed, self._run.head, *(lin for b in self._run.blocks for lin in (b.pw1, b.pw2))):
+                m.to(torch.bfloat16)
+        self.packed = pack and cpu and _pack_linears(self._run)
         self._trunk = _frozen_trunk(self._run) if freeze else self._run.trunk
         self.name = name
         mel_cfg = generator.mel_cfg
@@ -202,6 +207,23 @@ class NeuralVocoder(Vocoder):
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.generator.parameters())
+
+
+def _pack_linears(generator: VocosGenerator) -> bool:
+    """Swap the MLPs' and the head's nn.Linear for oneDNN-packed ones, GELU fused into pw1
+    (flowomni.vocoder.packed); False, and nothing changed, where packing is unavailable."""
+    from flowomni.vocoder.packed import pack_linear
+
+    swaps = [(generator, "head", pack_linear(generator.head))]
+    for block in generator.blocks:
+        swaps += [(block, "pw1", pack_linear(block.pw1, "gelu")), (block, "pw2", pack_linear(block.pw2))]
+    if any(new is None for _, _, new in swaps):
+        return False
+    for owner, attr, new in swaps:
+        setattr(owner, attr, new)
+    for block in generator.blocks:
+        block.act = nn.Identity()  # pw1 applies it
+    return True
 
 
 class _Trunk(nn.Module):
