@@ -60,12 +60,20 @@ class CausalishConv(nn.Conv1d):
             raise ValueError("CausalishConv is either dense (groups=1) or depthwise (groups=c_in=c_out)")
         super().__init__(c_in, c_out, kernel, groups=groups)
         self.pad = (kernel - 1 - lookahead, lookahead)
+        self.packed: nn.Module | None = None  # a dense conv's matmul, packed for CPU inference (NeuralVocoder)
+
+    def as_linear(self) -> nn.Linear:
+        """A dense conv's matmul over unfolded frames as an nn.Linear (sharing the weights)."""
+        lin = nn.Linear(self.in_channels * self.kernel_size[0], self.out_channels)
+        lin.weight, lin.bias = nn.Parameter(self.weight.flatten(1)), self.bias
+        return lin.to(self.weight.dtype)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # [B, T, C_in] -> [B, T, C_out]
         k = self.kernel_size[0]
         x = F.pad(x, (0, 0, *self.pad))
         if self.groups == 1:  # unfold gives [B, T, C_in, k], the order of weight.flatten(1)
-            return F.linear(x.unfold(1, k, 1).flatten(2), self.weight.flatten(1), self.bias)
+            x = x.unfold(1, k, 1).flatten(2)
+            return F.linear(x, self.weight.flatten(1), self.bias) if self.packed is None else self.packed(x)
         # depthwise. Slices end at constant offsets from the end, so a traced graph works for any length.
         w = self.weight[:, 0].T.contiguous()  # [k, C]
         y = torch.addcmul(self.bias, x[:, : 1 - k], w[0])
@@ -210,11 +218,11 @@ class NeuralVocoder(Vocoder):
 
 
 def _pack_linears(generator: VocosGenerator) -> bool:
-    """Swap the MLPs' and the head's nn.Linear for oneDNN-packed ones, GELU fused into pw1
+    """Swap the MLPs', the head's and the embedding's matmuls for oneDNN-packed ones, GELU fused into pw1
     (flowomni.vocoder.packed); False, and nothing changed, where packing is unavailable."""
     from flowomni.vocoder.packed import pack_linear
 
-    swaps = [(generator, "head", pack_linear(generator.head))]
+    swaps = [(generator, "head", pack_linear(generator.head)), (generator.embed, "packed", pack_linear(generator.embed.as_linear()))]
     for block in generator.blocks:
         swaps += [(block, "pw1", pack_linear(block.pw1, "gelu")), (block, "pw2", pack_linear(block.pw2))]
     if any(new is None for _, _, new in swaps):
