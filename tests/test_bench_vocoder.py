@@ -47,3 +47,14 @@ def test_vocoder_benchmark_json(tmp_path: Path) -> None:
     assert res["vocoders"]["griffin-lim-32"]["speed_vs_griffin_lim_32"] == 1.0
     assert res["vocoders"]["neural"]["wer"] == res["vocoders"]["again"]["wer"]  # same weights, same words
     assert res["targets"]["judged"] == "neural"
+
+
+def test_vocoder_training_benchmark_json() -> None:
+    r = subprocess.run([sys.executable, str(ROOT / "benchmarks/vocoder_train.py"), "--device", "cpu", "--batch", "2",
+                        "--repeats", "1", "--threads", "1", "--json"], capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    res = json.loads(r.stdout)["results"]
+    assert set(res) == {f"shipped/b2/{p}/{q}" for p in ("reconstruction", "gan") for q in ("fp32", "bf16")}
+    assert all(v["median_s"] > 0 and v["audio_s_per_s"] > 0 and v["device"] == "cpu" for v in res.values())
+    assert res["shipped/b2/gan/fp32"]["gan_vs_reconstruction"] > 1  # the discriminators cost something
+    assert res["shipped/b2/gan/bf16"]["bf16_speedup"] > 0

@@ -33,6 +33,8 @@ def test_unknown_keys_and_bad_types_are_named(tmp_path):
         load_config(ModelConfig, None, ["flow.steps"])
     with pytest.raises(ConfigError, match="not found"):
         load_config(ModelConfig, tmp_path / "missing.yaml")
+    with pytest.raises(ConfigError, match="flow.method: expected str, got False .*quote it"):
+        load_config(ModelConfig, None, ["flow.method=no"])  # YAML 1.1: a bare no is a boolean
 
 
 def test_base_file_is_merged_under_the_variant(tmp_path):

@@ -41,6 +41,26 @@ def voice_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
+@pytest.fixture(scope="module")
+def tone_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Like voice_dir, but harmonic glides written with numpy: for machines without espeak-ng
+    (a GPU box), where what matters is that training runs the same, not what it says."""
+    import numpy as np
+    import soundfile as sf
+
+    root = tmp_path_factory.mktemp("tones")
+    (root / "clips").mkdir()
+    sr = 22050
+    for i, (f0, f1) in enumerate([(110, 220), (180, 140), (90, 300)]):
+        t = np.arange(int(sr * (1.0 + 0.3 * i))) / sr
+        phase = 2 * np.pi * np.cumsum(np.linspace(f0, f1, t.size)) / sr
+        wav = sum(np.sin(k * phase) / k for k in range(1, 8)) * 0.1 * np.hanning(t.size) ** 0.25
+        sf.write(root / "clips" / f"c{i}.wav", wav.astype(np.float32), sr, subtype="PCM_16")
+    (root / "train.jsonl").write_text("".join(json.dumps({"id": str(i), "answer_audio": f"clips/c{i}.wav"}) + "\n" for i in (0, 1)))
+    (root / "valid.jsonl").write_text(json.dumps({"id": "2", "answer_audio": "clips/c2.wav"}) + "\n")
+    return root
+
+
 def small_config(voice_dir: Path, run_dir: Path, *extra: str) -> VocoderTrainConfig:
     cfg = load_config(VocoderTrainConfig, ROOT / "configs" / "vocoder.yaml", [*SMALL, *extra])
     cfg.data.train, cfg.data.valid = [str(voice_dir / "train.jsonl")], [str(voice_dir / "valid.jsonl")]
@@ -95,6 +115,55 @@ def test_training_steps_decrease_loss_on_a_tiny_batch(voice_dir: Path, tmp_path:
     moved = any(not torch.equal(a, b) for a, b in zip(disc_before, trainer.disc.parameters()))
     assert moved == gan and ("adv" in last) == gan and ("disc" in last) == gan
     assert trainer.step_count == 26
+
+
+def test_bf16_autocast_trains_with_fp32_weights(voice_dir: Path, tmp_path: Path) -> None:
+    """The GPU default (bf16 autocast), run on the CPU: products in bf16, weights, optimizer
+    states and losses fp32, and it still learns."""
+    cfg = small_config(voice_dir, tmp_path / "run", "train.gan_start_step=0", "train.lr=0.003",
+                       "train.device=cpu", "train.mixed_precision=bf16")
+    trainer = VocoderTrainer(cfg)
+    assert trainer.amp_dtype == torch.bfloat16 and trainer.device.type == "cpu"
+    mel, wav = Clips(cfg.data.train, cfg.mel).batch(4, 16)
+    first = trainer.step(mel, wav)
+    for _ in range(25):
+        last = trainer.step(mel, wav)
+    assert last["mel"] < 0.8 * first["mel"] and all(torch.isfinite(torch.tensor(v)) for v in last.values())
+    assert {p.dtype for p in [*trainer.generator.parameters(), *trainer.disc.parameters()]} == {torch.float32}
+    assert {v.dtype for st in trainer.opt_g.state.values() for k, v in st.items() if k != "step"} == {torch.float32}
+
+
+def test_device_and_precision_settings_are_checked(voice_dir: Path, tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="mixed_precision must be"):
+        VocoderTrainer(small_config(voice_dir, tmp_path / "run", "train.mixed_precision=fp8"))
+    auto = VocoderTrainer(small_config(voice_dir, tmp_path / "run"))
+    assert auto.device.type == ("cuda" if torch.cuda.is_available() else "cpu")
+    assert auto.amp_dtype == (torch.bfloat16 if torch.cuda.is_available() else None)
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="sees no GPU"):
+            VocoderTrainer(small_config(voice_dir, tmp_path / "run", "train.device=cuda"))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
+def test_gpu_training_matches_cpu_and_resumes(tone_dir: Path, tmp_path: Path) -> None:
+    """On a GPU in fp32, the first steps give the CPU's losses (TF32 products: loose tolerance);
+    a checkpoint saved from the GPU resumes there with the same next step."""
+    extra = ["train.gan_start_step=1", "train.mixed_precision=fp32"]
+    runs = {}
+    for device in ("cpu", "cuda"):
+        trainer = VocoderTrainer(small_config(tone_dir, tmp_path / device, *extra, f"train.device={device}"))
+        torch.manual_seed(1)
+        mel, wav = Clips(trainer.cfg.data.train, trainer.cfg.mel).batch(4, 16)
+        runs[device] = [trainer.step(mel, wav) for _ in range(3)]
+    for a, b in zip(runs["cpu"], runs["cuda"]):
+        assert b["mel"] == pytest.approx(a["mel"], rel=2e-2) and b["stft"] == pytest.approx(a["stft"], rel=2e-2)
+    cfg = small_config(tone_dir, tmp_path / "gpu", "train.gan_start_step=1", "train.save_every=2")
+    straight = train_vocoder(cfg, max_steps=3)
+    cfg2 = small_config(tone_dir, tmp_path / "gpu2", "train.gan_start_step=1", "train.save_every=2")
+    train_vocoder(cfg2, max_steps=2)
+    resumed = train_vocoder(cfg2, max_steps=3, resume=True)
+    assert resumed["step"] == straight["step"] == 3
+    assert resumed["mel"] == pytest.approx(straight["mel"], rel=1e-2)
 
 
 def test_resume_continues_exactly(voice_dir: Path, tmp_path: Path) -> None:

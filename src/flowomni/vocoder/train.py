@@ -19,6 +19,7 @@ import json
 import logging
 import math
 import time
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -78,6 +79,10 @@ class VocoderOptimConfig:
     keep_checkpoints: int = 3
     seed: int = 0
     threads: int = 0  # torch CPU threads; 0 = torch's default
+    device: str = "auto"  # auto: the GPU when there is one, else the CPU; or cpu / cuda / cuda:N
+    # auto: bf16 autocast on a GPU (matrix products and convs; spectra, losses, weights and
+    # optimizer states stay fp32), plain fp32 on a CPU; or fp32 / bf16
+    mixed_precision: str = "auto"
 
 
 @dataclass
@@ -92,6 +97,24 @@ class VocoderTrainConfig:
     # add the adversarial phase to a reconstruction-only vocoder or adapt one to a new voice;
     # discriminators, optimizers and the step count start fresh
     init_from: str = ""
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"train.device is {name!r} but torch sees no GPU: use 'auto' or 'cpu'")
+    return device
+
+
+def autocast_dtype(mixed_precision: str, device: torch.device) -> torch.dtype | None:
+    """The dtype the forward passes autocast to, or None for plain fp32."""
+    if mixed_precision not in ("auto", "fp32", "bf16"):
+        raise ValueError(f"train.mixed_precision must be 'auto', 'fp32' or 'bf16', got {mixed_precision!r}")
+    if mixed_precision == "auto":
+        return torch.bfloat16 if device.type == "cuda" else None
+    return torch.bfloat16 if mixed_precision == "bf16" else None
 
 
 def config_yaml(cfg: VocoderTrainConfig) -> str:
@@ -120,32 +143,45 @@ class VocoderTrainer:
             raise ValueError(f"train.gan_loss must be 'hinge' or 'lsgan', got {t.gan_loss!r}")
         if not 0 < t.lr_min <= t.lr:
             raise ValueError(f"train.lr ({t.lr}) and train.lr_min ({t.lr_min}) must satisfy 0 < lr_min <= lr")
+        self.device = resolve_device(t.device)
+        self.amp_dtype = autocast_dtype(t.mixed_precision, self.device)
+        if self.device.type == "cuda":
+            torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
         torch.manual_seed(t.seed)
-        self.generator = VocosGenerator(cfg.model, cfg.mel)
-        self.disc = Discriminators(cfg.disc)
+        self.generator = VocosGenerator(cfg.model, cfg.mel).to(self.device)
+        self.disc = Discriminators(cfg.disc).to(self.device)
         self.opt_g = torch.optim.AdamW(self.generator.parameters(), t.lr, betas=tuple(t.betas), weight_decay=t.weight_decay)
         self.opt_d = torch.optim.AdamW(self.disc.parameters(), t.lr, betas=tuple(t.betas), weight_decay=t.weight_decay)
         self.sched_g = torch.optim.lr_scheduler.LambdaLR(self.opt_g, lr_lambda(t))
         self.sched_d = torch.optim.lr_scheduler.LambdaLR(self.opt_d, lr_lambda(t))
-        self.mel_loss = MelLoss(cfg.mel)
-        self.stft_loss = MultiResolutionSTFTLoss(t.stft_resolutions)
+        self.mel_loss = MelLoss(cfg.mel).to(self.device)
+        self.stft_loss = MultiResolutionSTFTLoss(t.stft_resolutions).to(self.device)
         self.step_count = 0
         self.skipped_updates = 0
 
+    def autocast(self) -> AbstractContextManager:
+        if self.amp_dtype is None:
+            return nullcontext()
+        return torch.autocast(self.device.type, dtype=self.amp_dtype)
+
     def reconstruction(self, y: torch.Tensor, wav: torch.Tensor) -> dict[str, torch.Tensor]:
+        y, wav = y.float(), wav.float()  # spectra of audio in fp32, whatever the autocast
         return {"mel": self.mel_loss(y, wav), "stft": self.stft_loss(y, wav)}
 
     def step(self, mel: torch.Tensor, wav: torch.Tensor) -> dict[str, float]:
         """One optimizer step on a batch (mel [B, T, M], wav [B, T * hop]); returns losses."""
         t = self.cfg.train
+        mel, wav = mel.to(self.device, non_blocking=True), wav.to(self.device, non_blocking=True)
         self.generator.train()
-        y = self.generator(mel)
+        with self.autocast():
+            y = self.generator(mel).float()
         logs: dict[str, float] = {}
         gan = self.step_count >= t.gan_start_step
         if gan:
             self.disc.train()
-            real, _ = self.disc(wav)
-            fake, _ = self.disc(y.detach())
+            with self.autocast():
+                real, _ = self.disc(wav)
+                fake, _ = self.disc(y.detach())
             loss_d = discriminator_loss(real, fake, t.gan_loss)
             self.opt_d.zero_grad(set_to_none=True)
             loss_d.backward()
@@ -156,9 +192,10 @@ class VocoderTrainer:
         loss_g = t.lambda_mel * rec["mel"] + t.lambda_stft * rec["stft"]
         if gan:
             self.disc.requires_grad_(False)
-            fake, fake_feats = self.disc(y)
-            with torch.no_grad():
-                _, real_feats = self.disc(wav)
+            with self.autocast():
+                fake, fake_feats = self.disc(y)
+                with torch.no_grad():
+                    _, real_feats = self.disc(wav)
             self.disc.requires_grad_(True)
             adv, fm = generator_adv_loss(fake, t.gan_loss), feature_matching_loss(real_feats, fake_feats)
             loss_g = loss_g + t.lambda_adv * adv + t.lambda_fm * fm
@@ -190,7 +227,9 @@ class VocoderTrainer:
         self.generator.eval()
         totals = {"mel": 0.0, "stft": 0.0}
         for mel, wav in zip(clips.mels, clips.wavs):
-            rec = self.reconstruction(self.generator(mel[None]), wav[None])
+            with self.autocast():
+                y = self.generator(mel[None].to(self.device))
+            rec = self.reconstruction(y, wav[None].to(self.device))
             for k in totals:
                 totals[k] += rec[k].item() / len(clips)
         return {f"valid_{k}": v for k, v in totals.items()}
@@ -254,9 +293,10 @@ def train_vocoder(
     trainer = VocoderTrainer(cfg)
     train_clips = Clips(cfg.data.train, cfg.mel, cfg.data.max_seconds)
     valid_clips = Clips(cfg.data.valid, cfg.mel, cfg.data.max_seconds, limit=cfg.data.valid_items) if cfg.data.valid else None
-    log.info("vocoder: %d train clips (%.0f s), %d valid; generator %.2f M params; skipped %s",
+    log.info("vocoder: %d train clips (%.0f s), %d valid; generator %.2f M params; skipped %s; on %s, autocast %s",
              len(train_clips), train_clips.seconds(), len(valid_clips) if valid_clips else 0,
-             sum(p.numel() for p in trainer.generator.parameters()) / 1e6, dict(train_clips.skipped))
+             sum(p.numel() for p in trainer.generator.parameters()) / 1e6, dict(train_clips.skipped),
+             trainer.device, trainer.amp_dtype or "off")
     if resume and (ckpt := latest_checkpoint(run_dir)) is not None:
         trainer.load(ckpt)
         log.info("resumed from %s at step %d", ckpt, trainer.step_count)
