@@ -56,7 +56,8 @@ def tone_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
         phase = 2 * np.pi * np.cumsum(np.linspace(f0, f1, t.size)) / sr
         wav = sum(np.sin(k * phase) / k for k in range(1, 8)) * 0.1 * np.hanning(t.size) ** 0.25
         sf.write(root / "clips" / f"c{i}.wav", wav.astype(np.float32), sr, subtype="PCM_16")
-    (root / "train.jsonl").write_text("".join(json.dumps({"id": str(i), "answer_audio": f"clips/c{i}.wav"}) + "\n" for i in (0, 1)))
+    lines = [json.dumps({"id": str(i), "answer_audio": f"clips/c{i}.wav"}) for i in (0, 1)]
+    (root / "train.jsonl").write_text("\n".join(lines) + "\n")
     (root / "valid.jsonl").write_text(json.dumps({"id": "2", "answer_audio": "clips/c2.wav"}) + "\n")
     return root
 

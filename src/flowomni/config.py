@@ -58,7 +58,9 @@ def _coerce(tp: Any, value: Any, where: str) -> Any:
     if tp in (int, str, bool, float) and not isinstance(value, tp):
         if tp is int and isinstance(value, float) and value.is_integer():
             return int(value)
-        hint = " (YAML reads a bare no/yes/off/on as a boolean: quote it, e.g. 'no')" if tp is str and isinstance(value, bool) else ""
+        hint = ""
+        if tp is str and isinstance(value, bool):
+            hint = " (YAML reads a bare no/yes/off/on as a boolean: quote it, e.g. 'no')"
         raise ConfigError(f"{where}: expected {tp.__name__}, got {value!r}{hint}")
     return value
 
