@@ -65,11 +65,12 @@ def main() -> None:
             times = time_interleaved({k: (lambda t=t: t.step(mel, wav)) for k, t in trainers.items()},
                                      repeats=args.repeats, warmup=2)
             audio_s = batch * frames * cfg.mel.hop_length / cfg.mel.sample_rate
+            params_m = sum(p.numel() for p in first.generator.parameters()) / 1e6
             for key, ts in times.items():
                 s = statistics.median(ts)
                 results[key] = {**summary(ts), "audio_s_per_s": audio_s / s, "batch": batch,
                                 "segment_frames": frames, "device": str(first.device),
-                                "generator_params_m": sum(p.numel() for p in first.generator.parameters()) / 1e6}
+                                "generator_params_m": params_m}
             for prec in args.precisions:
                 g, r = times[f"{size}/b{batch}/gan/{prec}"], times[f"{size}/b{batch}/reconstruction/{prec}"]
                 results[f"{size}/b{batch}/gan/{prec}"]["gan_vs_reconstruction"] = statistics.median(

@@ -175,7 +175,7 @@ class VocoderTrainer:
         mel, wav = mel.to(self.device, non_blocking=True), wav.to(self.device, non_blocking=True)
         self.generator.train()
         with self.autocast():
-            y = self.generator(mel).float()
+            y = self.generator(mel)  # fp32 audio: the trunk's head casts back before the iSTFT
         logs: dict[str, float] = {}
         gan = self.step_count >= t.gan_start_step
         if gan:

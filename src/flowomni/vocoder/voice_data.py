@@ -131,20 +131,17 @@ def synthesize(voice, text: str, path: Path) -> None:
         voice.synthesize_wav(text, wf)
 
 
-def render_answer(text: str, path: Path) -> None:
-    """The corpus's answer exactly (no sampling noise, trimmed, -1 dB peak): deterministic."""
+def render_answer(speaker, text: str, path: Path) -> None:
+    """The corpus's answer exactly (no sampling noise, trimmed, -1 dB peak): deterministic.
+    `speaker` is a flowomni.data.voices.Speaker (it loads piper once)."""
     import soundfile as sf
 
     from flowomni.data.synth import Job, render_clip
-    from flowomni.data.voices import ANSWER_VOICE, Speaker
+    from flowomni.data.voices import ANSWER_VOICE
 
-    speaker = _SPEAKER.setdefault("speaker", Speaker())
     wav, sr = render_clip(speaker, Job(path.name, text, ANSWER_VOICE, None))
     path.parent.mkdir(parents=True, exist_ok=True)
     sf.write(path, wav, sr, subtype="PCM_16")
-
-
-_SPEAKER: dict[str, object] = {}
 
 
 def write_split(root: Path, split: str, texts: list[str], rendering: str) -> Path:
@@ -158,7 +155,7 @@ def write_split(root: Path, split: str, texts: list[str], rendering: str) -> Pat
     old = {}
     if manifest.is_file():
         old = {x["answer_audio"]: x for x in map(json.loads, filter(str.strip, manifest.read_text().splitlines()))}
-    voice = None
+    voice = speaker = None  # loaded on first need
     lines = []
     for i, text in enumerate(texts):
         rel = str(Path(split) / f"{split}_{i:05d}.wav")
@@ -166,7 +163,10 @@ def write_split(root: Path, split: str, texts: list[str], rendering: str) -> Pat
         had = old.get(rel, {})
         if not ((root / rel).is_file() and had.get("text") == text and had.get("rendering", "sampled") == rendering):
             if rendering == "answer":
-                render_answer(text, root / rel)
+                from flowomni.data.voices import Speaker
+
+                speaker = speaker or Speaker()
+                render_answer(speaker, text, root / rel)
             else:
                 voice = voice or load_voice()
                 synthesize(voice, text, root / rel)
