@@ -3,6 +3,11 @@
 The same code serves two configurations: the encoder's input features (16 kHz, Whisper-like)
 and the speaker's output features (the answer voice's rate, predicted by the flow head and
 consumed by the vocoder). Both are described by a `MelConfig` stored with each checkpoint.
+
+Two styles: "natural" (natural log of the magnitude mel, floored: what the flow head draws and
+the vocoders read) and "whisper" (exactly Whisper's front end, which a pretrained Whisper
+encoder needs: power mel, log10, clamped at the clip's max - 8, then (x + 4) / 4; the clip is
+padded with 160 zero samples and the last frame dropped, as faster-whisper does).
 """
 
 from __future__ import annotations
@@ -24,7 +29,12 @@ class MelConfig:
     n_mels: int = 80
     f_min: float = 0.0
     f_max: float | None = None
-    log_floor: float = 1e-5  # log(max(mel, floor)): bounds the dynamic range of silence
+    log_floor: float = 1e-5  # log(max(mel, floor)): bounds the dynamic range of silence ("natural")
+    style: str = "natural"  # or "whisper" (see the module docstring)
+
+    def __post_init__(self) -> None:
+        if self.style not in MEL_STYLES:
+            raise ValueError(f"mel style must be one of {MEL_STYLES}, got {self.style!r}")
 
     @property
     def frame_rate(self) -> float:
@@ -32,7 +42,14 @@ class MelConfig:
 
     def fingerprint(self) -> str:
         """Stable short hash; feature caches key on it so a config change invalidates them."""
-        return hashlib.sha1(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:12]
+        fields = asdict(self)
+        if fields["style"] == "natural":  # configs from before the field existed keep their hash
+            del fields["style"]
+        return hashlib.sha1(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:12]
+
+
+MEL_STYLES = ("natural", "whisper")
+WHISPER_PAD = 160  # samples faster-whisper appends before its STFT (then drops the last frame)
 
 
 def _hz_to_mel(f: torch.Tensor) -> torch.Tensor:
@@ -107,13 +124,24 @@ class MelSpectrogram(torch.nn.Module):
         return mag.reshape(*shape, *mag.shape[-2:])
 
     def forward(self, wav: torch.Tensor) -> torch.Tensor:
+        if self.cfg.style == "whisper":
+            return self.whisper(wav)
         mel = self.magnitude(wav) @ self.fb.T
         return torch.log(torch.clamp(mel, min=self.cfg.log_floor))
 
+    def whisper(self, wav: torch.Tensor) -> torch.Tensor:
+        """Whisper's log-mel of one clip or a batch of equal-length clips (the clamp at max - 8
+        is per clip): [..., samples] -> [..., samples // hop + 1, n_mels]."""
+        wav = torch.nn.functional.pad(wav.float(), (0, WHISPER_PAD))
+        mel = self.magnitude(wav)[..., :-1, :].square() @ self.fb.T
+        log = torch.log10(torch.clamp(mel, min=1e-10))
+        peak = log.flatten(-2).amax(-1)[..., None, None]
+        return (torch.maximum(log, peak - 8.0) + 4.0) / 4.0
 
-def input_mel_config() -> MelConfig:
+
+def input_mel_config(style: str = "natural") -> MelConfig:
     """The encoder's features: Whisper-compatible 16 kHz, 80 bins, 100 frames/s."""
-    return MelConfig(sample_rate=16000, n_fft=400, hop_length=160, n_mels=80)
+    return MelConfig(sample_rate=16000, n_fft=400, hop_length=160, n_mels=80, style=style)
 
 
 def answer_mel_config() -> MelConfig:

