@@ -1,5 +1,6 @@
 """The synthetic corpus build: deterministic (same seed -> same items and bytes, whatever the
-number of workers), resumable, answers shared per text, unseen voices really unseen."""
+number of workers), resumable, answers shared per text, test voices really unseen, the voice sets
+ask the test questions, written questions need no audio."""
 
 import json
 import shutil
@@ -14,7 +15,8 @@ from flowomni.data.voices import ANSWER_VOICE, seen_espeak_voices
 
 pytestmark = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng not installed")
 
-MANIFESTS = ["train.jsonl", "valid.jsonl", "test.jsonl", "test_unseen_voices.jsonl"]
+MANIFESTS = ["train.jsonl", "valid.jsonl", "test.jsonl", "test_seen_voices.jsonl", "test_shifted_voices.jsonl",
+             "train_text.jsonl"]
 
 
 def _files(root):
@@ -24,8 +26,8 @@ def _files(root):
 @pytest.fixture(scope="module")
 def built(tmp_path_factory):
     a, b = tmp_path_factory.mktemp("a"), tmp_path_factory.mktemp("b")
-    ra = build(a, SynthConfig(size=12, seed=7, workers=1), progress=False)
-    rb = build(b, SynthConfig(size=12, seed=7, workers=2), progress=False)
+    ra = build(a, SynthConfig(size=12, seed=7, workers=1, text_size=20), progress=False)
+    rb = build(b, SynthConfig(size=12, seed=7, workers=2, text_size=20), progress=False)
     return a, b, ra, rb
 
 
@@ -37,7 +39,7 @@ def test_same_seed_same_items_and_same_audio_bytes(built):
     assert fa.keys() == fb.keys() and all(fa[k] == fb[k] for k in fa)
     assert ra.synthesized == rb.synthesized == len(fa)
     sizes = {k: v["items"] for k, v in json.loads((a / "corpus.json").read_text())["splits"].items()}
-    assert sizes == {"train": 10, "valid": 1, "test": 1, "test_unseen_voices": 1}
+    assert sizes == {"train": 10, "valid": 1, "test": 1, "test_seen_voices": 1, "test_shifted_voices": 1, "train_text": 20}
     other = plan(SynthConfig(size=12, seed=8))
     assert [p.qa for p in other["train"]] != [p.qa for p in plan(SynthConfig(size=12, seed=7))["train"]]
 
@@ -46,6 +48,9 @@ def test_manifests_are_readable_and_audio_is_as_documented(built):
     a = built[0]
     items, stats = read_manifest(a / "train.jsonl")
     assert stats.total == 0 and len(items) == 10
+    written, stats = read_manifest(a / "train_text.jsonl")
+    assert stats.total == 0 and len(written) == 20
+    assert all(it.question_audio is None and it.answer_audio is not None for it in written)
     for it in items:
         q, ans = sf.info(str(it.question_audio)), sf.info(str(it.answer_audio))
         assert q.samplerate == 16000 and ans.samplerate == 22050 and q.subtype == ans.subtype == "PCM_16"
@@ -60,38 +65,42 @@ def test_manifests_are_readable_and_audio_is_as_documented(built):
     assert len(list((a / "audio" / "answers").rglob("*.wav"))) == len(by_text)
 
 
-def test_unseen_voices_ask_the_test_questions(built):
+def test_test_voices_are_unseen_and_voice_sets_ask_the_test_questions(built):
     a = built[0]
     test, _ = read_manifest(a / "test.jsonl")
-    unseen, _ = read_manifest(a / "test_unseen_voices.jsonl")
-    assert [t.question_text for t in test] == [u.question_text for u in unseen]
-    assert [t.answer_audio for t in test] == [u.answer_audio for u in unseen]
     seen = {f"espeak:{v}" for v in seen_espeak_voices()} | {f"piper:{ANSWER_VOICE.name}"}
-    assert all(u.meta["voice"] not in seen for u in unseen)
-    train_voices = {it.meta["voice"] for m in MANIFESTS[:3] for it in read_manifest(a / m)[0]}
+    assert all(t.meta["voice"] not in seen for t in test)
+    train_voices = {it.meta["voice"] for m in MANIFESTS[:2] for it in read_manifest(a / m)[0]}
     assert train_voices <= seen
+    for name in ("test_seen_voices.jsonl", "test_shifted_voices.jsonl"):
+        other, _ = read_manifest(a / name)
+        assert [t.question_text for t in test] == [u.question_text for u in other]
+        assert [t.answer_audio for t in test] == [u.answer_audio for u in other]
+    assert all(u.meta["voice"] in seen for u in read_manifest(a / "test_seen_voices.jsonl")[0])
+    shifted = read_manifest(a / "test_shifted_voices.jsonl")[0]
+    assert all(u.meta["voice"] == "piper:joe-us" and u.meta["voice_params"]["cents"] for u in shifted)
 
 
 def test_rerun_resumes_and_rebuilds_only_missing_clips(built, tmp_path):
     a = built[0]
     before = _files(a)
-    report = build(a, SynthConfig(size=12, seed=7, workers=1), progress=False)
+    report = build(a, SynthConfig(size=12, seed=7, workers=1, text_size=20), progress=False)
     assert report.synthesized == 0 and report.reused == len(before)
     victim = sorted(before)[0]
     (a / victim).unlink()
     stale = (a / victim).parent / ".x.123.abcd1234.tmp.wav"
     stale.write_bytes(b"half a file from a killed worker")
-    report = build(a, SynthConfig(size=12, seed=7, workers=1), progress=False)
+    report = build(a, SynthConfig(size=12, seed=7, workers=1, text_size=20), progress=False)
     assert report.synthesized == 1 and _files(a) == before
     assert not list(a.rglob("*.tmp*"))  # no temporary files left behind
 
 
 def test_cli_prints_items_per_second_and_hours(tmp_path, capsys):
     assert main(["data", "synth", str(tmp_path / "c"), "--size", "4", "--workers", "1", "--quiet",
-                 "--no-unseen-voices"]) == 0
+                 "--no-voice-sets"]) == 0
     out = capsys.readouterr().out
     assert "items/s" in out and "questions" in out and " h" in out
-    assert not (tmp_path / "c" / "test_unseen_voices.jsonl").exists()
+    assert not (tmp_path / "c" / "test_seen_voices.jsonl").exists()
     assert main(["data", "synth", str(tmp_path / "d"), "--size", "2"]) == 2  # a clear error, not a traceback
 
 

@@ -1,4 +1,4 @@
-"""Question-audio augmentation for robustness studies: noise at a given SNR, speed, loudness.
+"""Question-audio augmentation: noise at a given SNR, speed, tempo, pitch, loudness.
 
 Two entry points share one implementation: `augment(wav, sr, spec, rng)` for an evaluator
 working in memory, and `augment_manifest(...)` which writes an augmented copy of a
@@ -6,7 +6,10 @@ corpus's question audio plus a manifest pointing at it (answers untouched: the m
 reply should not change when the question gets harder to hear).
 
 All noise is generated offline: white, pink (1/f) and babble-like (several speech-shaped,
-syllable-rate modulated noise "talkers"). Everything is deterministic given the seed.
+syllable-rate modulated noise "talkers"). Tempo and pitch changes (a voice that speaks
+slower or higher, not a tape played faster) use sox's WSOLA `tempo` and `pitch` effects.
+`random_spec` draws the training-time augmentation of a question (AugmentConfig's ranges).
+Everything is deterministic given the seed.
 """
 
 from __future__ import annotations
@@ -14,6 +17,8 @@ from __future__ import annotations
 import hashlib
 import math
 import os
+import shutil
+import subprocess
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -37,12 +42,18 @@ class AugmentSpec:
     noise_kind: str = "white"
     speed: float = 1.0  # 1.2: 20 % faster, duration / 1.2 (pitch moves with it, like tape)
     gain_db: float = 0.0
+    tempo: float = 1.0  # 1.1: 10 % faster speech at the same pitch (sox tempo)
+    pitch_cents: float = 0.0  # +300: three semitones higher at the same tempo (sox pitch)
 
     def __post_init__(self) -> None:
         if self.noise_kind not in NOISE_KINDS:
             raise ValueError(f"noise kind must be one of {NOISE_KINDS}, got {self.noise_kind!r}")
         if not 0.5 <= self.speed <= 2.0:
             raise ValueError(f"speed factor {self.speed} is outside 0.5-2.0")
+        if not 0.5 <= self.tempo <= 2.0:
+            raise ValueError(f"tempo factor {self.tempo} is outside 0.5-2.0")
+        if not -1200 <= self.pitch_cents <= 1200:
+            raise ValueError(f"pitch shift {self.pitch_cents} cents is outside +-1200")
         if self.noise_snr_db is not None and not math.isfinite(self.noise_snr_db):
             raise ValueError("noise SNR must be a finite number of dB")
 
@@ -53,9 +64,48 @@ class AugmentSpec:
             parts.append(f"{self.noise_kind}{self.noise_snr_db:g}dB")
         if self.speed != 1.0:
             parts.append(f"speed{self.speed:g}")
+        if self.tempo != 1.0:
+            parts.append(f"tempo{self.tempo:g}")
+        if self.pitch_cents:
+            parts.append(f"pitch{self.pitch_cents:+g}c")
         if self.gain_db:
             parts.append(f"gain{self.gain_db:+g}dB")
         return "_".join(parts) or "clean"
+
+
+@dataclass
+class AugmentConfig:
+    """Training-time augmentation of question audio: each clip gets `variants` versions (the
+    first clean), each with every perturbation drawn independently from these ranges."""
+
+    variants: int = 4  # versions per clip, clean one included (1: no augmentation)
+    p_noise: float = 0.8
+    snr_db: tuple[float, float] = (0.0, 30.0)
+    noise_kinds: tuple[str, ...] = NOISE_KINDS
+    p_speed: float = 0.4
+    speed: tuple[float, float] = (0.85, 1.15)
+    p_pitch: float = 0.5
+    pitch_cents: tuple[float, float] = (-300.0, 300.0)
+    gain_db: tuple[float, float] = (-20.0, 0.0)
+
+    def __post_init__(self) -> None:
+        if self.variants < 1:
+            raise ValueError(f"augment.variants must be >= 1, got {self.variants}")
+        for kind in self.noise_kinds:
+            if kind not in NOISE_KINDS:
+                raise ValueError(f"augment.noise_kinds: {kind!r} is not one of {NOISE_KINDS}")
+
+
+def random_spec(rng: np.random.Generator, cfg: AugmentConfig) -> AugmentSpec:
+    """One draw of the training augmentation."""
+    noise = rng.random() < cfg.p_noise
+    return AugmentSpec(
+        noise_snr_db=round(float(rng.uniform(*cfg.snr_db)), 1) if noise else None,
+        noise_kind=str(rng.choice(list(cfg.noise_kinds))),
+        speed=round(float(rng.uniform(*cfg.speed)), 3) if rng.random() < cfg.p_speed else 1.0,
+        pitch_cents=round(float(rng.uniform(*cfg.pitch_cents))) if rng.random() < cfg.p_pitch else 0.0,
+        gain_db=round(float(rng.uniform(*cfg.gain_db)), 1),
+    )
 
 
 def make_noise(kind: str, n: int, sr: int, rng: np.random.Generator) -> np.ndarray:
@@ -111,10 +161,33 @@ def limit_peak(wav: np.ndarray, peak: float = PEAK_LIMIT) -> np.ndarray:
     return wav * (peak / m) if m > peak else wav
 
 
+def sox_effects(wav: np.ndarray, sr: int, effects: list[str]) -> np.ndarray:
+    """Run sox effects on float samples through pipes (no files); sox is a Debian dependency."""
+    exe = shutil.which("sox")
+    if exe is None:
+        raise RuntimeError("sox is not installed (`make setup` installs it): needed for tempo and pitch changes")
+    fmt = ["-t", "f32", "-r", str(sr), "-c", "1"]
+    out = subprocess.run([exe, "-q", *fmt, "-", *fmt, "-", *effects],
+                         input=np.ascontiguousarray(wav, dtype=np.float32).tobytes(), capture_output=True, check=True,
+                         timeout=60).stdout
+    return np.frombuffer(out, dtype=np.float32).copy()
+
+
+def change_tempo_pitch(wav: np.ndarray, sr: int, tempo: float, pitch_cents: float) -> np.ndarray:
+    """Speak `tempo` times faster and `pitch_cents` higher, each without changing the other."""
+    effects = []
+    if pitch_cents:
+        effects += ["pitch", f"{pitch_cents:g}"]
+    if tempo != 1.0:
+        effects += ["tempo", "-s", f"{tempo:g}"]
+    return sox_effects(wav, sr, effects) if effects else wav.copy()
+
+
 def augment(wav: np.ndarray, sr: int, spec: AugmentSpec, rng: np.random.Generator) -> np.ndarray:
-    """Speed, then gain, then noise (so the SNR is exact for the final speech), then the
-    clipping guard."""
-    out = change_speed(np.asarray(wav, dtype=np.float32), spec.speed)
+    """Tempo and pitch, speed, then gain, then noise (so the SNR is exact for the final speech),
+    then the clipping guard."""
+    out = change_tempo_pitch(np.asarray(wav, dtype=np.float32), sr, spec.tempo, spec.pitch_cents)
+    out = change_speed(out, spec.speed)
     out = change_gain(out, spec.gain_db)
     if spec.noise_snr_db is not None:
         out = add_noise(out, spec.noise_snr_db, make_noise(spec.noise_kind, len(out), sr, rng))

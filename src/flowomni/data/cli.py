@@ -23,7 +23,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     s.add_argument("--valid-frac", type=float, default=d.valid_frac)
     s.add_argument("--test-frac", type=float, default=d.test_frac)
     s.add_argument("--piper-share", type=float, default=d.piper_share, help="share of questions in the piper voice")
-    s.add_argument("--no-unseen-voices", action="store_true", help="skip the test_unseen_voices manifest")
+    s.add_argument("--no-voice-sets", action="store_true",
+                   help="skip the test_seen_voices and test_shifted_voices manifests")
+    s.add_argument("--text-size", type=int, default=d.text_size,
+                   help="written training questions in train_text.jsonl (default %(default)s)")
     s.add_argument("--quiet", action="store_true", help="no progress bar")
 
     s = sub.add_parser("librispeech", help="LibriSpeech-style folders -> utterance manifest (ASR/TTS)")
@@ -86,7 +89,7 @@ def _synth(args: argparse.Namespace) -> int:
 
     cfg = SynthConfig(size=args.size, seed=args.seed, workers=args.workers, valid_frac=args.valid_frac,
                       test_frac=args.test_frac, piper_share=args.piper_share,
-                      unseen_voices=not args.no_unseen_voices)
+                      voice_sets=not args.no_voice_sets, text_size=args.text_size)
     report = build(args.out_dir, cfg, progress=not args.quiet)
     print(format_report(report, args.out_dir))
     return 0

@@ -10,8 +10,15 @@ hash of text + voice), so
   different settings never reuses a stale clip,
 * the result does not depend on the number of workers.
 
-Output: OUT/{train,valid,test,test_unseen_voices}.jsonl, OUT/audio/{questions,answers}/,
-OUT/corpus.json (settings, sizes, hours, skips).
+Output (OUT/):
+  train.jsonl, valid.jsonl      spoken questions in training voices
+  test.jsonl                    held-out phrasings (and combinations, see skills.py), spoken by
+                                voices never used in training (unseen espeak accents and variants)
+  test_seen_voices.jsonl        the same test questions in training voices
+  test_shifted_voices.jsonl     the same test questions in the piper voice, tempo 0.9/1.1 x pitch +-300 cents
+  train_text.jsonl              written training questions (no question audio; answers spoken):
+                                many more phrasings than audio can cover, for t2t / t2s steps
+  audio/{questions,answers}/, corpus.json (settings, sizes, hours, skips).
 """
 
 from __future__ import annotations
@@ -31,16 +38,20 @@ import numpy as np
 import soundfile as sf
 
 from flowomni.audio.io import resample, save_audio
+from flowomni.data.augment import change_tempo_pitch
 from flowomni.data.fsutil import atomic_path, atomic_write_text
 from flowomni.data.manifest import Item, SkipStats, write_manifest
 from flowomni.data.skills import QA, assign_splits, item_rng, sample_qa
-from flowomni.data.voices import ANSWER_VOICE, Speaker, Voice, question_voice
+from flowomni.data.voices import ANSWER_VOICE, Speaker, Voice, question_voice, shifted_voice
 
 log = logging.getLogger(__name__)
 
 DEFAULT_SIZE = 12000
-UNSEEN = "test_unseen_voices"
-SYNTH_VERSION = 1  # bump when rendering changes, so content-addressed names change too
+SEEN = "test_seen_voices"
+SHIFTED = "test_shifted_voices"
+TEXT = "train_text"
+SHIFTS = [(0.9, -300.0), (0.9, 300.0), (1.1, -300.0), (1.1, 300.0)]  # (tempo, cents) of the shifted voices
+SYNTH_VERSION = 2  # bump when rendering changes, so content-addressed names change too
 
 
 @dataclass
@@ -49,9 +60,8 @@ class SynthConfig:
     seed: int = 0
     valid_frac: float = 0.05  # of items
     test_frac: float = 0.05
-    valid_combos: float = 0.05  # of combinations held out (see skills.assign_splits)
-    test_combos: float = 0.10
-    unseen_voices: bool = True  # also speak the test questions in held-out voices
+    voice_sets: bool = True  # also the test questions in training voices and in shifted piper voices
+    text_size: int = 0  # written training questions in train_text.jsonl (0: none)
     piper_share: float = 0.15  # questions asked by the piper voice
     question_sr: int = 16000  # the encoder's rate: no resampling when features are computed
     workers: int = 0  # 0: one per CPU core
@@ -62,8 +72,8 @@ class Planned:
     id: str
     split: str
     qa: QA
-    voice: Voice
-    question_file: str  # relative to the output folder
+    voice: Voice | None  # None: a written question (train_text)
+    question_file: str  # relative to the output folder ("" for written questions)
     answer_file: str
 
 
@@ -109,24 +119,30 @@ def split_sizes(cfg: SynthConfig) -> dict[str, int]:
 
 
 def plan(cfg: SynthConfig) -> dict[str, list[Planned]]:
-    """Every item of every split, without audio. Item j of a split is the same whatever `size`."""
-    pools = assign_splits(cfg.valid_combos, cfg.test_combos)
+    """Every item of every manifest, without audio. Item j of a split is the same whatever `size`."""
+    pools = assign_splits()
     out: dict[str, list[Planned]] = {}
+
+    def planned(name: str, j: int, split: str, qa: QA, voice: Voice | None) -> Planned:
+        qfile = question_file(qa.question, voice, cfg.question_sr) if voice is not None else ""
+        return Planned(f"{name}-{j:06d}", split, qa, voice, qfile, answer_file(qa.answer))
+
     for split, n in split_sizes(cfg).items():
         items = []
         for j in range(n):
             rng = item_rng(cfg.seed, split, j)
             qa = sample_qa(pools, split, rng)
-            voice = question_voice(rng, piper_share=cfg.piper_share)
-            items.append(Planned(f"{split}-{j:06d}", split, qa, voice,
-                                 question_file(qa.question, voice, cfg.question_sr), answer_file(qa.answer)))
+            voice = question_voice(rng, unseen=split == "test", piper_share=cfg.piper_share)
+            items.append(planned(split, j, split, qa, voice))
         out[split] = items
-    if cfg.unseen_voices:  # the test questions again, asked by voices never heard in training
-        out[UNSEEN] = []
-        for j, p in enumerate(out["test"]):
-            voice = question_voice(item_rng(cfg.seed, UNSEEN, j), unseen=True)
-            out[UNSEEN].append(Planned(f"unseen-{j:06d}", UNSEEN, p.qa, voice,
-                                       question_file(p.qa.question, voice, cfg.question_sr), p.answer_file))
+    if cfg.voice_sets:  # the test questions again, in training voices and in shifted piper voices
+        out[SEEN] = [planned("seen", j, SEEN, p.qa, question_voice(item_rng(cfg.seed, SEEN, j), piper_share=cfg.piper_share))
+                     for j, p in enumerate(out["test"])]
+        out[SHIFTED] = [planned("shifted", j, SHIFTED, p.qa, shifted_voice(*SHIFTS[j % len(SHIFTS)]))
+                        for j, p in enumerate(out["test"])]
+    if cfg.text_size:
+        out[TEXT] = [planned("text", j, TEXT, sample_qa(pools, "train", item_rng(cfg.seed, TEXT, j)), None)
+                     for j in range(cfg.text_size)]
     return out
 
 
@@ -151,6 +167,8 @@ def trim_silence(wav: np.ndarray, sr: int, *, top_db: float = 40.0, margin_s: fl
 def render_clip(speaker: Speaker, job: Job) -> tuple[np.ndarray, int]:
     wav, sr = speaker.speak(job.text, job.voice)
     wav = trim_silence(np.asarray(wav, dtype=np.float32), sr)
+    if job.voice.tempo != 1.0 or job.voice.cents:
+        wav = change_tempo_pitch(wav, sr, job.voice.tempo, job.voice.cents)
     peak = float(np.abs(wav).max()) if wav.size else 0.0
     if peak < 1e-4:
         raise RuntimeError(f"{job.voice.label} produced silence for {job.text!r}")
@@ -228,7 +246,8 @@ def build(out_dir: str | Path, cfg: SynthConfig, *, progress: bool = True) -> Bu
             jobs.setdefault(p.answer_file, Job(p.answer_file, p.qa.answer, ANSWER_VOICE, None))
     for split, items in planned.items():
         for p in items:
-            jobs.setdefault(p.question_file, Job(p.question_file, p.qa.question, p.voice, cfg.question_sr))
+            if p.voice is not None:
+                jobs.setdefault(p.question_file, Job(p.question_file, p.qa.question, p.voice, cfg.question_sr))
 
     seconds: dict[str, float] = {}
     todo = []
@@ -248,21 +267,21 @@ def build(out_dir: str | Path, cfg: SynthConfig, *, progress: bool = True) -> Bu
     for split, items in planned.items():
         kept: list[Item] = []
         for p in items:
-            bad = [rel for rel in (p.question_file, p.answer_file) if rel not in seconds]
+            bad = [rel for rel in (p.question_file, p.answer_file) if rel and rel not in seconds]
             if bad:
                 report.skipped.add("synthesis failed", f"{p.id}: {errors.get(bad[0], 'unknown error')}")
                 continue
-            kept.append(Item(
-                p.id, p.qa.question, p.qa.answer, out / p.question_file, out / p.answer_file, "qa",
-                {"skill": p.qa.combo.skill, "combo": p.qa.combo.key, "voice": p.voice.label,
-                 "voice_params": p.voice.params(), "split": split,
-                 "question_seconds": round(seconds[p.question_file], 3),
-                 "answer_seconds": round(seconds[p.answer_file], 3)},
-            ))
+            meta = {"skill": p.qa.skill or p.qa.combo.skill, "combo": p.qa.combo.key, "template": p.qa.template,
+                    "split": split, "answer_seconds": round(seconds[p.answer_file], 3)}
+            if p.voice is not None:
+                meta |= {"voice": p.voice.label, "voice_params": p.voice.params(),
+                         "question_seconds": round(seconds[p.question_file], 3)}
+            kept.append(Item(p.id, p.qa.question, p.qa.answer, out / p.question_file if p.voice else None,
+                             out / p.answer_file, "qa", meta))
         write_manifest(out / f"{split}.jsonl", kept)
         report.splits[split] = {
             "items": len(kept),
-            "question_hours": sum(it.meta["question_seconds"] for it in kept) / 3600,
+            "question_hours": sum(it.meta.get("question_seconds", 0.0) for it in kept) / 3600,
             "answer_hours": sum(it.meta["answer_seconds"] for it in kept) / 3600,
             "skills": dict(sorted(Counter(it.meta["skill"] for it in kept).items())),
         }

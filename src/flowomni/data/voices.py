@@ -22,12 +22,17 @@ from typing import Any
 import numpy as np
 import soundfile as sf
 
-# espeak-ng accents (-v) and voice variants (+name); the unseen ones never ask training questions
-ACCENTS = ["en-us", "en-gb", "en-gb-x-rp", "en-us-nyc", "en-gb-x-gbclan", "en-029"]
-VARIANTS = ["", "m1", "m2", "m3", "m4", "m5", "f1", "f2", "f3", "f5", "klatt", "klatt2", "klatt3",
-            "Andy", "adam", "ed", "linda", "steph", "rob", "max", "paul", "john"]
+# espeak-ng accents (-v) and voice variants (+name); the unseen ones never ask training questions.
+# British English is "en", not "en-gb": espeak-ng 1.51 ignores the variant of "en-gb+VARIANT"
+# (the audio is byte-identical to plain en-gb), which had made 22 "voices" one. Every voice is
+# checked to render distinctly (tests/test_data_voices.py).
+ACCENTS = ["en-us", "en", "en-gb-x-rp", "en-us-nyc", "en-gb-x-gbclan", "en-029"]
+VARIANTS = ["", "m1", "m2", "m3", "m4", "m5", "m6", "f1", "f2", "f3", "f5", "klatt", "klatt2", "klatt3", "klatt5",
+            "Andy", "adam", "ed", "linda", "steph", "rob", "max", "paul", "john", "Alicia", "Annie", "Denis", "Gene",
+            "Jacky", "Lee", "Mike", "aunty", "benjamin", "boris", "david", "edward", "grandma", "grandpa",
+            "iven", "norbert", "quincy", "shelby", "victor", "zac"]
 UNSEEN_ACCENTS = ["en-gb-scotland", "en-gb-x-gbcwmd"]
-UNSEEN_VARIANTS = ["m7", "m8", "f4", "klatt4", "robert", "croak", "belinda", "travis"]
+UNSEEN_VARIANTS = ["m7", "m8", "f4", "klatt4", "robert", "croak", "belinda", "travis", "Hugo", "michel", "steph2"]
 PIPER_VOICE = "joe-us"
 
 
@@ -38,13 +43,16 @@ class Voice:
     rate: float = 1.0  # espeak: words per minute; piper: length scale (> 1 is slower)
     pitch: int = 50  # espeak 0-99; unused by piper
     peak_db: float = -1.0  # peak level after synthesis, dB re full scale (loudness variety)
+    tempo: float = 1.0  # applied after synthesis (sox tempo): a voice that speaks faster or slower
+    cents: float = 0.0  # applied after synthesis (sox pitch): a voice that speaks higher or lower
 
     @property
     def label(self) -> str:
         return f"{self.engine}:{self.name}"
 
     def params(self) -> dict[str, float | int]:
-        return {"rate": self.rate, "pitch": self.pitch, "peak_db": self.peak_db}
+        shift = {"tempo": self.tempo, "cents": self.cents} if self.tempo != 1.0 or self.cents else {}
+        return {"rate": self.rate, "pitch": self.pitch, "peak_db": self.peak_db, **shift}
 
     def fingerprint(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
@@ -75,6 +83,13 @@ def question_voice(rng: random.Random, *, unseen: bool = False, piper_share: flo
         return Voice("piper", PIPER_VOICE, rate=round(rng.uniform(0.85, 1.2), 2), pitch=0, peak_db=peak_db)
     name = rng.choice(unseen_espeak_voices() if unseen else seen_espeak_voices())
     return Voice("espeak", name, rate=rng.randint(130, 195), pitch=rng.randint(25, 75), peak_db=peak_db)
+
+
+def shifted_voice(tempo: float, cents: float) -> Voice:
+    """The piper voice (a training voice) made to speak at another tempo and pitch: the
+    independent evaluation's "shifted voices", which a model that only learned its training
+    voices does not hear."""
+    return Voice("piper", PIPER_VOICE, rate=1.0, pitch=0, peak_db=-3.0, tempo=tempo, cents=cents)
 
 
 class Speaker:

@@ -185,6 +185,17 @@ def whisper_weights(name_or_path: str) -> "WhisperEncoderWeights":
     return WhisperEncoderWeights(shape, state, hf.encoder.embed_positions.weight.detach().float(), name_or_path)
 
 
+def state_digest(state: dict[str, torch.Tensor]) -> str:
+    """Short hash of weights (at fp16 precision): caches and checkpoints record which encoder."""
+    import hashlib
+
+    h = hashlib.sha1()
+    for k in sorted(state):
+        h.update(k.encode())
+        h.update(state[k].detach().to(torch.float16).cpu().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
 def is_own_encoder(name_or_path: str) -> bool:
     """A `flowomni train-encoder` folder (vs a Whisper source)."""
     from pathlib import Path

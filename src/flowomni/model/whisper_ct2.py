@@ -15,7 +15,6 @@ file loses the encoder (after "decoder/...") first: every read is checked agains
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import json
 import pkgutil
@@ -245,11 +244,9 @@ class WhisperEncoderWeights:
     @property
     def digest(self) -> str:
         """Short hash of the weights: a checkpoint records it, so a different encoder is noticed."""
-        h = hashlib.sha1()
-        for k in sorted(self.state):
-            h.update(k.encode())
-            h.update(self.state[k].to(torch.float16).numpy().tobytes())
-        return h.hexdigest()[:16]
+        from flowomni.model.encoder import state_digest
+
+        return state_digest(self.state)
 
 
 def load_whisper_ct2(name_or_path: str) -> WhisperEncoderWeights | None:

@@ -20,6 +20,7 @@ import torch
 from torch.utils.data import Dataset
 
 from flowomni.audio.io import AudioError
+from flowomni.data.augment import AugmentConfig
 from flowomni.model.encoder import n_adapter_frames
 from flowomni.model.layout import Layout, Task, history_ids, layout
 from flowomni.model.tokenizer import Tokenizer
@@ -41,6 +42,8 @@ class DataConfig:
     max_question_seconds: float = 15.0
     max_answer_seconds: float = 10.0
     max_items: int = 0  # 0: all
+    # question-audio augmentation (with a frozen encoder: cached versions per clip, see encoder_cache.py)
+    augment: AugmentConfig = field(default_factory=lambda: AugmentConfig(variants=1))
     stats_items: int = 256  # clips used to estimate normalisation stats
     history_prob: float = 0.2  # share of examples preceded by an unrelated earlier text turn
 
@@ -69,13 +72,16 @@ class TaskDataset(Dataset):
         max_answer_seconds: float = 10.0,
         history_prob: float = 0.0,
         extra_groups: int = 0,
+        encoded: bool = False,
     ) -> None:
         """`extra_groups`: GEN positions a spoken answer has beyond its mel groups (the
-        discrete speech head's codebook delay: model.cfg.extra_groups)."""
+        discrete speech head's codebook delay: model.cfg.extra_groups). `encoded`: `in_feats`
+        gives a frozen encoder's outputs (50 Hz frames, batch key "in_enc"), not log-mel; if it
+        has several `variants` per clip (augmentation), each epoch reads another one."""
         self.tokenizer, self.in_feats, self.out_feats = tokenizer, in_feats, out_feats
         self.items, self.history_prob = items, history_prob
         self.group, self.delay, self.stack = group, delay, stack
-        self.extra_groups = extra_groups
+        self.extra_groups, self.encoded, self.epoch = extra_groups, encoded, 0
         self.skipped: Counter[str] = Counter()
         task_list = [Task(t) for t in tasks]
         max_in = int(max_question_seconds * in_frame_rate)
@@ -113,10 +119,26 @@ class TaskDataset(Dataset):
     def _length(self, item: Any, task: Task, n_in: int, n_out: int, index: int) -> int:
         """Exact sequence length of the example's layout (for length bucketing)."""
         question = item.answer_text if task is Task.TTS else item.question_text
-        q = n_adapter_frames(n_in, self.stack) if task.speech_in else len(self.tokenizer.encode(question))
+        q = self.positions(n_in) if task.speech_in else len(self.tokenizer.encode(question))
         a = len(self.tokenizer.encode(self._answer_text(item, task))) + 1
         s = self.delay + 2 + self.n_groups(n_out) if task.speech_out else 0
         return 3 + q + max(a, s) - 1 + len(history_ids(self.tokenizer, self.history_of(index)))
+
+    def positions(self, n_in: int) -> int:
+        """LLM positions of a question of `n_in` input frames (log-mel, or encoder frames)."""
+        return math.ceil(n_in / self.stack) if self.encoded else n_adapter_frames(n_in, self.stack)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Which augmented version of each question this epoch reads (see `question`)."""
+        self.epoch = epoch
+
+    def question(self, path: Path, i: int) -> np.ndarray:
+        """The question features of example `i`: one of the source's versions, a fixed function
+        of (i, epoch), so a resumed run reads what the uninterrupted one would."""
+        n = getattr(self.in_feats, "variants", 1)
+        if n <= 1:
+            return self.in_feats.get(path)
+        return self.in_feats.get(path, ((i * 2654435761 + self.epoch * 40503) >> 7) % n)  # type: ignore[call-arg]
 
     def n_groups(self, n_frames: int) -> int:
         """GEN positions of an answer of `n_frames` mel frames."""
@@ -151,7 +173,7 @@ class TaskDataset(Dataset):
             tok,
             answer_ids=tok.encode(self._answer_text(item, task)),
             question_ids=tok.encode(question),
-            n_audio=n_adapter_frames(n_in, self.stack) if task.speech_in else 0,
+            n_audio=self.positions(n_in) if task.speech_in else 0,
             n_groups=n_groups,
             delay=self.delay,
             history=self.history_of(index) if index >= 0 else None,
@@ -161,13 +183,14 @@ class TaskDataset(Dataset):
         ex = self.examples[i]
         in_mel = out_mel = None
         if ex.task.speech_in:
-            in_mel = np.asarray(self.in_feats.get(Path(ex.item.question_audio)), dtype=np.float32)
+            in_mel = np.asarray(self.question(Path(ex.item.question_audio), i), dtype=np.float32)
         if ex.task.speech_out:
             out_mel = np.asarray(self.out_feats.get(Path(ex.item.answer_audio)), dtype=np.float32)
         n_in = 0 if in_mel is None else in_mel.shape[0]
         n_groups = 0 if out_mel is None else self.n_groups(out_mel.shape[0])
         lay = self.build_layout(ex, n_in, n_groups, i)
-        return {"layout": lay, "in_mel": in_mel, "out_mel": out_mel, "task": ex.task.value, "id": ex.item.id}
+        return {"layout": lay, "in_mel": in_mel, "out_mel": out_mel, "task": ex.task.value, "id": ex.item.id,
+                "in_key": "in_enc" if self.encoded else "in_mel"}
 
 
 def collate(examples: list[dict[str, Any]], *, group: int, pad_id: int, silence: float) -> dict[str, Any]:
@@ -204,13 +227,14 @@ def collate(examples: list[dict[str, Any]], *, group: int, pad_id: int, silence:
         batch["attention_mask"][i, : len(e["layout"])] = 1
 
     ins = [e["in_mel"] for e in examples]
+    in_key = examples[0].get("in_key", "in_mel")  # "in_enc": a frozen encoder's cached outputs
     n_mels_in = next((m.shape[1] for m in ins if m is not None), 1)
     t_in = max((m.shape[0] for m in ins if m is not None), default=0)
-    batch["in_mel"] = torch.zeros(b, t_in, n_mels_in)
+    batch[in_key] = torch.zeros(b, t_in, n_mels_in)
     batch["in_len"] = torch.zeros(b, dtype=torch.long)
     for i, m in enumerate(ins):
         if m is not None:
-            batch["in_mel"][i, : m.shape[0]] = torch.from_numpy(m)
+            batch[in_key][i, : m.shape[0]] = torch.from_numpy(m)
             batch["in_len"][i] = m.shape[0]
 
     outs = [e["out_mel"] for e in examples]

@@ -168,7 +168,7 @@ def load_or_make_pairs(model: Any, cfg: DistillConfig, teacher: tuple[str, int],
         return ({k[6:]: v.float() for k, v in sd.items() if k.startswith("train.")},
                 {k[6:]: v.float() for k, v in sd.items() if k.startswith("valid.")})
     exp_cfg = load_config(ExperimentConfig, Path(model.checkpoint_path) / "config.yaml")
-    data = build_datasets(exp_cfg, model.tokenizer)
+    data = build_datasets(exp_cfg, model.tokenizer, model)
     if data.valid_set is None:
         raise ValueError("the model's config names no data.valid_manifest: the student needs held-out conditions")
     gen = torch.Generator().manual_seed(cfg.seed)

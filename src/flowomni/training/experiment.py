@@ -57,7 +57,23 @@ class Datasets:
     skipped: dict[str, int]
 
 
-def build_datasets(cfg: ExperimentConfig, tok: Tokenizer) -> Datasets:
+def question_features(cfg: ExperimentConfig, model: FlowOmni | None) -> tuple[Any, bool]:
+    """The question features training reads: a frozen encoder's cached outputs (with their
+    augmented versions), or log-mel for an encoder that learns. Returns (source, encoded)."""
+    from flowomni.data.features import FeatureCache
+
+    cache = Path(cfg.data.cache_dir)
+    if model is not None and cfg.model.encoder.frozen:
+        from flowomni.training.encoder_cache import EncoderCache
+
+        return EncoderCache(cache, model, cfg.data.augment), True
+    if cfg.data.augment.variants > 1:
+        raise ValueError("data.augment needs a frozen pretrained encoder (model.encoder.pretrained + freeze): "
+                         "augmented versions are cached encoder outputs")
+    return FeatureCache(cache, cfg.model.input_mel), False
+
+
+def build_datasets(cfg: ExperimentConfig, tok: Tokenizer, model: FlowOmni | None = None) -> Datasets:
     """Read manifests and wire feature caches into the task datasets of the training stage."""
     from flowomni.data.features import FeatureCache
     from flowomni.data.manifest import read_manifest
@@ -66,7 +82,7 @@ def build_datasets(cfg: ExperimentConfig, tok: Tokenizer) -> Datasets:
         raise ValueError("data.train_manifest is empty: point it at a JSONL manifest (flowomni data synth makes one)")
     mcfg = cfg.model
     cache = Path(cfg.data.cache_dir)
-    in_feats, out_feats = FeatureCache(cache, mcfg.input_mel), FeatureCache(cache, mcfg.output_mel)
+    (in_feats, encoded), out_feats = question_features(cfg, model), FeatureCache(cache, mcfg.output_mel)
     tasks = cfg.data.stage1_tasks if cfg.train.stage == 1 else cfg.data.tasks
     skipped: dict[str, int] = {}
 
@@ -78,8 +94,8 @@ def build_datasets(cfg: ExperimentConfig, tok: Tokenizer) -> Datasets:
             items = items[: cfg.data.max_items]
         ds = TaskDataset(
             items, tasks, tok, in_feats, out_feats,
-            group=mcfg.group, delay=mcfg.delay, stack=mcfg.encoder.stack,
-            in_frame_rate=mcfg.input_mel.frame_rate, out_frame_rate=mcfg.output_mel.frame_rate,
+            group=mcfg.group, delay=mcfg.delay, stack=mcfg.encoder.stack, encoded=encoded,
+            in_frame_rate=mcfg.input_mel.frame_rate / (2 if encoded else 1), out_frame_rate=mcfg.output_mel.frame_rate,
             max_question_seconds=cfg.data.max_question_seconds, max_answer_seconds=cfg.data.max_answer_seconds,
             history_prob=cfg.data.history_prob, extra_groups=mcfg.extra_groups,
         )
@@ -100,7 +116,7 @@ def build_experiment(cfg: ExperimentConfig, *, estimate_stats: bool = True) -> E
     tok = build_tokenizer(cfg.model.tokenizer)
     mcfg = cfg.model
     model = FlowOmni(mcfg, tok)  # first: a Whisper encoder sets the input features the data needs
-    data = build_datasets(cfg, tok)
+    data = build_datasets(cfg, tok, model)
     train_set = data.train_set
     if mcfg.speech_head == "discrete" and not cfg.init_from and not model.codec.fitted:
         raise ValueError("model.speech_head is discrete but model.codec.path names no trained codec: "
@@ -111,13 +127,15 @@ def build_experiment(cfg: ExperimentConfig, *, estimate_stats: bool = True) -> E
         model.load_checkpoint_state(load_model_state(cfg.init_from))
     elif estimate_stats:
         in_stats, out_stats = estimate_feature_stats(train_set, cfg.data.stats_items, mcfg.input_mel.n_mels,
-                                                     mcfg.output_mel.n_mels)
+                                                     mcfg.output_mel.n_mels, questions=not model.in_stats_fixed)
         model.set_stats(model.in_stats if model.in_stats_fixed else in_stats, out_stats)
     return Experiment(cfg, tok, model, train_set, data.valid_set, data.collate_fn, data.skipped)
 
 
-def estimate_feature_stats(ds: TaskDataset, n_items: int, in_dim: int, out_dim: int) -> tuple[FeatureStats, FeatureStats]:
-    """Per-bin mean/std of question and answer features over the first `n_items` items."""
+def estimate_feature_stats(ds: TaskDataset, n_items: int, in_dim: int, out_dim: int, *, questions: bool = True
+                           ) -> tuple[FeatureStats, FeatureStats]:
+    """Per-bin mean/std of question and answer features over the first `n_items` items
+    (`questions=False`: the encoder brought its own input stats, only answers are measured)."""
     clips: dict[str, list[torch.Tensor]] = {"in": [], "out": []}
     seen: set[str] = set()
     for ex in ds.examples:
@@ -125,7 +143,7 @@ def estimate_feature_stats(ds: TaskDataset, n_items: int, in_dim: int, out_dim: 
             continue
         seen.add(ex.item.id)
         for key, feats, path in (("in", ds.in_feats, ex.item.question_audio), ("out", ds.out_feats, ex.item.answer_audio)):
-            if path is None:
+            if path is None or (key == "in" and not questions):
                 continue
             try:
                 clips[key].append(torch.from_numpy(np.asarray(feats.get(Path(path)))))

@@ -178,6 +178,8 @@ def train(
     try:
         while step < stop_at and not stop_signal.raised:
             batches = sampler.batches(pos.epoch)[pos.batch :]
+            if hasattr(train_set, "set_epoch"):  # before the loader copies it to workers
+                train_set.set_epoch(pos.epoch)
             loader = DataLoader(train_set, batch_sampler=batches, collate_fn=collate_fn, num_workers=cfg.num_workers)
             for batch in loader:
                 if n_micro % cfg.grad_accum == 0:
