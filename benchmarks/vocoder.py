@@ -32,6 +32,7 @@ import torch
 from common import emit, environment, peak_rss_mb, summary, time_interleaved
 from flowomni.audio import MelSpectrogram, answer_mel_config, load_audio
 from flowomni.evaluation.asr import Transcriber
+from flowomni.evaluation.intervals import paired_wer_difference
 from flowomni.evaluation.text import normalize, wer
 from flowomni.vocoder import NeuralVocoder, Vocoder, load_vocoder
 from flowomni.vocoder.load import load_neural
@@ -77,20 +78,6 @@ def mcd_db(ref_mel: torch.Tensor, mel: torch.Tensor) -> float:
     speech = level > level.max() - math.log(100)
     diff = cepstra(ref_mel[speech]) - cepstra(mel[: ref_mel.shape[0]][speech])
     return float((10 / math.log(10)) * torch.sqrt(2 * (diff**2).sum(-1)).mean())
-
-
-def paired_wer_difference(texts: list[str], heard_a: list[str], heard_b: list[str], rounds: int = 2000,
-                          seed: int = 0) -> dict[str, float]:
-    """WER(a) - WER(b) on the same clips, with a 95 % paired bootstrap interval over clips: a
-    difference of a few words is only worth reading when the interval excludes zero."""
-    words = np.array([len(normalize(t).split()) for t in texts], dtype=float)
-    edits_a = np.array([wer([t], [h]) for t, h in zip(texts, heard_a)]) * words
-    edits_b = np.array([wer([t], [h]) for t, h in zip(texts, heard_b)]) * words
-    rng = np.random.default_rng(seed)
-    idx = rng.integers(0, len(texts), size=(rounds, len(texts)))
-    diffs = (edits_a[idx] - edits_b[idx]).sum(1) / words[idx].sum(1)
-    lo, hi = np.percentile(diffs, [2.5, 97.5])
-    return {"difference": float((edits_a - edits_b).sum() / words.sum()), "ci95_low": float(lo), "ci95_high": float(hi)}
 
 
 def stream_once(voc: Vocoder, mel: torch.Tensor, chunk: int = 4) -> np.ndarray:

@@ -30,6 +30,16 @@ def test_scores_of_hand_made_answers():
     assert s["speech_wer_vs_reference"] == pytest.approx(2 / 10)  # green + the silent Monday
     assert s["accuracy_by_skill"] == {"arith": 0.5, "days": 1.0}
     assert s["answer_seconds"]["mean"] == 1.0
+    lo, hi = s["accuracy_ci95"]
+    assert 0.0 <= lo < s["accuracy"] < hi <= 1.0
+    assert s["speech_wer_vs_reference_ci95"][0] <= s["speech_wer_vs_reference"] <= s["speech_wer_vs_reference_ci95"][1]
+
+
+def test_target_accuracy_leaves_out_held_out_world_facts():
+    rows = [row("A.", "A.", "a"), row("The capital of Peru is Lima.", "The capital of Peru is Rome.", "x",
+                                      skill="facts_heldout")]
+    s = score(rows)
+    assert s["accuracy"] == 0.5 and s["accuracy_target"] == 1.0
 
 
 def test_report_has_tables_plots_and_json(tmp_path):
@@ -40,7 +50,8 @@ def test_report_has_tables_plots_and_json(tmp_path):
           "audio": np.zeros(1000, np.float32) + 0.1, "sample_rate": 22050}
     path = write_report({"continuous": res, "discrete": res}, {"continuous": [ex]}, tmp_path, "flowomni eval x")
     md = path.read_text()
-    assert "| continuous | 100.0% | 0.0% |" in md and "| 10.0 |" in md and "flowomni eval x" in md
+    assert "| continuous | 100.0% [100.0, 100.0] | 100.0% [100.0, 100.0] | 0.0% |" in md
+    assert "| 10.0 |" in md and "flowomni eval x" in md
     assert (tmp_path / "wer_vs_snr.png").stat().st_size > 5000
     assert (tmp_path / "continuous_0_mel.png").is_file() and (tmp_path / "continuous_0.wav").is_file()
     assert json.loads((tmp_path / "results.json").read_text())["discrete"]["clean"]["accuracy"] == 1.0

@@ -83,6 +83,7 @@ class Job:
     text: str
     voice: Voice
     sample_rate: int | None  # None: the engine's native rate
+    aligned: bool = False  # an answer: its word timings are written beside it
 
 
 @dataclass
@@ -149,24 +150,31 @@ def plan(cfg: SynthConfig) -> dict[str, list[Planned]]:
 # --- rendering one clip -----------------------------------------------------------------------------
 
 
-def trim_silence(wav: np.ndarray, sr: int, *, top_db: float = 40.0, margin_s: float = 0.06) -> np.ndarray:
-    """Cut leading/trailing stretches quieter than `top_db` below the loudest 10 ms frame,
-    keeping a short margin so onsets and decays stay intact."""
+def speech_bounds(wav: np.ndarray, sr: int, *, top_db: float = 40.0, margin_s: float = 0.06) -> tuple[int, int]:
+    """(start, end) sample of the clip without leading/trailing stretches quieter than `top_db`
+    below the loudest 10 ms frame, keeping a short margin so onsets and decays stay intact."""
     hop = max(1, sr // 100)
     n = len(wav) // hop
     if n == 0:
-        return wav
+        return 0, len(wav)
     rms = np.sqrt(np.mean(wav[: n * hop].reshape(n, hop) ** 2, axis=1) + 1e-12)
     loud = np.flatnonzero(rms >= rms.max() * 10 ** (-top_db / 20))
     margin = int(margin_s * sr)
-    start = max(0, loud[0] * hop - margin)
-    end = min(len(wav), (loud[-1] + 1) * hop + margin)
+    return max(0, loud[0] * hop - margin), min(len(wav), (loud[-1] + 1) * hop + margin)
+
+
+def trim_silence(wav: np.ndarray, sr: int, **kw: float) -> np.ndarray:
+    start, end = speech_bounds(wav, sr, **kw)
     return wav[start:end]
 
 
-def render_clip(speaker: Speaker, job: Job) -> tuple[np.ndarray, int]:
-    wav, sr = speaker.speak(job.text, job.voice)
-    wav = trim_silence(np.asarray(wav, dtype=np.float32), sr)
+def render_clip(speaker: Speaker, job: Job) -> tuple[np.ndarray, int, list[list[float]] | None]:
+    """Samples, rate, and (for piper) each word's [start, end] in seconds of the trimmed clip."""
+    wav, sr, spans = speaker.speak_aligned(job.text, job.voice)
+    start, end = speech_bounds(np.asarray(wav, dtype=np.float32), sr)
+    wav = np.asarray(wav[start:end], dtype=np.float32)
+    words = None if spans is None else [[round(max(0, a - start) / sr, 4), round(max(0, min(b, end) - start) / sr, 4)]
+                                        for a, b in spans]
     if job.voice.tempo != 1.0 or job.voice.cents:
         wav = change_tempo_pitch(wav, sr, job.voice.tempo, job.voice.cents)
     peak = float(np.abs(wav).max()) if wav.size else 0.0
@@ -175,7 +183,14 @@ def render_clip(speaker: Speaker, job: Job) -> tuple[np.ndarray, int]:
     wav = wav * (10 ** (job.voice.peak_db / 20) / peak)
     if job.sample_rate and job.sample_rate != sr:
         wav, sr = resample(wav, sr, job.sample_rate), job.sample_rate
-    return wav, sr
+    if job.voice.tempo != 1.0:
+        words = None  # sox's tempo moves the words
+    return wav, sr, words
+
+
+def words_file(audio: Path) -> Path:
+    """The sidecar of an answer clip with its word timings (JSON list of [start_s, end_s])."""
+    return audio.with_suffix(".words.json")
 
 
 _worker: dict[str, object] = {}
@@ -186,20 +201,34 @@ def _init_worker(out_dir: str) -> None:
 
 
 def _run_job(job: Job) -> tuple[str, float | None, str]:
-    """Synthesize one clip to its file: (rel, seconds or None, error)."""
+    """Synthesize one clip to its file (and an answer's word timings beside it):
+    (rel, seconds or None, error)."""
     try:
-        wav, sr = render_clip(_worker["speaker"], job)  # type: ignore[arg-type]
-        with atomic_path(_worker["out"] / job.rel) as tmp:  # type: ignore[operator]
+        wav, sr, words = render_clip(_worker["speaker"], job)  # type: ignore[arg-type]
+        path = _worker["out"] / job.rel  # type: ignore[operator]
+        if job.aligned:
+            atomic_write_text(words_file(path), json.dumps(words))
+        with atomic_path(path) as tmp:
             save_audio(tmp, wav, sr)
         return job.rel, len(wav) / sr, ""
     except Exception as e:  # one bad clip must not stop a 100k-item build
         return job.rel, None, f"{type(e).__name__}: {e}"
 
 
-def _existing_seconds(path: Path) -> float | None:
+def _existing_seconds(path: Path, aligned: bool) -> float | None:
+    """Duration of a finished clip (an answer is finished once its word timings are written)."""
     try:
+        if aligned and not words_file(path).is_file():
+            return None
         return float(sf.info(str(path)).duration)
     except Exception:
+        return None
+
+
+def answer_words(path: Path) -> list[list[float]] | None:
+    try:
+        return json.loads(words_file(path).read_text())
+    except (OSError, ValueError):
         return None
 
 
@@ -243,7 +272,7 @@ def build(out_dir: str | Path, cfg: SynthConfig, *, progress: bool = True) -> Bu
     jobs: dict[str, Job] = {}
     for split, items in planned.items():
         for p in items:
-            jobs.setdefault(p.answer_file, Job(p.answer_file, p.qa.answer, ANSWER_VOICE, None))
+            jobs.setdefault(p.answer_file, Job(p.answer_file, p.qa.answer, ANSWER_VOICE, None, aligned=True))
     for split, items in planned.items():
         for p in items:
             if p.voice is not None:
@@ -252,7 +281,7 @@ def build(out_dir: str | Path, cfg: SynthConfig, *, progress: bool = True) -> Bu
     seconds: dict[str, float] = {}
     todo = []
     for rel, job in jobs.items():
-        s = _existing_seconds(out / rel) if (out / rel).exists() else None
+        s = _existing_seconds(out / rel, job.aligned) if (out / rel).exists() else None
         if s is None:
             todo.append(job)
         else:
@@ -264,6 +293,8 @@ def build(out_dir: str | Path, cfg: SynthConfig, *, progress: bool = True) -> Bu
     seconds.update(made)
     report.synthesized = len(made)
 
+    words = {p.answer_file: answer_words(out / p.answer_file) for items in planned.values() for p in items
+             if p.answer_file in seconds}
     for split, items in planned.items():
         kept: list[Item] = []
         for p in items:
@@ -273,6 +304,8 @@ def build(out_dir: str | Path, cfg: SynthConfig, *, progress: bool = True) -> Bu
                 continue
             meta = {"skill": p.qa.skill or p.qa.combo.skill, "combo": p.qa.combo.key, "template": p.qa.template,
                     "split": split, "answer_seconds": round(seconds[p.answer_file], 3)}
+            if words.get(p.answer_file):
+                meta["answer_words"] = words[p.answer_file]  # [start_s, end_s] per word of the answer
             if p.voice is not None:
                 meta |= {"voice": p.voice.label, "voice_params": p.voice.params(),
                          "question_seconds": round(seconds[p.question_file], 3)}

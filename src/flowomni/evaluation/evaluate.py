@@ -21,6 +21,8 @@ from typing import Any
 import numpy as np
 
 from flowomni.audio.io import AudioError, load_audio
+from flowomni.data.skills import HELD_OUT_FACTS
+from flowomni.evaluation.intervals import accuracy_interval, wer_interval
 from flowomni.evaluation.text import exact_match, normalize, wer
 
 log = logging.getLogger(__name__)
@@ -35,7 +37,9 @@ class EvalConfig:
     snrs: list[float] = field(default_factory=lambda: [20.0, 10.0, 5.0, 0.0])
     speeds: list[float] = field(default_factory=lambda: [0.8, 0.9, 1.1, 1.2])
     noise_kind: str = "white"  # white | pink | babble
-    unseen_manifest: str = ""  # questions in voices never heard in training ("" to skip)
+    # other voices asking the same questions: condition name -> manifest (e.g. the corpus's
+    # test_seen_voices.jsonl and test_shifted_voices.jsonl)
+    voice_sets: dict[str, str] = field(default_factory=dict)
     text_questions: bool = True  # also ask every question as text (text in, speech out)
     seed: int = 0
     examples: int = 3  # answers kept (with audio and mel) for the report
@@ -54,21 +58,29 @@ class ItemResult:
 
 
 def score(rows: list[ItemResult]) -> dict[str, Any]:
-    """Aggregate scores of one condition."""
+    """Aggregate scores of one condition, with 95 % bootstrap intervals over items.
+    "accuracy_target" leaves out the held-out world facts (which no model can infer)."""
     if not rows:
         return {"items": 0}
     spoken = [r for r in rows if r.audio_s > 0]
+    target = [r for r in rows if r.skill != HELD_OUT_FACTS]
     out: dict[str, Any] = {
         "items": len(rows),
         "accuracy": sum(r.exact for r in rows) / len(rows),
+        "accuracy_ci95": accuracy_interval([r.exact for r in rows]),
+        "accuracy_target": sum(r.exact for r in target) / len(target) if target else None,
+        "accuracy_target_ci95": accuracy_interval([r.exact for r in target]) if target else None,
         "text_wer": wer([r.reference for r in rows], [r.text for r in rows]),
         "spoken_share": len(spoken) / len(rows),
     }
     if spoken:
         with_text = [r for r in spoken if normalize(r.text)]
-        out["speech_wer_vs_text"] = wer([r.text for r in with_text], [r.heard for r in with_text]) if with_text else None
+        texts, heard = [r.text for r in with_text], [r.heard for r in with_text]
+        out["speech_wer_vs_text"] = wer(texts, heard) if with_text else None
+        out["speech_wer_vs_text_ci95"] = wer_interval(texts, heard) if with_text else None
         # silent answers count as all-deleted against the reference
         out["speech_wer_vs_reference"] = wer([r.reference for r in rows], [r.heard for r in rows])
+        out["speech_wer_vs_reference_ci95"] = wer_interval([r.reference for r in rows], [r.heard for r in rows])
         out["speech_exact"] = sum(exact_match(r.reference, r.heard) for r in rows) / len(rows)
         d = [r.audio_s for r in spoken]
         out["answer_seconds"] = {"mean": statistics.fmean(d), "min": min(d), "max": max(d)}
@@ -188,8 +200,9 @@ class Evaluator:
             result["sweeps"]["speed"].append({"speed": speed, **score(rows)})
         if cfg.text_questions:
             result["sweeps"]["text_input"] = [{"input": "written question", **score(self.answer(items, as_text=True))}]
-        if cfg.unseen_manifest:
-            result["sweeps"]["unseen_voices"] = [{"voices": "unseen", **score(self.answer(self.items(cfg.unseen_manifest)))}]
+        voices = [{"voices": name, **score(self.answer(self.items(path)))} for name, path in cfg.voice_sets.items()]
+        if voices:
+            result["sweeps"]["voices"] = voices
         result["asr_redecoded"] = getattr(self.asr, "redecoded", 0)  # looping transcripts decoded again
         result["wall_s"] = time.perf_counter() - t0
         return result

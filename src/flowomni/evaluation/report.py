@@ -15,16 +15,26 @@ def _num(x: float | None, fmt: str = "{:.0f}") -> str:
     return "-" if x is None else fmt.format(x)
 
 
+def _ci(row: dict[str, Any], key: str) -> str:
+    """A score with its 95 % interval, e.g. "81.0% [77.3, 84.5]"."""
+    ci = row.get(f"{key}_ci95")
+    if row.get(key) is None or not ci:
+        return _pct(row.get(key))
+    return f"{_pct(row.get(key))} [{100 * ci[0]:.1f}, {100 * ci[1]:.1f}]"
+
+
 def summary_table(results: dict[str, dict[str, Any]]) -> str:
-    head = ("| model | answer accuracy | text WER | speech WER vs reference | speech WER vs own text "
-            "| spoken answers | first packet (ms, median) | RTF | answer length (s) |\n|---|---|---|---|---|---|---|---|---|\n")
+    head = ("| model | accuracy (target skills) | accuracy (all) | text WER | speech WER vs reference "
+            "| speech WER vs own text | spoken answers | first packet (ms, median) | RTF | answer length (s) |\n"
+            "|---|---|---|---|---|---|---|---|---|---|\n")
     rows = []
     for name, r in results.items():
         c, lat = r["clean"], r["latency"]
         rows.append(
-            f"| {name} | {_pct(c.get('accuracy'))} | {_pct(c.get('text_wer'))} | {_pct(c.get('speech_wer_vs_reference'))} "
-            f"| {_pct(c.get('speech_wer_vs_text'))} | {_pct(c.get('spoken_share'))} | {_num(lat.get('first_packet_ms_median'))} "
-            f"| {_num(lat.get('rtf_median'), '{:.3f}')} | {_num((c.get('answer_seconds') or {}).get('mean'), '{:.2f}')} |"
+            f"| {name} | {_ci(c, 'accuracy_target')} | {_ci(c, 'accuracy')} | {_pct(c.get('text_wer'))} "
+            f"| {_ci(c, 'speech_wer_vs_reference')} | {_ci(c, 'speech_wer_vs_text')} | {_pct(c.get('spoken_share'))} "
+            f"| {_num(lat.get('first_packet_ms_median'))} | {_num(lat.get('rtf_median'), '{:.3f}')} "
+            f"| {_num((c.get('answer_seconds') or {}).get('mean'), '{:.2f}')} |"
         )
     return head + "\n".join(rows) + "\n"
 
@@ -33,13 +43,13 @@ SWEEPS = [  # (results key, condition field, column label, section title)
     ("noise", "snr_db", "SNR (dB)", "Noise on the question"),
     ("speed", "speed", "speed", "Question speed"),
     ("text_input", "input", "question", "Written questions (text in, speech out)"),
-    ("unseen_voices", "voices", "voices", "Voices never heard in training"),
+    ("voices", "voices", "voices", "The same questions in other voices"),
 ]
 
 
 def sweep_table(results: dict[str, dict[str, Any]], sweep: str, key: str, label: str) -> str:
     names = list(results)
-    head = f"| {label} | " + " | ".join(f"{n}: accuracy | {n}: speech WER" for n in names) + " |\n"
+    head = f"| {label} | " + " | ".join(f"{n}: accuracy (target) | {n}: speech WER vs reference" for n in names) + " |\n"
     head += "|---" * (1 + 2 * len(names)) + "|\n"
     conds = [row[key] for row in results[names[0]]["sweeps"].get(sweep, [])]
     lines = []
@@ -47,7 +57,7 @@ def sweep_table(results: dict[str, dict[str, Any]], sweep: str, key: str, label:
         cells = []
         for n in names:
             row = results[n]["sweeps"][sweep][i]
-            cells += [_pct(row.get("accuracy")), _pct(row.get("speech_wer_vs_reference"))]
+            cells += [_ci(row, "accuracy_target"), _ci(row, "speech_wer_vs_reference")]
         lines.append(f"| {cond} | " + " | ".join(cells) + " |")
     return head + "\n".join(lines) + "\n"
 

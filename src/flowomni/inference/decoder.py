@@ -178,7 +178,7 @@ class Decoder:
         outputs = []
         eos = self.tok.token_id(tk.EOS)
         for tok, done, group in zip(tokens.tolist(), self.text_done.tolist(), groups):  # one sync, not one per row
-            new_tok = None if done or tok == eos else tok
+            new_tok = None if done or tok in (eos, tpad) else tok  # <tpad>: aligned text waits for its speech
             outputs.append(StepOutput(new_tok, group.float() if group is not None else None, False, False))
         self.text_done |= tokens == eos
         self.started |= states == START

@@ -25,11 +25,21 @@ class ModelConfig:
     code_head: CodeHeadConfig = field(default_factory=CodeHeadConfig)  # discrete head only
     group: int = 4  # mel frames per LLM step: 86 Hz / 4 = 21.5 Hz autoregressive rate
     delay: int = 2  # text leads speech by this many positions
+    # "free": the answer's text is written in its first positions (the paper); "aligned": each
+    # token `text_lead` steps before the mel group where it is spoken (see pacing.py)
+    text_pacing: str = "free"
+    text_lead: int = 3
     w_flow: float = 1.0  # weight of the speech loss (flow matching, or the code CE of the discrete head)
     w_state: float = 0.5
     feedback_noise: float = 0.5  # std of noise on fed-back (normalised) mel groups in training (flow head)
     stage1_train_embeddings: bool = True  # control tokens are new: let them learn in stage 1
     vocoder: str = "griffin-lim"
+
+    def __post_init__(self) -> None:
+        from flowomni.model.pacing import TEXT_PACINGS
+
+        if self.text_pacing not in TEXT_PACINGS:
+            raise ValueError(f"model.text_pacing must be one of {TEXT_PACINGS}, got {self.text_pacing!r}")
 
     @property
     def extra_groups(self) -> int:

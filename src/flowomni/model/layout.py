@@ -141,13 +141,24 @@ def layout(
     n_groups: int = 0,
     delay: int = 2,
     history: list[Turn] | None = None,
+    text_slots: list[int] | None = None,
 ) -> Layout:
-    """Full training layout of one example (prefix + answer, with targets)."""
+    """Full training layout of one example (prefix + answer, with targets). `text_slots`: the
+    answer position of each answer token in a spoken reply (aligned pacing, see pacing.py);
+    None writes the tokens in the first positions (free pacing)."""
     if task.speech_out and n_groups <= 0:
         raise ValueError(f"task {task.value} needs answer audio (n_groups > 0)")
     lay = prefix(task, tok, question_ids, n_audio, history)
     eos, tpad = tok.token_id(tk.EOS), tok.token_id(tk.TEXT_PAD)
-    ans_text = list(answer_ids) + [eos]
+    if text_slots is not None and task.speech_out:
+        if len(text_slots) != len(answer_ids) or any(b <= a for a, b in zip(text_slots, text_slots[1:])):
+            raise ValueError("text_slots must give each answer token its own, increasing position")
+        end = text_slots[-1] + 1 if text_slots else 0
+        ans_text = [tpad] * end + [eos]
+        for slot, token in zip(text_slots, answer_ids):
+            ans_text[slot] = token
+    else:
+        ans_text = list(answer_ids) + [eos]
     if task.speech_out:
         ans_kind = [PAD] * delay + [START] + [GEN] * n_groups + [STOP]
         ans_group = [-1] * (delay + 1) + list(range(n_groups)) + [-1]

@@ -36,6 +36,11 @@ class FeatureSource(Protocol):
 class DataConfig:
     train_manifest: str = ""
     valid_manifest: str = ""
+    # written questions (e.g. the corpus's train_text.jsonl) trained beside the spoken ones, with
+    # their own tasks: many more phrasings than audio can cover, at a fraction of the cost
+    text_manifest: str = ""
+    text_tasks: list[str] = field(default_factory=lambda: ["t2t"])
+    text_items: int = 0  # 0: all
     cache_dir: str = ".cache/features"
     tasks: list[str] = field(default_factory=lambda: ["s2s", "s2t", "t2s", "t2t", "asr", "tts"])
     stage1_tasks: list[str] = field(default_factory=lambda: ["asr", "tts"])
@@ -73,22 +78,27 @@ class TaskDataset(Dataset):
         history_prob: float = 0.0,
         extra_groups: int = 0,
         encoded: bool = False,
+        text_pacing: str = "free",
+        text_lead: int = 3,
+        written: tuple[list[Any], list[str]] | None = None,
     ) -> None:
         """`extra_groups`: GEN positions a spoken answer has beyond its mel groups (the
         discrete speech head's codebook delay: model.cfg.extra_groups). `encoded`: `in_feats`
         gives a frozen encoder's outputs (50 Hz frames, batch key "in_enc"), not log-mel; if it
-        has several `variants` per clip (augmentation), each epoch reads another one."""
+        has several `variants` per clip (augmentation), each epoch reads another one. `written`:
+        (items, tasks) of more items with tasks of their own (written questions: t2t, t2s, tts)."""
         self.tokenizer, self.in_feats, self.out_feats = tokenizer, in_feats, out_feats
-        self.items, self.history_prob = items, history_prob
+        sources = [(items, tasks)] + ([written] if written else [])
+        self.items, self.history_prob = [it for its, _ in sources for it in its], history_prob
         self.group, self.delay, self.stack = group, delay, stack
         self.extra_groups, self.encoded, self.epoch = extra_groups, encoded, 0
+        self.text_pacing, self.text_lead, self.out_frame_rate = text_pacing, text_lead, out_frame_rate
         self.skipped: Counter[str] = Counter()
-        task_list = [Task(t) for t in tasks]
         max_in = int(max_question_seconds * in_frame_rate)
         max_out = int(max_answer_seconds * out_frame_rate)
         self.examples: list[Example] = []
         self.lengths: list[int] = []
-        for item in items:
+        for item, task_list in ((it, [Task(t) for t in ts]) for its, ts in sources for it in its):
             n_in = self._frames(in_feats, item.question_audio, max_in, "question")
             n_out = self._frames(out_feats, item.answer_audio, max_out, "answer")
             for task in task_list:
@@ -120,9 +130,23 @@ class TaskDataset(Dataset):
         """Exact sequence length of the example's layout (for length bucketing)."""
         question = item.answer_text if task is Task.TTS else item.question_text
         q = self.positions(n_in) if task.speech_in else len(self.tokenizer.encode(question))
-        a = len(self.tokenizer.encode(self._answer_text(item, task))) + 1
+        slots = self.text_slots(item, task, n_out)
+        a = (slots[-1] + 2 if slots else 1) if slots is not None else len(self.tokenizer.encode(self._answer_text(item, task))) + 1
         s = self.delay + 2 + self.n_groups(n_out) if task.speech_out else 0
         return 3 + q + max(a, s) - 1 + len(history_ids(self.tokenizer, self.history_of(index)))
+
+    def text_slots(self, item: Any, task: Task, n_out_frames: int) -> list[int] | None:
+        """Aligned pacing of a spoken reply: each answer token's position (None: free pacing)."""
+        if self.text_pacing != "aligned" or not task.speech_out:
+            return None
+        from flowomni.model.pacing import aligned_slots, char_times, token_times
+
+        text = self._answer_text(item, task)
+        ids = self.tokenizer.encode(text)
+        chars = char_times(text, (item.meta or {}).get("answer_words") if hasattr(item, "meta") else None,
+                           n_out_frames / self.out_frame_rate)
+        times = token_times(text, ids, self.tokenizer.decode, chars)
+        return aligned_slots(times, self.group / self.out_frame_rate, self.delay, self.text_lead)
 
     def positions(self, n_in: int) -> int:
         """LLM positions of a question of `n_in` input frames (log-mel, or encoder frames)."""
@@ -164,7 +188,7 @@ class TaskDataset(Dataset):
     def __len__(self) -> int:
         return len(self.examples)
 
-    def build_layout(self, ex: Example, n_in: int, n_groups: int, index: int = -1) -> Layout:
+    def build_layout(self, ex: Example, n_in: int, n_groups: int, index: int = -1, n_out: int = 0) -> Layout:
         tok = self.tokenizer
         task, item = ex.task, ex.item
         question = item.answer_text if task is Task.TTS else item.question_text
@@ -177,6 +201,7 @@ class TaskDataset(Dataset):
             n_groups=n_groups,
             delay=self.delay,
             history=self.history_of(index) if index >= 0 else None,
+            text_slots=self.text_slots(item, task, n_out),
         )
 
     def __getitem__(self, i: int) -> dict[str, Any]:
@@ -188,7 +213,7 @@ class TaskDataset(Dataset):
             out_mel = np.asarray(self.out_feats.get(Path(ex.item.answer_audio)), dtype=np.float32)
         n_in = 0 if in_mel is None else in_mel.shape[0]
         n_groups = 0 if out_mel is None else self.n_groups(out_mel.shape[0])
-        lay = self.build_layout(ex, n_in, n_groups, i)
+        lay = self.build_layout(ex, n_in, n_groups, i, 0 if out_mel is None else out_mel.shape[0])
         return {"layout": lay, "in_mel": in_mel, "out_mel": out_mel, "task": ex.task.value, "id": ex.item.id,
                 "in_key": "in_enc" if self.encoded else "in_mel"}
 

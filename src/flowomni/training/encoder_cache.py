@@ -142,14 +142,19 @@ class EncoderCache:
                 bar.update(len(chunk))
             pending.clear()
 
+        failed: set[str] = set()  # a clip is counted once, not once per version
         for p, v in todo:
+            if p in failed:
+                bar.update()
+                continue
             try:
                 pending.append((p, v, self._audio(p, v)))
-            except AudioProblem as e:
-                stats.add(e.reason, str(e))
-                bar.update()
             except Exception as e:  # one bad clip must not stop the run
-                stats.add("error", f"{p}: {type(e).__name__}: {e}")
+                failed.add(p)
+                if isinstance(e, AudioProblem):
+                    stats.add(e.reason, str(e))
+                else:
+                    stats.add("error", f"{p}: {type(e).__name__}: {e}")
                 bar.update()
             if len(pending) >= batch_size * 16:
                 flush()

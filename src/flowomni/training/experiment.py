@@ -86,18 +86,27 @@ def build_datasets(cfg: ExperimentConfig, tok: Tokenizer, model: FlowOmni | None
     tasks = cfg.data.stage1_tasks if cfg.train.stage == 1 else cfg.data.tasks
     skipped: dict[str, int] = {}
 
-    def dataset(manifest: str) -> TaskDataset:
+    def read(manifest: str, limit: int) -> list[Any]:
         items, stats = read_manifest(manifest)
         for reason, n in stats.counts.items():
             skipped[f"manifest: {reason}"] = skipped.get(f"manifest: {reason}", 0) + n
-        if cfg.data.max_items:
-            items = items[: cfg.data.max_items]
+        return items[:limit] if limit else items
+
+    def dataset(manifest: str, written: str = "") -> TaskDataset:
+        """Spoken items with `tasks`, plus (training) written items with `data.text_tasks`."""
+        items = read(manifest, cfg.data.max_items)
+        more = (read(written, cfg.data.text_items), cfg.data.text_tasks) if written else None
+        if encoded:  # every version of every question, made in batches before training reads them
+            stats = in_feats.precompute([it.question_audio for it in items if it.question_audio is not None])
+            for reason, n in stats.counts.items():
+                skipped[f"encoder: {reason}"] = skipped.get(f"encoder: {reason}", 0) + n
         ds = TaskDataset(
-            items, tasks, tok, in_feats, out_feats,
+            items, tasks, tok, in_feats, out_feats, written=more,
             group=mcfg.group, delay=mcfg.delay, stack=mcfg.encoder.stack, encoded=encoded,
             in_frame_rate=mcfg.input_mel.frame_rate / (2 if encoded else 1), out_frame_rate=mcfg.output_mel.frame_rate,
             max_question_seconds=cfg.data.max_question_seconds, max_answer_seconds=cfg.data.max_answer_seconds,
             history_prob=cfg.data.history_prob, extra_groups=mcfg.extra_groups,
+            text_pacing=mcfg.text_pacing, text_lead=mcfg.text_lead,
         )
         for reason, n in ds.skipped.items():
             skipped[reason] = skipped.get(reason, 0) + n
@@ -105,7 +114,7 @@ def build_datasets(cfg: ExperimentConfig, tok: Tokenizer, model: FlowOmni | None
             raise ValueError(f"{manifest}: no usable examples for tasks {tasks}")
         return ds
 
-    train_set = dataset(cfg.data.train_manifest)
+    train_set = dataset(cfg.data.train_manifest, cfg.data.text_manifest)
     valid_set = dataset(cfg.data.valid_manifest) if cfg.data.valid_manifest else None
     collate_fn = partial(collate, group=mcfg.group, pad_id=tok.pad_id, silence=math.log(mcfg.output_mel.log_floor))
     return Datasets(train_set, valid_set, collate_fn, skipped)

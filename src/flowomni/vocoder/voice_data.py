@@ -139,7 +139,7 @@ def render_answer(speaker, text: str, path: Path) -> None:
     from flowomni.data.synth import Job, render_clip
     from flowomni.data.voices import ANSWER_VOICE
 
-    wav, sr = render_clip(speaker, Job(path.name, text, ANSWER_VOICE, None))
+    wav, sr, _ = render_clip(speaker, Job(path.name, text, ANSWER_VOICE, None))
     path.parent.mkdir(parents=True, exist_ok=True)
     sf.write(path, wav, sr, subtype="PCM_16")
 
