@@ -26,6 +26,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-sweeps", action="store_true", help="clean spoken questions only (no noise, speed, "
                    "unseen-voice or written-question conditions)")
     p.add_argument("--latency-items", type=int, default=8)
+    p.add_argument("--text-only", action="store_true", help="answers in text only (speech in, text out; no ASR, "
+                   "no latency): measures understanding alone, e.g. of a model trained without speech replies")
     p.add_argument("--vocoder", default=None, help="override every model's vocoder")
     p.add_argument("--out", default=None, help="report folder (default reports/eval_<names>)")
     from flowomni.inference.precision import DECODE_DTYPES
@@ -87,6 +89,7 @@ def run(args: argparse.Namespace) -> int:
                 voice_sets={} if args.no_sweeps else voice_sets(args.voices, manifest.parent),
             )
             cfg.text_questions = not args.no_sweeps
+            cfg.speak = not args.text_only
             if args.snr is not None or args.no_sweeps:
                 cfg.snrs = [] if args.no_sweeps else args.snr
             if args.speed is not None or args.no_sweeps:

@@ -43,6 +43,7 @@ class EvalConfig:
     text_questions: bool = True  # also ask every question as text (text in, speech out)
     seed: int = 0
     examples: int = 3  # answers kept (with audio and mel) for the report
+    speak: bool = True  # False: text answers only (s2t / t2t; no ASR, no latency), to measure understanding
 
 
 @dataclass
@@ -96,7 +97,7 @@ class Evaluator:
         from flowomni.evaluation.asr import Transcriber
 
         self.engine, self.cfg = engine, cfg
-        self.asr = transcriber or Transcriber()
+        self.asr = transcriber or (Transcriber() if cfg.speak else None)
         self.examples: list[dict[str, Any]] = []
 
     def items(self, manifest: str) -> list[Any]:
@@ -138,9 +139,9 @@ class Evaluator:
                 questions.append({"audio": wav, "sample_rate": sr})
             if not questions:
                 continue
-            answers = self.engine.answer_batch(questions, speak=True)
+            answers = self.engine.answer_batch(questions, speak=self.cfg.speak)
             for item, ans in zip(chunk, answers):
-                heard = self.asr.transcribe(ans.audio, ans.sample_rate) if ans.audio is not None else ""
+                heard = self.asr.transcribe(ans.audio, ans.sample_rate) if ans.audio is not None and self.cfg.speak else ""
                 rows.append(ItemResult(
                     id=item.id, skill=str(item.meta.get("skill", "?")), question=item.question_text,
                     reference=item.answer_text, text=ans.text, heard=heard,
@@ -183,7 +184,7 @@ class Evaluator:
         items = self.items(cfg.manifest)
         # latency first: once the ASR has run in this process, torch decodes ~2x slower on 2
         # cores (measured: first packet 115 -> 278 ms right after one transcription)
-        latency = self.latency(items)
+        latency = self.latency(items) if cfg.speak else {}
         clean = self.answer(items, None, keep_examples=True)
         result: dict[str, Any] = {
             "config": asdict(cfg),

@@ -32,6 +32,9 @@ class ExperimentConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     run_dir: str = "runs/default"
     init_from: str = ""  # checkpoint whose weights start this run (e.g. stage 1 -> stage 2)
+    # weights not taken from init_from (name prefixes), e.g. ["adapter."] when the speech encoder
+    # changed since: those start fresh
+    init_skip: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -133,8 +136,14 @@ def build_experiment(cfg: ExperimentConfig, *, estimate_stats: bool = True) -> E
     if cfg.init_from:
         from flowomni.training.checkpoint import load_model_state
 
-        model.load_checkpoint_state(load_model_state(cfg.init_from))
-    elif estimate_stats:
+        state = load_model_state(cfg.init_from)
+        if cfg.init_skip:
+            own = model.state_dict()
+            state = {k: (own[k] if k.startswith(tuple(cfg.init_skip)) else v) for k, v in state.items()}
+            state |= {k: v for k, v in own.items() if k.startswith(tuple(cfg.init_skip))}
+        model.load_checkpoint_state(state)
+    never_measured = bool((model.out_mean == 0).all() and (model.out_std == 1).all())  # e.g. a text-only start
+    if estimate_stats and (not cfg.init_from or never_measured):
         in_stats, out_stats = estimate_feature_stats(train_set, cfg.data.stats_items, mcfg.input_mel.n_mels,
                                                      mcfg.output_mel.n_mels, questions=not model.in_stats_fixed)
         model.set_stats(model.in_stats if model.in_stats_fixed else in_stats, out_stats)
