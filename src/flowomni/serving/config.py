@@ -7,9 +7,11 @@ from dataclasses import dataclass, field
 
 @dataclass
 class VadConfig:
-    """Energy voice-activity detection (hands-free mode); see vad.py."""
+    """Server-side turn detection (hands-free mode): Silero (silero.py) or frame energy (vad.py)."""
 
-    frame_ms: float = 20.0  # analysis frame
+    kind: str = "silero"  # "silero" (a small neural detector) or "energy" (the fallback; no model)
+    threshold: float = 0.5  # silero: speech probability that starts speech (it ends below threshold - 0.15)
+    frame_ms: float = 20.0  # analysis frame (energy; silero's frame is 32 ms)
     threshold_db: float = -45.0  # a frame louder than this (dBFS RMS) may be speech ...
     margin_db: float = 12.0  # ... and this far above the noise floor: the quietest frame of
     noise_window_ms: float = 2000.0  # ... this window (steady noise stops being speech after it)
