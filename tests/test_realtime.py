@@ -379,10 +379,18 @@ def test_bad_input_gets_error_events_and_the_session_goes_on(server: ServerThrea
                                               audio_end_ms=10))
             await expect("item_not_found", ev(type="conversation.item.create", previous_item_id="item_x", item={
                 "type": "message", "role": "user", "content": [{"type": "input_text", "text": "hi"}]}))
-            # too much audio in the buffer without a commit (max_turn_seconds = 6): the append is refused
-            second = b64(pcm16(np.random.default_rng(0).uniform(-0.3, 0.3, 24000)))
+            # a silent question is refused by the engine: its response fails, and says why
             await c.send(type="session.update", session={"turn_detection": None})
             await c.until("session.updated")
+            await c.send(type="input_audio_buffer.append", audio=b64(silence(0.5)))
+            await c.send(type="input_audio_buffer.commit")
+            await c.until("conversation.item.created")
+            await c.send(type="response.create")
+            done = (await c.until("response.done"))[-1]["response"]
+            assert done["status"] == "failed" and done["status_details"]["error"]["code"] == "bad_audio"
+            assert "silent" in done["status_details"]["error"]["message"]
+            # too much audio in the buffer without a commit (max_turn_seconds = 6): the append is refused
+            second = b64(pcm16(np.random.default_rng(0).uniform(-0.3, 0.3, 24000)))
             for _ in range(6):
                 await c.send(type="input_audio_buffer.append", audio=second)
             await expect("turn_too_long", ev(type="input_audio_buffer.append", audio=second))
@@ -458,6 +466,16 @@ def test_busy_origin_and_api_key(slow_server: ServerThread) -> None:
                            subprotocols=["realtime", f"openai-insecure-api-key.{KEY}"]) as ws:
             assert ws.subprotocol == "realtime"
             assert json.loads(await ws.recv())["type"] == "session.created"
+        # so does /ws, where the web page offers it as a subprotocol (opened as /#key=KEY)
+        ws_url = slow_server.url.replace("http", "ws") + "/ws"
+        with pytest.raises(InvalidStatus) as e:
+            async with connect(ws_url):
+                pass
+        assert e.value.response.status_code == 401
+        async with connect(ws_url, subprotocols=["flowomni", f"openai-insecure-api-key.{KEY}"]) as ws:
+            assert ws.subprotocol == "flowomni"
+            await ws.send(json.dumps({"type": "ping"}))
+            assert json.loads(await ws.recv()) == {"type": "pong"}
         # the HTTP endpoint wants the key too; /protocol documents both WebSocket protocols
         import urllib.error
         import urllib.request
