@@ -13,7 +13,12 @@ detector and condition it counts:
   never;
 - start / end latency: when the detector said so, relative to the true start / end.
 
-Both detectors run with the server's defaults (VadConfig) and their own threshold.
+- early start: the question's turn began in the noise before it (>= 100 ms early).
+
+Before each stream the detector hears `--warmup` s of the same background, unscored, as in a
+session that is already listening (`--warmup 0`: a fresh detector per question). What a
+fresh detector does with background alone is the noise-only count. Both detectors run with
+the server's defaults (VadConfig) and their own threshold.
 
     python benchmarks/vad.py --manifest /tmp/qs/test.jsonl --limit 200 --json > reports/vad.json
     python benchmarks/vad.py --json --quick          # the examples/ questions only
@@ -46,6 +51,7 @@ CHUNK_S = 0.02
 SNRS = (None, 20.0, 10.0, 5.0, 0.0)  # None: clean (no noise)
 KINDS = ("white", "pink", "babble")
 LATE_SLACK_S = 0.3
+EARLY_S = 0.1  # a turn that starts this long before the speech began in the noise
 
 
 def speech_bounds(wav: np.ndarray, sr: int, below_peak_db: float = 35.0) -> tuple[float, float]:
@@ -57,11 +63,18 @@ def speech_bounds(wav: np.ndarray, sr: int, below_peak_db: float = 35.0) -> tupl
     return loud[0] * hop / sr, (loud[-1] + 1) * hop / sr
 
 
-def segments(kind: str, cfg: VadConfig, stream: np.ndarray, sr: int) -> tuple[list[tuple[float, float]], float]:
+def segments(kind: str, cfg: VadConfig, stream: np.ndarray, sr: int, warmup: np.ndarray | None = None
+             ) -> tuple[list[tuple[float, float]], float]:
     """Turns the detector finds in `stream`, fed in 20 ms chunks: [(start, end)] in seconds
-    (when it said so; end = inf when the stream ended inside a turn), and its CPU seconds."""
+    (when it said so; end = inf when the stream ended inside a turn), and its CPU seconds.
+    `warmup` is heard first and not scored (a session already listening in that room: the
+    detector keeps what it learnt of the background, and forgets any turn in progress)."""
     vad = make_vad(dataclasses.replace(cfg, kind=kind), sr)
     step = round(sr * CHUNK_S)
+    if warmup is not None:
+        for i in range(0, len(warmup), step):
+            vad.push(warmup[i : i + step])
+        vad.reset()
     out: list[tuple[float, float]] = []
     start = None
     t0 = time.process_time()
@@ -87,6 +100,7 @@ def score(segs: list[tuple[float, float]], t0: float, t1: float, silence_s: floa
         return {"missed": True, "cut": False, "false_starts": false, "late_end": False}
     end = cover[-1][1]
     return {"missed": False, "cut": any(b < t1 for _, b in cover), "false_starts": false,
+            "early_start": cover[0][0] < t0 - EARLY_S,
             "late_end": end > t1 + silence_s + LATE_SLACK_S, "start_ms": 1000 * (cover[0][0] - t0),
             "end_ms": 1000 * (end - t1) if np.isfinite(end) else None}
 
@@ -104,6 +118,7 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
     end = [r["end_ms"] for r in rows if r.get("end_ms") is not None]
     return {"n": n, "missed_pct": 100 * sum(r["missed"] for r in rows) / n,
             "cut_pct": 100 * sum(r["cut"] for r in rows) / n,
+            "early_start_pct": 100 * sum(r.get("early_start", False) for r in rows) / n,
             "false_starts_per_clip": sum(r["false_starts"] for r in rows) / n,
             "late_end_pct": 100 * sum(r["late_end"] or r.get("end_ms", 0) is None for r in rows) / n,
             "start_ms": describe(start) if start else None, "end_ms": describe(end) if end else None}
@@ -127,13 +142,15 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         for wav in clips:
             t0, t1 = speech_bounds(wav, sr)
             stream = np.concatenate([np.zeros(lead, np.float32), wav, np.zeros(tail, np.float32)])
+            warm = np.zeros(round(args.warmup * sr), np.float32)
             if kind is not None:
                 p_speech = float(np.mean(wav[int(t0 * sr) : int(t1 * sr)].astype(np.float64) ** 2))
-                stream = stream + make_noise(kind, len(stream), sr, rng) * np.sqrt(p_speech / 10 ** (snr / 10))
+                noise = make_noise(kind, len(warm) + len(stream), sr, rng) * np.sqrt(p_speech / 10 ** (snr / 10))
+                warm, stream = noise[: len(warm)].astype(np.float32), stream + noise[len(warm) :]
             stream = np.clip(stream, -1, 1).astype(np.float32)
             audio_s += len(stream) / sr
             for vad in args.vads:
-                segs, c = segments(vad, cfg, stream, sr)
+                segs, c = segments(vad, cfg, stream, sr, warm if args.warmup else None)
                 cpu[vad] += c
                 rows[vad].append(score(segs, t0 + args.lead, t1 + args.lead, cfg.silence_ms / 1000))
         for vad in args.vads:
@@ -154,7 +171,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             for vad in args.vads:
                 noise_only[vad][f"{kind}_{-20 - snr:g}dBFS"] = round(counts[vad] / minutes, 2)
     return {"benchmark": "vad", "environment": environment(), "sample_rate": sr, "clips": len(clips),
-            "lead_s": args.lead, "tail_s": args.tail, "vad_config": dataclasses.asdict(cfg),
+            "lead_s": args.lead, "tail_s": args.tail, "warmup_s": args.warmup, "vad_config": dataclasses.asdict(cfg),
             "late_end_after_ms": cfg.silence_ms + 1000 * LATE_SLACK_S, "results": results,
             "noise_only_false_starts_per_minute": noise_only,
             "cpu_ms_per_audio_second": {v: round(1000 * cpu[v] / audio_s, 3) for v in args.vads}}
@@ -170,6 +187,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rate", type=int, default=24000, help="stream sample rate (the Realtime API's 24 kHz)")
     p.add_argument("--lead", type=float, default=2.0, help="seconds of background before each question")
     p.add_argument("--tail", type=float, default=2.0, help="seconds after it")
+    p.add_argument("--warmup", type=float, default=3.0, help="seconds of the same background heard (not scored) "
+                   "before each stream: a session already listening; 0: a fresh detector per question")
     p.add_argument("--noise-clips", type=int, default=10, help="noise-only clips per noise kind and level")
     p.add_argument("--noise-seconds", type=float, default=10.0)
     p.add_argument("--seed", type=int, default=0)
