@@ -29,9 +29,12 @@ from starlette.websockets import WebSocketDisconnect, WebSocketState
 
 from flowomni.audio.io import AudioError, validate
 from flowomni.inference.engine import AudioChunk, Done, TextDelta
+from flowomni.serving import auth
 from flowomni.serving import protocol as P
+from flowomni.serving import realtime_events
 from flowomni.serving.config import ServerConfig
 from flowomni.serving.queue import Busy, WorkQueue
+from flowomni.serving.realtime import RealtimeSession
 from flowomni.serving.session import Session, rounded
 
 log = logging.getLogger("flowomni.serving")
@@ -142,8 +145,9 @@ def create_app(engine_or_factory: Any, config: ServerConfig | None = None) -> Fa
         queue.shutdown()
 
     app = FastAPI(title="flowomni", version="0.1.0", lifespan=lifespan,
-                  description="Flow-Omni voice chat: WebSocket protocol at /ws (see /protocol), "
-                              "one-shot answers at POST /v1/respond, the web page at /.")
+                  description="Flow-Omni voice chat: WebSocket protocol at /ws and an OpenAI Realtime-compatible "
+                              "WebSocket at /v1/realtime (both documented at /protocol), one-shot answers at "
+                              "POST /v1/respond, the web page at /.")
     app.state.cfg, app.state.queue, app.state.server = cfg, queue, state
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
@@ -151,9 +155,9 @@ def create_app(engine_or_factory: Any, config: ServerConfig | None = None) -> Fa
     async def index() -> FileResponse:
         return FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-cache"})
 
-    @app.get("/protocol", response_class=PlainTextResponse, summary="The WebSocket protocol, as text")
+    @app.get("/protocol", response_class=PlainTextResponse, summary="The WebSocket protocols, as text")
     async def protocol_doc() -> str:
-        return P.__doc__ or ""
+        return f"{P.__doc__}\n\n{realtime_events.__doc__}"
 
     @app.get("/health", summary="Liveness, load and limits")
     async def health() -> dict[str, Any]:
@@ -172,6 +176,8 @@ def create_app(engine_or_factory: Any, config: ServerConfig | None = None) -> Fa
                          503: {"description": "busy: too many answers running and waiting"}})
     async def respond(request: Request, format: str = "json", speak: bool | None = None) -> Response:
         t_end = time.perf_counter()
+        if not auth.authorized(request.headers, cfg.api_key):
+            return http_error(401, "invalid_api_key", "missing or wrong API key: send Authorization: Bearer <key>")
         if format not in ("json", "wav"):
             return http_error(400, "bad_message", f"format must be json or wav, got {format!r}")
         try:
@@ -238,30 +244,48 @@ def create_app(engine_or_factory: Any, config: ServerConfig | None = None) -> Fa
 
     @app.websocket("/ws")
     async def chat(ws: WebSocket) -> None:
-        origin = ws.headers.get("origin")
-        if origin and urllib.parse.urlsplit(origin).netloc != ws.headers.get("host") and origin not in cfg.allowed_origins:
-            log.warning("refused a WebSocket from origin %s (allowed_origins: %s)", origin, cfg.allowed_origins)
-            await ws.close(code=1008)  # before accept: the handshake fails with HTTP 403
-            return
-        await ws.accept()
-        if state["sessions"] >= cfg.max_sessions:
-            await ws.send_json(P.busy(f"server busy: all {cfg.max_sessions} sessions are in use", 5000))
-            await ws.close(code=1013)
-            return
-        state["sessions"] += 1
-        session = Session(state["engine"], queue, cfg, ws.send_json, ws.send_bytes)
-        try:
-            await serve_session(ws, session, cfg)
-        except WebSocketDisconnect:
-            pass
-        finally:
-            state["sessions"] -= 1
-            await session.close()
-            if ws.client_state == WebSocketState.CONNECTED and ws.application_state == WebSocketState.CONNECTED:
-                with contextlib.suppress(Exception):
-                    await ws.close(code=session.close_code or 1000)
+        await serve_socket(ws, cfg, state, lambda: Session(state["engine"], queue, cfg, ws.send_json, ws.send_bytes))
+
+    @app.websocket("/v1/realtime")
+    async def realtime(ws: WebSocket, model: str | None = None) -> None:
+        beta = "realtime=v1" in (ws.headers.get("openai-beta") or "")  # what the SDK's beta client sends
+        await serve_socket(ws, cfg, state, lambda: RealtimeSession(state["engine"], queue, cfg, ws.send_json,
+                                                                   beta=beta, model=model))
 
     return app
+
+
+async def serve_socket(ws: WebSocket, cfg: ServerConfig, state: dict[str, Any], make_session: Callable[[], Session]
+                       ) -> None:
+    """Admit one WebSocket (its page's origin, the API key, the session limit), then serve its
+    session until either side ends it."""
+    origin = ws.headers.get("origin")
+    if origin and urllib.parse.urlsplit(origin).netloc != ws.headers.get("host") and origin not in cfg.allowed_origins:
+        log.warning("refused a WebSocket from origin %s (allowed_origins: %s)", origin, cfg.allowed_origins)
+        await ws.close(code=1008)  # before accept: the handshake fails with HTTP 403
+        return
+    if not auth.authorized(ws.headers, cfg.api_key):
+        await ws.send_denial_response(http_error(401, "invalid_api_key", "missing or wrong API key: send "
+                                                 "Authorization: Bearer <key>"))
+        return
+    await ws.accept(subprotocol=auth.chosen_protocol(ws.headers))
+    session = make_session()
+    if state["sessions"] >= cfg.max_sessions:
+        await session.refuse_busy(f"server busy: all {cfg.max_sessions} sessions are in use")
+        await ws.close(code=1013)
+        return
+    state["sessions"] += 1
+    try:
+        await session.open()
+        await serve_session(ws, session, cfg)
+    except WebSocketDisconnect:
+        pass
+    finally:
+        state["sessions"] -= 1
+        await session.close()
+        if ws.client_state == WebSocketState.CONNECTED and ws.application_state == WebSocketState.CONNECTED:
+            with contextlib.suppress(Exception):
+                await ws.close(code=session.close_code or 1000)
 
 
 async def serve_session(ws: WebSocket, session: Session, cfg: ServerConfig) -> None:

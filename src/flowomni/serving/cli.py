@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from typing import TYPE_CHECKING
 
 from flowomni.config import ConfigError, apply_overrides, from_dict, load_config
+from flowomni.serving.auth import ENV, is_loopback
 
 if TYPE_CHECKING:
     from flowomni.serving.config import ServerConfig
@@ -24,6 +26,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-waiting", type=int, default=None, help="answers queued beyond those (default 4)")
     p.add_argument("--max-turn-seconds", type=float, default=None, help="question audio per turn (default 30)")
     p.add_argument("--idle-timeout", type=float, default=None, help="close idle sessions after this many s")
+    p.add_argument("--api-key", default=None, help="clients must send `Authorization: Bearer KEY` (default: "
+                   "$FLOWOMNI_API_KEY; required with a --host other machines can reach)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="any server setting, e.g. --set vad.silence_ms=500 --set history_turns=2")
     p.add_argument("--gen", dest="gen_overrides", action="append", default=[], metavar="KEY=VALUE",
@@ -41,6 +45,7 @@ def server_config(args: argparse.Namespace) -> "ServerConfig":
              "max_turn_seconds": args.max_turn_seconds, "idle_timeout_s": args.idle_timeout}
     overrides = [f"{k}={v}" for k, v in flags.items() if v is not None] + args.overrides
     cfg = load_config(ServerConfig, args.config, overrides)
+    cfg.api_key = args.api_key or os.environ.get(ENV) or cfg.api_key  # not through --set: a key is text as given
     cfg.check()
     return cfg
 
@@ -64,10 +69,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"flowomni serve: {e}", file=sys.stderr)
         return 2
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    if cfg.host not in ("127.0.0.1", "localhost", "::1"):
-        print(f"flowomni serve: listening on {cfg.host}: anyone who can reach it can use the model "
-              "(there is no authentication)", file=sys.stderr)
-    print(f"flowomni serve: http://{cfg.host}:{cfg.port}/ (page), /docs (API), /protocol (WebSocket protocol)",
-          file=sys.stderr)
+    if not is_loopback(cfg.host):
+        print(f"flowomni serve: listening on {cfg.host}: clients need the API key", file=sys.stderr)
+    print(f"flowomni serve: http://{cfg.host}:{cfg.port}/ (page), /docs (API), /protocol (WebSocket protocols: "
+          "/ws and the OpenAI Realtime-compatible /v1/realtime)", file=sys.stderr)
     uvicorn.Server(uvicorn_config(create_app(engine, cfg), cfg, log_level=args.log_level)).run()
     return 0

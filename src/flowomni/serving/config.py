@@ -7,9 +7,11 @@ from dataclasses import dataclass, field
 
 @dataclass
 class VadConfig:
-    """Energy voice-activity detection (hands-free mode); see vad.py."""
+    """Server-side turn detection (hands-free mode): Silero (silero.py) or frame energy (vad.py)."""
 
-    frame_ms: float = 20.0  # analysis frame
+    kind: str = "silero"  # "silero" (a small neural detector) or "energy" (the fallback; no model)
+    threshold: float = 0.5  # silero: speech probability that starts speech (it ends below threshold - 0.15)
+    frame_ms: float = 20.0  # analysis frame (energy; silero's frame is 32 ms)
     threshold_db: float = -45.0  # a frame louder than this (dBFS RMS) may be speech ...
     margin_db: float = 12.0  # ... and this far above the noise floor: the quietest frame of
     noise_window_ms: float = 2000.0  # ... this window (steady noise stops being speech after it)
@@ -34,6 +36,9 @@ class ServerConfig:
     # Web pages from other sites may not open the WebSocket (a page on any site could otherwise
     # talk to a server on your machine); list extra allowed origins, e.g. "http://localhost:3000".
     allowed_origins: list[str] = field(default_factory=list)
+    # Clients must send `Authorization: Bearer <api_key>` (/v1/realtime, /v1/respond, /ws) when
+    # set; required when `host` is not a loopback address. The CLI also reads $FLOWOMNI_API_KEY.
+    api_key: str | None = None
     vad: VadConfig = field(default_factory=VadConfig)
 
     def limits(self) -> dict[str, float]:
@@ -57,3 +62,16 @@ class ServerConfig:
                 raise ConfigError(f"server.{name} must not be negative, got {getattr(self, name)}")
         if self.max_turn_seconds <= 0 or self.idle_timeout_s <= 0:
             raise ConfigError("server.max_turn_seconds and server.idle_timeout_s must be positive")
+        from flowomni.serving.auth import ENV, is_loopback
+        from flowomni.serving.detectors import check_vad
+        from flowomni.serving.silero import SileroUnavailable, model_path
+
+        if not is_loopback(self.host) and not self.api_key:
+            raise ConfigError(f"listening on {self.host} (reachable from other machines) needs an API key: "
+                              f"pass --api-key or set ${ENV}")
+        try:
+            check_vad(self.vad)
+            if self.vad.kind == "silero":
+                model_path()
+        except (ValueError, SileroUnavailable) as e:
+            raise ConfigError(f"server.{e}" if isinstance(e, ValueError) else str(e)) from None

@@ -7,7 +7,7 @@ client's messages one at a time, in the order sent.
 Client -> server
 ----------------
   {"type": "start", "sample_rate": 16000, "format": "pcm_s16le", "speak": true,
-   "mode": "ptt" | "vad", "vad": {"silence_ms": 700, "threshold_db": -45}}
+   "mode": "ptt" | "vad", "vad": {"kind": "silero", "threshold": 0.5, "silence_ms": 700}}
       Declares the microphone stream; answered by `ready`. Every field is optional
       (defaults shown; `vad` overrides the server's VAD settings for this session). May be
       sent again between turns to change options (buffered audio is dropped).
@@ -15,9 +15,12 @@ Client -> server
       Microphone audio: 16-bit little-endian signed mono PCM at the declared rate (an even
       number of bytes). Only after `start`. In "ptt" (push-to-talk) mode all audio is kept
       until `end_of_turn`; a whole utterance may be sent as one binary frame followed by
-      `end_of_turn`. In "vad" (hands-free) mode the server's energy voice-activity detector
-      ends the turn itself after `silence_ms` of silence following speech; audio before the
-      speech starts is dropped (except a short pre-roll).
+      `end_of_turn`. In "vad" (hands-free) mode the server's voice-activity detector (`kind`
+      "silero", a small neural model, or "energy", frame loudness) ends the turn itself after
+      `silence_ms` of silence following speech; audio before the speech starts is dropped
+      (except `preroll_ms`). Settings and their ranges: kind; threshold 0.05-0.95 (silero's
+      speech probability); min_speech_ms 0-2000; silence_ms 100-5000; preroll_ms 0-2000;
+      energy only: threshold_db -90-0, margin_db 0-40, noise_window_ms 200-10000, frame_ms 5-100.
   {"type": "end_of_turn"}            the user finished speaking: answer the buffered audio
   {"type": "text", "text": "What is two plus three?"}   a written question
   {"type": "interrupt"}              stop the current answer now (barge-in)
@@ -132,8 +135,9 @@ def parse_start(msg: dict[str, Any], vad_keys: tuple[str, ...]) -> StartOptions:
         bad = set(vad) - set(vad_keys)
         if bad:
             raise ProtocolError("bad_message", f"start: unknown vad setting(s) {sorted(bad)}; known: {list(vad_keys)}")
-        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in vad.values()):
-            raise ProtocolError("bad_message", "start: vad settings must be numbers")
+        if not all(isinstance(v, str) if k == "kind" else isinstance(v, (int, float)) and not isinstance(v, bool)
+                   for k, v in vad.items()):
+            raise ProtocolError("bad_message", 'start: vad settings must be numbers ("kind" a name)')
     return StartOptions(rate, fmt, _field(msg, "speak", bool, True), mode, vad)
 
 

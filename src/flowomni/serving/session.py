@@ -25,6 +25,8 @@ from flowomni.inference.engine import AudioChunk, Done, TextDelta
 from flowomni.serving import protocol as P
 from flowomni.serving.config import ServerConfig, VadConfig
 from flowomni.serving.queue import Busy, Ticket, WorkQueue
+from flowomni.serving.detectors import make_vad
+from flowomni.serving.silero import SileroUnavailable
 from flowomni.serving.vad import EnergyVAD
 
 log = logging.getLogger("flowomni.serving")
@@ -98,6 +100,13 @@ class Session:
     async def error(self, code: str, message: str, turn: int | None = None) -> None:
         await self.send(P.error(code, message, turn))
 
+    async def open(self) -> None:
+        """The socket was accepted (the /ws protocol waits for the client's `start`)."""
+
+    async def refuse_busy(self, message: str) -> None:
+        """Sent instead of serving when the server is at its session limit."""
+        await self.send(P.busy(message, 5000))
+
     # ---- client messages ----
     async def handle_text(self, raw: str) -> None:
         t_end = time.perf_counter()
@@ -153,9 +162,9 @@ class Session:
         vad = None
         if opts.mode == "vad":
             try:
-                vad = EnergyVAD(from_dict(VadConfig, {**to_dict(self.cfg.vad), **(opts.vad or {})}, "vad"),
-                                opts.sample_rate)
-            except (ConfigError, ValueError) as e:
+                vad = make_vad(from_dict(VadConfig, {**to_dict(self.cfg.vad), **(opts.vad or {})}, "vad"),
+                               opts.sample_rate)
+            except (ConfigError, ValueError, SileroUnavailable) as e:
                 raise P.ProtocolError("bad_message", f"start: {e}") from None
         self._drop_audio()
         self.options, self.vad = opts, vad

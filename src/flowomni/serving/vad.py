@@ -97,10 +97,15 @@ class EnergyVAD:
         self.reset()
         return audio
 
-    def _frame(self, frame: np.ndarray) -> VadEvent | None:
+    def is_speech(self, frame: np.ndarray) -> bool:
+        """This frame's decision (subclasses decide differently; the segmenting is shared)."""
         db = frame_db(frame)
         loud = self.is_loud(db)
         self._levels.append(db)
+        return loud
+
+    def _frame(self, frame: np.ndarray) -> VadEvent | None:
+        loud = self.is_speech(frame)
         if self._speech is None:
             self._pre.append(frame)
             self._loud_run = self._loud_run + 1 if loud else 0

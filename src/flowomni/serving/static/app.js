@@ -37,8 +37,12 @@ function sendStart() {
   }
 }
 
+// A server with an API key is opened as http://host:port/#key=KEY: the key (never sent in the
+// URL) rides as a WebSocket subprotocol, since browsers cannot set an Authorization header.
 function connect() {
-  ws = new WebSocket((location.protocol === 'https:' ? 'wss://' : 'ws://') + location.host + '/ws');
+  const key = new URLSearchParams(location.hash.slice(1)).get('key');
+  ws = new WebSocket((location.protocol === 'https:' ? 'wss://' : 'ws://') + location.host + '/ws',
+                     key ? ['flowomni', 'openai-insecure-api-key.' + key] : undefined);
   ws.binaryType = 'arraybuffer';
   ws.onopen = () => { stats.connected = true; setStatus('connected', 'ok'); sendStart(); };
   ws.onclose = (e) => {
