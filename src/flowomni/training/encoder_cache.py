@@ -53,7 +53,9 @@ class EncoderCache:
         enc.pop("pretrained", None)  # the digest names the weights; a moved folder is the same encoder
         if not cfg.encoder.pretrained_digest:  # an own (CTC) encoder: hash its weights
             enc["weights"] = state_digest(model.encoder.state_dict())
-        spec = {"mel": asdict(cfg.input_mel), "encoder": enc, "augment": asdict(self.aug),
+        aug = asdict(self.aug)
+        aug.pop("variants")  # version v is the same whatever the count: caches of 2 and 4 versions share files
+        spec = {"mel": asdict(cfg.input_mel), "encoder": enc, "augment": aug,
                 "stats": [float(self.stats.mean.sum()), float(self.stats.std.sum())]}
         self.fingerprint = hashlib.sha1(json.dumps(spec, sort_keys=True, default=list).encode()).hexdigest()[:12]
         self.dir = Path(root) / f"enc-{self.fingerprint}"
