@@ -16,7 +16,7 @@ def test_yaml_and_overrides(tmp_path):
     assert cfg.backbone.config["num_hidden_layers"] == 4  # defaults of a dict field are kept
     # YAML reads 1e-4 (no dot) as a string; a float field takes it as the number it means
     assert load_config(ModelConfig, None, ["w_flow=1e-4"]).w_flow == 1e-4
-    assert load_config(ModelConfig, None, ["w_state=-2E3"]).w_state == -2000.0
+    assert load_config(ModelConfig, None, ["w_state=+2E3"]).w_state == 2000.0
     save_config(cfg, tmp_path / "out.yaml")
     again = load_config(ModelConfig, tmp_path / "out.yaml")
     assert again == cfg

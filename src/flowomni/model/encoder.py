@@ -11,14 +11,23 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from flowomni.config import Bounds
+
 
 @dataclass
 class EncoderConfig:
+    # allowed ranges, checked when read (flowomni.config.check_bounds)
+    BOUNDS: ClassVar[Bounds] = {
+        "n_mels": (1, 512), "d_model": (1, 16384), "n_layers": (0, 256), "n_heads": (1, 256),
+        "ffn_dim": (1, 131072), "dropout": (0, 1), "stack": (1, 64)
+    }
+
     n_mels: int = 80
     d_model: int = 192
     n_layers: int = 3

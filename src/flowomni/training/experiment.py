@@ -97,8 +97,12 @@ def build_datasets(cfg: ExperimentConfig, tok: Tokenizer) -> Datasets:
 
 def build_experiment(cfg: ExperimentConfig, *, estimate_stats: bool = True) -> Experiment:
     """Read manifests, wire feature caches, build datasets and the model."""
+    from flowomni.model.size import TRAINING_BYTES, check_fits
+
     tok = build_tokenizer(cfg.model.tokenizer)
     mcfg = cfg.model
+    # before the (slow) data and the (large) weights: refuse a model this machine cannot hold
+    check_fits(lambda: FlowOmni(mcfg, tok, pretrained=False), TRAINING_BYTES, "model")
     data = build_datasets(cfg, tok)
     train_set = data.train_set
     model = FlowOmni(mcfg, tok)
@@ -106,9 +110,9 @@ def build_experiment(cfg: ExperimentConfig, *, estimate_stats: bool = True) -> E
         raise ValueError("model.speech_head is discrete but model.codec.path names no trained codec: "
                          "run `flowomni train-codec CONFIG` first (it writes model.codec.path)")
     if cfg.init_from:
-        from flowomni.training.checkpoint import load_model_state
+        from flowomni.training.checkpoint import load_weights_into
 
-        model.load_checkpoint_state(load_model_state(cfg.init_from))
+        load_weights_into(model, cfg.init_from)
     elif estimate_stats:
         in_stats, out_stats = estimate_feature_stats(train_set, cfg.data.stats_items, mcfg.input_mel.n_mels,
                                                      mcfg.output_mel.n_mels)
