@@ -24,6 +24,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-waiting", type=int, default=None, help="answers queued beyond those (default 4)")
     p.add_argument("--max-turn-seconds", type=float, default=None, help="question audio per turn (default 30)")
     p.add_argument("--idle-timeout", type=float, default=None, help="close idle sessions after this many s")
+    p.add_argument("--allow-host", dest="allow_hosts", action="append", default=[], metavar="NAME",
+                   help="also answer requests for this host name (default: loopback names and the --host "
+                        "address only, against DNS rebinding); '*' answers any (repeatable)")
+    p.add_argument("--allow-origin", dest="allow_origins", action="append", default=[], metavar="ORIGIN",
+                   help="also accept browser pages from this origin, e.g. http://localhost:3000 (repeatable)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="any server setting, e.g. --set vad.silence_ms=500 --set history_turns=2")
     p.add_argument("--gen", dest="gen_overrides", action="append", default=[], metavar="KEY=VALUE",
@@ -41,6 +46,8 @@ def server_config(args: argparse.Namespace) -> "ServerConfig":
              "max_turn_seconds": args.max_turn_seconds, "idle_timeout_s": args.idle_timeout}
     overrides = [f"{k}={v}" for k, v in flags.items() if v is not None] + args.overrides
     cfg = load_config(ServerConfig, args.config, overrides)
+    cfg.allowed_hosts += args.allow_hosts
+    cfg.allowed_origins += args.allow_origins
     cfg.check()
     return cfg
 
@@ -53,6 +60,7 @@ def run(args: argparse.Namespace) -> int:
     from flowomni.inference.decoder import GenerationConfig
     from flowomni.inference.engine import Engine
     from flowomni.serving.app import create_app
+    from flowomni.serving.config import LOOPBACK_HOSTS
     from flowomni.serving.server import uvicorn_config
     from flowomni.training.checkpoint import CheckpointError
 
@@ -64,9 +72,12 @@ def run(args: argparse.Namespace) -> int:
         print(f"flowomni serve: {e}", file=sys.stderr)
         return 2
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    if cfg.host not in ("127.0.0.1", "localhost", "::1"):
+    if cfg.host not in LOOPBACK_HOSTS:
         print(f"flowomni serve: listening on {cfg.host}: anyone who can reach it can use the model "
               "(there is no authentication)", file=sys.stderr)
+        if cfg.host in ("0.0.0.0", "::") and not cfg.allowed_hosts:
+            print("flowomni serve: requests are answered for loopback names only: add --allow-host NAME for each "
+                  "name or address clients use to reach this machine", file=sys.stderr)
     print(f"flowomni serve: http://{cfg.host}:{cfg.port}/ (page), /docs (API), /protocol (WebSocket protocol)",
           file=sys.stderr)
     uvicorn.Server(uvicorn_config(create_app(engine, cfg), cfg, log_level=args.log_level)).run()
