@@ -35,7 +35,7 @@ def memory_bytes() -> int:
     return total
 
 
-def check_fits(build: Callable[[], nn.Module], bytes_per_param: int, what: str) -> int:
+def check_fits(build: Callable[[], nn.Module], bytes_per_param: float, what: str) -> int:
     """The parameter count of `build()`'s module, or ConfigError if it cannot be built or
     would not fit this machine's memory at `bytes_per_param`."""
     try:
@@ -46,7 +46,7 @@ def check_fits(build: Callable[[], nn.Module], bytes_per_param: int, what: str) 
         raise ConfigError(f"{what}: cannot build this model ({type(e).__name__}: {e})") from None
     need, have = n * bytes_per_param, memory_bytes()
     if need > have:
-        raise ConfigError(f"{what} has {n:.3g} parameters: at {bytes_per_param} bytes each that is "
+        raise ConfigError(f"{what} has {n:.3g} parameters: at {bytes_per_param:g} bytes each that is "
                           f"{need / 1e9:,.0f} GB, more than this machine's {have / 1e9:,.0f} GB of memory "
                           "(RAM and GPUs together); check the model's sizes in its config")
     return n

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -102,7 +103,10 @@ def build_experiment(cfg: ExperimentConfig, *, estimate_stats: bool = True) -> E
     tok = build_tokenizer(cfg.model.tokenizer)
     mcfg = cfg.model
     # before the (slow) data and the (large) weights: refuse a model this machine cannot hold
-    check_fits(lambda: FlowOmni(mcfg, tok, pretrained=False), TRAINING_BYTES, "model")
+    # (under FSDP each machine of a multi-node launch holds its share)
+    nodes = int(os.environ.get("WORLD_SIZE", 1)) // max(1, int(os.environ.get("LOCAL_WORLD_SIZE", 1)))
+    per_param = TRAINING_BYTES / max(1, nodes) if cfg.train.sharding == "fsdp" else TRAINING_BYTES
+    check_fits(lambda: FlowOmni(mcfg, tok, pretrained=False), per_param, "model")
     data = build_datasets(cfg, tok)
     train_set = data.train_set
     model = FlowOmni(mcfg, tok)
