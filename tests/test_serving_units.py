@@ -95,7 +95,7 @@ def test_vad_chunking_does_not_matter_and_flush_ends_early() -> None:
 
 
 def test_vad_rejects_bad_settings() -> None:
-    with pytest.raises(ValueError, match="positive"):
+    with pytest.raises(ValueError, match=r"vad.silence_ms: 0 is out of range \(allowed: 50 to 10000\)"):
         EnergyVAD(VadConfig(silence_ms=0), SR)
 
 

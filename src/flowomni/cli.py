@@ -58,6 +58,13 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as e:
         print(f"flowomni {args.command}: bad config: {e}", file=sys.stderr)
         return 2
+    except ValueError as e:
+        # a CheckpointError can only come from its module once imported (torch: not imported here)
+        checkpoint = sys.modules.get("flowomni.training.checkpoint")
+        if checkpoint is None or not isinstance(e, checkpoint.CheckpointError):
+            raise
+        print(f"flowomni {args.command}: bad checkpoint: {e}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ default. `--set model.flow.steps=8` overrides any field after the file is read.
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 import types
 import typing
@@ -21,6 +22,35 @@ T = TypeVar("T")
 
 class ConfigError(ValueError):
     """A config file or override does not fit the config's schema."""
+
+
+Bounds = dict[str, tuple[float | None, float | None]]  # field -> (lowest, highest) allowed; None: open
+
+
+def _number(x: float) -> str:
+    return f"{x:g}" if isinstance(x, float) else str(x)
+
+
+def check_bounds(cfg: Any, where: str = "") -> None:
+    """Check the fields a config dataclass lists in its `BOUNDS` class attribute.
+
+    Absurd numbers (a negative batch size, a 10^9-wide layer, a 1-sample VAD frame) are
+    refused where they are read, with the key and its allowed range, before anything is
+    built from them. None values (optional fields) and list items are checked alike."""
+    for name, bounds in getattr(type(cfg), "BOUNDS", {}).items():
+        value = getattr(cfg, name)
+        for v in value if isinstance(value, (list, tuple)) else [value]:
+            _check_value(f"{where}.{name}".lstrip("."), v, *bounds)
+
+
+def _check_value(key: str, v: Any, lo: float | None, hi: float | None) -> None:
+    if v is None:
+        return
+    ok = isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+    if not ok or (lo is not None and v < lo) or (hi is not None and v > hi):
+        allowed = (f"{_number(lo)} to {_number(hi)}" if lo is not None and hi is not None
+                   else f"at least {_number(lo)}" if lo is not None else f"at most {_number(hi)}")
+        raise ConfigError(f"{key}: {v!r} is out of range (allowed: {allowed})")
 
 
 def _field_types(cls: type) -> dict[str, Any]:
@@ -51,10 +81,13 @@ def _coerce(tp: Any, value: Any, where: str) -> Any:
         return items if origin is list else tuple(items)
     if origin is dict or tp is Any:
         return value
-    if tp is float and isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value)
-    if tp is float and isinstance(value, str) and _FLOAT.fullmatch(value.strip()):
-        return float(value)  # YAML 1.1 reads "1e-4" (no dot) as a string; users write it anyway
+    if tp is float and (isinstance(value, (int, float)) and not isinstance(value, bool)
+                        or isinstance(value, str) and _FLOAT.fullmatch(value.strip())):
+        # (YAML 1.1 reads "1e-4", without a dot, as a string; users write it anyway)
+        number = float(value)
+        if not math.isfinite(number):  # YAML .nan / .inf, JSON NaN / Infinity: never a useful setting
+            raise ConfigError(f"{where}: expected a finite number, got {value!r}")
+        return number
     if tp in (int, str, bool, float) and not isinstance(value, tp):
         if tp is int and isinstance(value, float) and value.is_integer():
             return int(value)
@@ -73,8 +106,13 @@ def from_dict(cls: type[T], data: dict[str, Any], where: str = "") -> T:
         raise ConfigError(
             f"{where or cls.__name__}: unknown key(s) {sorted(unknown)}; known: {sorted(types_)}"
         )
+    for k, (lo, hi) in getattr(cls, "BOUNDS", {}).items():  # NaN/Inf in a bounded field: say the range
+        if isinstance(data.get(k), float) and not math.isfinite(data[k]):
+            _check_value(f"{where}.{k}".lstrip("."), data[k], lo, hi)
     kwargs = {k: _coerce(types_[k], v, f"{where}.{k}".lstrip(".")) for k, v in data.items()}
-    return cls(**kwargs)
+    cfg = cls(**kwargs)
+    check_bounds(cfg, where)
+    return cfg
 
 
 def to_dict(cfg: Any) -> dict[str, Any]:

@@ -7,6 +7,7 @@ so corpus builders and loaders can skip and count bad files instead of crashing.
 from __future__ import annotations
 
 import math
+import os
 from pathlib import Path
 
 import numpy as np
@@ -79,6 +80,9 @@ def load_audio(
 
 
 def audio_duration(path: str | Path) -> float:
+    """Seconds of audio a file's header declares (nothing is decoded)."""
+    if not os.path.isfile(path):  # (False, not OSError, for a name too long for the file system)
+        raise AudioError(f"{path}: file not found")
     try:
         return float(sf.info(str(path)).duration)
     except Exception as e:

@@ -21,8 +21,8 @@ from flowomni.data.manifest import SkipStats, read_manifest
 
 # reasons (the keys of skip counts): these file-level ones, and the sample-level CORRUPT,
 # EMPTY_AUDIO and SILENT of flowomni.audio.io
-MISSING, EMPTY_FILE, NOT_AUDIO, TRUNCATED, TOO_LONG = (
-    "missing file", "empty file", "not audio", "truncated audio", "too long",
+MISSING, EMPTY_FILE, NOT_AUDIO, TRUNCATED, TOO_LONG, UNREADABLE = (
+    "missing file", "empty file", "not audio", "truncated audio", "too long", "unreadable file",
 )
 _STREAMING_SIZES = {0, 0xFFFFFFFF, 0x7FFFFFFF, 0x7FFFF000}  # writers that never patch the header
 
@@ -88,12 +88,15 @@ def load_checked(
 ) -> np.ndarray:
     """Mono float32 samples at `target_sr` (native if None), or `AudioProblem` with a reason."""
     path = Path(path)
-    if not path.is_file():
-        raise AudioProblem(MISSING, path, "no such file")
-    if path.stat().st_size == 0:
-        raise AudioProblem(EMPTY_FILE, path, "0 bytes")
-    with path.open("rb") as f:
-        head = f.read(12)
+    try:
+        if not path.is_file():
+            raise AudioProblem(MISSING, path, "no such file")
+        if path.stat().st_size == 0:
+            raise AudioProblem(EMPTY_FILE, path, "0 bytes")
+        with path.open("rb") as f:
+            head = f.read(12)
+    except OSError as e:  # a name too long for the file system, no permission, an I/O error
+        raise AudioProblem(UNREADABLE, str(path)[:200], f"{type(e).__name__}: {e.strerror or e}") from e
     fmt = sniff_format(head)
     if fmt is None:
         looks_text = all(32 <= b < 127 or b in b"\t\r\n" for b in head)
@@ -162,6 +165,9 @@ def check_manifest(path: str | Path, *, max_seconds: float | None = None, progre
                 except AudioProblem as e:
                     seconds[p] = None
                     report.problems.add(e.reason, str(e))
+                except Exception as e:  # noqa: BLE001 - any failure is this file's, never the whole check's
+                    seconds[p] = None
+                    report.problems.add(UNREADABLE, f"{str(p)[:200]}: {type(e).__name__}: {e}")
             if seconds[p] is None:
                 ok = False
             elif key == "question_audio":

@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import torch
 
+from flowomni.config import Bounds
 from flowomni.inference.precision import cast_cache, decode_dtype, step_model
 from flowomni.inference.sampling import sample_tokens
 from flowomni.model import tokenizer as tk
@@ -26,6 +28,13 @@ from flowomni.model.layout import AUDIO, GEN, PAD, START, STOP, Task, prefix
 
 @dataclass
 class GenerationConfig:
+    # allowed ranges, checked when read (flowomni.config.check_bounds)
+    BOUNDS: ClassVar[Bounds] = {
+        "max_steps": (1, 100_000), "text_temperature": (0, 100), "top_k": (0, None), "top_p": (0, 1),
+        "flow_steps": (1, 1000), "flow_temperature": (0, 100), "cfg_scale": (0, 100),
+        "code_temperature": (0, 100), "code_top_k": (0, None), "max_prompt_positions": (0, None)
+    }
+
     max_steps: int = 400  # hard cap on answer positions (about 18 s of speech at 21.5 Hz)
     text_temperature: float = 0.0  # 0: greedy
     top_k: int = 0
@@ -38,6 +47,12 @@ class GenerationConfig:
     code_top_k: int | None = None
     seed: int | None = None
     decode_dtype: str = "auto"  # steps after the prefill: auto (fp16 for small CPU batches), float32, ...
+    max_prompt_positions: int = 0  # >0: refuse a prompt (history + question) longer than this (PromptTooLong)
+
+
+class PromptTooLong(ValueError):
+    """A prompt longer than `GenerationConfig.max_prompt_positions`: refused before the encoder
+    and the prefill run (their cost grows with it, the prefill's about quadratically)."""
 
 
 @dataclass
@@ -118,6 +133,10 @@ class Decoder:
                 if not p.text:
                     raise ValueError(f"task {p.task.value} needs question text")
                 layouts.append(prefix(p.task, self.tok, self.tok.encode(p.text), 0, hist))
+        limit = self.gen.max_prompt_positions
+        if limit and (longest := max(len(lay) for lay in layouts)) > limit:
+            raise PromptTooLong(f"the prompt (earlier turns + question) is {longest} positions long, over the "
+                                f"limit of {limit}")
         # encode all spoken questions in one batch
         audio_idx = [i for i, p in enumerate(prompts) if p.task.speech_in]
         if audio_idx:

@@ -20,12 +20,13 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, ClassVar, TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from flowomni.config import Bounds
 from flowomni.audio.stats import FeatureStats
 from flowomni.inference.sampling import sample_tokens
 from flowomni.model.codec import MelCodec
@@ -40,6 +41,11 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class CodeHeadConfig:
+    # allowed ranges, checked when read (flowomni.config.check_bounds)
+    BOUNDS: ClassVar[Bounds] = {
+        "hidden": (0, 65536), "temperature": (0, 100), "top_k": (0, None)
+    }
+
     hidden: int = 0  # >0: an MLP of this width before the n_q linear heads
     temperature: float = 0.0  # code sampling at inference; 0: greedy (as Mini-Omni's top_k=1)
     top_k: int = 0

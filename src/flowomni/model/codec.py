@@ -16,11 +16,12 @@ import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
 
+from flowomni.config import Bounds
 from flowomni.audio.stats import FeatureStats
 
 log = logging.getLogger(__name__)
@@ -30,6 +31,12 @@ CHUNK = 8192  # vectors per distance computation (bounds memory at CHUNK x codeb
 
 @dataclass
 class CodecConfig:
+    # allowed ranges, checked when read (flowomni.config.check_bounds)
+    BOUNDS: ClassVar[Bounds] = {
+        "n_q": (1, 64), "codebook_size": (2, 1 << 20), "iters": (0, 100_000), "init_vectors": (1, 1 << 30),
+        "max_groups": (1, 1 << 40)
+    }
+
     n_q: int = 8  # codebooks (residual stages)
     codebook_size: int = 1024  # codewords per codebook; code id `codebook_size` is PAD
     path: str = ""  # trained codec folder (`flowomni train-codec`), loaded into a fresh model

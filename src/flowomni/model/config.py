@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import ClassVar
 
+from flowomni.config import Bounds
 from flowomni.audio.mel import MelConfig, answer_mel_config, input_mel_config
 from flowomni.model.backbone import BackboneConfig
 from flowomni.model.code_head import CodeHeadConfig
@@ -14,6 +16,11 @@ from flowomni.model.flow_head import FlowHeadConfig
 
 @dataclass
 class ModelConfig:
+    # allowed ranges, checked when read (flowomni.config.check_bounds)
+    BOUNDS: ClassVar[Bounds] = {
+        "group": (1, 64), "delay": (0, 64), "w_flow": (0, 1e4), "w_state": (0, 1e4), "feedback_noise": (0, 100)
+    }
+
     input_mel: MelConfig = field(default_factory=input_mel_config)
     output_mel: MelConfig = field(default_factory=answer_mel_config)
     tokenizer: str = "char"  # "char" or an HF tokenizer name/path

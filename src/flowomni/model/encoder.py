@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from flowomni.config import Bounds
 
 if TYPE_CHECKING:
     from flowomni.model.whisper_ct2 import WhisperEncoderWeights
@@ -25,6 +27,12 @@ if TYPE_CHECKING:
 
 @dataclass
 class EncoderConfig:
+    # allowed ranges, checked when read (flowomni.config.check_bounds)
+    BOUNDS: ClassVar[Bounds] = {
+        "n_mels": (1, 512), "d_model": (1, 16384), "n_layers": (0, 256), "n_heads": (1, 256),
+        "ffn_dim": (1, 131072), "dropout": (0, 1), "stack": (1, 64), "pad_to": (0, 48000)
+    }
+
     n_mels: int = 80
     d_model: int = 192
     n_layers: int = 3

@@ -23,12 +23,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from flowomni.config import Bounds
 from flowomni.model.flow_student import FlowStudent
 
 FLOW_METHODS = ("euler", "midpoint", "student")  # `FlowHead.sample`'s samplers ("student":
@@ -37,6 +38,13 @@ FLOW_METHODS = ("euler", "midpoint", "student")  # `FlowHead.sample`'s samplers 
 
 @dataclass
 class FlowHeadConfig:
+    # allowed ranges, checked when read (flowomni.config.check_bounds)
+    BOUNDS: ClassVar[Bounds] = {
+        "width": (1, 65536), "depth": (1, 256), "refiner_layers": (0, 64), "refiner_heads": (1, 256),
+        "p_uncond": (0, 1), "sigma_min": (0, 1), "steps": (1, 1000), "temperature": (0, 100),
+        "cfg_scale": (0, 100), "prior_weight": (0, 1e4), "student_width": (0, 65536), "student_depth": (0, 256)
+    }
+
     width: int = 256
     depth: int = 3  # residual adaLN blocks
     refiner_layers: int = 0  # 0: an MLP maps the hidden state to the condition

@@ -48,14 +48,21 @@ def adopt_whisper(cfg: ModelConfig) -> Any:
 
 
 class FlowOmni(nn.Module):
-    def __init__(self, cfg: ModelConfig, tokenizer: Tokenizer, *, saved_backbone: str | None = None) -> None:
+    def __init__(self, cfg: ModelConfig, tokenizer: Tokenizer, *, saved_backbone: str | None = None,
+                 pretrained: bool = True) -> None:
+        """`saved_backbone`: rebuild a checkpoint's backbone from its config.json (weights
+        follow). `pretrained=False`: the architecture only, nothing pretrained is read (to
+        count parameters on the meta device before anything is allocated: model/size.py)."""
         super().__init__()
         self.cfg = cfg
         self.tokenizer = tokenizer
-        self.lm = build_backbone(cfg.backbone, tokenizer.vocab_size, saved_backbone)
+        fresh = saved_backbone is None and pretrained
+        self.lm = build_backbone(cfg.backbone, tokenizer.vocab_size, saved_backbone, pretrained=pretrained)
         d = hidden_size(self.lm)
-        fresh_whisper = bool(cfg.encoder.pretrained) and saved_backbone is None and not is_own_encoder(cfg.encoder.pretrained)
-        whisper = adopt_whisper(cfg) if fresh_whisper or (saved_backbone is not None and cfg.encoder.external) else None
+        # a Whisper encoder: read for a new model, and for a saved one that does not hold it (frozen)
+        whisper_source = bool(cfg.encoder.pretrained) and pretrained and (
+            cfg.encoder.external if saved_backbone is not None else not is_own_encoder(cfg.encoder.pretrained))
+        whisper = adopt_whisper(cfg) if whisper_source else None
         self.encoder = SpeechEncoder(cfg.encoder)
         self.in_stats_fixed = False  # True once a pretrained encoder brought its feature stats
         self.adapter = Adapter(cfg.encoder.d_model, d, cfg.encoder.stack)
@@ -67,7 +74,7 @@ class FlowOmni(nn.Module):
         nn.init.normal_(self.state_emb.weight, std=init_std)
         self.state_head = nn.Linear(d, NUM_STATES)
         # not a submodule itself: its parts are registered here (flow checkpoints keep their key names)
-        self.speech: SpeechHead = build_speech_head(cfg, d, fresh=saved_backbone is None, init_std=init_std)
+        self.speech: SpeechHead = build_speech_head(cfg, d, fresh=fresh, init_std=init_std)
         for name, module in self.speech.modules().items():
             self.add_module(name, module)
         for name, n in (("in", cfg.input_mel.n_mels), ("out", cfg.output_mel.n_mels)):
@@ -76,7 +83,7 @@ class FlowOmni(nn.Module):
         if whisper is not None:
             self.encoder.load_state_dict({k: whisper.state[k] for k in self.encoder.state_dict()})
             self.in_stats_fixed = True  # Whisper's front end is normalised already: identity stats
-        elif cfg.encoder.pretrained and saved_backbone is None:
+        elif cfg.encoder.pretrained and fresh:
             self.load_encoder(cfg.encoder.pretrained)
         if cfg.encoder.frozen:
             self.encoder.requires_grad_(False)
@@ -205,16 +212,30 @@ class FlowOmni(nn.Module):
         """Load a trained model (safetensors + YAML only; nothing is unpickled or downloaded)."""
         import yaml
 
-        from flowomni.config import from_dict
+        from flowomni.config import ConfigError, from_dict
+        from flowomni.model.size import INFERENCE_BYTES, check_fits
         from flowomni.model.tokenizer import load_tokenizer
-        from flowomni.training.checkpoint import check_safe, load_model_state
+        from flowomni.training.checkpoint import CheckpointError, check_safe, load_weights_into
 
         path = check_safe(path)
-        data = yaml.safe_load((path / "config.yaml").read_text())
-        cfg = from_dict(ModelConfig, data["model"] if "model" in data else data)
+        try:
+            data = yaml.safe_load((path / "config.yaml").read_text())
+            if not isinstance(data, dict):
+                raise ConfigError("not a YAML mapping")
+            cfg = from_dict(ModelConfig, data["model"] if "model" in data else data, "model")
+        except (OSError, ValueError, yaml.YAMLError) as e:  # (ConfigError is a ValueError)
+            raise CheckpointError(f"{path / 'config.yaml'}: {e}") from None
         saved = path / "backbone"
-        model = cls(cfg, load_tokenizer(path), saved_backbone=str(saved) if (saved / "config.json").is_file() else None)
-        model.load_checkpoint_state(load_model_state(path))
+        backbone = str(saved) if (saved / "config.json").is_file() else None
+        try:
+            tokenizer = load_tokenizer(path)
+            # count the parameters on the meta device first: an absurd config is refused, not allocated
+            check_fits(lambda: cls(cfg, tokenizer, saved_backbone=backbone, pretrained=False), INFERENCE_BYTES,
+                       f"the model in {path}")
+        except (OSError, ValueError) as e:
+            raise CheckpointError(f"{path}: {e}") from None
+        model = cls(cfg, tokenizer, saved_backbone=backbone)
+        load_weights_into(model, path)
         return model.eval()
 
     @classmethod
@@ -256,6 +277,12 @@ class FlowOmni(nn.Module):
         return out
 
     def load_checkpoint_state(self, sd: dict[str, torch.Tensor]) -> None:
+        own = self.state_dict()
+        wrong = [f"{k} is {list(v.shape)} in the file but {list(own[k].shape)} in the model"
+                 for k, v in sd.items() if k in own and v.shape != own[k].shape]
+        if wrong:
+            raise ValueError(f"checkpoint does not fit the model: {'; '.join(wrong[:3])}"
+                             + (f" (and {len(wrong) - 3} more)" if len(wrong) > 3 else ""))
         missing, unexpected = self.load_state_dict(sd, strict=False)
         tied = {k for k in missing if k.endswith("lm_head.weight")} if self.lm.config.tie_word_embeddings else set()
         if self.cfg.encoder.external:  # loaded from its source in __init__

@@ -23,6 +23,7 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from flowomni.training.experiment import ExperimentConfig, build_experiment, config_yaml
+    from flowomni.training.guard import TrainingDiverged
     from flowomni.training.loop import train
     from flowomni.training.sharding import check_sharding
 
@@ -47,11 +48,15 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if exp.skipped:
         print(f"skipped (corpus problems, training goes on): {exp.skipped}", file=sys.stderr)
-    metrics = train(
-        exp.model, exp.train_set, exp.valid_set, exp.collate_fn, cfg.train, Path(cfg.run_dir),
-        config_yaml=config_yaml(cfg), files=exp.model.checkpoint_files(),
-        resume=args.resume, max_steps=args.max_steps,
-        after_load=(lambda m: m.load_encoder(args.load_encoder)) if args.load_encoder else None,
-    )
+    try:
+        metrics = train(
+            exp.model, exp.train_set, exp.valid_set, exp.collate_fn, cfg.train, Path(cfg.run_dir),
+            config_yaml=config_yaml(cfg), files=exp.model.checkpoint_files(),
+            resume=args.resume, max_steps=args.max_steps,
+            after_load=(lambda m: m.load_encoder(args.load_encoder)) if args.load_encoder else None,
+        )
+    except TrainingDiverged as e:
+        print(f"flowomni train: {e}", file=sys.stderr)
+        return 1
     print(json.dumps({"run_dir": cfg.run_dir, **{k: v for k, v in (metrics or {}).items()}}, default=str))
     return 0

@@ -25,20 +25,28 @@ import json
 import shutil
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
 import yaml
 
+from flowomni.config import Bounds, check_bounds
 from flowomni.model.flow_head import FLOW_METHODS, FlowHead
 from flowomni.model.flow_student import FlowStudent
 
 
 @dataclass
 class DistillConfig:
+    # allowed ranges, checked when read (flowomni.config.check_bounds)
+    BOUNDS: ClassVar[Bounds] = {
+        "width": (1, 65536), "depth": (0, 256), "groups": (1, 10**9), "valid_groups": (1, 10**9), "steps": (1, 10**10),
+        "batch_size": (1, 1 << 20), "lr": (0, 10), "min_lr": (0, 10), "warmup_steps": (0, None),
+        "p_zero_temperature": (0, 1), "max_temperature": (0, 100), "eval_every": (1, None), "save_every": (1, None),
+    }
+
     width: int = 512
     depth: int = 3
     groups: int = 60_000  # training conditions (teacher-forced GEN positions)
@@ -247,17 +255,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="sampler to imitate (default: the model's own, e.g. euler:4)")
     p.add_argument("--run-dir", default=None, help="where pairs and student saves go (default runs/distill_<out>)")
     p.add_argument("--keep-method", action="store_true", help="add the student but keep the model's default sampler")
-    for name, f in DistillConfig.__dataclass_fields__.items():
-        p.add_argument(f"--{name.replace('_', '-')}", type=type(f.default), default=f.default)
+    for f in fields(DistillConfig):
+        p.add_argument(f"--{f.name.replace('_', '-')}", type=type(f.default), default=f.default)
 
 
 def run(args: argparse.Namespace) -> int:
     from flowomni.training.checkpoint import CheckpointError
 
-    cfg = DistillConfig(**{name: getattr(args, name) for name in DistillConfig.__dataclass_fields__})
+    cfg = DistillConfig(**{f.name: getattr(args, f.name) for f in fields(DistillConfig)})
     try:
-        if cfg.width < 1 or cfg.depth < 0 or cfg.steps < 1 or cfg.groups < 1 or cfg.valid_groups < 1:
-            raise ValueError("--width, --steps, --groups and --valid-groups must be >= 1 (--depth >= 0)")
+        check_bounds(cfg)  # ConfigError (a ValueError) naming the option and its range
         metrics = distill(args.model, args.out, cfg, teacher=args.teacher, run_dir=args.run_dir,
                           make_default=not args.keep_method, log=lambda s: print(s, file=sys.stderr))
     except (CheckpointError, FileNotFoundError, ValueError) as e:

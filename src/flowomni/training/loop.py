@@ -9,6 +9,7 @@ resumed from step N therefore replays steps N+1... exactly as the uninterrupted 
 from __future__ import annotations
 
 import logging
+import math
 import os
 import random
 import signal
@@ -26,13 +27,15 @@ from torch.utils.data import DataLoader, Dataset
 from flowomni.training.checkpoint import (
     latest_checkpoint,
     load_meta,
-    load_model_state,
     load_training_state,
+    load_weights_into,
+    nonfinite_tensors,
     prune_checkpoints,
     save_checkpoint,
     step_dir,
 )
 from flowomni.training.config import TrainConfig
+from flowomni.training.guard import NonFiniteGuard, TrainingDiverged
 from flowomni.training.optim import build_optimizer, warmup_cosine
 from flowomni.training.runlog import RunLog
 from flowomni.training.sampler import BucketBatchSampler
@@ -106,7 +109,7 @@ def train(
     step, pos = 0, Position()
     ckpt = latest_checkpoint(run_dir)
     if resume and ckpt is not None:  # weights go in before sharding: every rank reads the full file
-        model.load_checkpoint_state(load_model_state(ckpt))  # type: ignore[operator]
+        load_weights_into(model, ckpt)
     if after_load is not None:
         after_load(model)
     if sharded:
@@ -160,8 +163,13 @@ def train(
         opt_state = opt_io.state_dict() if sharded else optimizer
         if not acc.is_main_process:
             return None
+        state = raw_model.checkpoint_state(full)  # type: ignore[operator]
+        if bad := nonfinite_tensors(state):  # never written (nor pruned for) over a good checkpoint
+            raise TrainingDiverged(f"training diverged: at step {at_step} {len(bad)} weight tensor(s) hold NaN/Inf "
+                                   f"(e.g. {bad[0]}); not saved, the last checkpoint "
+                                   f"({latest_checkpoint(run_dir)}) is kept")
         meta = {"step": at_step, "epoch": at.epoch, "batch_in_epoch": at.batch, "time": time.time()}
-        path = save_checkpoint(step_dir(run_dir, at_step), model_state=raw_model.checkpoint_state(full),  # type: ignore[operator]
+        path = save_checkpoint(step_dir(run_dir, at_step), model_state=state,
                                config_yaml=config_yaml, meta=meta, optimizer=opt_state, scheduler=scheduler,
                                files=files)
         prune_checkpoints(run_dir, cfg.keep_checkpoints)
@@ -169,8 +177,10 @@ def train(
 
     evaluator = Evaluator(raw_model, valid_set, collate_fn, cfg, run_dir, acc.device) if valid_set is not None else None
     bar = _progress(acc, step, stop_at)
-    sums: dict[str, float] = {}
-    frames, n_micro, t_log, t_start = 0, 0, time.perf_counter(), time.perf_counter()
+    sums: dict[str, float] = {}  # losses of the finite steps since the last log line
+    pending: dict[str, float] = {}  # losses of the step being accumulated
+    guard = NonFiniteGuard(cfg.max_nonfinite_steps)
+    frames, n_micro, n_good, t_log, t_start = 0, 0, 0, time.perf_counter(), time.perf_counter()
     last: dict[str, Any] = {}
     boundary = Position(pos.epoch, pos.batch)  # data position after the last completed step
     stop_signal = _StopSignal()
@@ -190,31 +200,45 @@ def train(
                     out = model(batch)
                     acc.backward(out["loss"] / cfg.grad_accum)
                 for k in LOSS_KEYS:
-                    sums[k] = sums.get(k, 0.0) + float(out[k].detach()) / cfg.grad_accum
+                    pending[k] = pending.get(k, 0.0) + float(out[k].detach()) / cfg.grad_accum
                 frames += int(batch["num_frames"]) * acc.num_processes
                 n_micro += 1
                 pos.batch += 1
                 if not sync:
                     continue
-                grad_norm = acc.clip_grad_norm_(model.parameters(), cfg.grad_clip) if cfg.grad_clip > 0 else None
-                optimizer.step()
-                scheduler.step()
+                # (no clipping at grad_clip 0: an infinite bound only measures the norm)
+                grad_norm = acc.clip_grad_norm_(model.parameters(), cfg.grad_clip if cfg.grad_clip > 0 else math.inf)
+                finite = all(map(math.isfinite, pending.values())) and math.isfinite(float(grad_norm))
+                if acc.num_processes > 1:  # every process takes (or skips) the same step
+                    finite = float(acc.reduce(torch.tensor(float(not finite), device=acc.device), "sum")) == 0
+                if acc.scaler is not None:  # fp16: the grad scaler skips non-finite steps itself (and rescales)
+                    optimizer.step()
+                    finite = finite and not optimizer.step_was_skipped
+                    guard.update_ok(finite, step + 1)
+                elif guard.update_ok(finite, step + 1):
+                    optimizer.step()
+                scheduler.step()  # a skipped step still counts: the schedule and the data order stay exact
                 optimizer.zero_grad(set_to_none=True)
+                if finite:
+                    for k, v in pending.items():
+                        sums[k] = sums.get(k, 0.0) + v
+                    n_good += 1
+                pending = {}
                 step += 1
                 boundary = Position(pos.epoch, pos.batch)
                 if step % cfg.log_every == 0 or step == stop_at:
                     now = time.perf_counter()
-                    n_steps = n_micro / cfg.grad_accum
-                    last = {k: v / n_steps for k, v in sums.items()}
+                    last = {k: v / n_good for k, v in sums.items()}  # (none when every step was skipped)
                     last["frames_per_s"] = frames / max(now - t_log, 1e-9)
                     last["lr"] = scheduler.get_last_lr()[0]
-                    if grad_norm is not None:
+                    if finite:
                         last["grad_norm"] = float(grad_norm)
+                    last["nonfinite_steps"] = guard.total
                     if runlog:
                         runlog.log(step, "train", last)
-                    bar.set_postfix(loss=f"{last['loss']:.3f}", flow=f"{last['flow']:.3f}",
+                    bar.set_postfix(loss=f"{last.get('loss', math.nan):.3f}", flow=f"{last.get('flow', math.nan):.3f}",
                                     fps=f"{last['frames_per_s']:.0f}")
-                    sums, frames, n_micro, t_log = {}, 0, 0, now
+                    sums, frames, n_micro, n_good, t_log = {}, 0, 0, 0, now
                 bar.update(1)
                 if evaluator and (step % cfg.eval_every == 0 or step == stop_at):
                     valid = evaluator.run(step)
@@ -231,6 +255,10 @@ def train(
                 pos = Position(pos.epoch + 1, 0)
     except KeyboardInterrupt:
         stop_signal.raised = True
+    except TrainingDiverged:
+        if runlog:
+            runlog.close()
+        raise
     finally:
         stop_signal.restore()
         bar.close()

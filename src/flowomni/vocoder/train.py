@@ -22,7 +22,7 @@ import time
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn as nn
@@ -31,7 +31,7 @@ from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
 from flowomni.audio.mel import MelConfig, answer_mel_config
-from flowomni.config import to_dict
+from flowomni.config import Bounds, to_dict
 from flowomni.training.checkpoint import (
     latest_checkpoint,
     load_meta,
@@ -59,6 +59,14 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class VocoderOptimConfig:
+    # allowed ranges, checked when read (flowomni.config.check_bounds)
+    BOUNDS: ClassVar[Bounds] = {
+        "max_steps": (1, 10**10), "lr": (0, 10), "lr_min": (0, 10), "warmup_steps": (0, None), "betas": (0, 0.99999),
+        "weight_decay": (0, 100), "grad_clip": (0, None), "gan_start_step": (0, None), "lambda_mel": (0, 1e4),
+        "lambda_stft": (0, 1e4), "lambda_adv": (0, 1e4), "lambda_fm": (0, 1e4), "log_every": (1, None),
+        "eval_every": (1, None), "save_every": (1, None), "keep_checkpoints": (0, None), "threads": (0, 1024),
+    }
+
     max_steps: int = 20000
     lr: float = 5e-4
     lr_min: float = 2e-5
