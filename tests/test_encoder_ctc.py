@@ -69,7 +69,7 @@ def test_train_encoder_cli_output_loads_into_new_and_running_models(tmp_path, sp
 
 
 def test_mismatched_pretrained_encoder_is_a_clear_error(tmp_path):
-    from flowomni.training.checkpoint import save_checkpoint
+    from flowomni.checkpoint import save_checkpoint
 
     small = SpeechEncoder(EncoderConfig(d_model=16, n_layers=1, n_heads=2, ffn_dim=32))
     save_checkpoint(tmp_path / "enc", model_state={**{f"encoder.{k}": v for k, v in small.state_dict().items()},

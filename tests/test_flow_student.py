@@ -15,7 +15,7 @@ from flowomni.model.flow_head import FlowHead, FlowHeadConfig
 from flowomni.model.flow_student import FlowStudent
 from flowomni.model.flowomni import FlowOmni
 from flowomni.model.tokenizer import CharTokenizer
-from flowomni.training.checkpoint import save_checkpoint
+from flowomni.checkpoint import save_checkpoint
 from flowomni.training.distill_flow import parse_teacher
 from test_model_flowomni import tiny_config
 from test_training_cli import make_corpus

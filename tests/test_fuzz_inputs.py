@@ -160,7 +160,7 @@ def test_pickled_checkpoints_are_refused_unopened(tmp_path):
 
     from flowomni.inference.engine import Engine
     from flowomni.model.flowomni import FlowOmni
-    from flowomni.training.checkpoint import CheckpointError
+    from flowomni.checkpoint import CheckpointError
 
     marker = tmp_path / "PWNED"
     for name in ("model.pt", "model.bin", "model.pkl", "ckpt.ckpt"):

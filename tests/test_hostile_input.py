@@ -29,7 +29,7 @@ from flowomni.model.flowomni import FlowOmni
 from flowomni.model.layout import Task
 from flowomni.model.tokenizer import CharTokenizer
 from flowomni.serving.testing import make_tiny_checkpoint
-from flowomni.training.checkpoint import latest_checkpoint, load_model_state, nonfinite_tensors
+from flowomni.checkpoint import latest_checkpoint, load_model_state, nonfinite_tensors
 from flowomni.training.config import TrainConfig
 from flowomni.training.dataset import TaskDataset, collate
 from flowomni.training.guard import TrainingDiverged

@@ -16,7 +16,7 @@ from flowomni.inference.engine import AudioChunk, Done, Engine, TextDelta
 from flowomni.model.flowomni import FlowOmni
 from flowomni.model.layout import GEN, START
 from flowomni.model.tokenizer import CharTokenizer
-from flowomni.training.checkpoint import save_checkpoint
+from flowomni.checkpoint import save_checkpoint
 from test_model_flowomni import tiny_config
 
 

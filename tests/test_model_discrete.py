@@ -13,7 +13,7 @@ from flowomni.model.codec import MelCodec, to_groups
 from flowomni.model.flowomni import FlowOmni
 from flowomni.model.layout import GEN, IGNORE, STOP, Task
 from flowomni.model.tokenizer import CharTokenizer
-from flowomni.training.checkpoint import save_checkpoint
+from flowomni.checkpoint import save_checkpoint
 from flowomni.training.dataset import TaskDataset, collate
 from test_model_flowomni import tiny_config
 

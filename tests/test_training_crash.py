@@ -13,7 +13,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from flowomni.training.checkpoint import latest_checkpoint, load_meta, load_model_state
+from flowomni.checkpoint import latest_checkpoint, load_meta, load_model_state
 
 SCRIPT = Path(__file__).parent / "helpers" / "train_tiny.py"
 

@@ -15,7 +15,7 @@ from flowomni.config import to_dict
 from flowomni.model.flowomni import FlowOmni
 from flowomni.model.layout import Task
 from flowomni.model.tokenizer import CharTokenizer
-from flowomni.training.checkpoint import latest_checkpoint, load_meta
+from flowomni.checkpoint import latest_checkpoint, load_meta
 from flowomni.training.config import TrainConfig
 from flowomni.training.dataset import TaskDataset, collate
 from flowomni.training.loop import RunDirError, train

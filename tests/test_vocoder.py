@@ -11,7 +11,7 @@ import torch
 
 from conftest import espeak
 from flowomni.audio import MelSpectrogram, answer_mel_config, load_audio
-from flowomni.training.checkpoint import save_checkpoint
+from flowomni.checkpoint import save_checkpoint
 from flowomni.vocoder import (
     GriffinLim,
     NeuralVocoder,

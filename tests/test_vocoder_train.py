@@ -12,7 +12,7 @@ from conftest import espeak
 from flowomni.audio import MelSpectrogram
 from flowomni.cli import main as cli_main
 from flowomni.config import load_config
-from flowomni.training.checkpoint import latest_checkpoint
+from flowomni.checkpoint import latest_checkpoint
 from flowomni.vocoder import NeuralVocoder, load_vocoder
 from flowomni.vocoder.data import Clips, audio_paths
 from flowomni.vocoder.train import VocoderTrainConfig, VocoderTrainer, export_generator, train_vocoder
@@ -202,7 +202,7 @@ def test_resume_continues_exactly(voice_dir: Path, tmp_path: Path) -> None:
 
 
 def test_export_refuses_missing_checkpoint(tmp_path: Path) -> None:
-    from flowomni.training.checkpoint import CheckpointError
+    from flowomni.checkpoint import CheckpointError
 
     with pytest.raises(CheckpointError):
         export_generator(tmp_path / "nothing", tmp_path / "out")

@@ -144,7 +144,7 @@ def test_frozen_whisper_is_not_saved_and_reloads(tmp_path, tiny_en):
     from flowomni.model.config import ModelConfig
     from flowomni.model.flowomni import FlowOmni
     from flowomni.model.tokenizer import build_tokenizer
-    from flowomni.training.checkpoint import save_checkpoint
+    from flowomni.checkpoint import save_checkpoint
     from flowomni.config import to_dict
     import yaml
 

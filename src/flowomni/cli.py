@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except ValueError as e:
         # a CheckpointError can only come from its module once imported (torch: not imported here)
-        checkpoint = sys.modules.get("flowomni.training.checkpoint")
+        checkpoint = sys.modules.get("flowomni.checkpoint")
         if checkpoint is None or not isinstance(e, checkpoint.CheckpointError):
             raise
         print(f"flowomni {args.command}: bad checkpoint: {e}", file=sys.stderr)

@@ -71,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
     from flowomni.evaluation.report import write_report
     from flowomni.inference.engine import Engine
     from flowomni.inference.precision import streaming_dtype
-    from flowomni.training.checkpoint import CheckpointError
+    from flowomni.checkpoint import CheckpointError
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     ckpts = [Path(c) for c in args.checkpoints]

@@ -202,7 +202,7 @@ class MelCodec(nn.Module):
         """A codec folder: model.safetensors, config.yaml, meta.json (written atomically)."""
         import yaml
 
-        from flowomni.training.checkpoint import save_checkpoint
+        from flowomni.checkpoint import save_checkpoint
 
         shape = {"n_q": self.n_q, "codebook_size": self.codebook_size, "group": self.group, "n_mels": self.n_mels}
         return save_checkpoint(path, model_state=dict(self.state_dict()), config_yaml=yaml.safe_dump(shape),
@@ -212,7 +212,7 @@ class MelCodec(nn.Module):
     def load(cls, path: str | Path) -> "MelCodec":
         import yaml
 
-        from flowomni.training.checkpoint import CheckpointError, check_safe, load_model_state
+        from flowomni.checkpoint import CheckpointError, check_safe, load_model_state
 
         try:
             folder = check_safe(path)

@@ -215,7 +215,7 @@ class FlowOmni(nn.Module):
         from flowomni.config import ConfigError, from_dict
         from flowomni.model.size import INFERENCE_BYTES, check_fits
         from flowomni.model.tokenizer import load_tokenizer
-        from flowomni.training.checkpoint import CheckpointError, check_safe, load_weights_into
+        from flowomni.checkpoint import CheckpointError, check_safe, load_weights_into
 
         path = check_safe(path)
         try:

@@ -66,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
     from flowomni.inference.engine import Engine
     from flowomni.serving.app import create_app
     from flowomni.serving.server import uvicorn_config
-    from flowomni.training.checkpoint import CheckpointError
+    from flowomni.checkpoint import CheckpointError
 
     try:
         cfg = server_config(args)

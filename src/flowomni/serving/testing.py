@@ -31,7 +31,7 @@ def make_tiny_checkpoint(path: str | Path, *, force_speech: bool = True, seed: i
     from flowomni.model.config import ModelConfig
     from flowomni.model.flowomni import FlowOmni
     from flowomni.model.tokenizer import CharTokenizer
-    from flowomni.training.checkpoint import save_checkpoint
+    from flowomni.checkpoint import save_checkpoint
 
     torch.manual_seed(seed)
     cfg = ModelConfig()

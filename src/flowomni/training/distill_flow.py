@@ -125,7 +125,7 @@ def student_mse(student: FlowStudent, data: dict[str, torch.Tensor], batch: int 
 def train_student(student: FlowStudent, train: dict[str, torch.Tensor], valid: dict[str, torch.Tensor],
                   cfg: DistillConfig, run_dir: Path, log: Any = print) -> dict[str, Any]:
     """Fit the student to the pairs; resumes from run_dir/student if a save is there."""
-    from flowomni.training.checkpoint import load_meta, load_model_state, load_training_state, save_checkpoint
+    from flowomni.checkpoint import load_meta, load_model_state, load_training_state, save_checkpoint
     from flowomni.training.optim import build_optimizer, warmup_cosine
 
     opt = build_optimizer(list(student.named_parameters()), cfg.lr, 0.0, [0.9, 0.99])
@@ -260,7 +260,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from flowomni.training.checkpoint import CheckpointError
+    from flowomni.checkpoint import CheckpointError
 
     cfg = DistillConfig(**{f.name: getattr(args, f.name) for f in fields(DistillConfig)})
     try:

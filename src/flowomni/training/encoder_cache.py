@@ -28,12 +28,12 @@ import numpy as np
 import torch
 
 from flowomni.audio.mel import MelSpectrogram
+from flowomni.checkpoint import state_digest
 from flowomni.data.augment import AugmentConfig, augment, random_spec
 from flowomni.data.check import AudioProblem, load_checked
 from flowomni.data.features import FeatureCache
 from flowomni.data.fsutil import atomic_path
 from flowomni.data.manifest import SkipStats
-from flowomni.model.encoder import state_digest
 
 log = logging.getLogger(__name__)
 

@@ -107,7 +107,7 @@ def train_encoder(cfg: Any, out: Path, *, steps: int, batch_size: int, lr: float
     from flowomni.data.features import FeatureCache
     from flowomni.model.encoder import SpeechEncoder
     from flowomni.model.tokenizer import build_tokenizer
-    from flowomni.training.checkpoint import save_checkpoint
+    from flowomni.checkpoint import save_checkpoint
     from flowomni.training.optim import build_optimizer, warmup_cosine
 
     mcfg = cfg.model

@@ -142,7 +142,7 @@ def build_experiment(cfg: ExperimentConfig, *, estimate_stats: bool = True) -> E
         raise ValueError("model.speech_head is discrete but model.codec.path names no trained codec: "
                          "run `flowomni train-codec CONFIG` first (it writes model.codec.path)")
     if cfg.init_from:
-        from flowomni.training.checkpoint import load_weights_into
+        from flowomni.checkpoint import load_weights_into
 
         load_weights_into(model, cfg.init_from, skip=cfg.init_skip)
     never_measured = bool((model.out_mean == 0).all() and (model.out_std == 1).all())  # e.g. a text-only start

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from flowomni.training.checkpoint import (
+from flowomni.checkpoint import (
     latest_checkpoint,
     load_meta,
     load_training_state,

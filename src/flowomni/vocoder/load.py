@@ -7,7 +7,7 @@ from pathlib import Path
 
 from flowomni.audio.mel import MelConfig
 from flowomni.config import ConfigError, load_config
-from flowomni.training.checkpoint import CheckpointError, check_safe, latest_checkpoint, load_model_state
+from flowomni.checkpoint import CheckpointError, check_safe, latest_checkpoint, load_model_state
 from flowomni.vocoder.base import Vocoder
 from flowomni.vocoder.griffin_lim import GriffinLim, parse_name
 from flowomni.vocoder.vocos import NeuralVocoder, VocosConfig, VocosGenerator

@@ -32,7 +32,7 @@ from safetensors.torch import save as st_save
 
 from flowomni.audio.mel import MelConfig, answer_mel_config
 from flowomni.config import Bounds, to_dict
-from flowomni.training.checkpoint import (
+from flowomni.checkpoint import (
     latest_checkpoint,
     load_meta,
     load_model_state,

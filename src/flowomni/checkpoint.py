@@ -163,6 +163,17 @@ def read_json(file: Path) -> Any:
         raise CheckpointError(f"{file}: unreadable ({type(e).__name__}: {e})") from None
 
 
+def state_digest(state: dict[str, torch.Tensor]) -> str:
+    """Short hash of weights (at fp16 precision): caches and checkpoints record which encoder."""
+    import hashlib
+
+    h = hashlib.sha1()
+    for k in sorted(state):
+        h.update(k.encode())
+        h.update(state[k].detach().to(torch.float16).cpu().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
 def load_model_state(path: str | Path) -> dict[str, torch.Tensor]:
     """The weights of a checkpoint; CheckpointError if the file is damaged or holds NaN/Inf."""
     file = check_safe(path) / "model.safetensors"
