@@ -3,13 +3,13 @@
 import pytest
 import torch
 
-from conftest import MemoryFeatures
+from helpers.speech import MemoryFeatures
 from flowomni.inference.decoder import Decoder, GenerationConfig, Prompt
-from flowomni.inference.sampling import sample_tokens
+from flowomni.model.sampling import sample_tokens
 from flowomni.model.flowomni import FlowOmni
 from flowomni.model.layout import Task
 from flowomni.model.tokenizer import CharTokenizer
-from test_model_flowomni import tiny_config
+from helpers.models import tiny_config
 
 
 @pytest.fixture(scope="module")

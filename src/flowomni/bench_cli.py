@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 import runpy
 import sys
-from pathlib import Path
+from flowomni.paths import REPO_ROOT
 
-BENCH_DIR = Path(__file__).resolve().parents[2] / "benchmarks"
+BENCH_DIR = REPO_ROOT / "benchmarks"
 
 
 def available() -> list[str]:

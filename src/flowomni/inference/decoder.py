@@ -19,11 +19,11 @@ import torch
 
 from flowomni.config import Bounds
 from flowomni.inference.precision import cast_cache, decode_dtype, step_model
-from flowomni.inference.sampling import sample_tokens
 from flowomni.model import tokenizer as tk
 from flowomni.model.encoder import n_adapter_frames
 from flowomni.model.flowomni import FlowOmni
 from flowomni.model.layout import AUDIO, GEN, PAD, START, STOP, Task, prefix
+from flowomni.model.sampling import sample_tokens
 
 
 @dataclass

@@ -46,7 +46,7 @@ def step_model(model: Any, dtype: torch.dtype) -> Any:
     version = tuple(p._version for p in model.parameters())
     cached = model.__dict__.setdefault("_step_copies", {})
     if dtype not in cached or cached[dtype][0] != version:
-        shadow = {k: model.__dict__.pop(k) for k in ("_step_copies", "_engine") if k in model.__dict__}
+        shadow = {k: model.__dict__.pop(k) for k in ("_step_copies",) if k in model.__dict__}
         try:
             clone = copy.deepcopy(model).to(dtype).eval()
         finally:

@@ -28,7 +28,7 @@ from torch import nn
 
 from flowomni.config import Bounds
 from flowomni.audio.stats import FeatureStats
-from flowomni.inference.sampling import sample_tokens
+from flowomni.model.sampling import sample_tokens
 from flowomni.model.codec import MelCodec
 from flowomni.model.layout import GEN, IGNORE, STOP
 from flowomni.model.speech_head import SpeechHead, SpeechStream

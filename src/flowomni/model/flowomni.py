@@ -56,6 +56,7 @@ class FlowOmni(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.tokenizer = tokenizer
+        self.checkpoint_path: Path | None = None  # the folder it was loaded from (relative vocoder paths)
         fresh = saved_backbone is None and pretrained
         self.lm = build_backbone(cfg.backbone, tokenizer.vocab_size, saved_backbone, pretrained=pretrained)
         d = hidden_size(self.lm)
@@ -236,25 +237,15 @@ class FlowOmni(nn.Module):
             raise CheckpointError(f"{path}: {e}") from None
         model = cls(cfg, tokenizer, saved_backbone=backbone)
         load_weights_into(model, path)
+        model.checkpoint_path = path
         return model.eval()
 
     @classmethod
     def load(cls, path: str | Path | None = None) -> "FlowOmni":
         """A trained model from a checkpoint folder; None loads the shipped model."""
-        from flowomni.inference.engine import shipped_model_path
+        from flowomni.paths import shipped_model_path
 
-        path = Path(path) if path is not None else shipped_model_path()
-        model = cls.from_checkpoint(path)
-        model.checkpoint_path = path
-        return model
-
-    def respond(self, audio: Any = None, **kw: Any) -> Any:
-        """Stream an answer: text deltas, audio chunks, then timings (see inference.engine)."""
-        from flowomni.inference.engine import Engine
-
-        if getattr(self, "_engine", None) is None:
-            self._engine = Engine(self)
-        return self._engine.respond(audio, **kw)
+        return cls.from_checkpoint(Path(path) if path is not None else shipped_model_path())
 
     # ---- checkpoint contract with the training loop ----
     def checkpoint_state(self, sd: dict[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
