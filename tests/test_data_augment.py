@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from conftest import espeak
+from helpers.speech import espeak
 from flowomni.cli import main
 from flowomni.data.augment import AugmentSpec, augment, make_noise
 from flowomni.data.manifest import Item, read_manifest, write_manifest

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from conftest import espeak
+from helpers.speech import espeak
 from flowomni.audio.io import AudioError
 from flowomni.audio.mel import answer_mel_config, input_mel_config
 from flowomni.cli import main

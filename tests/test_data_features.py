@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import espeak
+from helpers.speech import espeak
 from flowomni.audio import MelConfig, MelSpectrogram, load_audio
 from flowomni.audio.mel import answer_mel_config, input_mel_config
 from flowomni.cli import main

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from conftest import espeak
+from helpers.speech import espeak
 from flowomni.cli import main
 from flowomni.data.hf import HFColumns, export_hf
 from flowomni.data.manifest import read_manifest

@@ -2,7 +2,7 @@
 
 import soundfile as sf
 
-from conftest import espeak
+from helpers.speech import espeak
 from flowomni.cli import main
 from flowomni.data.librispeech import read_librispeech, sentence_case, write_librispeech_manifest
 from flowomni.data.manifest import read_manifest

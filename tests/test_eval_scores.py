@@ -79,7 +79,7 @@ def test_evaluator_runs_every_condition(tmp_path, spoken_items):
     from flowomni.data.manifest import Item, write_manifest
     from flowomni.inference.decoder import GenerationConfig
     from flowomni.inference.engine import Engine
-    from test_inference_engine import speaking_model
+    from helpers.models import speaking_model
 
     import shutil
 

@@ -17,8 +17,8 @@ from flowomni.model.flowomni import FlowOmni
 from flowomni.model.tokenizer import CharTokenizer
 from flowomni.checkpoint import save_checkpoint
 from flowomni.training.distill_flow import parse_teacher
-from test_model_flowomni import tiny_config
-from test_training_cli import make_corpus
+from helpers.models import tiny_config
+from helpers.corpus import make_corpus
 
 
 def test_untrained_student_returns_its_start_point_and_learns_a_map():

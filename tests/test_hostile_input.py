@@ -20,7 +20,7 @@ import torch
 import yaml
 from safetensors.torch import load_file, save_file
 
-from conftest import MemoryFeatures
+from helpers.speech import MemoryFeatures
 from flowomni.cli import main
 from flowomni.config import to_dict
 from flowomni.data.check import check_manifest
@@ -34,7 +34,7 @@ from flowomni.training.config import TrainConfig
 from flowomni.training.dataset import TaskDataset, collate
 from flowomni.training.guard import TrainingDiverged
 from flowomni.training.loop import train
-from test_model_flowomni import tiny_config
+from helpers.models import tiny_config
 
 CONFIG = Path(__file__).resolve().parents[1] / "configs" / "tiny.yaml"
 

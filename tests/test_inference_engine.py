@@ -10,26 +10,12 @@ import torch
 import yaml
 
 from flowomni.audio.mel import MelSpectrogram
+from flowomni.checkpoint import save_checkpoint
 from flowomni.config import to_dict
 from flowomni.inference.decoder import GenerationConfig
 from flowomni.inference.engine import AudioChunk, Done, Engine, TextDelta
 from flowomni.model.flowomni import FlowOmni
-from flowomni.model.layout import GEN, START
-from flowomni.model.tokenizer import CharTokenizer
-from flowomni.checkpoint import save_checkpoint
-from test_model_flowomni import tiny_config
-
-
-def speaking_model() -> FlowOmni:
-    """A random tiny model whose state head is biased to start speech at once and keep going,
-    so every answer speaks for the whole step budget (a trained model decides this itself)."""
-    torch.manual_seed(0)
-    model = FlowOmni(tiny_config(), CharTokenizer())
-    with torch.no_grad():
-        model.state_head.weight.zero_()
-        model.state_head.bias.copy_(torch.tensor([0.0, 5.0, 10.0, 0.0]))  # START over PAD; then GEN
-    assert model.state_head.bias.argmax() == GEN and model.state_head.bias[START] > model.state_head.bias[0]
-    return model.eval()
+from helpers.models import speaking_model
 
 
 @pytest.fixture(scope="module")
@@ -162,3 +148,21 @@ def test_exported_model_folder_is_self_contained(tmp_path):
     assert engine.vocoder.name.endswith("vocoder") and isinstance(engine.vocoder, type(load_vocoder(str(out / "vocoder"), engine.model.cfg.output_mel)))
     done = list(engine.respond(text="Hi?"))[-1]
     assert isinstance(done, Done) and done.audio_seconds > 0
+
+
+def test_an_engine_on_a_loaded_model_finds_the_vocoder_beside_it(tmp_path):
+    """A model knows the folder it was loaded from, so the vocoder its config names relative
+    to that folder is found however the Engine is made (it was `unknown vocoder 'vocoder'`
+    unless the model came through FlowOmni.load)."""
+    from flowomni.serving.testing import make_tiny_checkpoint
+    from flowomni.training.export import export_model
+    from flowomni.vocoder.vocos import NeuralVocoder
+
+    root = __import__("pathlib").Path(__file__).resolve().parents[1]
+    out = export_model(make_tiny_checkpoint(tmp_path / "ckpt"), tmp_path / "model", vocoder=str(root / "models/vocoder"))
+    model = FlowOmni.from_checkpoint(out)
+    assert model.cfg.vocoder == "vocoder" and model.checkpoint_path == out
+    by_model, by_path = Engine(model), Engine.load(out)
+    assert isinstance(by_model.vocoder, NeuralVocoder)
+    assert by_model.vocoder.name == by_path.vocoder.name == str(out / "vocoder")
+    assert FlowOmni(model.cfg, model.tokenizer).checkpoint_path is None  # a new model comes from no folder

@@ -7,7 +7,7 @@ from flowomni.inference.decoder import Decoder, GenerationConfig, Prompt
 from flowomni.inference.engine import Done, Engine
 from flowomni.inference.precision import cast_cache, decode_dtype, step_model
 from flowomni.model.layout import Task
-from test_inference_engine import speaking_model
+from helpers.models import speaking_model
 
 
 def test_auto_is_fp16_for_small_cpu_batches_only():

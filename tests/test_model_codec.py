@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from conftest import MemoryFeatures
+from helpers.speech import MemoryFeatures
 from flowomni.audio import answer_mel_config
 from flowomni.model.codec import CodecError, MelCodec, kmeans_pp, lloyd, nearest, to_groups
 

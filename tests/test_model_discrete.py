@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from conftest import MemoryFeatures
+from helpers.speech import MemoryFeatures
 from flowomni.audio import FeatureStats
 from flowomni.inference.decoder import Decoder, GenerationConfig, Prompt
 from flowomni.model.code_head import delay_codes, forced_pad, undelay_codes
@@ -15,7 +15,7 @@ from flowomni.model.layout import GEN, IGNORE, STOP, Task
 from flowomni.model.tokenizer import CharTokenizer
 from flowomni.checkpoint import save_checkpoint
 from flowomni.training.dataset import TaskDataset, collate
-from test_model_flowomni import tiny_config
+from helpers.models import tiny_config
 
 SILENCE = math.log(1e-5)
 N_Q, SIZE = 3, 32
@@ -242,7 +242,7 @@ def test_train_codec_then_train_end_to_end(tmp_path, spoken_items):
 
     from flowomni.cli import main
     from flowomni.config import to_dict
-    from test_training_cli import make_corpus
+    from helpers.corpus import make_corpus
 
     make_corpus(tmp_path / "corpus", spoken_items)
     model_cfg = to_dict(discrete_config(tmp_path / "codec"))

@@ -7,24 +7,15 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from conftest import MemoryFeatures
 from flowomni.audio import FeatureStats
-from flowomni.model.config import ModelConfig
 from flowomni.model.flowomni import FlowOmni
 from flowomni.model.layout import Task
 from flowomni.model.tokenizer import CharTokenizer
 from flowomni.training.dataset import TaskDataset, collate
+from helpers.models import tiny_config
+from helpers.speech import MemoryFeatures
 
 SILENCE = math.log(1e-5)
-
-
-def tiny_config() -> ModelConfig:
-    cfg = ModelConfig()
-    cfg.backbone.config.update(hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                               num_attention_heads=4, num_key_value_heads=2)
-    cfg.encoder.d_model, cfg.encoder.n_layers, cfg.encoder.ffn_dim = 64, 1, 128
-    cfg.flow.width, cfg.flow.depth = 256, 2
-    return cfg
 
 
 @pytest.fixture(scope="module")

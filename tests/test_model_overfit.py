@@ -5,13 +5,13 @@ import math
 import pytest
 import torch
 
-from conftest import MemoryFeatures
+from helpers.speech import MemoryFeatures
 from flowomni.audio import FeatureStats
 from flowomni.model.flowomni import FlowOmni
 from flowomni.model.layout import Task
 from flowomni.model.tokenizer import CharTokenizer
 from flowomni.training.dataset import TaskDataset, collate
-from test_model_flowomni import tiny_config
+from helpers.models import tiny_config
 
 
 @pytest.mark.slow

@@ -23,7 +23,7 @@ from flowomni.serving.realtime_events import (
 from flowomni.serving.silero import SileroVAD
 from flowomni.serving.vad import EnergyVAD
 
-from conftest import espeak
+from helpers.speech import espeak
 
 
 # ---------------------------------------------------------------- streaming resampler

@@ -31,7 +31,7 @@ from flowomni.serving.config import ServerConfig, VadConfig
 from flowomni.serving.server import ServerThread
 from flowomni.serving.testing import make_tiny_checkpoint
 
-from conftest import espeak
+from helpers.speech import espeak
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"

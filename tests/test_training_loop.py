@@ -9,7 +9,7 @@ import torch
 import yaml
 from safetensors.torch import load_file
 
-from conftest import MemoryFeatures
+from helpers.speech import MemoryFeatures
 from flowomni.audio import FeatureStats
 from flowomni.config import to_dict
 from flowomni.model.flowomni import FlowOmni
@@ -20,7 +20,7 @@ from flowomni.training.config import TrainConfig
 from flowomni.training.dataset import TaskDataset, collate
 from flowomni.training.loop import RunDirError, train
 from flowomni.training.optim import warmup_cosine
-from test_model_flowomni import tiny_config
+from helpers.models import tiny_config
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import espeak
+from helpers.speech import espeak
 from flowomni.audio import MelSpectrogram, answer_mel_config, load_audio
 from flowomni.checkpoint import save_checkpoint
 from flowomni.vocoder import (

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import espeak
+from helpers.speech import espeak
 from flowomni.audio import MelSpectrogram
 from flowomni.cli import main as cli_main
 from flowomni.config import load_config

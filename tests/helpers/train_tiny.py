@@ -21,14 +21,13 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from test_model_flowomni import tiny_config  # noqa: E402
-
 from flowomni.model.flow_head import FlowHead  # noqa: E402
 from flowomni.model.flowomni import FlowOmni  # noqa: E402
 from flowomni.model.tokenizer import CharTokenizer  # noqa: E402
 from flowomni.training.config import TrainConfig  # noqa: E402
 from flowomni.training.dataset import TaskDataset, collate  # noqa: E402
 from flowomni.training.loop import train  # noqa: E402
+from helpers.models import tiny_config  # noqa: E402
 
 
 def fixed_flow_loss(self, h, x1, generator=None):
