@@ -73,10 +73,10 @@ def group_cost_ms(engine: Engine, method: str, steps: int, cfg_scale: float, dty
     m = step_model(engine.model, getattr(torch, dtype))
     h = torch.randn(1, m.state_emb.embedding_dim, dtype=getattr(torch, dtype))
     for _ in range(5):
-        m.flow.sample(h, steps=steps, method=method, cfg_scale=cfg_scale)
+        m.speech.flow.sample(h, steps=steps, method=method, cfg_scale=cfg_scale)
     t0 = time.perf_counter()
     for _ in range(repeats):
-        m.flow.sample(h, steps=steps, method=method, cfg_scale=cfg_scale)
+        m.speech.flow.sample(h, steps=steps, method=method, cfg_scale=cfg_scale)
     return (time.perf_counter() - t0) / repeats * 1000
 
 

@@ -77,7 +77,7 @@ def test_distill_flow_cli_trains_resumes_and_writes_a_model(tmp_path, spoken_ite
     cfg.flow.prior, cfg.flow.method, cfg.flow.steps = "mean", "euler", 3
     model = FlowOmni(cfg, CharTokenizer())
     with torch.no_grad():  # a fresh velocity MLP is zero (x1 = x0): give the teacher something to teach
-        for p in model.flow.net.parameters():
+        for p in model.speech.flow.net.parameters():
             p.normal_(0, 0.05)
     conf = {"model": to_dict(cfg),
             "data": {"train_manifest": str(tmp_path / "corpus/train.jsonl"),

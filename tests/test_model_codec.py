@@ -140,7 +140,7 @@ def test_train_codec_cli_fits_reports_and_feeds_a_discrete_model(spoken_items, t
     from flowomni.config import from_dict
 
     model = FlowOmni(from_dict(ModelConfig, cfg["model"]), CharTokenizer())
-    assert model.codec.fitted and torch.equal(model.codec.codebooks, MelCodec.load(tmp_path / "codec").codebooks)
+    assert model.speech.codec.fitted and torch.equal(model.speech.codec.codebooks, MelCodec.load(tmp_path / "codec").codebooks)
 
     assert main(["train-codec", str(tmp_path / "exp.yaml"), "--set", "model.codec.codebook_size=100000"]) == 2
     assert "cannot fill a codebook" in capsys.readouterr().err

@@ -116,7 +116,7 @@ def test_checkpoint_round_trip_and_padding_invariance(setup, tmp_path):
     data["model"]["codec"]["path"] = str(tmp_path / "gone")  # the codec travels inside the checkpoint
     cfg_moved.write_text(yaml.safe_dump(data))
     twin = FlowOmni.from_checkpoint(tmp_path / "ckpt")
-    assert torch.equal(twin.codec.codebooks, model.codec.codebooks)
+    assert torch.equal(twin.speech.codec.codebooks, model.speech.codec.codebooks)
     s2s = [i for i, e in enumerate(ds.examples) if e.task is Task.S2S]
     lengths = [len(ds[i]["layout"]) for i in s2s]
     short, long_ = s2s[lengths.index(min(lengths))], s2s[lengths.index(max(lengths))]
@@ -265,7 +265,7 @@ def test_train_codec_then_train_end_to_end(tmp_path, spoken_items):
     assert r.returncode == 0, r.stderr[-3000:]
     out = json.loads(r.stdout.strip().splitlines()[-1])
     model = FlowOmni.from_checkpoint(out["checkpoint"])
-    assert model.cfg.speech_head == "discrete" and model.codec.fitted
+    assert model.cfg.speech_head == "discrete" and model.speech.codec.fitted
     dec = Decoder(model, [Prompt(Task.T2S, text="Hi?")], GenerationConfig(seed=0, max_steps=6))
     while not dec.done:
         dec.step()

@@ -190,7 +190,7 @@ def load_weights_into(model: Any, path: str | Path, skip: list[str] | tuple[str,
     Weights whose names start with a `skip` prefix keep the model's own values."""
     state = load_model_state(path)
     if skip:
-        own = model.state_dict()
+        own = model.checkpoint_state()  # named as in files
         state = {k: v for k, v in state.items() if not k.startswith(tuple(skip))}
         state |= {k: v for k, v in own.items() if k.startswith(tuple(skip))}
     try:

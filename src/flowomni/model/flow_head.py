@@ -121,7 +121,8 @@ class VelocityMLP(nn.Module):
     def time_embedding(self, t: torch.Tensor) -> torch.Tensor:
         return self.time(timestep_embedding(t, self.width).to(self.time[0].weight.dtype))
 
-    def apply(self, x: torch.Tensor, mods: list[tuple[torch.Tensor, ...]]) -> torch.Tensor:
+    def velocity(self, x: torch.Tensor, mods: list[tuple[torch.Tensor, ...]]) -> torch.Tensor:
+        """v at points x for precomputed `modulation`s (not `apply`: that is nn.Module's)."""
         h = self.inp(x)
         for blk, mod in zip(self.blocks, mods):
             h = blk(h, mod)
@@ -129,7 +130,7 @@ class VelocityMLP(nn.Module):
         return self.out(modulate(self.final_norm(h), shift, scale))
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
-        return self.apply(x, self.modulation(t, c))
+        return self.velocity(x, self.modulation(t, c))
 
 
 class ConditionRefiner(nn.Module):
@@ -267,7 +268,7 @@ class FlowHead(nn.Module):
         def velocity(x: torch.Tensor) -> torch.Tensor:
             i = next(evals)
             mods = mods_all if len(times) == 1 else [tuple(part[i * m : (i + 1) * m] for part in mod) for mod in mods_all]
-            v = self.net.apply(torch.cat([x, x]) if guided else x, mods)
+            v = self.net.velocity(torch.cat([x, x]) if guided else x, mods)
             if guided:
                 v_c, v_u = v.chunk(2)
                 v = v_u + cfg_scale * (v_c - v_u)

@@ -138,7 +138,7 @@ def build_experiment(cfg: ExperimentConfig, *, estimate_stats: bool = True) -> E
     model = FlowOmni(mcfg, tok)  # before the data: a Whisper encoder sets the input features the data needs
     data = build_datasets(cfg, tok, model)
     train_set = data.train_set
-    if mcfg.speech_head == "discrete" and not cfg.init_from and not model.codec.fitted:
+    if mcfg.speech_head == "discrete" and not cfg.init_from and not model.speech.codec.fitted:
         raise ValueError("model.speech_head is discrete but model.codec.path names no trained codec: "
                          "run `flowomni train-codec CONFIG` first (it writes model.codec.path)")
     if cfg.init_from:
