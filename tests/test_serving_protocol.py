@@ -29,7 +29,8 @@ from flowomni.audio.io import load_audio
 from flowomni.inference.decoder import GenerationConfig
 from flowomni.inference.engine import Engine
 from flowomni.serving.app import create_app
-from flowomni.serving.config import ServerConfig, VadConfig
+from flowomni.serving.config import ServerConfig
+from flowomni.serving.vad_config import VadConfig
 from flowomni.serving.server import ServerThread
 from flowomni.serving.testing import make_tiny_checkpoint
 

@@ -24,12 +24,13 @@ from flowomni.config import ConfigError, from_dict, to_dict
 from flowomni.inference.decoder import PromptTooLong
 from flowomni.inference.engine import AudioChunk, Done, TextDelta
 from flowomni.serving import protocol as P
-from flowomni.serving.config import ServerConfig, VadConfig
+from flowomni.serving.config import ServerConfig
+from flowomni.serving.detectors import make_vad
 from flowomni.serving.limits import fit_history
 from flowomni.serving.queue import Busy, Ticket, WorkQueue
-from flowomni.serving.detectors import make_vad
 from flowomni.serving.silero import SileroUnavailable
 from flowomni.serving.vad import EnergyVAD
+from flowomni.serving.vad_config import VadConfig
 
 log = logging.getLogger("flowomni.serving")
 
