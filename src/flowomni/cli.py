@@ -21,6 +21,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "chat": ("flowomni.inference.cli", "ask a question (audio or text), hear the answer"),
     "serve": ("flowomni.serving.cli", "run the WebSocket/HTTP server"),
     "eval": ("flowomni.evaluation.cli", "evaluate a checkpoint on a test split"),
+    "eval-codec": ("flowomni.evaluation.codec", "ASR WER of held-out answers resynthesised through the mel codec"),
     "bench": ("flowomni.bench_cli", "run the benchmarks in benchmarks/"),
 }
 
