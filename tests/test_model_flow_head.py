@@ -3,6 +3,9 @@
 import pytest
 import torch
 
+from flowomni.config import ConfigError, SettingError, from_dict
+from flowomni.inference.decoder import GenerationConfig
+from flowomni.model.config import ModelConfig
 from flowomni.model.flow_head import FlowHead, FlowHeadConfig
 
 
@@ -58,8 +61,33 @@ def test_sampling_is_deterministic_given_generator_and_temperature_zero_is_noise
 
 
 def test_unknown_sampler_is_a_clear_error():
-    with pytest.raises(ValueError, match="unknown flow sampler"):
+    with pytest.raises(SettingError, match="unknown flow sampler"):
         head().sample(torch.randn(1, 8), method="rk45")
+    with pytest.raises(SettingError, match="no one-step flow student"):
+        head().sample(torch.randn(1, 8), method="student")
+
+
+def test_sampler_names_are_checked_when_the_config_is_read():
+    """A bad name fails where the config is read, naming the key; it used to fail at the first
+    answer (flow sampler) or never (t_sampling: anything but logit_normal trained uniformly)."""
+    for key, bad in (("t_sampling", "logitnormal"), ("method", "rk45"), ("prior", "gaussian")):
+        with pytest.raises(ConfigError, match=f"model.flow.{key}: '{bad}' is not one of"):
+            from_dict(ModelConfig, {"flow": {key: bad}})
+    with pytest.raises(ConfigError, match="flow_method: 'eulr' is not one of"):
+        from_dict(GenerationConfig, {"flow_method": "eulr"})
+    with pytest.raises(ConfigError, match="decode_dtype: 'int8' is not one of"):
+        GenerationConfig(decode_dtype="int8")
+    with pytest.raises(ConfigError, match="model.speech_head: 'codes' is not one of"):
+        from_dict(ModelConfig, {"speech_head": "codes"})
+
+
+def test_uniform_t_sampling_is_uniform_and_logit_normal_is_not():
+    early = {}
+    for name in ("uniform", "logit_normal"):
+        t = head(t_sampling=name)._sample_t(20000, torch.device("cpu"), torch.Generator().manual_seed(0))
+        early[name] = float((t < 0.1).float().mean())
+    assert abs(early["uniform"] - 0.1) < 0.01  # P(t < 0.1) = 0.1
+    assert abs(early["logit_normal"] - 0.014) < 0.005  # P(sigmoid(z) < 0.1) = P(z < -2.2)
 
 
 def test_cached_time_embeddings_follow_weight_updates():
@@ -125,5 +153,5 @@ def test_mean_prior_ignores_condition_dropout():
 
 
 def test_unknown_prior_is_a_clear_error():
-    with pytest.raises(ValueError, match="model.flow.prior"):
+    with pytest.raises(ConfigError, match="model.flow.prior"):
         head(prior="gaussian")

@@ -24,6 +24,19 @@ class ConfigError(ValueError):
     """A config file or override does not fit the config's schema."""
 
 
+class SettingError(ValueError):
+    """A setting that cannot work with this model (a sampler it does not have, ...), found only
+    when it is used. It is the fault of whoever set it up, never of a request: the server
+    answers it as its own error (500 / `internal`), the CLIs as a usage error."""
+
+
+def check_choice(key: str, value: Any, allowed: tuple[Any, ...]) -> None:
+    """ConfigError naming `key` unless `value` is one of `allowed` (checked when a config is
+    built, so a typo fails where it is read, not on first use)."""
+    if value not in allowed:
+        raise ConfigError(f"{key}: {value!r} is not one of {list(allowed)}")
+
+
 Bounds = dict[str, tuple[float | None, float | None]]  # field -> (lowest, highest) allowed; None: open
 
 

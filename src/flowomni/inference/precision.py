@@ -17,6 +17,8 @@ from typing import Any
 
 import torch
 
+from flowomni.config import SettingError
+
 DECODE_DTYPES = ("auto", "float32", "float16", "bfloat16")
 AUTO_FP16_MAX_BATCH = 4  # above this, fp16 matrix products stop paying on CPU
 
@@ -24,7 +26,7 @@ AUTO_FP16_MAX_BATCH = 4  # above this, fp16 matrix products stop paying on CPU
 def decode_dtype(name: str, device: torch.device, batch: int, model_dtype: torch.dtype) -> torch.dtype:
     """The dtype decode steps run in, for a `DECODE_DTYPES` name."""
     if name not in DECODE_DTYPES:
-        raise ValueError(f"unknown decode_dtype {name!r}: use one of {DECODE_DTYPES}")
+        raise SettingError(f"unknown decode_dtype {name!r}: use one of {DECODE_DTYPES}")
     if name != "auto":
         return getattr(torch, name)
     if device.type == "cpu" and batch <= AUTO_FP16_MAX_BATCH:

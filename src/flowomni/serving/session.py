@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from flowomni.audio.io import AudioError
-from flowomni.config import ConfigError, from_dict, to_dict
+from flowomni.config import ConfigError, SettingError, from_dict, to_dict
 from flowomni.inference.decoder import PromptTooLong
 from flowomni.inference.engine import AudioChunk, Done, TextDelta
 from flowomni.serving import protocol as P
@@ -285,6 +285,10 @@ class Session:
         except PromptTooLong as e:
             ans.finishing = True
             await self.error("prompt_too_long", str(e), ans.turn)
+        except SettingError as e:  # the server's setup, not the request: its error, not the client's
+            log.error("answer %d of session %s: %s", ans.turn, self.id, e)
+            ans.finishing = True
+            await self.error("internal", f"the server cannot answer as it is set up: {e}", ans.turn)
         except ValueError as e:
             ans.finishing = True
             await self.error("bad_message", str(e), ans.turn)
