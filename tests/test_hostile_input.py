@@ -106,14 +106,14 @@ def test_data_check_counts_an_audio_file_that_fails_in_any_way(tmp_path: Path, m
     path = tmp_path / "m.jsonl"
     path.write_text("".join(json.dumps({"id": n, "question_text": "q", "answer_text": "a", "question_audio": n}) + "\n"
                             for n in ("a.wav", "b.wav")))
-    real = check.load_checked
+    real = check.load_audio
 
     def flaky(p: Path, **kw: object) -> np.ndarray:
         if Path(p).name == "b.wav":
             raise RuntimeError("the disk went away")
         return real(p, **kw)
 
-    monkeypatch.setattr(check, "load_checked", flaky)
+    monkeypatch.setattr(check, "load_audio", flaky)
     report = check_manifest(path, progress=False)
     assert report.ok_items == 1 and report.problems.counts == {"unreadable file": 1}
 

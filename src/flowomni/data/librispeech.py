@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from flowomni.data.check import AudioProblem, load_checked
+from flowomni.audio.io import AudioError, load_audio
 from flowomni.data.manifest import Item, SkipStats, within, write_manifest
 
 AUDIO_SUFFIXES = (".flac", ".wav")
@@ -53,8 +53,8 @@ def read_librispeech(
                 continue
             if check_audio:
                 try:
-                    load_checked(audio)
-                except AudioProblem as e:
+                    load_audio(audio)
+                except AudioError as e:
                     stats.add(e.reason, str(e))
                     continue
             seen.add(utt)
