@@ -1,6 +1,5 @@
 """The full model on real (espeak-ng) speech: padding, stages, checkpoints, pictures."""
 
-import math
 import random
 
 import numpy as np
@@ -12,11 +11,10 @@ from flowomni.audio import FeatureStats
 from flowomni.model.flowomni import FlowOmni
 from flowomni.model.layout import Task
 from flowomni.model.tokenizer import CharTokenizer
-from flowomni.training.dataset import TaskDataset, collate
-from helpers.models import tiny_config
-from helpers.speech import MemoryFeatures
+from flowomni.training.dataset import TaskDataset
 
-SILENCE = math.log(1e-5)
+from helpers.models import SILENCE, batch_of, tiny_config
+from helpers.speech import MemoryFeatures
 
 
 @pytest.fixture(scope="module")
@@ -32,10 +30,6 @@ def setup(spoken_items):
         FeatureStats.estimate([torch.from_numpy(fout.get(i.answer_audio)) for i in spoken_items]),
     )
     return cfg, tok, ds, model
-
-
-def batch_of(ds, idxs, tok, cfg):
-    return collate([ds[i] for i in idxs], group=cfg.group, pad_id=tok.pad_id, silence=SILENCE)
 
 
 def test_every_task_appears_once_per_item(setup, spoken_items):

@@ -1,13 +1,20 @@
-"""Tiny models for tests: a config that builds in a second, and one that always speaks."""
+"""Tiny models for tests: a config that builds in a second, one that always speaks, a few
+training steps on one batch."""
 
 from __future__ import annotations
+
+import math
+from typing import Any
 
 import torch
 
 from flowomni.model.config import ModelConfig
 from flowomni.model.flowomni import FlowOmni
 from flowomni.model.layout import GEN, START
-from flowomni.model.tokenizer import CharTokenizer
+from flowomni.model.tokenizer import CharTokenizer, Tokenizer
+from flowomni.training.dataset import TaskDataset, collate
+
+SILENCE = math.log(1e-5)  # the log-mel of padding groups
 
 
 def tiny_config() -> ModelConfig:
@@ -30,3 +37,23 @@ def speaking_model() -> FlowOmni:
         model.state_head.bias.copy_(torch.tensor([0.0, 5.0, 10.0, 0.0]))  # START over PAD; then GEN
     assert model.state_head.bias.argmax() == GEN and model.state_head.bias[START] > model.state_head.bias[0]
     return model.eval()
+
+
+def overfit(model: FlowOmni, batch: dict[str, Any], steps: int, lr: float) -> list[dict[str, float]]:
+    """`steps` AdamW steps on one batch (gradients clipped at 1): each step's losses."""
+    model.train()
+    opt = torch.optim.AdamW(model.parameters(), lr=lr)
+    history = []
+    for _ in range(steps):
+        out = model(batch)
+        opt.zero_grad()
+        out["loss"].backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        history.append({k: float(v.detach()) for k, v in out.items()})
+    return history
+
+
+def batch_of(ds: TaskDataset, idxs: list[int], tok: Tokenizer, cfg: ModelConfig) -> dict[str, Any]:
+    """The dataset's examples `idxs` collated into one padded training batch."""
+    return collate([ds[i] for i in idxs], group=cfg.group, pad_id=tok.pad_id, silence=SILENCE)

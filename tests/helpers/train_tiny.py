@@ -27,6 +27,7 @@ from flowomni.model.tokenizer import CharTokenizer  # noqa: E402
 from flowomni.training.config import TrainConfig  # noqa: E402
 from flowomni.training.dataset import TaskDataset, collate  # noqa: E402
 from flowomni.training.loop import train  # noqa: E402
+
 from helpers.models import tiny_config  # noqa: E402
 
 
