@@ -84,12 +84,22 @@ def test_bad_inputs_are_clear_errors(engine, tmp_path):
 
 
 def test_batch_answers_match_streaming_answers(engine, spoken_items):
+    """A padded batch answers each question as streaming it alone does: the same text, the
+    same mel (drawn without noise, flow_temperature 0: a batch draws its noise in another
+    order) and audio of the same length and spectrum (the batch vocodes each answer in one
+    piece, streaming in chunks: compared as in the test above)."""
     qs = [{"audio": str(spoken_items[0].question_audio)}, {"text": "Hi?"}]
-    gen = GenerationConfig(max_steps=12, seed=3)
-    batch = engine.answer_batch(qs, gen=gen, speak=False)
-    for q, a in zip(qs, batch):
-        single = engine.answer(q.get("audio"), text=q.get("text"), gen=gen, speak=False)
+    gen = GenerationConfig(max_steps=12, seed=3, flow_temperature=0.0, decode_dtype="float32")
+    batch = engine.answer_batch(qs, gen=gen)
+    spec = MelSpectrogram(engine.model.cfg.output_mel).magnitude
+    for q, a in zip(qs, batch, strict=True):
+        single = engine.answer(q.get("audio"), text=q.get("text"), gen=gen)
         assert a.text == single.text
+        assert a.mel is not None and a.mel.shape[0] >= 8 * engine.model.cfg.group  # the model always speaks
+        torch.testing.assert_close(a.mel, single.mel, atol=1e-4, rtol=1e-4)
+        assert a.audio.shape == single.audio.shape
+        x, y = spec(torch.from_numpy(a.audio)), spec(torch.from_numpy(single.audio))
+        assert float((x - y).norm() / y.norm()) < 0.35
 
 
 def test_chat_cli_json(tmp_path, spoken_items):
