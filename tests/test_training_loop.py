@@ -78,7 +78,7 @@ def test_run_writes_checkpoints_logs_and_pictures(parts, tmp_path):
     assert "out_mean" in load_file(str(ckpt / "model.safetensors")), "normalisation stats travel with the weights"
     reloaded = FlowOmni.from_checkpoint(ckpt)
     trained = load_file(str(ckpt / "model.safetensors"))
-    assert all(torch.equal(reloaded.state_dict()[k], v) for k, v in trained.items())
+    assert all(torch.equal(reloaded.checkpoint_state()[k], v) for k, v in trained.items())
     assert (tmp_path / "plots" / "mels_step_00000006.png").stat().st_size > 1000
     assert (tmp_path / "loss_curves.png").stat().st_size > 1000
     assert any((tmp_path / "tensorboard").iterdir())

@@ -55,7 +55,7 @@ def hang_in_save(k: int, out: Path) -> None:
     """Make the k-th checkpoint write stop half-way and announce it with a marker file."""
     import time
 
-    from flowomni.training import checkpoint
+    from flowomni import checkpoint
 
     calls = {"n": 0}
     real = checkpoint.save_file
