@@ -23,11 +23,11 @@ from typing import Any
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import emit, environment, teacher_forced_examples  # noqa: E402
-
 from flowomni.data.manifest import read_manifest  # noqa: E402
 from flowomni.inference.engine import Engine  # noqa: E402
 from flowomni.model.flow_head import FlowHead, FlowHeadConfig  # noqa: E402
+
+from common import emit, environment, teacher_forced_examples  # noqa: E402
 
 
 @torch.no_grad()

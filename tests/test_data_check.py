@@ -1,4 +1,5 @@
-"""Bad audio is recognised by reason (one loader, one vocabulary: flowomni.audio.io), skipped and counted; builds and training go on.
+"""Bad audio is recognised by reason (one loader, one vocabulary: flowomni.audio.io), skipped
+and counted; builds and training go on.
 
 Uses real broken files: random bytes, text named .wav, a truncated WAV, an empty file,
 a WAV with no samples, a silent WAV, a RIFF header followed by garbage, a missing file.
@@ -8,13 +9,14 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from helpers.speech import espeak
 from flowomni.audio.io import AudioError, load_audio, sniff_format
 from flowomni.audio.mel import answer_mel_config, input_mel_config
 from flowomni.cli import main
 from flowomni.data.check import check_manifest
 from flowomni.data.features import FeatureCache
 from flowomni.data.manifest import Item, write_manifest
+
+from helpers.speech import espeak
 
 BAD = {  # file -> reason
     "random.wav": "not audio",

@@ -6,12 +6,13 @@ import numpy as np
 import pytest
 import torch
 
-from helpers.speech import espeak
 from flowomni.audio import MelConfig, MelSpectrogram, load_audio
 from flowomni.audio.mel import answer_mel_config, input_mel_config
 from flowomni.cli import main
 from flowomni.data.features import FeatureCache
 from flowomni.data.manifest import Item, write_manifest
+
+from helpers.speech import espeak
 
 
 @pytest.fixture()
@@ -94,7 +95,8 @@ def test_features_from_an_experiment_config(tmp_path, clip):
 
     write_manifest(tmp_path / "train.jsonl", [Item("i0", "q?", "a.", clip, clip)])
     exp = {"model": {"input_mel": {"n_mels": 40}, "output_mel": {"n_mels": 64}, "group": 4},
-           "data": {"train_manifest": str(tmp_path / "train.jsonl"), "cache_dir": str(tmp_path / "c"), "tasks": ["s2s"]},
+           "data": {"train_manifest": str(tmp_path / "train.jsonl"), "cache_dir": str(tmp_path / "c"),
+                    "tasks": ["s2s"]},
            "train": {"batch_size": 2}}
     (tmp_path / "exp.yaml").write_text(yaml.safe_dump(exp))
     assert main(["data", "features", "--from-config", str(tmp_path / "exp.yaml")]) == 0

@@ -7,10 +7,11 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from helpers.speech import espeak
 from flowomni.cli import main
 from flowomni.data.hf import HFColumns, export_hf
 from flowomni.data.manifest import read_manifest
+
+from helpers.speech import espeak
 
 
 def _wav_bytes(path):

@@ -15,8 +15,9 @@ from flowomni.model.encoder import EncoderConfig, SpeechEncoder
 from flowomni.model.flowomni import FlowOmni
 from flowomni.model.tokenizer import CharTokenizer
 from flowomni.training.encoder_ctc import CTCEncoder
-from helpers.models import tiny_config
+
 from helpers.corpus import make_corpus
+from helpers.models import tiny_config
 
 
 def test_greedy_ctc_collapses_repeats_and_drops_blanks():

@@ -8,6 +8,7 @@ import pytest
 import torch
 import yaml
 
+from flowomni.checkpoint import save_checkpoint
 from flowomni.config import to_dict
 from flowomni.inference.decoder import GenerationConfig
 from flowomni.inference.engine import Done, Engine
@@ -15,10 +16,10 @@ from flowomni.model.flow_head import FlowHead, FlowHeadConfig
 from flowomni.model.flow_student import FlowStudent
 from flowomni.model.flowomni import FlowOmni
 from flowomni.model.tokenizer import CharTokenizer
-from flowomni.checkpoint import save_checkpoint
 from flowomni.training.distill_flow import parse_teacher
-from helpers.models import tiny_config
+
 from helpers.corpus import make_corpus
+from helpers.models import tiny_config
 
 
 def test_untrained_student_returns_its_start_point_and_learns_a_map():

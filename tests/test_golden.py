@@ -6,6 +6,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file
 
 from flowomni.paths import SHIPPED_MODEL
+
 from helpers.golden import GOLDEN, REGENERATE, answer, sha256
 
 

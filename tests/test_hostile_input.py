@@ -20,7 +20,7 @@ import torch
 import yaml
 from safetensors.torch import load_file, save_file
 
-from helpers.speech import MemoryFeatures
+from flowomni.checkpoint import latest_checkpoint, load_model_state, nonfinite_tensors
 from flowomni.cli import main
 from flowomni.config import to_dict
 from flowomni.data.check import check_manifest
@@ -29,12 +29,13 @@ from flowomni.model.flowomni import FlowOmni
 from flowomni.model.layout import Task
 from flowomni.model.tokenizer import CharTokenizer
 from flowomni.serving.testing import make_tiny_checkpoint
-from flowomni.checkpoint import latest_checkpoint, load_model_state, nonfinite_tensors
 from flowomni.training.config import TrainConfig
 from flowomni.training.dataset import TaskDataset, collate
 from flowomni.training.guard import TrainingDiverged
 from flowomni.training.loop import train
+
 from helpers.models import tiny_config
+from helpers.speech import MemoryFeatures
 
 CONFIG = Path(__file__).resolve().parents[1] / "configs" / "tiny.yaml"
 

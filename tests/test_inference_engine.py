@@ -15,6 +15,7 @@ from flowomni.config import to_dict
 from flowomni.inference.decoder import GenerationConfig
 from flowomni.inference.engine import AudioChunk, Done, Engine, TextDelta
 from flowomni.model.flowomni import FlowOmni
+
 from helpers.models import speaking_model
 
 
@@ -117,8 +118,8 @@ def test_chat_cli_json(tmp_path, spoken_items):
     res = json.loads(r.stdout)
     assert {"text", "first_audio_ms", "rtf", "audio_seconds"} <= set(res)
     assert res["audio_seconds"] > 0 and out.stat().st_size > 1000
-    r = subprocess.run([sys.executable, "-m", "flowomni.cli", "chat", "--text", "hi", "--checkpoint", str(tmp_path / "nope")],
-                       capture_output=True, text=True, timeout=300)
+    r = subprocess.run([sys.executable, "-m", "flowomni.cli", "chat", "--text", "hi",
+                        "--checkpoint", str(tmp_path / "nope")], capture_output=True, text=True, timeout=300)
     assert r.returncode == 2 and "nope" in r.stderr
 
 
@@ -155,7 +156,8 @@ def test_exported_model_folder_is_self_contained(tmp_path):
         export_model(ckpt, tmp_path / "other", flow_temperature=-1.0)
     with pytest.raises(ValueError, match="cfg-scale"):
         export_model(ckpt, tmp_path / "other", cfg_scale=float("nan"))
-    assert engine.vocoder.name.endswith("vocoder") and isinstance(engine.vocoder, type(load_vocoder(str(out / "vocoder"), engine.model.cfg.output_mel)))
+    assert engine.vocoder.name.endswith("vocoder")
+    assert isinstance(engine.vocoder, type(load_vocoder(str(out / "vocoder"), engine.model.cfg.output_mel)))
     done = list(engine.respond(text="Hi?"))[-1]
     assert isinstance(done, Done) and done.audio_seconds > 0
 
@@ -169,7 +171,8 @@ def test_an_engine_on_a_loaded_model_finds_the_vocoder_beside_it(tmp_path):
     from flowomni.vocoder.vocos import NeuralVocoder
 
     root = __import__("pathlib").Path(__file__).resolve().parents[1]
-    out = export_model(make_tiny_checkpoint(tmp_path / "ckpt"), tmp_path / "model", vocoder=str(root / "models/vocoder"))
+    out = export_model(make_tiny_checkpoint(tmp_path / "ckpt"), tmp_path / "model",
+                       vocoder=str(root / "models/vocoder"))
     model = FlowOmni.from_checkpoint(out)
     assert model.cfg.vocoder == "vocoder" and model.checkpoint_path == out
     by_model, by_path = Engine(model), Engine.load(out)

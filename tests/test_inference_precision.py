@@ -7,6 +7,7 @@ from flowomni.inference.decoder import Decoder, GenerationConfig, Prompt
 from flowomni.inference.engine import Done, Engine
 from flowomni.inference.precision import cast_cache, decode_dtype, step_model
 from flowomni.model.layout import Task
+
 from helpers.models import speaking_model
 
 

@@ -5,9 +5,10 @@ import math
 import pytest
 import torch
 
-from helpers.speech import MemoryFeatures
 from flowomni.audio import answer_mel_config
 from flowomni.model.codec import CodecError, MelCodec, kmeans_pp, lloyd, nearest, to_groups
+
+from helpers.speech import MemoryFeatures
 
 GROUP, SILENCE = 4, math.log(1e-5)
 
@@ -137,11 +138,12 @@ def test_train_codec_cli_fits_reports_and_feeds_a_discrete_model(spoken_items, t
     assert resynth["wer"]["codec_q1"] > resynth["wer"]["vocoded"]
     assert resynth["examples"][0]["ref"] == spoken_items[0].answer_text
 
-    from flowomni.model.config import ModelConfig
     from flowomni.config import from_dict
+    from flowomni.model.config import ModelConfig
 
     model = FlowOmni(from_dict(ModelConfig, cfg["model"]), CharTokenizer())
-    assert model.speech.codec.fitted and torch.equal(model.speech.codec.codebooks, MelCodec.load(tmp_path / "codec").codebooks)
+    assert model.speech.codec.fitted
+    assert torch.equal(model.speech.codec.codebooks, MelCodec.load(tmp_path / "codec").codebooks)
 
     assert main(["eval-codec", str(tmp_path / "exp.yaml"), "--codec", str(tmp_path / "none")]) == 2
     assert "train-codec" in capsys.readouterr().err  # no codec there: a clear error

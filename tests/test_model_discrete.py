@@ -43,7 +43,8 @@ def setup(one_thread, spoken_items, tmp_path_factory):
     torch.manual_seed(0)
     cfg, tok = discrete_config(), CharTokenizer()
     fin, fout = MemoryFeatures(cfg.input_mel), MemoryFeatures(cfg.output_mel)
-    groups = torch.cat([to_groups(torch.from_numpy(fout.get(i.answer_audio)), cfg.group, SILENCE) for i in spoken_items])
+    groups = torch.cat([to_groups(torch.from_numpy(fout.get(i.answer_audio)), cfg.group, SILENCE)
+                        for i in spoken_items])
     codec = MelCodec(N_Q, SIZE, cfg.group, cfg.output_mel.n_mels)
     codec.fit(groups, iters=5)
     path = codec.save(tmp_path_factory.mktemp("codec") / "codec")
@@ -106,8 +107,9 @@ def test_checkpoint_round_trip_and_padding_invariance(setup, tmp_path):
     cfg, tok, ds, model, _ = setup
     import yaml
 
-    save_checkpoint(tmp_path / "ckpt", model_state=model.checkpoint_state(), config_yaml=yaml.safe_dump(
-        {"model": __import__("dataclasses").asdict(cfg)}), meta={"step": 0}, files=model.checkpoint_files(), save_rng=False)
+    save_checkpoint(tmp_path / "ckpt", model_state=model.checkpoint_state(),
+                    config_yaml=yaml.safe_dump({"model": __import__("dataclasses").asdict(cfg)}), meta={"step": 0},
+                    files=model.checkpoint_files(), save_rng=False)
     cfg_moved = tmp_path / "ckpt" / "config.yaml"
     data = yaml.safe_load(cfg_moved.read_text())
     data["model"]["codec"]["path"] = str(tmp_path / "gone")  # the codec travels inside the checkpoint

@@ -36,7 +36,7 @@ def test_every_task_appears_once_per_item(setup, spoken_items):
     _, _, ds, _ = setup
     assert len(ds) == 6 * len(spoken_items)
     assert sorted({e.task.value for e in ds.examples}) == sorted(t.value for t in Task)
-    assert len(ds.lengths) == len(ds) and all(l > 0 for l in ds.lengths)
+    assert len(ds.lengths) == len(ds) and all(n > 0 for n in ds.lengths)
     assert ds.lengths == [len(ds[i]["layout"]) for i in range(len(ds))]
 
 
@@ -55,12 +55,15 @@ def test_padding_does_not_change_the_loss(setup):
         # same rows for the flow loss: compare the short item's rows only, by padding a copy of itself
         padded_self = batch_of(ds, [short], tok, cfg)
         extra = padded["text"].shape[1] - padded_self["text"].shape[1]
-        for k in ("text", "kind", "audio_index", "group_index", "text_target", "state_target", "flow_target", "attention_mask"):
+        keys = ("text", "kind", "audio_index", "group_index", "text_target", "state_target", "flow_target",
+                "attention_mask")
+        for k in keys:
             fill = {"text": tok.pad_id, "text_target": -100, "state_target": -100, "audio_index": -1,
                     "group_index": -1, "flow_target": -1}.get(k, 0)
             padded_self[k] = torch.nn.functional.pad(padded_self[k], (0, extra), value=fill)
         padded_self["in_mel"] = torch.nn.functional.pad(padded_self["in_mel"], (0, 0, 0, 50))
-        padded_self["out_groups"] = torch.nn.functional.pad(padded_self["out_groups"], (0, 0, 0, 0, 0, 7), value=SILENCE)
+        padded_self["out_groups"] = torch.nn.functional.pad(padded_self["out_groups"], (0, 0, 0, 0, 0, 7),
+                                                            value=SILENCE)
         torch.manual_seed(3)
         b = model(padded_self)
     for key in ("text_ce", "state_ce", "flow", "loss"):

@@ -30,6 +30,7 @@ from flowomni.serving.realtime_events import (
 from flowomni.serving.silero import SileroVAD
 from flowomni.serving.vad import EnergyVAD
 from flowomni.serving.vad_config import VadConfig, check_vad
+
 from helpers.speech import espeak
 
 # ---------------------------------------------------------------- streaming resampler

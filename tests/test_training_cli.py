@@ -7,6 +7,7 @@ import sys
 import yaml
 
 from flowomni.config import to_dict
+
 from helpers.corpus import make_corpus
 from helpers.models import tiny_config
 
@@ -39,7 +40,7 @@ def test_train_cli_runs_skips_bad_input_and_resumes(tmp_path, spoken_items):
     r = train([str(tmp_path / "cfg.yaml"), "--resume", "--set", "train.log_every=2"], tmp_path)
     assert r.returncode == 0, r.stderr[-3000:]
     assert json.loads(r.stdout.strip().splitlines()[-1])["step"] == 4
-    steps = [json.loads(l)["step"] for l in (tmp_path / "run/metrics.jsonl").read_text().splitlines()]
+    steps = [json.loads(line)["step"] for line in (tmp_path / "run/metrics.jsonl").read_text().splitlines()]
     assert steps.count(2) == 2 and max(steps) == 4  # train + valid at step 2, not duplicated by the resume
 
 

@@ -25,7 +25,7 @@ def run(out, *extra):
 
 
 def losses(run_dir):
-    recs = [json.loads(l) for l in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    recs = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     return [(r["step"], r["loss"]) for r in recs if r["split"] == "train"]
 
 

@@ -220,7 +220,8 @@ def load_training_state(path: str | Path, optimizer: Any | None, scheduler: Any 
     except CheckpointError:
         raise
     except (KeyError, TypeError, ValueError, RuntimeError) as e:  # well-formed files that do not fit
-        raise CheckpointError(f"{path}: optimizer or RNG state does not fit this run ({type(e).__name__}: {e})") from None
+        raise CheckpointError(
+            f"{path}: optimizer or RNG state does not fit this run ({type(e).__name__}: {e})") from None
 
 
 def step_dir(run_dir: str | Path, step: int) -> Path:

@@ -4,10 +4,11 @@
 
 test_training_distributed.py: 2 processes x 2 examples must give the parameters of
 1 process x 4 examples. test_training_crash.py: `--hang-in-save K` stops inside the K-th
-checkpoint write (after the weights, before meta.json) and waits to be SIGKILLed. Equal sizes make each rank's mean loss a mean over equally many
-targets, so averaging gradients across ranks equals the gradient of the combined batch. The
-flow loss's random time and noise are replaced by fixed ones: ranks draw random numbers from
-their own streams, which is right for training but not comparable with a single process.
+checkpoint write (after the weights, before meta.json) and waits to be SIGKILLed. Equal
+sizes make each rank's mean loss a mean over equally many targets, so averaging gradients
+across ranks equals the gradient of the combined batch. The flow loss's random time and
+noise are replaced by fixed ones: ranks draw random numbers from their own streams, which is
+right for training but not comparable with a single process.
 """
 
 import math

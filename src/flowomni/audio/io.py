@@ -128,7 +128,8 @@ def check_file(path: Path, max_seconds: float | None = None) -> Any:
     if info.frames == 0:
         raise AudioError(f"{path}: audio is empty (no samples)", EMPTY_AUDIO)
     if max_seconds is not None and info.duration > max_seconds:
-        raise AudioError(f"{path}: too long: {info.duration:.1f} s is longer than the limit of {max_seconds:.1f} s", TOO_LONG)
+        raise AudioError(f"{path}: too long: {info.duration:.1f} s is longer than the limit of {max_seconds:.1f} s",
+                         TOO_LONG)
     return info
 
 

@@ -47,7 +47,7 @@ def read_librispeech(
             if utt in seen:
                 stats.add("duplicate id", f"{trans}:{lineno}: {utt}")
                 continue
-            audio = next((trans.parent / f"{utt}{s}" for s in AUDIO_SUFFIXES if (trans.parent / f"{utt}{s}").exists()), None)
+            audio = next((p for s in AUDIO_SUFFIXES if (p := trans.parent / f"{utt}{s}").exists()), None)
             if audio is None:
                 stats.add("missing file", f"{trans.parent / utt}{AUDIO_SUFFIXES[0]}")
                 continue

@@ -136,7 +136,8 @@ def plan(cfg: SynthConfig) -> dict[str, list[Planned]]:
             items.append(planned(split, j, split, qa, voice))
         out[split] = items
     if cfg.voice_sets:  # the test questions again, in training voices and in shifted piper voices
-        out[SEEN] = [planned("seen", j, SEEN, p.qa, question_voice(item_rng(cfg.seed, SEEN, j), piper_share=cfg.piper_share))
+        out[SEEN] = [planned("seen", j, SEEN, p.qa,
+                             question_voice(item_rng(cfg.seed, SEEN, j), piper_share=cfg.piper_share))
                      for j, p in enumerate(out["test"])]
         out[SHIFTED] = [planned("shifted", j, SHIFTED, p.qa, shifted_voice(*SHIFTS[j % len(SHIFTS)]))
                         for j, p in enumerate(out["test"])]
@@ -231,7 +232,8 @@ def answer_words(path: Path) -> list[list[float]] | None:
         return None
 
 
-def _synthesize(out_dir: Path, jobs: list[Job], workers: int, progress: bool) -> tuple[dict[str, float], dict[str, str]]:
+def _synthesize(out_dir: Path, jobs: list[Job], workers: int, progress: bool
+                ) -> tuple[dict[str, float], dict[str, str]]:
     seconds: dict[str, float] = {}
     errors: dict[str, str] = {}
     for rel, secs, err in run_jobs(_run_job, jobs, workers=workers, init=_init_worker, init_args=(str(out_dir),),
@@ -254,10 +256,10 @@ def build(out_dir: str | Path, cfg: SynthConfig, *, progress: bool = True) -> Bu
     planned = plan(cfg)
 
     jobs: dict[str, Job] = {}
-    for split, items in planned.items():
+    for items in planned.values():
         for p in items:
             jobs.setdefault(p.answer_file, Job(p.answer_file, p.qa.answer, ANSWER_VOICE, None, aligned=True))
-    for split, items in planned.items():
+    for items in planned.values():
         for p in items:
             if p.voice is not None:
                 jobs.setdefault(p.question_file, Job(p.question_file, p.qa.question, p.voice, cfg.question_sr))

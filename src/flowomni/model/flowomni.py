@@ -222,14 +222,14 @@ class FlowOmni(nn.Module):
         return {**self.tokenizer.files(), "backbone/config.json": self.lm.config.to_json_string()}
 
     @classmethod
-    def from_checkpoint(cls, path: str | Path) -> "FlowOmni":
+    def from_checkpoint(cls, path: str | Path) -> FlowOmni:
         """Load a trained model (safetensors + YAML only; nothing is unpickled or downloaded)."""
         import yaml
 
+        from flowomni.checkpoint import CheckpointError, check_safe, load_weights_into
         from flowomni.config import ConfigError, from_dict
         from flowomni.model.size import INFERENCE_BYTES, check_fits
         from flowomni.model.tokenizer import load_tokenizer
-        from flowomni.checkpoint import CheckpointError, check_safe, load_weights_into
 
         path = check_safe(path)
         try:
@@ -254,7 +254,7 @@ class FlowOmni(nn.Module):
         return model.eval()
 
     @classmethod
-    def load(cls, path: str | Path | None = None) -> "FlowOmni":
+    def load(cls, path: str | Path | None = None) -> FlowOmni:
         """A trained model from a checkpoint folder; None loads the shipped model."""
         from flowomni.paths import shipped_model_path
 

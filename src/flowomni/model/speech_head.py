@@ -17,7 +17,6 @@ see FlowOmni.checkpoint_state).
 from __future__ import annotations
 
 import math
-
 from abc import ABC, abstractmethod
 from typing import Any
 

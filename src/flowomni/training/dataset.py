@@ -137,7 +137,10 @@ class TaskDataset(Dataset):
         question = item.answer_text if task is Task.TTS else item.question_text
         q = self.positions(n_in) if task.speech_in else len(self.tokenizer.encode(question))
         slots = self.text_slots(item, task, n_out)
-        a = (slots[-1] + 2 if slots else 1) if slots is not None else len(self.tokenizer.encode(self._answer_text(item, task))) + 1
+        if slots is not None:
+            a = slots[-1] + 2 if slots else 1
+        else:
+            a = len(self.tokenizer.encode(self._answer_text(item, task))) + 1
         s = self.delay + 2 + self.n_groups(n_out) if task.speech_out else 0
         return 3 + q + max(a, s) - 1 + len(history_ids(self.tokenizer, self.history_of(index)))
 

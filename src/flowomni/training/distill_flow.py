@@ -239,7 +239,8 @@ def distill(model_dir: str | Path, out: str | Path, cfg: DistillConfig, *, teach
     teacher_t = parse_teacher(teacher or f"{fcfg.method}:{fcfg.steps}")
     torch.manual_seed(cfg.seed)
     train, valid = load_or_make_pairs(model, cfg, teacher_t, run_dir, log)
-    student = FlowStudent(model.speech.flow.group * model.speech.flow.frame_dim, train["h"].shape[1], cfg.width, cfg.depth)
+    flow = model.speech.flow
+    student = FlowStudent(flow.group * flow.frame_dim, train["h"].shape[1], cfg.width, cfg.depth)
     baseline = student_mse(student, valid)  # the untrained student returns x0: the prior mean's error
     metrics = train_student(student, train, valid, cfg, run_dir, log)
     metrics["valid_mse_of_start_point"] = baseline

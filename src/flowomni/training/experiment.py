@@ -5,10 +5,11 @@ from __future__ import annotations
 import logging
 import math
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -163,7 +164,8 @@ def estimate_feature_stats(ds: TaskDataset, n_items: int, in_dim: int, out_dim: 
         if ex.item.id in seen:
             continue
         seen.add(ex.item.id)
-        for key, feats, path in (("in", ds.in_feats, ex.item.question_audio), ("out", ds.out_feats, ex.item.answer_audio)):
+        sides = (("in", ds.in_feats, ex.item.question_audio), ("out", ds.out_feats, ex.item.answer_audio))
+        for key, feats, path in sides:
             if path is None or (key == "in" and not questions):
                 continue
             try:

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import yaml
 
-from flowomni.model.flow_head import FLOW_METHODS
 from flowomni.checkpoint import check_safe
+from flowomni.model.flow_head import FLOW_METHODS
 
 KEEP = ("model.safetensors", "config.yaml", "meta.json", "tokenizer", "backbone")
 

@@ -6,12 +6,13 @@ from dataclasses import asdict
 from pathlib import Path
 
 from flowomni.audio.mel import MelConfig
+from flowomni.checkpoint import CheckpointError, check_safe, latest_checkpoint, load_model_state
 from flowomni.config import ConfigError, load_config
 from flowomni.paths import REPO_ROOT
-from flowomni.checkpoint import CheckpointError, check_safe, latest_checkpoint, load_model_state
 from flowomni.vocoder.base import Vocoder
 from flowomni.vocoder.griffin_lim import GriffinLim, parse_name
 from flowomni.vocoder.vocos import NeuralVocoder, VocosConfig, VocosGenerator
+
 
 class VocoderError(ValueError):
     """A vocoder name or checkpoint that cannot be used, with the reason."""
