@@ -5,7 +5,8 @@ valid spoken turn (WebSocket), valid written question (WebSocket), valid HTTP re
 and the invalid ones a real deployment sees: malformed JSON, unknown message types, audio
 before `start`, oversize messages, odd-length PCM, an empty turn, random bytes posted as
 audio, and hostile ones (issue 23): VAD settings out of range, an overlong history, a body of
-a type any web page can post (text/plain), a foreign Host name (DNS rebinding). It reports requests by kind, errors by code, server memory over time (RSS from
+a type any web page can post (text/plain), a foreign Host name (DNS rebinding). It reports
+requests by kind, errors by code, server memory over time (RSS from
 /health), and the check that matters: every valid request got a full answer (a `done`
 that was not interrupted, with text or audio) and every invalid one got an error reply
 while its session stayed usable (a ping after it is answered).
@@ -31,8 +32,9 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import emit, environment  # noqa: E402
 from serve_load import build_server, get_json, question_audio  # noqa: E402
+
+from common import emit, environment  # noqa: E402
 
 VALID = ("spoken_turn", "text_turn", "http_text")
 INVALID = ("bad_json", "unknown_type", "audio_before_start", "oversize", "odd_pcm", "empty_turn", "http_garbage",

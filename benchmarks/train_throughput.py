@@ -19,13 +19,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from common import emit, environment, peak_rss_mb, summary, time_interleaved
 from flowomni.config import load_config
+from flowomni.model.config import ModelConfig
 from flowomni.model.flowomni import FlowOmni
 from flowomni.model.layout import Task
 from flowomni.model.tokenizer import build_tokenizer
 from flowomni.training.dataset import TaskDataset, collate
-from flowomni.model.config import ModelConfig
+
+from common import emit, environment, peak_rss_mb, summary, time_interleaved
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -1,6 +1,7 @@
 """benchmarks/whisper_window.py: a probe per window mode, on a tiny corpus of real speech."""
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -9,8 +10,10 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_whisper_window_benchmark_json(spoken_items, tmp_path):
+    for it in spoken_items:  # manifests name audio inside their folder
+        shutil.copy(it.question_audio, tmp_path / it.question_audio.name)
     lines = [json.dumps({"id": it.id, "question_text": it.question_text, "answer_text": it.answer_text,
-                         "question_audio": str(it.question_audio)}) for it in spoken_items]
+                         "question_audio": it.question_audio.name}) for it in spoken_items]
     for split in ("train", "test"):
         (tmp_path / f"{split}.jsonl").write_text("\n".join(lines) + "\n")
     r = subprocess.run([sys.executable, str(ROOT / "benchmarks/whisper_window.py"), "--corpus", str(tmp_path),

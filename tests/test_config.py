@@ -55,7 +55,7 @@ def test_discrete_config_differs_from_tiny_only_in_its_speech_output():
     from flowomni.training.experiment import ExperimentConfig
 
     root = Path(__file__).resolve().parents[1] / "configs"
-    a, b = to_dict(load_config(ExperimentConfig, root / "tiny.yaml")), to_dict(load_config(ExperimentConfig, root / "tiny_discrete.yaml"))
+    a, b = (to_dict(load_config(ExperimentConfig, root / name)) for name in ("tiny.yaml", "tiny_discrete.yaml"))
     assert a["train"] == b["train"] and a["data"] == b["data"]
     assert {k for k in a["model"] if a["model"][k] != b["model"][k]} <= {"speech_head", "codec", "code_head"}
     assert b["model"]["speech_head"] == "discrete"
@@ -79,7 +79,7 @@ def test_shipped_recipe_changes_only_what_its_header_says():
     from flowomni.training.experiment import ExperimentConfig
 
     root = Path(__file__).resolve().parents[1] / "configs"
-    a, b = to_dict(load_config(ExperimentConfig, root / "tiny.yaml")), to_dict(load_config(ExperimentConfig, root / "flowomni_tiny.yaml"))
+    a, b = (to_dict(load_config(ExperimentConfig, root / name)) for name in ("tiny.yaml", "flowomni_tiny.yaml"))
     assert {k for k in a["data"] if a["data"][k] != b["data"][k]} == {
         "tasks", "text_manifest", "text_tasks", "text_items", "augment"}
     assert b["data"]["tasks"] == ["s2s", "s2t", "asr"] and b["data"]["text_tasks"] == ["t2s", "t2t", "tts"]

@@ -34,7 +34,8 @@ def test_word_spans_from_phoneme_durations():
     from flowomni.data.voices import word_spans
 
     # ^ b i g _ r e d . $  (piper's sentence marks, a word gap and a pause belong to no word)
-    phonemes = [("^", 100), ("b", 10), ("ɪ", 20), ("ɡ", 10), (" ", 50), ("ɹ", 10), ("ɛ", 30), ("d", 10), (".", 40), ("$", 5)]
+    phonemes = [("^", 100), ("b", 10), ("ɪ", 20), ("ɡ", 10), (" ", 50), ("ɹ", 10), ("ɛ", 30), ("d", 10), (".", 40),
+                ("$", 5)]
     assert word_spans(phonemes) == [(100, 140), (190, 240)]
 
 

@@ -19,7 +19,7 @@ from flowomni.model.tokenizer import build_tokenizer
 from flowomni.training.dataset import TaskDataset, collate
 from flowomni.training.encoder_cache import EncoderCache
 
-from conftest import MemoryFeatures
+from helpers.speech import MemoryFeatures
 
 
 @pytest.fixture(scope="module")

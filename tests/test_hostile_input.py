@@ -20,7 +20,7 @@ import torch
 import yaml
 from safetensors.torch import load_file, save_file
 
-from conftest import MemoryFeatures
+from flowomni.checkpoint import latest_checkpoint, load_model_state, nonfinite_tensors
 from flowomni.cli import main
 from flowomni.config import to_dict
 from flowomni.data.check import check_manifest
@@ -29,12 +29,13 @@ from flowomni.model.flowomni import FlowOmni
 from flowomni.model.layout import Task
 from flowomni.model.tokenizer import CharTokenizer
 from flowomni.serving.testing import make_tiny_checkpoint
-from flowomni.training.checkpoint import latest_checkpoint, load_model_state, nonfinite_tensors
 from flowomni.training.config import TrainConfig
 from flowomni.training.dataset import TaskDataset, collate
 from flowomni.training.guard import TrainingDiverged
 from flowomni.training.loop import train
-from test_model_flowomni import tiny_config
+
+from helpers.models import tiny_config
+from helpers.speech import MemoryFeatures
 
 CONFIG = Path(__file__).resolve().parents[1] / "configs" / "tiny.yaml"
 
@@ -106,14 +107,14 @@ def test_data_check_counts_an_audio_file_that_fails_in_any_way(tmp_path: Path, m
     path = tmp_path / "m.jsonl"
     path.write_text("".join(json.dumps({"id": n, "question_text": "q", "answer_text": "a", "question_audio": n}) + "\n"
                             for n in ("a.wav", "b.wav")))
-    real = check.load_checked
+    real = check.load_audio
 
     def flaky(p: Path, **kw: object) -> np.ndarray:
         if Path(p).name == "b.wav":
             raise RuntimeError("the disk went away")
         return real(p, **kw)
 
-    monkeypatch.setattr(check, "load_checked", flaky)
+    monkeypatch.setattr(check, "load_audio", flaky)
     report = check_manifest(path, progress=False)
     assert report.ok_items == 1 and report.problems.counts == {"unreadable file": 1}
 

@@ -14,9 +14,10 @@ import pytest
 from flowomni.config import ConfigError
 from flowomni.serving import cli
 from flowomni.serving import protocol as P
-from flowomni.serving.config import ServerConfig, VadConfig
+from flowomni.serving.config import ServerConfig
 from flowomni.serving.queue import Busy, WorkQueue
 from flowomni.serving.vad import EnergyVAD, frame_db
+from flowomni.serving.vad_config import VadConfig
 
 SR = 16000
 

@@ -24,6 +24,19 @@ class ConfigError(ValueError):
     """A config file or override does not fit the config's schema."""
 
 
+class SettingError(ValueError):
+    """A setting that cannot work with this model (a sampler it does not have, ...), found only
+    when it is used. It is the fault of whoever set it up, never of a request: the server
+    answers it as its own error (500 / `internal`), the CLIs as a usage error."""
+
+
+def check_choice(key: str, value: Any, allowed: tuple[Any, ...]) -> None:
+    """ConfigError naming `key` unless `value` is one of `allowed` (checked when a config is
+    built, so a typo fails where it is read, not on first use)."""
+    if value not in allowed:
+        raise ConfigError(f"{key}: {value!r} is not one of {list(allowed)}")
+
+
 Bounds = dict[str, tuple[float | None, float | None]]  # field -> (lowest, highest) allowed; None: open
 
 
@@ -166,16 +179,19 @@ def read_yaml(path: str | Path, _seen: tuple[Path, ...] = ()) -> dict[str, Any]:
 
 
 def load_config(
-    cls: type[T], path: str | Path | None = None, overrides: list[str] | None = None, *, section: str | None = None
+    cls: type[T], path: str | Path | None = None, overrides: list[str] | None = None, *, section: str | None = None,
+    defaults: T | None = None,
 ) -> T:
-    """Read YAML `path` (optional; only its `section` if given) onto the defaults of `cls`,
-    then apply overrides."""
-    data: dict[str, Any] = read_yaml(path) if path is not None else {}
-    if section is not None:
-        data = data.get(section) or {}
-    data = _merge(to_dict(cls()), data)  # type: ignore[call-arg]
+    """Read YAML `path` (optional; only its `section` if given, a dotted path such as
+    "model.input_mel") onto `defaults` (default: those of `cls`), then apply overrides."""
+    data: Any = read_yaml(path) if path is not None else {}
+    for key in section.split(".") if section is not None else []:
+        data = (data.get(key) if isinstance(data, dict) else None) or {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: {section} must be a mapping, got {data!r}")
+    data = _merge(to_dict(cls() if defaults is None else defaults), data)  # type: ignore[call-arg]
     apply_overrides(data, overrides or [])
-    return from_dict(cls, data)
+    return from_dict(cls, data, section or "")
 
 
 def _merge(base: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:

@@ -31,9 +31,9 @@ def run(args: argparse.Namespace) -> int:
     import numpy as np
 
     from flowomni.audio.io import AudioError, audio_duration, save_audio
+    from flowomni.checkpoint import CheckpointError
     from flowomni.inference.decoder import GenerationConfig
     from flowomni.inference.engine import AudioChunk, Done, Engine, TextDelta
-    from flowomni.training.checkpoint import CheckpointError
 
     if (args.question is None) == (args.text is None):
         print("flowomni chat: give a question audio file or --text (exactly one)", file=sys.stderr)

@@ -17,13 +17,14 @@ from typing import ClassVar
 
 import torch
 
-from flowomni.config import Bounds
-from flowomni.inference.precision import cast_cache, decode_dtype, step_model
-from flowomni.inference.sampling import sample_tokens
+from flowomni.config import Bounds, check_choice
+from flowomni.inference.precision import DECODE_DTYPES, cast_cache, decode_dtype, step_model
 from flowomni.model import tokenizer as tk
 from flowomni.model.encoder import n_adapter_frames
+from flowomni.model.flow_head import FLOW_METHODS
 from flowomni.model.flowomni import FlowOmni
 from flowomni.model.layout import AUDIO, GEN, PAD, START, STOP, Task, prefix
+from flowomni.model.sampling import sample_tokens
 
 
 @dataclass
@@ -48,6 +49,11 @@ class GenerationConfig:
     seed: int | None = None
     decode_dtype: str = "auto"  # steps after the prefill: auto (fp16 for small CPU batches), float32, ...
     max_prompt_positions: int = 0  # >0: refuse a prompt (history + question) longer than this (PromptTooLong)
+
+    def __post_init__(self) -> None:
+        if self.flow_method is not None:
+            check_choice("flow_method", self.flow_method, FLOW_METHODS)
+        check_choice("decode_dtype", self.decode_dtype, DECODE_DTYPES)
 
 
 class PromptTooLong(ValueError):

@@ -21,8 +21,8 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from flowomni.config import Bounds
 from flowomni.audio.stats import FeatureStats
+from flowomni.config import Bounds
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +81,8 @@ def kmeans_pp(x: torch.Tensor, k: int, generator: torch.Generator) -> torch.Tens
     d2 = (x - centres[0]).pow(2).sum(1)
     for i in range(1, k):
         total = d2.sum()
-        j = torch.multinomial(d2 / total, 1, generator=generator) if total > 0 else torch.randint(n, (1,), generator=generator)
+        j = (torch.multinomial(d2 / total, 1, generator=generator) if total > 0
+             else torch.randint(n, (1,), generator=generator))
         centres[i] = x[j]
         d2 = torch.minimum(d2, (x - centres[i]).pow(2).sum(1))
     return centres
@@ -202,17 +203,17 @@ class MelCodec(nn.Module):
         """A codec folder: model.safetensors, config.yaml, meta.json (written atomically)."""
         import yaml
 
-        from flowomni.training.checkpoint import save_checkpoint
+        from flowomni.checkpoint import save_checkpoint
 
         shape = {"n_q": self.n_q, "codebook_size": self.codebook_size, "group": self.group, "n_mels": self.n_mels}
         return save_checkpoint(path, model_state=dict(self.state_dict()), config_yaml=yaml.safe_dump(shape),
                                meta=json.loads(json.dumps(meta or {})), save_rng=False)
 
     @classmethod
-    def load(cls, path: str | Path) -> "MelCodec":
+    def load(cls, path: str | Path) -> MelCodec:
         import yaml
 
-        from flowomni.training.checkpoint import CheckpointError, check_safe, load_model_state
+        from flowomni.checkpoint import CheckpointError, check_safe, load_model_state
 
         try:
             folder = check_safe(path)

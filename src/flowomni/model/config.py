@@ -5,13 +5,16 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import ClassVar
 
-from flowomni.config import Bounds
 from flowomni.audio.mel import MelConfig, answer_mel_config, input_mel_config
+from flowomni.config import Bounds, check_choice
 from flowomni.model.backbone import BackboneConfig
 from flowomni.model.code_head import CodeHeadConfig
 from flowomni.model.codec import CodecConfig
 from flowomni.model.encoder import EncoderConfig
 from flowomni.model.flow_head import FlowHeadConfig
+from flowomni.model.pacing import TEXT_PACINGS
+
+SPEECH_HEADS = ("flow", "discrete")
 
 
 @dataclass
@@ -43,10 +46,8 @@ class ModelConfig:
     vocoder: str = "griffin-lim"
 
     def __post_init__(self) -> None:
-        from flowomni.model.pacing import TEXT_PACINGS
-
-        if self.text_pacing not in TEXT_PACINGS:
-            raise ValueError(f"model.text_pacing must be one of {TEXT_PACINGS}, got {self.text_pacing!r}")
+        check_choice("model.text_pacing", self.text_pacing, TEXT_PACINGS)
+        check_choice("model.speech_head", self.speech_head, SPEECH_HEADS)
 
     @property
     def extra_groups(self) -> int:

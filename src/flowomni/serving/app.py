@@ -30,6 +30,7 @@ from starlette.requests import ClientDisconnect
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
 from flowomni.audio.io import AudioError
+from flowomni.config import SettingError
 from flowomni.inference.decoder import PromptTooLong
 from flowomni.inference.engine import AudioChunk, Done, TextDelta
 from flowomni.serving import auth
@@ -198,6 +199,7 @@ def create_app(engine_or_factory: Any, config: ServerConfig | None = None) -> Fa
                          400: {"description": "bad audio or request"}, 413: {"description": "over a limit"},
                          403: {"description": "Host or Origin not allowed"},
                          415: {"description": "Content-Type neither JSON nor audio"},
+                         500: {"description": "the server failed, or cannot answer as it is set up (its fault)"},
                          503: {"description": "busy: too many answers running and waiting"}})
     async def respond(request: Request, format: str = "json", speak: bool | None = None) -> Response:
         t_end = time.perf_counter()
@@ -262,6 +264,9 @@ def create_app(engine_or_factory: Any, config: ServerConfig | None = None) -> Fa
             return http_error(413, "prompt_too_long", str(e))
         except AudioError as e:
             return http_error(400, "bad_audio", str(e))
+        except SettingError as e:  # the server's setup, not the request: its error, not the client's
+            log.error("HTTP answer: %s", e)
+            return http_error(500, "internal", f"the server cannot answer as it is set up: {e}")
         except ValueError as e:
             return http_error(400, "bad_message", str(e))
         except Exception as e:  # noqa: BLE001

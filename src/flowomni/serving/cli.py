@@ -62,11 +62,11 @@ def run(args: argparse.Namespace) -> int:
 
     import uvicorn
 
+    from flowomni.checkpoint import CheckpointError
     from flowomni.inference.decoder import GenerationConfig
     from flowomni.inference.engine import Engine
     from flowomni.serving.app import create_app
     from flowomni.serving.server import uvicorn_config
-    from flowomni.training.checkpoint import CheckpointError
 
     try:
         cfg = server_config(args)

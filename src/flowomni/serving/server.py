@@ -49,7 +49,7 @@ class ServerThread:
     def ws_url(self) -> str:
         return f"ws://{self.cfg.host}:{self.port}/ws"
 
-    def start(self, timeout: float = 60.0) -> "ServerThread":
+    def start(self, timeout: float = 60.0) -> ServerThread:
         if self.thread.is_alive():
             return self
         self.thread.start()
@@ -66,7 +66,7 @@ class ServerThread:
         self.server.should_exit = True
         self.thread.join(timeout=10)
 
-    def __enter__(self) -> "ServerThread":
+    def __enter__(self) -> ServerThread:
         return self.start()
 
     def __exit__(self, *exc: Any) -> None:

@@ -20,16 +20,17 @@ from typing import Any
 import numpy as np
 
 from flowomni.audio.io import AudioError
-from flowomni.config import ConfigError, from_dict, to_dict
+from flowomni.config import ConfigError, SettingError, from_dict, to_dict
 from flowomni.inference.decoder import PromptTooLong
 from flowomni.inference.engine import AudioChunk, Done, TextDelta
 from flowomni.serving import protocol as P
-from flowomni.serving.config import ServerConfig, VadConfig
+from flowomni.serving.config import ServerConfig
+from flowomni.serving.detectors import make_vad
 from flowomni.serving.limits import fit_history
 from flowomni.serving.queue import Busy, Ticket, WorkQueue
-from flowomni.serving.detectors import make_vad
 from flowomni.serving.silero import SileroUnavailable
 from flowomni.serving.vad import EnergyVAD
+from flowomni.serving.vad_config import VadConfig
 
 log = logging.getLogger("flowomni.serving")
 
@@ -284,6 +285,10 @@ class Session:
         except PromptTooLong as e:
             ans.finishing = True
             await self.error("prompt_too_long", str(e), ans.turn)
+        except SettingError as e:  # the server's setup, not the request: its error, not the client's
+            log.error("answer %d of session %s: %s", ans.turn, self.id, e)
+            ans.finishing = True
+            await self.error("internal", f"the server cannot answer as it is set up: {e}", ans.turn)
         except ValueError as e:
             ans.finishing = True
             await self.error("bad_message", str(e), ans.turn)

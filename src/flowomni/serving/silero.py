@@ -21,8 +21,8 @@ from typing import Any
 import numpy as np
 
 from flowomni.audio.stream_resample import StreamResampler
-from flowomni.serving.config import VadConfig
 from flowomni.serving.vad import EnergyVAD
+from flowomni.serving.vad_config import VadConfig
 
 RATE = 16000
 WINDOW = 512  # samples per decision at 16 kHz (32 ms)

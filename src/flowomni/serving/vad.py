@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from flowomni.config import check_bounds
-from flowomni.serving.config import VadConfig
+from flowomni.serving.vad_config import VadConfig
 
 TAIL_MS = 150.0  # closing silence kept on the utterance
 

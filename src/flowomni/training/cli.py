@@ -28,7 +28,7 @@ def run(args: argparse.Namespace) -> int:
     from flowomni.training.sharding import check_sharding
 
     cfg = config_from_args(ExperimentConfig, args)
-    from flowomni.training.checkpoint import latest_checkpoint
+    from flowomni.checkpoint import latest_checkpoint
 
     if not args.resume and (ckpt := latest_checkpoint(cfg.run_dir)) is not None:
         print(f"flowomni train: {cfg.run_dir} already holds checkpoints (newest {ckpt.name}); pass --resume "

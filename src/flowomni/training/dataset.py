@@ -137,7 +137,10 @@ class TaskDataset(Dataset):
         question = item.answer_text if task is Task.TTS else item.question_text
         q = self.positions(n_in) if task.speech_in else len(self.tokenizer.encode(question))
         slots = self.text_slots(item, task, n_out)
-        a = (slots[-1] + 2 if slots else 1) if slots is not None else len(self.tokenizer.encode(self._answer_text(item, task))) + 1
+        if slots is not None:
+            a = slots[-1] + 2 if slots else 1
+        else:
+            a = len(self.tokenizer.encode(self._answer_text(item, task))) + 1
         s = self.delay + 2 + self.n_groups(n_out) if task.speech_out else 0
         return 3 + q + max(a, s) - 1 + len(history_ids(self.tokenizer, self.history_of(index)))
 
@@ -177,12 +180,17 @@ class TaskDataset(Dataset):
     def history_of(self, i: int) -> list[tuple[list[int], list[int]]]:
         """The earlier turn example `i` is preceded by (often none). The choice is a fixed
         function of `i`, so epochs and resumed runs see the same sequences; the earlier turn
-        is another item's written Q/A, which teaches the model to keep context without
-        letting it change the answer."""
+        is another item's written Q/A (never one asking the example's own question), which
+        teaches the model to keep context without letting it change the answer."""
         h = (i * 2654435761) % 2**32
         if not self.items or h / 2**32 >= self.history_prob:
             return []
-        other = self.items[h % len(self.items)]
+        own = self.examples[i].item.question_text
+        n = len(self.items)
+        others = (self.items[(h + k) % n] for k in range(n))  # the first one after the pick that asks another question
+        other = next((it for it in others if it.question_text != own), None)
+        if other is None:
+            return []
         return [(self.tokenizer.encode(other.question_text), self.tokenizer.encode(other.answer_text))]
 
     @staticmethod

@@ -125,7 +125,7 @@ def student_mse(student: FlowStudent, data: dict[str, torch.Tensor], batch: int 
 def train_student(student: FlowStudent, train: dict[str, torch.Tensor], valid: dict[str, torch.Tensor],
                   cfg: DistillConfig, run_dir: Path, log: Any = print) -> dict[str, Any]:
     """Fit the student to the pairs; resumes from run_dir/student if a save is there."""
-    from flowomni.training.checkpoint import load_meta, load_model_state, load_training_state, save_checkpoint
+    from flowomni.checkpoint import load_meta, load_model_state, load_training_state, save_checkpoint
     from flowomni.training.optim import build_optimizer, warmup_cosine
 
     opt = build_optimizer(list(student.named_parameters()), cfg.lr, 0.0, [0.9, 0.99])
@@ -184,7 +184,7 @@ def load_or_make_pairs(model: Any, cfg: DistillConfig, teacher: tuple[str, int],
     for name, ds, n in (("train", data.train_set, cfg.groups), ("valid", data.valid_set, cfg.valid_groups)):
         t = time.time()
         h = collect_conditions(model, ds, data.collate_fn, n, seed=cfg.seed)
-        x0, x1 = teacher_pairs(model.flow, h, teacher, cfg, gen)
+        x0, x1 = teacher_pairs(model.speech.flow, h, teacher, cfg, gen)
         sets[name] = {"h": h, "x0": x0, "x1": x1}
         log(f"{name}: {h.shape[0]} teacher pairs in {time.time() - t:.0f} s")
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -239,7 +239,8 @@ def distill(model_dir: str | Path, out: str | Path, cfg: DistillConfig, *, teach
     teacher_t = parse_teacher(teacher or f"{fcfg.method}:{fcfg.steps}")
     torch.manual_seed(cfg.seed)
     train, valid = load_or_make_pairs(model, cfg, teacher_t, run_dir, log)
-    student = FlowStudent(model.flow.group * model.flow.frame_dim, train["h"].shape[1], cfg.width, cfg.depth)
+    flow = model.speech.flow
+    student = FlowStudent(flow.group * flow.frame_dim, train["h"].shape[1], cfg.width, cfg.depth)
     baseline = student_mse(student, valid)  # the untrained student returns x0: the prior mean's error
     metrics = train_student(student, train, valid, cfg, run_dir, log)
     metrics["valid_mse_of_start_point"] = baseline
@@ -260,7 +261,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from flowomni.training.checkpoint import CheckpointError
+    from flowomni.checkpoint import CheckpointError
 
     cfg = DistillConfig(**{f.name: getattr(args, f.name) for f in fields(DistillConfig)})
     try:

@@ -5,10 +5,11 @@ from __future__ import annotations
 import logging
 import math
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -138,11 +139,11 @@ def build_experiment(cfg: ExperimentConfig, *, estimate_stats: bool = True) -> E
     model = FlowOmni(mcfg, tok)  # before the data: a Whisper encoder sets the input features the data needs
     data = build_datasets(cfg, tok, model)
     train_set = data.train_set
-    if mcfg.speech_head == "discrete" and not cfg.init_from and not model.codec.fitted:
+    if mcfg.speech_head == "discrete" and not cfg.init_from and not model.speech.codec.fitted:
         raise ValueError("model.speech_head is discrete but model.codec.path names no trained codec: "
                          "run `flowomni train-codec CONFIG` first (it writes model.codec.path)")
     if cfg.init_from:
-        from flowomni.training.checkpoint import load_weights_into
+        from flowomni.checkpoint import load_weights_into
 
         load_weights_into(model, cfg.init_from, skip=cfg.init_skip)
     never_measured = bool((model.out_mean == 0).all() and (model.out_std == 1).all())  # e.g. a text-only start
@@ -163,7 +164,8 @@ def estimate_feature_stats(ds: TaskDataset, n_items: int, in_dim: int, out_dim: 
         if ex.item.id in seen:
             continue
         seen.add(ex.item.id)
-        for key, feats, path in (("in", ds.in_feats, ex.item.question_audio), ("out", ds.out_feats, ex.item.answer_audio)):
+        sides = (("in", ds.in_feats, ex.item.question_audio), ("out", ds.out_feats, ex.item.answer_audio))
+        for key, feats, path in sides:
             if path is None or (key == "in" and not questions):
                 continue
             try:

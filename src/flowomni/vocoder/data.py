@@ -12,14 +12,14 @@ import json
 import logging
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import ClassVar
 from pathlib import Path
+from typing import ClassVar
 
 import torch
 
-from flowomni.config import Bounds
 from flowomni.audio.io import AudioError, load_audio
 from flowomni.audio.mel import MelConfig, MelSpectrogram
+from flowomni.config import Bounds
 
 log = logging.getLogger(__name__)
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3")

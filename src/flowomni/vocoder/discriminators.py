@@ -29,7 +29,8 @@ class DiscriminatorConfig:
 
     periods: list[int] = field(default_factory=lambda: [2, 3, 5, 7, 11])
     period_channels: list[int] = field(default_factory=lambda: [16, 64, 128, 256])  # HiFi-GAN: 32..1024
-    resolutions: list[list[int]] = field(default_factory=lambda: [[512, 128, 512], [1024, 256, 1024], [2048, 512, 2048]])
+    resolutions: list[list[int]] = field(
+        default_factory=lambda: [[512, 128, 512], [1024, 256, 1024], [2048, 512, 2048]])
     resolution_channels: int = 32
 
 

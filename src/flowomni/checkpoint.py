@@ -163,6 +163,17 @@ def read_json(file: Path) -> Any:
         raise CheckpointError(f"{file}: unreadable ({type(e).__name__}: {e})") from None
 
 
+def state_digest(state: dict[str, torch.Tensor]) -> str:
+    """Short hash of weights (at fp16 precision): caches and checkpoints record which encoder."""
+    import hashlib
+
+    h = hashlib.sha1()
+    for k in sorted(state):
+        h.update(k.encode())
+        h.update(state[k].detach().to(torch.float16).cpu().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
 def load_model_state(path: str | Path) -> dict[str, torch.Tensor]:
     """The weights of a checkpoint; CheckpointError if the file is damaged or holds NaN/Inf."""
     file = check_safe(path) / "model.safetensors"
@@ -179,7 +190,7 @@ def load_weights_into(model: Any, path: str | Path, skip: list[str] | tuple[str,
     Weights whose names start with a `skip` prefix keep the model's own values."""
     state = load_model_state(path)
     if skip:
-        own = model.state_dict()
+        own = model.checkpoint_state()  # named as in files
         state = {k: v for k, v in state.items() if not k.startswith(tuple(skip))}
         state |= {k: v for k, v in own.items() if k.startswith(tuple(skip))}
     try:
@@ -209,7 +220,8 @@ def load_training_state(path: str | Path, optimizer: Any | None, scheduler: Any 
     except CheckpointError:
         raise
     except (KeyError, TypeError, ValueError, RuntimeError) as e:  # well-formed files that do not fit
-        raise CheckpointError(f"{path}: optimizer or RNG state does not fit this run ({type(e).__name__}: {e})") from None
+        raise CheckpointError(
+            f"{path}: optimizer or RNG state does not fit this run ({type(e).__name__}: {e})") from None
 
 
 def step_dir(run_dir: str | Path, step: int) -> Path:
