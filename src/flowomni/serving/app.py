@@ -2,7 +2,8 @@
 
 `create_app(engine_or_factory, config)` builds it in-process (tests, benchmarks); a factory
 is called once at startup, off the event loop, so a server can bind before a big model is
-in memory. One engine serves everyone through one bounded `WorkQueue`.
+in memory. One engine serves everyone through one bounded `WorkQueue`; its decode loop steps
+the running answers (up to `max_concurrent`) together, in one batch.
 """
 
 from __future__ import annotations
@@ -141,6 +142,9 @@ def create_app(engine_or_factory: Any, config: ServerConfig | None = None) -> Fa
         if state["engine"] is None:
             factory: Callable[[], Any] = engine_or_factory
             state["engine"] = await asyncio.to_thread(factory)
+        engine = state["engine"]
+        if getattr(engine, "static", False):  # one decode loop steps every running answer together
+            await asyncio.to_thread(engine.start_loop, cfg.max_concurrent)
         yield
         queue.shutdown()
 
@@ -211,7 +215,7 @@ def create_app(engine_or_factory: Any, config: ServerConfig | None = None) -> Fa
             return (time.perf_counter() - t_end) * 1000
 
         try:
-            async with contextlib.aclosing(queue.stream(ticket, lambda stop: engine.respond(audio, should_stop=stop.is_set, **kwargs),
+            async with contextlib.aclosing(queue.stream(ticket, lambda stop: engine.submit(audio, should_stop=stop.is_set, **kwargs),
                                                         lambda w: timings.update(queue_ms=w * 1000))) as events:
                 async for ev in events:
                     if isinstance(ev, TextDelta):

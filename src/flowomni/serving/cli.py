@@ -22,7 +22,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--host", default=None, help="bind address (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=int, default=None, help="default 8000")
     p.add_argument("--max-sessions", type=int, default=None, help="open WebSockets at once (default 8)")
-    p.add_argument("--max-concurrent", type=int, default=None, help="answers generated at once (default 1)")
+    p.add_argument("--max-concurrent", type=int, default=None, help="answers decoded at once, as one batch (default 4)")
     p.add_argument("--max-waiting", type=int, default=None, help="answers queued beyond those (default 4)")
     p.add_argument("--max-turn-seconds", type=float, default=None, help="question audio per turn (default 30)")
     p.add_argument("--idle-timeout", type=float, default=None, help="close idle sessions after this many s")

@@ -25,7 +25,7 @@ class ServerConfig:
     host: str = "127.0.0.1"
     port: int = 8000
     max_sessions: int = 8  # open WebSockets; more get `busy` and close 1013
-    max_concurrent: int = 1  # answers generated at the same time (they share one model)
+    max_concurrent: int = 4  # answers decoded at the same time, as one batch (slots of the decode loop)
     max_waiting: int = 4  # answers queued behind them; beyond that `busy` / HTTP 503
     max_message_bytes: int = 2 * 1024 * 1024  # one WebSocket message (and one HTTP upload)
     max_turn_seconds: float = 30.0  # question audio per turn

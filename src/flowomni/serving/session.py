@@ -247,7 +247,7 @@ class Session:
         question_s = len(audio) / rate if audio is not None else 0.0
         await self.send({"type": "turn", "turn": ans.turn, "by": by, "question_seconds": round(question_s, 3)})
         self.answer = ans
-        ans.task = asyncio.create_task(self._run(ans, ticket, lambda stop: self.engine.respond(audio, should_stop=stop.is_set, **kwargs)))
+        ans.task = asyncio.create_task(self._run(ans, ticket, lambda stop: self.engine.submit(audio, should_stop=stop.is_set, **kwargs)))
         ans.task.add_done_callback(_reap)
 
     async def _run(self, ans: AnswerState, ticket: Ticket, make: Callable[[Any], Any]) -> None:
