@@ -64,6 +64,23 @@ def emit(result: dict[str, Any], as_json: bool) -> None:
             print(f"{k}: {v}")
 
 
+def random_model(config: str, device: str = "cpu") -> Any:
+    """A FlowOmni of an experiment config's shapes with random weights (seed 0), its speech
+    forced (random weights never decide to speak): for costs only."""
+    from flowomni.config import load_config
+    from flowomni.model.flowomni import FlowOmni
+    from flowomni.model.tokenizer import build_tokenizer
+    from flowomni.serving.testing import force_speech_states
+    from flowomni.training.experiment import ExperimentConfig
+
+    cfg = load_config(ExperimentConfig, config).model
+    cfg.encoder.pretrained = None  # shapes only: nothing is loaded
+    torch.manual_seed(0)
+    model = FlowOmni(cfg, build_tokenizer(cfg.tokenizer)).eval()
+    force_speech_states(model)
+    return model.to(device)
+
+
 def teacher_forced_examples(model: Any, items: list[Any], task: str, cache_dir: str = ".cache/features"
                             ) -> tuple[Any, Callable[[list[dict[str, Any]]], dict[str, Any]]]:
     """`items` as training examples of one task for `model` (features from the cache), and the

@@ -50,9 +50,10 @@ def test_vocoder_benchmark_json(tmp_path: Path) -> None:
         assert 0 <= v["wer"] and v["rtf"] > 0 and v["mcd_db"] > 0 and v["speed_vs_griffin_lim_32"] > 0
         assert ("wer_minus_griffin_lim_32" in v) == (name != "griffin-lim-32")
         assert set(v["rtf_by_threads"]) == set(v["speed_vs_griffin_lim_32_by_threads"]) == {"2", "1"}
+        assert v["stream_rtf"] > 0 and v["stream_over_one_shot"] > 0 and v["stream_calls_per_clip"] >= 1
     assert res["vocoders"]["griffin-lim-32"]["speed_vs_griffin_lim_32"] == 1.0
     assert res["vocoders"]["neural"]["wer"] == res["vocoders"]["again"]["wer"]  # same weights, same words
-    assert res["targets"]["judged"] == "neural"
+    assert res["targets"]["judged"] == "neural" and "neural_stream_at_most_2x_one_shot" in res["targets"]
 
 
 def test_vocoder_training_benchmark_json() -> None:

@@ -191,6 +191,19 @@ def test_unsupported_models_are_named() -> None:
         SlotDecoder(m, GENS["greedy"], 1)
 
 
+def test_outputs_read_one_step_late_are_the_same_answers(model: FlowOmni) -> None:
+    """Lag mode (a GPU's: the host reads step t while step t+1 runs), here on the CPU: without
+    noise the answers are exactly the synchronous ones; with noise they depend on the seed only."""
+    prompts = [Prompt(Task.T2S, text="Hi there?"), Prompt(Task.T2S, text="And you?")]
+    greedy = GenerationConfig(max_steps=30, seed=0, flow_temperature=0.0)
+    late, now = (static(SlotDecoder(model, greedy, 2, lag=lag), prompts, join_at=[0, 2]) for lag in (True, False))
+    for a, b in zip(late, now):
+        assert_same(a, b)
+    runs = [static(SlotDecoder(model, SAMPLED, 2, lag=True), prompts, join_at=[0, 2]) for _ in range(2)]
+    for a, b in zip(*runs):
+        assert_same(a, b)
+
+
 @pytest.mark.slow
 def test_compiled_step_equals_the_eager_one(model: FlowOmni) -> None:
     """torch.compile traces the whole step as one graph (no breaks) and computes the same."""

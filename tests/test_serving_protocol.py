@@ -325,6 +325,30 @@ def test_session_limit_gives_busy_and_close(slow_server: ServerThread) -> None:
     run(go())
 
 
+def test_concurrent_answers_are_decoded_in_one_batch(checkpoint: Path) -> None:
+    """Three sessions asking at once: the decode loop steps their answers together (far fewer
+    batch steps than the answers' steps added up), and each answer is complete."""
+    engine = Engine.load(checkpoint, gen=GenerationConfig(max_steps=SHORT_STEPS, seed=0))
+    with start_server(engine, max_concurrent=3) as srv:
+        before = get_json(srv.url + "/health")["decode_loop"]
+
+        async def ask(i: int) -> Any:
+            async with session(srv) as ws:
+                c = Client(ws)
+                await c.start()
+                await c.send(type="text", text=f"Question number {i}?")
+                return await c.until("done")
+
+        async def go() -> list[Any]:
+            return await asyncio.gather(*(ask(i) for i in range(3)))
+
+        for msgs, audio, done in run(go()):
+            check_answer(msgs, audio, done, 1)
+        after = get_json(srv.url + "/health")["decode_loop"]
+    assert after["slots"] == 3 and after["running"] == after["waiting"] == 0
+    assert after["steps"] - before["steps"] < 2 * SHORT_STEPS, (before, after)
+
+
 # ---------------------------------------------------------------- bad input and limits
 
 
@@ -602,7 +626,7 @@ def test_serve_load_benchmark_runs(tmp_path: Path) -> None:
 
     bench = Path(__file__).resolve().parents[1] / "benchmarks" / "serve_load.py"
     out = subprocess.run([sys.executable, str(bench), "--json", "--random", "--max-steps", "8", "--clients", "3",
-                          "--turns", "2", "--set", "max_waiting=1", "--threads", "1"],
+                          "--turns", "2", "--set", "max_concurrent=1", "--set", "max_waiting=1", "--threads", "1"],
                          capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert out.returncode == 0, out.stderr[-3000:]
     r = json.loads(out.stdout)

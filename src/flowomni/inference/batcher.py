@@ -14,11 +14,13 @@ slots free up, so a long answer does not hold a batch of short ones.
 
 from __future__ import annotations
 
+import atexit
 import dataclasses
 import logging
 import queue
 import threading
 import time
+import weakref
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -31,6 +33,18 @@ from flowomni.inference.slots import SlotAnswer, SlotDecoder
 
 log = logging.getLogger(__name__)
 
+_LOOPS: weakref.WeakSet[DecodeLoop] = weakref.WeakSet()
+
+
+@atexit.register
+def _stop_loops() -> None:
+    """End the loops' threads before the interpreter tears torch down under them (a daemon
+    thread still inside torch at exit aborts the process)."""
+    for loop in list(_LOOPS):
+        loop.stop(wait=True)
+
+
+MAX_JOIN_DELAY_S = 0.25  # longest a question waits for playing answers to get ahead (see DecodeLoop._admit)
 Sink = Callable[[Any], None]  # gets events, then an exception if the answer failed, then None (slot freed)
 
 
@@ -68,12 +82,21 @@ class _Running:
 
 
 class DecodeLoop:
-    """A thread that decodes every submitted job with `slots` answers at once (more wait)."""
+    """A thread that decodes every submitted job with `slots` answers at once (more wait).
 
-    def __init__(self, engine: Any, slots: int) -> None:
+    `max_join`: answers prefilled between two steps (None: 1 on a CPU, all on a GPU). A CPU
+    prefill costs about its length in compute whether questions come together or not, and the
+    answers already running wait for it; joining one per step lets the first question start at
+    once and keeps the others' audio flowing (4 questions at once, shipped model, 1 thread:
+    first packets 156-160 ms all joined together). On a GPU one batched prefill costs about
+    what one does."""
+
+    def __init__(self, engine: Any, slots: int, max_join: int | None = None) -> None:
         if slots < 1:
             raise ValueError(f"the decode loop needs at least one slot, got {slots}")
         self.engine, self.capacity = engine, slots
+        self.max_join = max_join or (slots if engine.device.type == "cuda" else 1)
+        self.join_s = 0.0  # recent cost of a join (features, encoder, prefill), a moving average
         self._inbox: queue.SimpleQueue[AnswerJob | None] = queue.SimpleQueue()
         self._waiting: deque[AnswerJob] = deque()
         self._running: dict[int, _Running] = {}
@@ -82,6 +105,7 @@ class DecodeLoop:
         self.steps = 0  # decode steps run (all answers in one step count once)
         self._thread = threading.Thread(target=self._run, name="flowomni-decode", daemon=True)
         self._thread.start()
+        _LOOPS.add(self)
 
     def submit(self, job: AnswerJob) -> None:
         if self._stopping:
@@ -95,9 +119,10 @@ class DecodeLoop:
         if wait:
             self._thread.join(timeout=30)
 
-    @property
-    def busy(self) -> int:
-        return len(self._running) + len(self._waiting)
+    def stats(self) -> dict[str, int]:
+        """Slots, answers decoding and waiting for a slot, steps run (one per batch step)."""
+        return {"slots": self.capacity, "running": len(self._running), "waiting": len(self._waiting),
+                "steps": self.steps}
 
     # ---- the thread ----
     def _run(self) -> None:
@@ -123,17 +148,36 @@ class DecodeLoop:
         except queue.Empty:
             pass
 
+    def _slack_s(self) -> float:
+        """Least audio any running answer has sent beyond what a player that started with its
+        first chunk has played (inf if none has started): how long the loop may stall."""
+        now, slack = time.perf_counter(), float("inf")
+        for run in self._running.values():
+            st = run.stream
+            if st.samples and "first_audio_ms" in st.timings:
+                played = now - (st.t0 + st.timings["first_audio_ms"] / 1000)
+                slack = min(slack, st.samples / st.vocoder.sample_rate - played)
+        return slack
+
     def _admit(self) -> None:
-        """Join waiting jobs while their decoder has free slots (one prefill per decoder)."""
+        """Join waiting jobs while their decoder has free slots (one prefill per decoder), unless
+        a prefill now would starve an answer that is playing (its first chunks are short): then
+        the join waits a step or a few, at most MAX_JOIN_DELAY_S."""
         for job in [j for j in self._waiting if j.should_stop()]:  # cancelled before it started
             self._waiting.remove(job)
             job.end()
+        if not self._waiting:
+            return
+        waited = time.perf_counter() - self._waiting[0].t0
+        if waited < MAX_JOIN_DELAY_S and self._slack_s() < self.join_s:
+            return
         engine = self.engine
+        t_start = time.perf_counter()
         joining: dict[int, tuple[SlotDecoder, list[AnswerJob], list[Prompt]]] = {}
         for job in list(self._waiting):
             dec = self._decoder(job.kw.get("gen") or engine.gen)
             dec_jobs = joining.setdefault(id(dec), (dec, [], []))
-            if len(dec_jobs[1]) >= dec.free:
+            if len(dec_jobs[1]) >= min(dec.free, self.max_join):
                 continue
             self._waiting.remove(job)
             try:
@@ -153,6 +197,7 @@ class DecodeLoop:
                 for job in jobs:
                     job.end(e)
                 continue
+            self.join_s = 0.5 * self.join_s + 0.5 * (time.perf_counter() - t_start)  # what the next one may cost
             for job, ans in zip(jobs, answers):
                 stream = engine.answer_stream(job.kw.get("speak", True), job.t0)
                 self._running[ans.id] = _Running(job, ans, dec, stream, {"wait_ms": (t_join - job.t0) * 1000})

@@ -72,7 +72,7 @@ AudioInput = Union[str, Path, np.ndarray, torch.Tensor]
 
 
 BATCH_SLOTS = 32  # most answers `answer_batch` decodes at once
-KEEP_DECODERS = 4  # slot decoders an engine keeps (respond's, the loop's, a batch's, ...)
+KEEP_DECODERS = 4  # slot decoders an engine keeps (respond's, batches'; the decode loop has its own)
 
 
 class Engine:
@@ -91,7 +91,7 @@ class Engine:
         self.static = unsupported(model) is None  # decode with static steps (else decoder.Decoder)
         self._decoders: dict[Any, SlotDecoder] = {}
         self._decoders_lock = threading.Lock()
-        self._loop: Any = None
+        self.loop: Any = None  # the DecodeLoop behind `submit` (batcher.py)
         # make the decode-step copy (precision.py) and the one-slot decoder now, not inside the first answer's latency
         step_model(self.model, decode_dtype(self.gen.decode_dtype, self.device, 1, next(model.parameters()).dtype))
         if self.static:
@@ -197,24 +197,24 @@ class Engine:
             return self.respond(audio, should_stop=should_stop, **kw)
         from flowomni.inference.batcher import AnswerJob
 
-        if self._loop is None:
+        if self.loop is None:
             self.start_loop(4)
-        return AnswerJob(self._loop, audio, should_stop=should_stop, **kw)
+        return AnswerJob(self.loop, audio, should_stop=should_stop, **kw)
 
     def start_loop(self, slots: int) -> Any:
         """Start (or resize) the decode loop behind `submit`, with `slots` answers at once."""
         from flowomni.inference.batcher import DecodeLoop
 
-        if self._loop is None or self._loop.capacity != slots:
-            old, self._loop = self._loop, DecodeLoop(self, slots)
+        if self.loop is None or self.loop.capacity != slots:
+            old, self.loop = self.loop, DecodeLoop(self, slots)
             if old is not None:
                 old.stop(wait=False)  # it finishes what it has, then exits
-        return self._loop
+        return self.loop
 
     def stop_loop(self) -> None:
-        if self._loop is not None:
-            self._loop.stop()
-            self._loop = None
+        if self.loop is not None:
+            self.loop.stop()
+            self.loop = None
 
     def answer(self, audio: AudioInput | None = None, **kw: Any) -> Answer:
         """Collect `respond` into one Answer (text, whole audio, mel, timings)."""

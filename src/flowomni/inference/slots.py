@@ -18,8 +18,10 @@ step is simply not used; answers are still a function of their seed alone.
 from __future__ import annotations
 
 import itertools
+import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,10 +29,11 @@ import torch
 
 from flowomni.inference.decoder import GenerationConfig, Prompt, StepOutput, prefill
 from flowomni.inference.precision import decode_dtype, step_model
-from flowomni.inference.static_step import StaticStep, StepSpec, StepTensors, unsupported
+from flowomni.inference.static_step import BackboneStep, StaticStep, StepSpec, StepTensors, unsupported
 from flowomni.model import tokenizer as tk
 from flowomni.model.layout import GEN
 
+log = logging.getLogger(__name__)
 _ids = itertools.count()
 
 
@@ -69,7 +72,7 @@ class SlotDecoder:
     answer), default the backbone's `max_position_embeddings`."""
 
     def __init__(self, model: Any, gen: GenerationConfig, slots: int, *, max_len: int | None = None,
-                 compile: bool | None = None) -> None:
+                 compile: bool | None = None, lag: bool | None = None) -> None:
         why = unsupported(model)
         if why is not None:
             raise ValueError(f"static decode steps do not support this model: {why}")
@@ -82,9 +85,11 @@ class SlotDecoder:
         self.max_len = max_len or int(model.lm.config.max_position_embeddings)
         self.graph = StaticStep(self.step_model, self.spec, slots, self.max_len).eval()
         self.compiled = p.device.type == "cuda" if compile is None else compile
-        self.fn = torch.compile(self.graph, mode="reduce-overhead" if p.device.type == "cuda" else "default",
-                                dynamic=False) if self.compiled else self.graph
-        self.lag = p.device.type == "cuda"  # read outputs while the next step runs
+        self._mode = "reduce-overhead" if p.device.type == "cuda" else "default"  # CUDA graphs on a GPU
+        self.fn = torch.compile(self.graph, mode=self._mode, dynamic=False) if self.compiled else self.graph
+        self._bare: Any = None
+        self._steps_run = 0
+        self.lag = p.device.type == "cuda" if lag is None else lag  # read outputs while the next step runs
         self.exact_rng = not self.lag
         dtype, dev = next(self.step_model.parameters()).dtype, p.device
         d = self.step_model.state_emb.embedding_dim
@@ -180,23 +185,29 @@ class SlotDecoder:
                 if self.exact_rng:
                     rng[a.id] = a.generator.get_state()
                 self.flow_noise[a.slot].normal_(generator=a.generator)
-        if self.compiled:  # one static graph: every slot attends the whole cache, masked
-            length, masked = self.max_len, True
+        length, masked = self._attended(running)
+        if self.compiled:
             torch.compiler.cudagraph_mark_step_begin()
-        else:
-            ends = {self.lengths[a.slot] + 1 for a in running}
-            length, masked = max(ends), len(ends) > 1 or self.capacity > len(running)
         t0 = time.perf_counter()
         s = self.state
-        tokens, states, raw, *nxt = self.fn(s.h, s.pos, s.text_done, s.started, s.speech_done, self.text_noise,
-                                            self.flow_noise, length, masked)
+        args = (s.h, s.pos, s.text_done, s.started, s.speech_done, self.text_noise, self.flow_noise, length, masked)
+        try:
+            tokens, states, raw, *nxt = self.fn(*args)
+        except Exception as e:  # noqa: BLE001 - compiling failed: run the same step eagerly
+            if not self.compiled or self._steps_run:
+                raise
+            log.warning("torch.compile of the decode step failed (%s: %s); decoding eagerly", type(e).__name__, e)
+            self.fn, self.compiled = self.graph, False
+            length, masked = self._attended(running)
+            tokens, states, raw, *nxt = self.fn(*args[:-2], length, masked)
+        self._steps_run += 1
         self.state = StepTensors(*(x.clone() for x in nxt)) if self.compiled else StepTensors(*nxt)
         for a in running:
             self.lengths[a.slot] += 1
             a.launched += 1
         done = self.state
         out = _Launched(running, tokens, states, raw, done.text_done, done.speech_done, rng=rng)
-        if self.lag:  # start the copies now; `_read` waits for them one step later
+        if self.lag and self.device.type == "cuda":  # start the copies now; `_read` waits for them a step later
             out.tokens, out.states, out.raw, out.text_done, out.speech_done = (
                 x.to("cpu", non_blocking=True) for x in (tokens, states, raw, done.text_done, done.speech_done))
             out.ready = torch.cuda.Event()
@@ -205,6 +216,30 @@ class SlotDecoder:
         for a in running:
             a.step_s += dt
         return out
+
+    def _attended(self, running: list[SlotAnswer]) -> tuple[int, bool]:
+        """(cache positions the step attends, whether slots need a mask). Compiled: one static
+        graph, every slot attends the whole cache, masked; eager: just the longest answer's."""
+        if self.compiled:
+            return self.max_len, True
+        ends = {self.lengths[a.slot] + 1 for a in running}
+        return max(ends), len(ends) > 1 or self.capacity > len(running)
+
+    def bare_step(self) -> Callable[[torch.Tensor], torch.Tensor]:
+        """The bare backbone's step over this decoder's cache for its active answers, compiled
+        as the speech step is: e [slots, D] -> hidden states. For benchmarks (the speech step
+        over it); it writes where the next speech step writes again."""
+        if self._bare is None:
+            bare = BackboneStep(self.graph).eval()
+            self._bare = torch.compile(bare, mode=self._mode, dynamic=False) if self.compiled else bare
+
+        def run(e: torch.Tensor) -> torch.Tensor:
+            length, masked = self._attended(self.active)
+            if self.compiled:
+                torch.compiler.cudagraph_mark_step_begin()
+            return self._bare(e, self.state.pos, length, masked)
+
+        return run
 
     def _read(self, step: _Launched) -> dict[int, StepOutput]:
         if step.ready is not None:

@@ -186,3 +186,16 @@ class StaticStep(nn.Module):
                         position_embeddings=rope)
             x = out[0] if isinstance(out, tuple) else out
         return body.norm(x)[:, -1]
+
+
+class BackboneStep(nn.Module):
+    """The bare backbone's step over a StaticStep's cache: an input embedding in, the last hidden
+    state out. What benchmarks compare the whole speech step with (compiled the same way)."""
+
+    def __init__(self, step: StaticStep) -> None:
+        super().__init__()
+        self.step = step
+
+    @torch.no_grad()
+    def forward(self, e: torch.Tensor, pos: torch.Tensor, length: int, masked: bool) -> torch.Tensor:
+        return self.step._backbone(e, pos, length, masked)

@@ -47,6 +47,13 @@ def adopt_whisper(cfg: ModelConfig) -> Any:
     return w
 
 
+def _rows(batch: dict[str, Any], key: str, mask: Any) -> torch.Tensor:
+    """Flat indices of the positions where mask() holds: the collate function's (no host sync),
+    or computed here for batches made another way."""
+    rows = batch.get(key)
+    return rows if rows is not None else mask().flatten().nonzero().squeeze(1)
+
+
 class FlowOmni(nn.Module):
     def __init__(self, cfg: ModelConfig, tokenizer: Tokenizer, *, saved_backbone: str | None = None) -> None:
         super().__init__()
@@ -148,33 +155,39 @@ class FlowOmni(nn.Module):
     def embed(self, batch: dict[str, Any], units: torch.Tensor | None = None) -> torch.Tensor:
         """Sum of text and speech inputs for every position of a training batch."""
         kind = batch["kind"]
+        b, n = kind.shape
         x = self.embed_text(batch["text"]) + self.state_emb(kind)
         audio = self.question_frames(batch)
         if audio is not None:
-            pos = kind == AUDIO
-            b_idx = torch.nonzero(pos, as_tuple=True)[0]
-            x = x.masked_scatter(pos[..., None], x[pos] + audio[b_idx, batch["audio_index"][pos]].to(x.dtype))
-        gen = kind == GEN
-        if gen.any():
+            rows = _rows(batch, "audio_rows", lambda: kind == AUDIO)
+            frames = audio[rows // n, batch["audio_index"].flatten()[rows]].to(x.dtype)
+            x = x.flatten(0, 1).index_add(0, rows, frames).view(b, n, -1)
+        rows = _rows(batch, "gen_rows", lambda: kind == GEN)
+        if rows.numel():
             units = self.speech_units(batch) if units is None else units
-            b_idx = torch.nonzero(gen, as_tuple=True)[0]
-            feats = self.speech.embed(units[b_idx, batch["group_index"][gen]], noisy=self.training).to(x.dtype)
-            x = x.masked_scatter(gen[..., None], x[gen] + feats)
+            feats = self.speech.embed(units[rows // n, batch["group_index"].flatten()[rows]], noisy=self.training)
+            x = x.flatten(0, 1).index_add(0, rows, feats.to(x.dtype)).view(b, n, -1)
         return x
 
     # ---- training ----
     def forward(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
         """Losses of a training batch. "flow" is the speech loss of either head (flow matching,
-        or the mean code cross-entropy of the discrete head): one key for both variants."""
-        units = self.speech_units(batch) if (batch["kind"] == GEN).any() else None
+        or the mean code cross-entropy of the discrete head): one key for both variants.
+        Positions are selected by the index lists the collate function made (dataset.position_rows):
+        nothing here waits for the device to say how many there are."""
+        kind = batch["kind"]
+        n = kind.shape[1]
+        units = self.speech_units(batch) if _rows(batch, "gen_rows", lambda: kind == GEN).numel() else None
         h = self.backbone(self.embed(batch, units), batch["attention_mask"]).last_hidden_state
+        hf = h.flatten(0, 1)
         tt, st, ft = batch["text_target"], batch["state_target"], batch["flow_target"]
-        tm, sm, fm = tt != IGNORE, st != IGNORE, ft >= 0
-        text_ce = F.cross_entropy(self.text_logits(h[tm]).float(), tt[tm]) if tm.any() else h.sum() * 0
-        state_ce = F.cross_entropy(self.state_head(h[sm]).float(), st[sm]) if sm.any() else h.sum() * 0
-        if fm.any() and units is not None:
-            b_idx = torch.nonzero(fm, as_tuple=True)[0]
-            flow = self.speech.loss(h[fm], units[b_idx, ft[fm]])
+        tr = _rows(batch, "text_rows", lambda: tt != IGNORE)
+        sr = _rows(batch, "state_rows", lambda: st != IGNORE)
+        fr = _rows(batch, "flow_rows", lambda: ft >= 0)
+        text_ce = F.cross_entropy(self.text_logits(hf[tr]).float(), tt.flatten()[tr]) if tr.numel() else h.sum() * 0
+        state_ce = F.cross_entropy(self.state_head(hf[sr]).float(), st.flatten()[sr]) if sr.numel() else h.sum() * 0
+        if fr.numel() and units is not None:
+            flow = self.speech.loss(hf[fr], units[fr // n, ft.flatten()[fr]])
         else:  # keep every parameter in the graph (DDP) at zero weight
             flow = self.speech.zero_loss(h)
         loss = text_ce + self.cfg.w_flow * flow + self.cfg.w_state * state_ce

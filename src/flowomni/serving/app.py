@@ -166,8 +166,10 @@ def create_app(engine_or_factory: Any, config: ServerConfig | None = None) -> Fa
     @app.get("/health", summary="Liveness, load and limits")
     async def health() -> dict[str, Any]:
         engine = state["engine"]
+        loop = getattr(engine, "loop", None)
         return {"status": "ok" if engine is not None else "loading", "sessions": state["sessions"],
                 "max_sessions": cfg.max_sessions, "queue": queue.stats(),
+                "decode_loop": loop.stats() if loop is not None else None,
                 "output_sample_rate": engine.vocoder.sample_rate if engine is not None else None,
                 "limits": cfg.limits(), "rss_mb": rss_mb(), "uptime_s": round(time.time() - state["started"], 1)}
 

@@ -20,7 +20,8 @@ class TrainConfig:
     grad_clip: float = 1.0
     mixed_precision: str = "auto"  # auto: bf16 on GPU, fp32 on CPU; or no / bf16 / fp16
     seed: int = 0
-    num_workers: int = 0  # DataLoader workers (features are memory-mapped, so 0 is fine on CPU)
+    num_workers: int = 0  # DataLoader workers (features are memory-mapped, so 0 is fine on CPU; a GPU wants some)
+    prefetch: int = 4  # batches each worker makes ahead
     bucket_batches: int = 50  # length bucketing: sort pools of this many batches by length
     log_every: int = 10
     eval_every: int = 250

@@ -273,4 +273,19 @@ def collate(examples: list[dict[str, Any]], *, group: int, pad_id: int, silence:
     batch["num_frames"] = torch.tensor(
         int(batch["in_len"].sum()) + sum(m.shape[0] for m in outs if m is not None)
     )
+    batch.update(position_rows(batch))
     return batch
+
+
+def position_rows(batch: dict[str, Any]) -> dict[str, torch.Tensor]:
+    """Flat indices (b * L + t) of the positions each part of the model reads or predicts,
+    found here, in the data pipeline, so the training step on a GPU never waits to learn how
+    many there are (a boolean-mask index does: it syncs with the host)."""
+    from flowomni.model.layout import AUDIO, GEN, IGNORE
+
+    def rows(mask: torch.Tensor) -> torch.Tensor:
+        return mask.flatten().nonzero().squeeze(1)
+
+    return {"text_rows": rows(batch["text_target"] != IGNORE), "state_rows": rows(batch["state_target"] != IGNORE),
+            "flow_rows": rows(batch["flow_target"] >= 0), "gen_rows": rows(batch["kind"] == GEN),
+            "audio_rows": rows(batch["kind"] == AUDIO)}

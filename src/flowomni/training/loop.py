@@ -67,6 +67,16 @@ def to_device(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
     return {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
 
 
+def make_loader(dataset: Dataset, batches: list[list[int]], collate_fn: Callable, cfg: TrainConfig,
+                device: torch.device) -> DataLoader:
+    """Batches made by `num_workers` processes, each `prefetch` batches ahead, into pinned
+    memory on a GPU (so `to_device`'s copies do not block the host)."""
+    workers = cfg.num_workers
+    return DataLoader(dataset, batch_sampler=batches, collate_fn=collate_fn, num_workers=workers,
+                      pin_memory=device.type == "cuda", prefetch_factor=cfg.prefetch if workers else None,
+                      persistent_workers=False)
+
+
 class Position:
     """Where in the data stream the next micro-batch comes from."""
 
@@ -180,18 +190,18 @@ def train(
             batches = sampler.batches(pos.epoch)[pos.batch :]
             if hasattr(train_set, "set_epoch"):  # before the loader copies it to workers
                 train_set.set_epoch(pos.epoch)
-            loader = DataLoader(train_set, batch_sampler=batches, collate_fn=collate_fn, num_workers=cfg.num_workers)
+            loader = make_loader(train_set, batches, collate_fn, cfg, acc.device)
             for batch in loader:
                 if n_micro % cfg.grad_accum == 0:
                     torch.manual_seed(step_seed(cfg.seed, step, acc.process_index))
                 sync = (n_micro + 1) % cfg.grad_accum == 0
+                frames += int(batch["num_frames"]) * acc.num_processes  # still on the host: no sync
                 batch = to_device(batch, acc.device)
                 with (nullcontext() if sync else acc.no_sync(model)), acc.autocast():
                     out = model(batch)
                     acc.backward(out["loss"] / cfg.grad_accum)
-                for k in LOSS_KEYS:
-                    sums[k] = sums.get(k, 0.0) + float(out[k].detach()) / cfg.grad_accum
-                frames += int(batch["num_frames"]) * acc.num_processes
+                for k in LOSS_KEYS:  # summed on the device; read when logged
+                    sums[k] = sums.get(k, 0.0) + out[k].detach().float() / cfg.grad_accum
                 n_micro += 1
                 pos.batch += 1
                 if not sync:
@@ -205,7 +215,7 @@ def train(
                 if step % cfg.log_every == 0 or step == stop_at:
                     now = time.perf_counter()
                     n_steps = n_micro / cfg.grad_accum
-                    last = {k: v / n_steps for k, v in sums.items()}
+                    last = {k: float(v) / n_steps for k, v in sums.items()}
                     last["frames_per_s"] = frames / max(now - t_log, 1e-9)
                     last["lr"] = scheduler.get_last_lr()[0]
                     if grad_norm is not None:
