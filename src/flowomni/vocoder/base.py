@@ -11,22 +11,33 @@ output depends on a bounded neighbourhood (the neural one) then streams exactly 
 makes in one shot; an iterative one (Griffin-Lim) is handed the samples already emitted so
 it continues them, and its chunks are joined with a short crossfade.
 
-The stream alone decides the chunking (callers push every mel group as it is made): the
-first chunk leaves as soon as one frame is past the lookahead, so the first sound waits for
-nothing but the vocoder's own lookahead; later chunks grow with the audio already sent (each
-at least `chunk_frames`, at most `max_chunk_frames`), so the audio handed out always covers
-the time to make the next chunk, and a long answer costs few calls.
+The stream alone decides the chunking (callers push every mel group as it is made). The
+first chunk leaves as soon as one frame is past the lookahead: the first sound waits for
+nothing but the vocoder's own lookahead. After that a chunk waits for more frames while a
+listener who started playing with the first chunk still has half of the audio sent so far
+left to hear, up to `max_chunk_frames`; and, unless that listener would run out before the
+next push (plus the time to make a chunk and a margin) while pushes come faster than they play,
+it is never smaller than what was sent before (chunks at least double: few windows, and a
+producer or vocoder slower than real time does not slow itself down further with small ones). A producer much faster than real time thus gets few large chunks (each window has a fixed cost: ~0.7 ms for
+the neural stream on one core, so a clip synthesised in 4-frame windows cost ~25x one-shot),
+and the audio buffered ahead grows with the audio sent either way. Time is the stream's clock
+(`clock`, wall time unless a test or benchmark paces it); the chunking, never the samples of
+the neural vocoder, depends on it.
 """
 
 from __future__ import annotations
 
+import time
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 
 import numpy as np
 import torch
 
 
-MAX_CHUNK_FRAMES = 64  # ~0.74 s at 86 Hz: bigger chunks save little (see VocoderStream)
+MAX_CHUNK_FRAMES = 128  # ~1.5 s at 86 Hz: bigger chunks save little
+MARGIN_S = 0.05  # a chunk leaves this long before the listener would run out, at the latest
+KEEP_AHEAD = 0.5  # ... or when the listener has less than this share of the audio sent left
 
 
 def as_frames(mel: torch.Tensor | np.ndarray, n_mels: int, device: torch.device | str = "cpu",
@@ -76,8 +87,9 @@ class Vocoder(ABC):
             wav = self.synthesize(frames)
         return wav if batched else wav[0]
 
-    def stream(self, max_chunk_frames: int = MAX_CHUNK_FRAMES) -> "VocoderStream":
-        return VocoderStream(self, max_chunk_frames)
+    def stream(self, max_chunk_frames: int = MAX_CHUNK_FRAMES, clock: Callable[[], float] = time.perf_counter
+               ) -> "VocoderStream":
+        return VocoderStream(self, max_chunk_frames, clock)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self.name!r}, sample_rate={self.sample_rate}, hop_length={self.hop_length})"
@@ -87,14 +99,15 @@ class VocoderStream:
     """Stateful chunked synthesis: `push(mel_chunk)` returns the samples that are now final,
     `flush()` the rest. Concatenated, they equal (or, for Griffin-Lim, closely match) the
     one-shot output. The first samples leave once `lookahead_frames` + 1 frames are in; after
-    that a chunk leaves when the frames ready reach `next_chunk_frames` (see the module doc).
+    that a chunk leaves when `due` says so (see the module doc).
 
     A window synthesised for frames [a, b) spans [a - left_context, b + window_lookahead):
     here the vocoder's whole lookahead; a subclass that keeps state between windows (the
     neural stream) needs less."""
 
-    def __init__(self, vocoder: Vocoder, max_chunk_frames: int = MAX_CHUNK_FRAMES) -> None:
-        self.vocoder = vocoder
+    def __init__(self, vocoder: Vocoder, max_chunk_frames: int = MAX_CHUNK_FRAMES,
+                 clock: Callable[[], float] = time.perf_counter) -> None:
+        self.vocoder, self.clock = vocoder, clock
         self.device = vocoder.device
         self.hop = vocoder.hop_length
         self.left_context = vocoder.left_context
@@ -112,14 +125,26 @@ class VocoderStream:
         self._tail = torch.zeros(0, device=self.device)  # provisional samples after _done * hop, blended into the next chunk
         self._finished = False
         self.calls = 0  # windows synthesised (for benchmarks and tests)
+        self._t_first = 0.0  # clock when the first chunk left
+        self._t_push: float | None = None  # clock of the last push
+        self._gap = 0.0  # time between pushes, and to make a chunk (moving averages)
+        self._cost = 0.0
+        self._push_s = 0.0
 
-    @property
-    def next_chunk_frames(self) -> int:
-        """Ready frames the next chunk waits for: 1 for the first (only the lookahead delays the
-        first sound), then as many as were already sent, within [chunk_frames, max_chunk_frames]."""
-        if self._done == 0:
-            return 1
-        return min(max(self.chunk_frames, self._done), self.max_chunk_frames)
+    def due(self, ready: int, now: float) -> bool:
+        """Whether the frames ready (those before `ready`) should leave as a chunk now."""
+        pending = ready - self._done
+        if pending < 1:
+            return False
+        if self._done == 0 or pending >= self.max_chunk_frames:
+            return True  # the first sound waits for nothing but the lookahead
+        sent = self._done * self.hop / self.vocoder.sample_rate
+        left = sent - (now - self._t_first)  # what a listener who started with the first chunk has not heard
+        if left < self._gap + self._cost + MARGIN_S and self._gap < self._push_s:
+            return True  # it would run out before the next push could help (and pushes come faster than they play)
+        if pending < min(max(self.chunk_frames, self._done), self.max_chunk_frames):
+            return False  # otherwise chunks at least double what was sent: few windows
+        return left < KEEP_AHEAD * sent
 
     @property
     def frames_received(self) -> int:
@@ -134,10 +159,21 @@ class VocoderStream:
             raise ValueError(f"stream.push takes one utterance's frames [t, n_mels], got shape {tuple(frames.shape)}")
         self._new.append(frames[0])
         self._n_new += frames.shape[1]
+        now = self.clock()
+        if self._t_push is not None:
+            self._gap = 0.5 * self._gap + 0.5 * (now - self._t_push)
+        self._t_push = now
+        self._push_s = frames.shape[1] * self.hop / self.vocoder.sample_rate  # audio in one push
         ready = self.frames_received - self.lookahead_frames
-        if ready - self._done < self.next_chunk_frames:
+        if not self.due(ready, now):
             return np.zeros(0, dtype=np.float32)
-        return self._emit(ready, final=False)
+        out = self._emit(ready, final=False)
+        end = self.clock()
+        if self._t_first == 0.0:
+            self._t_first = end  # (the first window also pays one-time costs: not counted)
+        else:
+            self._cost = 0.5 * self._cost + 0.5 * (end - now)
+        return out
 
     @torch.inference_mode()
     def flush(self) -> np.ndarray:

@@ -10,7 +10,7 @@ utterance each layer is closed with the zero frames one-shot synthesis pads it w
 output equals the one-shot output. Only the inverse STFT is windowed (1 frame back, 2 ahead),
 over the trunk outputs kept here.
 
-What is left is a fixed cost per call (~100 small ops), so the stream grows its chunks (base.py)
+What is left is a fixed cost per call (~100 small ops), so the stream makes few chunks (base.py)
 and runs the trunk step as a frozen TorchScript graph, as the one-shot trunk does. Slices are
 written relative to the end of each layer's input, so one traced graph holds for any number of
 new frames and for the first call (whose states are one frame shorter); the last call, with
@@ -20,7 +20,9 @@ the end padding, is a second graph.
 from __future__ import annotations
 
 import logging
+import time
 import warnings
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -87,8 +89,9 @@ def frozen_step(step: StreamTrunk, mel_channels: int, like: torch.Tensor) -> nn.
 
 
 class NeuralStream(VocoderStream):
-    def __init__(self, vocoder, max_chunk_frames: int = MAX_CHUNK_FRAMES) -> None:  # noqa: ANN001 - NeuralVocoder
-        super().__init__(vocoder, max_chunk_frames)
+    def __init__(self, vocoder, max_chunk_frames: int = MAX_CHUNK_FRAMES,  # noqa: ANN001 - NeuralVocoder
+                 clock: Callable[[], float] = time.perf_counter) -> None:
+        super().__init__(vocoder, max_chunk_frames, clock)
         gen, run = vocoder.generator, vocoder._run  # the generator as it runs (bf16 products, packed linears)
         self._run = run
         like = torch.zeros(0, device=self.device)

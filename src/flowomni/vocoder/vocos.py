@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import copy
 import logging
+import time
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -218,12 +220,13 @@ class NeuralVocoder(Vocoder):
         self.chunk_frames = chunk_frames
         self.crossfade = 0  # windows agree exactly: nothing to blend
 
-    def stream(self, max_chunk_frames: int = MAX_CHUNK_FRAMES) -> VocoderStream:
+    def stream(self, max_chunk_frames: int = MAX_CHUNK_FRAMES, clock: Callable[[], float] = time.perf_counter
+               ) -> VocoderStream:
         """A stream that computes every frame's trunk once, keeping each convolution's last
         inputs between calls (neural_stream.py), instead of re-running the receptive field."""
         from flowomni.vocoder.neural_stream import NeuralStream
 
-        return NeuralStream(self, max_chunk_frames)
+        return NeuralStream(self, max_chunk_frames, clock)
 
     def stream_step(self, like: torch.Tensor, final: bool) -> nn.Module:
         """The streams' trunk step (neural_stream.StreamTrunk; `final`: the last one, with the end
