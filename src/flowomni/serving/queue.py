@@ -54,7 +54,7 @@ class WorkQueue:
         if max_concurrent < 1 or max_waiting < 0:
             raise ValueError(f"need max_concurrent >= 1 and max_waiting >= 0, got {max_concurrent}, {max_waiting}")
         self.max_concurrent, self.max_waiting = max_concurrent, max_waiting
-        self.running = 0  # worker threads alive (including ones told to stop and not yet stopped)
+        self.running = 0  # answers holding a decode slot or a worker (including ones told to stop and not yet stopped)
         self.waiting = 0
         self.refused = 0
         self._sem: asyncio.Semaphore | None = None  # made on first use, inside the event loop
