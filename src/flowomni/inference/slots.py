@@ -34,6 +34,7 @@ from flowomni.model import tokenizer as tk
 from flowomni.model.layout import GEN
 
 log = logging.getLogger(__name__)
+MAX_LEN = 2048  # default positions per slot: 30 s of question (750) + history + 400 answer steps fit
 _ids = itertools.count()
 
 
@@ -69,7 +70,8 @@ class _Launched:
 class SlotDecoder:
     """Steps up to `slots` answers together. `compile`: run the step under torch.compile
     (None: on CUDA, with CUDA graphs); `max_len`: positions per slot (question, context and
-    answer), default the backbone's `max_position_embeddings`."""
+    answer; every step attends them all when compiled), default MAX_LEN or the backbone's
+    `max_position_embeddings` if smaller; `lag`: read outputs a step late (None: on CUDA)."""
 
     def __init__(self, model: Any, gen: GenerationConfig, slots: int, *, max_len: int | None = None,
                  compile: bool | None = None, lag: bool | None = None) -> None:
@@ -82,7 +84,7 @@ class SlotDecoder:
         self.model, self.gen, self.capacity, self.device = model, gen, slots, p.device
         self.step_model = step_model(model, decode_dtype(gen.decode_dtype, p.device, slots, p.dtype))
         self.spec = StepSpec.of(gen, self.step_model.speech.flow)
-        self.max_len = max_len or int(model.lm.config.max_position_embeddings)
+        self.max_len = max_len or min(MAX_LEN, int(model.lm.config.max_position_embeddings))
         self.graph = StaticStep(self.step_model, self.spec, slots, self.max_len).eval()
         self.compiled = p.device.type == "cuda" if compile is None else compile
         self._mode = "reduce-overhead" if p.device.type == "cuda" else "default"  # CUDA graphs on a GPU
@@ -208,8 +210,9 @@ class SlotDecoder:
         done = self.state
         out = _Launched(running, tokens, states, raw, done.text_done, done.speech_done, rng=rng)
         if self.lag and self.device.type == "cuda":  # start the copies now; `_read` waits for them a step later
-            out.tokens, out.states, out.raw, out.text_done, out.speech_done = (
-                x.to("cpu", non_blocking=True) for x in (tokens, states, raw, done.text_done, done.speech_done))
+            out.tokens, out.states, out.text_done, out.speech_done = (
+                x.to("cpu", non_blocking=True) for x in (tokens, states, done.text_done, done.speech_done))
+            out.raw = raw.clone()  # mel groups stay on the device, for the vocoder there
             out.ready = torch.cuda.Event()
             out.ready.record()
         dt = time.perf_counter() - t0
