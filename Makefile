@@ -5,7 +5,7 @@ BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 APT_PKGS := espeak-ng sox chromium
 
-.PHONY: setup apt chat test test-quick bench clean
+.PHONY: setup apt chat lint test test-quick bench clean
 
 $(STAMP): requirements.lock requirements-nodeps.lock pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -29,10 +29,14 @@ setup: apt $(STAMP)
 chat: setup
 	$(BIN)/flowomni chat $(if $(AUDIO),$(AUDIO),examples/question_1.wav) -o answer.wav $(if $(CHECKPOINT),--checkpoint $(CHECKPOINT),)
 
-test: setup
+# ruff (pinned in requirements.lock, settings in pyproject.toml) first: a lint error fails the run
+lint: setup
+	$(BIN)/ruff check .
+
+test: lint
 	$(BIN)/python -m pytest -q
 
-test-quick: setup
+test-quick: lint
 	$(BIN)/python -m pytest -q -m "not slow"
 
 clean:

@@ -23,11 +23,11 @@ from typing import Any
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import emit, environment, teacher_forced_examples  # noqa: E402
-
 from flowomni.data.manifest import read_manifest  # noqa: E402
 from flowomni.inference.engine import Engine  # noqa: E402
 from flowomni.model.flow_head import FlowHead, FlowHeadConfig  # noqa: E402
+
+from common import emit, environment, teacher_forced_examples  # noqa: E402
 
 
 @torch.no_grad()
@@ -105,8 +105,8 @@ def main() -> None:
     split = int(0.9 * len(h))
     result = {"checkpoint": args.checkpoint, "pairs": len(h), "group_dim": x[0].numel(),
               "checkpoint_head": {"width": engine.model.cfg.flow.width, "depth": engine.model.cfg.flow.depth,
-                                  "loss_held_in": flow_loss(engine.model.flow, h[:split], x[:split]),
-                                  "loss_held_out": flow_loss(engine.model.flow, h[split:], x[split:])},
+                                  "loss_held_in": flow_loss(engine.model.speech.flow, h[:split], x[:split]),
+                                  "loss_held_out": flow_loss(engine.model.speech.flow, h[split:], x[split:])},
               "fresh_heads": []}
     if args.listen:
         result["checkpoint_head"]["teacher_forced_heard"] = heard(engine.model.speech.flow)

@@ -14,7 +14,8 @@ The temperature scales the ODE's starting noise: with a mean prior (`model.flow.
 temperature 0 starts every group on the regressed mean, so it is worth measuring with the steps.
 
     python benchmarks/flow_steps.py --checkpoint models/flowomni-tiny --json
-    python benchmarks/flow_steps.py --checkpoint C --settings euler:1 midpoint:4 --temperatures 1 0 --cfg-scales 1 2 --json
+    python benchmarks/flow_steps.py --checkpoint C --settings euler:1 midpoint:4 --temperatures 1 0 \
+        --cfg-scales 1 2 --json
 """
 
 from __future__ import annotations
@@ -28,8 +29,6 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import emit, environment, teacher_forced_examples  # noqa: E402
-
 from flowomni.audio.io import load_audio  # noqa: E402
 from flowomni.data.manifest import read_manifest  # noqa: E402
 from flowomni.evaluation.asr import Transcriber  # noqa: E402
@@ -38,6 +37,8 @@ from flowomni.inference.decoder import GenerationConfig  # noqa: E402
 from flowomni.inference.engine import Engine  # noqa: E402
 from flowomni.inference.precision import DECODE_DTYPES, step_model, streaming_dtype  # noqa: E402
 from flowomni.model.flow_head import FLOW_METHODS  # noqa: E402
+
+from common import emit, environment, teacher_forced_examples  # noqa: E402
 
 SETTINGS = [("euler", 1), ("euler", 2), ("euler", 4), ("midpoint", 2), ("euler", 8), ("midpoint", 4),
             ("midpoint", 8), ("midpoint", 16)]
@@ -63,7 +64,8 @@ def parse_setting(text: str) -> tuple[str, int]:
     """"euler:4" -> ("euler", 4), with an error that names the bad part."""
     method, _, steps = text.partition(":")
     if method not in FLOW_METHODS or not steps.isdigit() or int(steps) < 1:
-        raise argparse.ArgumentTypeError(f"{text!r}: expected METHOD:STEPS with METHOD in {FLOW_METHODS} and STEPS >= 1")
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: expected METHOD:STEPS with METHOD in {FLOW_METHODS} and STEPS >= 1")
     return method, int(steps)
 
 
@@ -73,10 +75,10 @@ def group_cost_ms(engine: Engine, method: str, steps: int, cfg_scale: float, dty
     m = step_model(engine.model, getattr(torch, dtype))
     h = torch.randn(1, m.state_emb.embedding_dim, dtype=getattr(torch, dtype))
     for _ in range(5):
-        m.flow.sample(h, steps=steps, method=method, cfg_scale=cfg_scale)
+        m.speech.flow.sample(h, steps=steps, method=method, cfg_scale=cfg_scale)
     t0 = time.perf_counter()
     for _ in range(repeats):
-        m.flow.sample(h, steps=steps, method=method, cfg_scale=cfg_scale)
+        m.speech.flow.sample(h, steps=steps, method=method, cfg_scale=cfg_scale)
     return (time.perf_counter() - t0) / repeats * 1000
 
 
@@ -134,7 +136,8 @@ def main() -> None:
     ok = [r for r in scored if r["speech_wer_vs_own_text"] <= best + args.tolerance]
     pick = min(ok, key=lambda r: (r["ms_per_group"], r["speech_wer_vs_own_text"])) if ok else None
     emit({"checkpoint": str(args.checkpoint or "shipped model"), "items": len(items), "vocoder": engine.vocoder.name,
-          "settings": rows, "recommended": pick and {k: pick[k] for k in ("method", "steps", "temperature", "cfg_scale")},
+          "settings": rows,
+          "recommended": pick and {k: pick[k] for k in ("method", "steps", "temperature", "cfg_scale")},
           "tolerance": args.tolerance, "decode_dtype": batch_dtype, "env": environment()}, args.json)
 
 

@@ -156,7 +156,8 @@ async def run_clients(ws_url: str, questions: list[np.ndarray], args: argparse.N
 def build_server(args: argparse.Namespace, tmp: Path) -> tuple[Any, str]:
     from flowomni.config import apply_overrides, from_dict, to_dict
     from flowomni.inference.decoder import GenerationConfig
-    from flowomni.inference.engine import SHIPPED_MODEL, Engine
+    from flowomni.inference.engine import Engine
+    from flowomni.paths import SHIPPED_MODEL
     from flowomni.serving.app import create_app
     from flowomni.serving.config import ServerConfig
     from flowomni.serving.server import ServerThread

@@ -4,7 +4,9 @@ Clients loop until `--minutes` have passed, each round picking one request kind:
 valid spoken turn (WebSocket), valid written question (WebSocket), valid HTTP request,
 and the invalid ones a real deployment sees: malformed JSON, unknown message types, audio
 before `start`, oversize messages, odd-length PCM, an empty turn, random bytes posted as
-audio. It reports requests by kind, errors by code, server memory over time (RSS from
+audio, and hostile ones (issue 23): VAD settings out of range, an overlong history, a body of
+a type any web page can post (text/plain), a foreign Host name (DNS rebinding). It reports
+requests by kind, errors by code, server memory over time (RSS from
 /health), and the check that matters: every valid request got a full answer (a `done`
 that was not interrupted, with text or audio) and every invalid one got an error reply
 while its session stayed usable (a ping after it is answered).
@@ -30,11 +32,22 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import emit, environment  # noqa: E402
 from serve_load import build_server, get_json, question_audio  # noqa: E402
 
+from common import emit, environment  # noqa: E402
+
 VALID = ("spoken_turn", "text_turn", "http_text")
-INVALID = ("bad_json", "unknown_type", "audio_before_start", "oversize", "odd_pcm", "empty_turn", "http_garbage")
+INVALID = ("bad_json", "unknown_type", "audio_before_start", "oversize", "odd_pcm", "empty_turn", "http_garbage",
+           "bad_vad", "http_long_history", "http_text_plain", "http_foreign_host")
+# invalid HTTP requests: kind -> (body, headers, the status that refuses it)
+HTTP_INVALID = {
+    "http_long_history": (json.dumps({"text": "hi", "history": [["q" * 8000, "a" * 8000]]}).encode(),
+                          {"Content-Type": "application/json"}, 413),
+    "http_text_plain": (b"RIFF\x24\x00\x00\x00WAVEfmt ", {"Content-Type": "text/plain"}, 415),
+    "http_foreign_host": (json.dumps({"text": "hi"}).encode(), {"Content-Type": "application/json",
+                                                               "Host": "evil.example", "Origin": "http://evil.example"},
+                          403),
+}
 
 
 class Tally:
@@ -84,8 +97,8 @@ async def expect_error(ws: Any, kind: str, tally: Tally, timeout: float) -> None
     tally.ok[kind] += 1
 
 
-def http_post(url: str, body: bytes, content_type: str) -> tuple[int, dict[str, Any]]:
-    req = urllib.request.Request(url, data=body, headers={"Content-Type": content_type}, method="POST")
+def http_post(url: str, body: bytes, headers: dict[str, str]) -> tuple[int, dict[str, Any]]:
+    req = urllib.request.Request(url, data=body, headers=headers, method="POST")
     try:
         with urllib.request.urlopen(req, timeout=300) as r:
             return r.status, json.loads(r.read())
@@ -98,10 +111,10 @@ async def one_round(kind: str, base: str, pcm: bytes, limits: dict[str, Any], ta
 
     tally.sent[kind] += 1
     if kind.startswith("http"):
-        body = json.dumps({"text": "What is two plus three?"}).encode() if kind == "http_text" else \
-            random.randbytes(random.randint(1, 5000))
-        ctype = "application/json" if kind == "http_text" else "audio/wav"
-        status, reply = await asyncio.to_thread(http_post, base + "/v1/respond", body, ctype)
+        body, headers, refusal = HTTP_INVALID.get(kind) or (
+            (json.dumps({"text": "What is two plus three?"}).encode(), {"Content-Type": "application/json"}, 0)
+            if kind == "http_text" else (random.randbytes(random.randint(1, 5000)), {"Content-Type": "audio/wav"}, 400))
+        status, reply = await asyncio.to_thread(http_post, base + "/v1/respond", body, headers)
         if kind == "http_text":
             if status == 200 and (reply.get("text") or reply.get("audio_seconds", 0) > 0):
                 tally.ok[kind] += 1
@@ -111,14 +124,19 @@ async def one_round(kind: str, base: str, pcm: bytes, limits: dict[str, Any], ta
                 tally.fail(kind, f"HTTP {status} {reply}")
         else:
             tally.errors[f"http_{status}"] += 1
-            if 400 <= status < 500:
+            if status == refusal:
                 tally.ok[kind] += 1
             else:
-                tally.fail(kind, f"garbage got HTTP {status}")
+                tally.fail(kind, f"got HTTP {status} {reply}, not {refusal}")
         return
     async with connect(base.replace("http", "ws", 1) + "/ws", max_size=None) as ws:
         if kind == "audio_before_start":
             await ws.send(pcm[:3200])
+            return await expect_error(ws, kind, tally, timeout)
+        if kind == "bad_vad":
+            await ws.send(random.choice(['{"type": "start", "mode": "vad", "vad": {"frame_ms": 0.0625}}',
+                                         '{"type": "start", "mode": "vad", "vad": {"preroll_ms": 1e12}}',
+                                         '{"type": "start", "mode": "vad", "vad": {"frame_ms": Infinity}}']))
             return await expect_error(ws, kind, tally, timeout)
         await ws.send(json.dumps({"type": "start", "sample_rate": 16000, "mode": "ptt"}))
         await recv_until(ws, ("ready",), timeout)

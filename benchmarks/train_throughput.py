@@ -21,13 +21,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from common import emit, environment, peak_rss_mb, summary, time_interleaved
 from flowomni.config import load_config
+from flowomni.model.config import ModelConfig
 from flowomni.model.flowomni import FlowOmni
 from flowomni.model.layout import Task
 from flowomni.model.tokenizer import build_tokenizer
 from flowomni.training.dataset import TaskDataset, collate
-from flowomni.model.config import ModelConfig
+
+from common import emit, environment, peak_rss_mb, summary, time_interleaved
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -137,9 +138,10 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     r = measure(args.config, args.batch, args.question_seconds, args.answer_seconds, args.repeats,
                 torch.device(args.device), args.precision)
+    config = Path(args.config).resolve()
     result = {
         "benchmark": "train_throughput",
-        "config": str(Path(args.config).relative_to(ROOT) if Path(args.config).resolve().is_relative_to(ROOT) else args.config),
+        "config": str(config.relative_to(ROOT) if config.is_relative_to(ROOT) else args.config),
         **r,
         "target_full_over_backbone": 1.3 if args.device.startswith("cuda") else 1.5,
         "peak_rss_mb": round(peak_rss_mb(), 1),

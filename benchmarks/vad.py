@@ -38,13 +38,13 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import describe, emit, environment  # noqa: E402
-
 from flowomni.audio.io import load_audio  # noqa: E402
 from flowomni.data.augment import make_noise  # noqa: E402
 from flowomni.data.manifest import read_manifest  # noqa: E402
-from flowomni.serving.config import VadConfig  # noqa: E402
 from flowomni.serving.detectors import make_vad  # noqa: E402
+from flowomni.serving.vad_config import VadConfig  # noqa: E402
+
+from common import describe, emit, environment  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 CHUNK_S = 0.02

@@ -17,9 +17,10 @@ from pathlib import Path
 
 import torch
 
-from common import emit, environment, peak_rss_mb, summary, time_interleaved
 from flowomni.config import load_config
 from flowomni.vocoder.train import VocoderTrainConfig, VocoderTrainer
+
+from common import emit, environment, peak_rss_mb, summary, time_interleaved
 
 ROOT = Path(__file__).resolve().parent.parent
 SIZES = {  # --set overrides of configs/vocoder.yaml
@@ -62,7 +63,7 @@ def main() -> None:
             mel = first.mel_loss.mel(wav.to(first.device)).cpu()[:, :frames]
             if first.device.type == "cuda":
                 torch.cuda.reset_peak_memory_stats()
-            times = time_interleaved({k: (lambda t=t: t.step(mel, wav)) for k, t in trainers.items()},
+            times = time_interleaved({k: (lambda t=t, mel=mel, wav=wav: t.step(mel, wav)) for k, t in trainers.items()},
                                      repeats=args.repeats, warmup=2)
             audio_s = batch * frames * cfg.mel.hop_length / cfg.mel.sample_rate
             params_m = sum(p.numel() for p in first.generator.parameters()) / 1e6

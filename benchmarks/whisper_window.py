@@ -20,13 +20,14 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from common import emit, environment
 from flowomni.audio import MelSpectrogram, input_mel_config
-from flowomni.data.check import load_checked
+from flowomni.audio.io import load_audio
 from flowomni.data.manifest import read_manifest
 from flowomni.model.encoder import EncoderConfig, SpeechEncoder, whisper_weights
 from flowomni.model.tokenizer import CharTokenizer
 from flowomni.training.encoder_ctc import CTCEncoder, pad_batch
+
+from common import emit, environment
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -95,7 +96,7 @@ def main() -> None:
 
     def clips(manifest: str, n: int) -> list[tuple[torch.Tensor, str]]:
         items = [it for it in read_manifest(args.corpus / manifest)[0] if it.question_audio is not None][:n]
-        return [(mel_fn(torch.from_numpy(load_checked(it.question_audio, 16000))), it.question_text) for it in items]
+        return [(mel_fn(torch.from_numpy(load_audio(it.question_audio, 16000))), it.question_text) for it in items]
 
     train, test = clips("train.jsonl", args.train), clips("test.jsonl", args.test)
     result = {"encoder": args.encoder, "train_clips": len(train), "test_clips": len(test),

@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-import shutil
-import subprocess
-from pathlib import Path
 from types import SimpleNamespace
 
-import numpy as np
 import pytest
 import torch
 
-from flowomni.audio import MelConfig, MelSpectrogram, load_audio
+from helpers.speech import espeak
 
 # Tests run small models, often beside servers, subprocesses or other jobs on a 2-core
 # machine: one intra-op thread avoids OpenMP oversubscription (measured 10-20x slowdowns).
@@ -23,26 +19,6 @@ QA = [
     ("What colour is the sky?", "The sky is blue."),
     ("Repeat after me: green apple.", "Green apple."),
 ]
-
-
-def espeak(text: str, path: Path, voice: str = "en-us", speed: int = 175) -> Path:
-    if shutil.which("espeak-ng") is None:
-        pytest.skip("espeak-ng is not installed (make setup installs it)")
-    subprocess.run(["espeak-ng", "-v", voice, "-s", str(speed), "-w", str(path), text], check=True)
-    return path
-
-
-class MemoryFeatures:
-    """Feature source computing log-mel on first use (tests need no disk cache)."""
-
-    def __init__(self, cfg: MelConfig) -> None:
-        self.cfg, self.mel, self.cache = cfg, MelSpectrogram(cfg), {}
-
-    def get(self, path: Path) -> np.ndarray:
-        if path not in self.cache:
-            wav = torch.from_numpy(load_audio(path, self.cfg.sample_rate))
-            self.cache[path] = self.mel(wav).numpy()
-        return self.cache[path]
 
 
 @pytest.fixture(scope="session")

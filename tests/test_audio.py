@@ -69,11 +69,11 @@ def test_load_audio_resamples_and_mixes_channels(tmp_path):
 @pytest.mark.parametrize(
     "make,match",
     [
-        (lambda p: p.write_bytes(b"RIFF\x00\x00garbage that is not audio at all"), "cannot decode"),
-        (lambda p: p.write_bytes(b""), "cannot decode"),
+        (lambda p: p.write_bytes(b"RIFF\x00\x00garbage that is not audio at all"), "not audio"),
+        (lambda p: p.write_bytes(b""), "empty file"),
         (lambda p: sf.write(p, np.zeros(8000, np.float32), 16000), "silent"),
         (lambda p: sf.write(p, np.array([0.1, np.nan] * 4000, np.float32), 16000, subtype="FLOAT"), "NaN"),
-        (lambda p: sf.write(p, np.zeros(0, np.float32), 16000), "empty|cannot decode"),
+        (lambda p: sf.write(p, np.zeros(0, np.float32), 16000), "audio is empty"),
     ],
     ids=["garbage", "zero-bytes", "silent", "nan", "no-samples"],
 )

@@ -9,7 +9,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_latency_benchmark_json(spoken_items, tmp_path):
-    r = subprocess.run([sys.executable, str(ROOT / "benchmarks/latency.py"), "--config", str(ROOT / "configs/tiny.yaml"),
+    r = subprocess.run([sys.executable, str(ROOT / "benchmarks/latency.py"),
+                        "--config", str(ROOT / "configs/tiny.yaml"),
                         "--vocoder", "griffin-lim-4", "--questions", str(spoken_items[0].question_audio),
                         "--repeats", "1", "--max-steps", "6", "--ratio-steps", "4", "--threads", "2", "--streams", "2",
                         "--json"],

@@ -16,7 +16,7 @@ def test_yaml_and_overrides(tmp_path):
     assert cfg.backbone.config["num_hidden_layers"] == 4  # defaults of a dict field are kept
     # YAML reads 1e-4 (no dot) as a string; a float field takes it as the number it means
     assert load_config(ModelConfig, None, ["w_flow=1e-4"]).w_flow == 1e-4
-    assert load_config(ModelConfig, None, ["w_state=-2E3"]).w_state == -2000.0
+    assert load_config(ModelConfig, None, ["w_state=+2E3"]).w_state == 2000.0
     save_config(cfg, tmp_path / "out.yaml")
     again = load_config(ModelConfig, tmp_path / "out.yaml")
     assert again == cfg
@@ -55,7 +55,7 @@ def test_discrete_config_differs_from_tiny_only_in_its_speech_output():
     from flowomni.training.experiment import ExperimentConfig
 
     root = Path(__file__).resolve().parents[1] / "configs"
-    a, b = to_dict(load_config(ExperimentConfig, root / "tiny.yaml")), to_dict(load_config(ExperimentConfig, root / "tiny_discrete.yaml"))
+    a, b = (to_dict(load_config(ExperimentConfig, root / name)) for name in ("tiny.yaml", "tiny_discrete.yaml"))
     assert a["train"] == b["train"] and a["data"] == b["data"]
     assert {k for k in a["model"] if a["model"][k] != b["model"][k]} <= {"speech_head", "codec", "code_head"}
     assert b["model"]["speech_head"] == "discrete"
@@ -69,18 +69,26 @@ def test_malformed_overrides_are_config_errors(bad):
         load_config(ExperimentConfig, None, [bad])
 
 
-def test_shipped_recipe_changes_only_the_flow_head_encoder_start_tasks_and_budget():
-    """configs/flowomni_tiny.yaml is tiny.yaml plus what its header says, nothing else."""
+def test_shipped_recipe_changes_only_what_its_header_says():
+    """configs/flowomni_tiny.yaml is tiny.yaml plus what its header says, nothing else: the
+    Whisper encoder, aligned pacing, the flow head, the data mix and augmentation, the start
+    from the text stage, bf16 and the budget; the text stage is that recipe on written questions."""
     from pathlib import Path
 
     from flowomni.config import load_config, to_dict
     from flowomni.training.experiment import ExperimentConfig
 
     root = Path(__file__).resolve().parents[1] / "configs"
-    a, b = to_dict(load_config(ExperimentConfig, root / "tiny.yaml")), to_dict(load_config(ExperimentConfig, root / "flowomni_tiny.yaml"))
-    assert {k for k in a["data"] if a["data"][k] != b["data"][k]} == {"tasks"}
-    assert b["data"]["tasks"] == ["s2s", "s2t", "t2s", "tts"]
-    assert {k for k in a["model"] if a["model"][k] != b["model"][k]} == {"encoder", "flow"}
+    a, b = (to_dict(load_config(ExperimentConfig, root / name)) for name in ("tiny.yaml", "flowomni_tiny.yaml"))
+    assert {k for k in a["data"] if a["data"][k] != b["data"][k]} == {
+        "tasks", "text_manifest", "text_tasks", "text_items", "augment"}
+    assert b["data"]["tasks"] == ["s2s", "s2t", "asr"] and b["data"]["text_tasks"] == ["t2s", "t2t", "tts"]
+    assert b["data"]["augment"]["variants"] == 4
+    assert {k for k in a["model"] if a["model"][k] != b["model"][k]} == {"encoder", "flow", "text_pacing"}
+    assert b["model"]["text_pacing"] == "aligned"
     assert b["model"]["flow"]["prior"] == "mean" and b["model"]["flow"]["width"] == 512
-    assert b["model"]["encoder"] == {**a["model"]["encoder"], "pretrained": "runs/encoder_ctc"}
-    assert {k for k in a["train"] if a["train"][k] != b["train"][k]} == {"max_steps"}
+    assert b["model"]["encoder"] == {**a["model"]["encoder"], "pretrained": "whisper-tiny.en", "stack": 4}
+    assert {k for k in a["train"] if a["train"][k] != b["train"][k]} == {"max_steps", "mixed_precision"}
+    assert b["init_from"].startswith("runs/flowomni_tiny_text/") and b["init_skip"] == ["adapter."]
+    text = to_dict(load_config(ExperimentConfig, root / "flowomni_tiny_text.yaml"))
+    assert text["model"] == b["model"] and text["data"]["tasks"] == ["t2t"] and not text["init_from"]

@@ -4,10 +4,11 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from conftest import espeak
 from flowomni.cli import main
 from flowomni.data.augment import AugmentSpec, augment, make_noise
 from flowomni.data.manifest import Item, read_manifest, write_manifest
+
+from helpers.speech import espeak
 
 
 @pytest.fixture(scope="module")
@@ -80,7 +81,8 @@ def test_augment_manifest_changes_questions_only(tmp_path):
     q = espeak("What is the capital of France?", corpus / "q.wav")
     a = espeak("The capital of France is Paris.", corpus / "a.wav")
     (corpus / "broken.wav").write_bytes(b"RIFF")
-    items = [Item("x", "What is the capital of France?", "The capital of France is Paris.", q, a, "qa", {"skill": "facts"}),
+    items = [Item("x", "What is the capital of France?", "The capital of France is Paris.", q, a, "qa",
+                  {"skill": "facts"}),
              Item("y", "Broken?", "Yes.", corpus / "broken.wav", a)]
     write_manifest(corpus / "test.jsonl", items)
     assert main(["data", "augment", str(corpus / "test.jsonl"), str(tmp_path / "noisy"), "--noise-snr", "10",

@@ -1,4 +1,5 @@
-"""Bad audio is recognised by reason, skipped and counted; builds and training go on.
+"""Bad audio is recognised by reason (one loader, one vocabulary: flowomni.audio.io), skipped
+and counted; builds and training go on.
 
 Uses real broken files: random bytes, text named .wav, a truncated WAV, an empty file,
 a WAV with no samples, a silent WAV, a RIFF header followed by garbage, a missing file.
@@ -8,13 +9,14 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from conftest import espeak
-from flowomni.audio.io import AudioError
+from flowomni.audio.io import AudioError, load_audio, sniff_format
 from flowomni.audio.mel import answer_mel_config, input_mel_config
 from flowomni.cli import main
-from flowomni.data.check import AudioProblem, check_manifest, load_checked, sniff_format
+from flowomni.data.check import check_manifest
 from flowomni.data.features import FeatureCache
 from flowomni.data.manifest import Item, write_manifest
+
+from helpers.speech import espeak
 
 BAD = {  # file -> reason
     "random.wav": "not audio",
@@ -48,20 +50,20 @@ def corpus(tmp_path_factory):
 
 @pytest.mark.parametrize("name,reason", sorted(BAD.items()))
 def test_each_bad_file_is_named_by_its_reason(corpus, name, reason):
-    with pytest.raises(AudioProblem) as e:
-        load_checked(corpus / name, 16000)
+    with pytest.raises(AudioError) as e:
+        load_audio(corpus / name, 16000)
     assert e.value.reason == reason
     assert name in str(e.value)
-    assert isinstance(e.value, AudioError)  # existing `except AudioError` handlers catch it
 
 
 def test_good_files_load_whatever_their_extension(corpus):
     for name in ("good.wav", "good.flac", "flac_named.wav"):
-        wav = load_checked(corpus / name, 16000)
+        wav = load_audio(corpus / name, 16000)
         assert wav.dtype == np.float32 and wav.ndim == 1 and 0.5 < len(wav) / 16000 < 5
     assert sniff_format((corpus / "flac_named.wav").read_bytes()[:12]) == "flac"
-    with pytest.raises(AudioProblem, match="too long"):
-        load_checked(corpus / "good.wav", max_seconds=0.2)
+    with pytest.raises(AudioError, match="too long") as e:
+        load_audio(corpus / "good.wav", max_seconds=0.2)
+    assert e.value.reason == "too long"
 
 
 def _manifest(corpus, tmp_path):

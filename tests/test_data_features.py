@@ -6,12 +6,13 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import espeak
 from flowomni.audio import MelConfig, MelSpectrogram, load_audio
 from flowomni.audio.mel import answer_mel_config, input_mel_config
 from flowomni.cli import main
 from flowomni.data.features import FeatureCache
 from flowomni.data.manifest import Item, write_manifest
+
+from helpers.speech import espeak
 
 
 @pytest.fixture()
@@ -85,3 +86,25 @@ def test_precompute_fills_the_cache_in_parallel_and_counts_bad_files(tmp_path):
     assert len(list(cache.dir.rglob("*.npy"))) == 3 + 14
     assert len(list(FeatureCache(tmp_path / "c", answer_mel_config()).dir.rglob("*.npy"))) == 3
     assert not list((tmp_path / "c").rglob("*.tmp*"))
+
+
+def test_features_from_an_experiment_config(tmp_path, clip):
+    """`--from-config` takes the mel configs, cache folder and manifests from a training YAML
+    (read by section: the data layer does not import the experiment's config)."""
+    import yaml
+
+    write_manifest(tmp_path / "train.jsonl", [Item("i0", "q?", "a.", clip, clip)])
+    exp = {"model": {"input_mel": {"n_mels": 40}, "output_mel": {"n_mels": 64}, "group": 4},
+           "data": {"train_manifest": str(tmp_path / "train.jsonl"), "cache_dir": str(tmp_path / "c"),
+                    "tasks": ["s2s"]},
+           "train": {"batch_size": 2}}
+    (tmp_path / "exp.yaml").write_text(yaml.safe_dump(exp))
+    assert main(["data", "features", "--from-config", str(tmp_path / "exp.yaml")]) == 0
+    in_cfg, out_cfg = input_mel_config(), answer_mel_config()
+    in_cfg.n_mels, out_cfg.n_mels = 40, 64
+    for cfg in (in_cfg, out_cfg):
+        (cached,) = FeatureCache(tmp_path / "c", cfg).dir.rglob("*.npy")
+        assert np.load(cached).shape[1] == cfg.n_mels
+    exp["model"]["input_mel"] = {"n_mel": 40}
+    (tmp_path / "exp.yaml").write_text(yaml.safe_dump(exp))
+    assert main(["data", "features", "--from-config", str(tmp_path / "exp.yaml")]) == 2  # a typo is named

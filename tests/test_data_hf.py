@@ -7,10 +7,11 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from conftest import espeak
 from flowomni.cli import main
 from flowomni.data.hf import HFColumns, export_hf
 from flowomni.data.manifest import read_manifest
+
+from helpers.speech import espeak
 
 
 def _wav_bytes(path):
@@ -79,7 +80,7 @@ def test_dataset_dict_custom_columns_and_cli(tmp_path, speech):
 
 
 def test_decode_audio_mixes_channels_in_either_layout(tmp_path):
-    from flowomni.data.check import AudioProblem
+    from flowomni.audio.io import AudioError
     from flowomni.data.hf import decode_audio
 
     t = np.arange(8000) / 16000
@@ -89,7 +90,7 @@ def test_decode_audio_mixes_channels_in_either_layout(tmp_path):
     wav2, _ = decode_audio({"array": stereo.T, "sampling_rate": 16000}, tmp_path, "cell")
     np.testing.assert_allclose(wav, wav2)
     assert decode_audio(None, tmp_path, "cell") is None
-    with pytest.raises(AudioProblem, match="missing file"):
+    with pytest.raises(AudioError, match="missing file"):
         decode_audio("nowhere.wav", tmp_path, "cell")
-    with pytest.raises(AudioProblem, match="sampling_rate"):
+    with pytest.raises(AudioError, match="sampling_rate"):
         decode_audio({"array": [0.1, 0.2]}, tmp_path, "cell")

@@ -2,10 +2,11 @@
 
 import soundfile as sf
 
-from conftest import espeak
 from flowomni.cli import main
 from flowomni.data.librispeech import read_librispeech, sentence_case, write_librispeech_manifest
 from flowomni.data.manifest import read_manifest
+
+from helpers.speech import espeak
 
 UTTS = {
     "19-198-0000": "NORTHANGER ABBEY",

@@ -94,7 +94,8 @@ def test_bad_lines_are_skipped_and_counted_by_reason(tmp_path, caplog):
 
 
 def test_utterance_answer_audio_defaults_to_question_audio(tmp_path):
-    m = _write_lines(tmp_path / "m.jsonl", [{"id": 1, "question_text": "Hi.", "question_audio": "u.flac", "kind": "utterance"}])
+    m = _write_lines(tmp_path / "m.jsonl",
+                     [{"id": 1, "question_text": "Hi.", "question_audio": "u.flac", "kind": "utterance"}])
     (item,), _ = read_manifest(m)
     assert item.id == "1" and item.answer_text == "Hi." and item.answer_audio == item.question_audio
 

@@ -39,7 +39,8 @@ def test_same_seed_same_items_and_same_audio_bytes(built):
     assert fa.keys() == fb.keys() and all(fa[k] == fb[k] for k in fa)
     assert ra.synthesized == rb.synthesized == len(fa)
     sizes = {k: v["items"] for k, v in json.loads((a / "corpus.json").read_text())["splits"].items()}
-    assert sizes == {"train": 10, "valid": 1, "test": 1, "test_seen_voices": 1, "test_shifted_voices": 1, "train_text": 20}
+    assert sizes == {"train": 10, "valid": 1, "test": 1, "test_seen_voices": 1, "test_shifted_voices": 1,
+                     "train_text": 20}
     other = plan(SynthConfig(size=12, seed=8))
     assert [p.qa for p in other["train"]] != [p.qa for p in plan(SynthConfig(size=12, seed=7))["train"]]
 

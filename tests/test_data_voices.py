@@ -28,3 +28,24 @@ def test_unseen_voices_are_disjoint_from_training_voices():
     seen, unseen = set(seen_espeak_voices()), set(unseen_espeak_voices())
     assert len(seen) >= 250 and len(unseen) >= 150
     assert not seen & unseen
+
+
+def test_word_spans_from_phoneme_durations():
+    from flowomni.data.voices import word_spans
+
+    # ^ b i g _ r e d . $  (piper's sentence marks, a word gap and a pause belong to no word)
+    phonemes = [("^", 100), ("b", 10), ("ɪ", 20), ("ɡ", 10), (" ", 50), ("ɹ", 10), ("ɛ", 30), ("d", 10), (".", 40),
+                ("$", 5)]
+    assert word_spans(phonemes) == [(100, 140), (190, 240)]
+
+
+def test_words_run_together_by_the_phonemizer_share_their_span():
+    from flowomni.data.voices import fit_words
+
+    words = "The twelfth month of the year".split()
+    spans = [(0, 30), (40, 110), (120, 170), (180, 240), (250, 300)]  # "of the" is one stretch
+    fitted = fit_words(spans, words)
+    assert len(fitted) == len(words)
+    assert fitted[:3] == spans[:3] and fitted[-1] == spans[-1]
+    assert fitted[3][0] == 180 and fitted[4][1] == 240 and fitted[3][1] == fitted[4][0]
+    assert fit_words(spans, words[:3]) is None  # more stretches than words: no timing, not a wrong one

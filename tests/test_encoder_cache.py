@@ -19,7 +19,7 @@ from flowomni.model.tokenizer import build_tokenizer
 from flowomni.training.dataset import TaskDataset, collate
 from flowomni.training.encoder_cache import EncoderCache
 
-from conftest import MemoryFeatures
+from helpers.speech import MemoryFeatures
 
 
 @pytest.fixture(scope="module")
@@ -56,6 +56,7 @@ def test_augmented_versions_are_fixed_and_distinct(model, spoken_items, tmp_path
     assert other.fingerprint == cache.fingerprint  # same settings, same folder name
     np.testing.assert_array_equal(other.get(clip, 2), versions[2])  # recomputed identically
     assert EncoderCache(tmp_path, model, AugmentConfig(variants=3, p_noise=0.0)).fingerprint != cache.fingerprint
+    assert EncoderCache(tmp_path, model, AugmentConfig(variants=5)).fingerprint == cache.fingerprint  # shared files
     with pytest.raises(ValueError, match="variant 3"):
         cache.get(clip, 3)
 

@@ -15,8 +15,9 @@ from flowomni.model.encoder import EncoderConfig, SpeechEncoder
 from flowomni.model.flowomni import FlowOmni
 from flowomni.model.tokenizer import CharTokenizer
 from flowomni.training.encoder_ctc import CTCEncoder
-from test_model_flowomni import tiny_config
-from test_training_cli import make_corpus
+
+from helpers.corpus import make_corpus
+from helpers.models import tiny_config
 
 
 def test_greedy_ctc_collapses_repeats_and_drops_blanks():
@@ -69,7 +70,7 @@ def test_train_encoder_cli_output_loads_into_new_and_running_models(tmp_path, sp
 
 
 def test_mismatched_pretrained_encoder_is_a_clear_error(tmp_path):
-    from flowomni.training.checkpoint import save_checkpoint
+    from flowomni.checkpoint import save_checkpoint
 
     small = SpeechEncoder(EncoderConfig(d_model=16, n_layers=1, n_heads=2, ffn_dim=32))
     save_checkpoint(tmp_path / "enc", model_state={**{f"encoder.{k}": v for k, v in small.state_dict().items()},

@@ -76,12 +76,13 @@ class FakeASR:
 
 
 def test_evaluator_runs_every_condition(tmp_path, spoken_items):
+    import shutil
+
     from flowomni.data.manifest import Item, write_manifest
     from flowomni.inference.decoder import GenerationConfig
     from flowomni.inference.engine import Engine
-    from test_inference_engine import speaking_model
 
-    import shutil
+    from helpers.models import speaking_model
 
     items = []
     for i in spoken_items[:2]:

@@ -8,6 +8,7 @@ import pytest
 import torch
 import yaml
 
+from flowomni.checkpoint import save_checkpoint
 from flowomni.config import to_dict
 from flowomni.inference.decoder import GenerationConfig
 from flowomni.inference.engine import Done, Engine
@@ -15,10 +16,10 @@ from flowomni.model.flow_head import FlowHead, FlowHeadConfig
 from flowomni.model.flow_student import FlowStudent
 from flowomni.model.flowomni import FlowOmni
 from flowomni.model.tokenizer import CharTokenizer
-from flowomni.training.checkpoint import save_checkpoint
 from flowomni.training.distill_flow import parse_teacher
-from test_model_flowomni import tiny_config
-from test_training_cli import make_corpus
+
+from helpers.corpus import make_corpus
+from helpers.models import tiny_config
 
 
 def test_untrained_student_returns_its_start_point_and_learns_a_map():
@@ -77,7 +78,7 @@ def test_distill_flow_cli_trains_resumes_and_writes_a_model(tmp_path, spoken_ite
     cfg.flow.prior, cfg.flow.method, cfg.flow.steps = "mean", "euler", 3
     model = FlowOmni(cfg, CharTokenizer())
     with torch.no_grad():  # a fresh velocity MLP is zero (x1 = x0): give the teacher something to teach
-        for p in model.flow.net.parameters():
+        for p in model.speech.flow.net.parameters():
             p.normal_(0, 0.05)
     conf = {"model": to_dict(cfg),
             "data": {"train_manifest": str(tmp_path / "corpus/train.jsonl"),

@@ -104,9 +104,9 @@ json_values = st.recursive(
 @given(st.lists(st.one_of(json_values.map(json.dumps), st.text(max_size=80)), max_size=12))
 def test_manifest_lines_are_read_or_skipped_and_counted(tmp_path, lines):
     p = tmp_path / "m.jsonl"
-    p.write_text("\n".join(l.replace("\n", " ") for l in lines) + "\n")
+    p.write_text("\n".join(line.replace("\n", " ") for line in lines) + "\n")
     items, skipped = read_manifest(p)
-    non_blank = [l for l in lines if l.strip()]
+    non_blank = [line for line in lines if line.strip()]
     assert len(items) + skipped.total == len(non_blank)
     for it in items:
         assert it.id and it.question_text is not None
@@ -158,9 +158,9 @@ class _Evil:
 def test_pickled_checkpoints_are_refused_unopened(tmp_path):
     import pickle
 
+    from flowomni.checkpoint import CheckpointError
     from flowomni.inference.engine import Engine
     from flowomni.model.flowomni import FlowOmni
-    from flowomni.training.checkpoint import CheckpointError
 
     marker = tmp_path / "PWNED"
     for name in ("model.pt", "model.bin", "model.pkl", "ckpt.ckpt"):

@@ -3,13 +3,15 @@
 import pytest
 import torch
 
-from conftest import MemoryFeatures
 from flowomni.inference.decoder import Decoder, GenerationConfig, Prompt
-from flowomni.inference.sampling import sample_tokens
 from flowomni.model.flowomni import FlowOmni
 from flowomni.model.layout import Task
+from flowomni.model.sampling import sample_tokens
 from flowomni.model.tokenizer import CharTokenizer
-from test_model_flowomni import tiny_config
+
+from helpers.decoding import assert_batched_equals_single
+from helpers.models import tiny_config
+from helpers.speech import MemoryFeatures
 
 
 @pytest.fixture(scope="module")
@@ -23,25 +25,11 @@ def question_mel(spoken_items, model):
     return torch.from_numpy(MemoryFeatures(model.cfg.input_mel).get(spoken_items[0].question_audio))
 
 
-def run(model, prompts, steps=12, **kw):
-    kw.setdefault("decode_dtype", "float32")  # exact comparisons (fp16 steps: test_inference_precision.py)
-    dec = Decoder(model, prompts, GenerationConfig(seed=0, flow_temperature=0.0, **kw))
-    outs = [dec.step() for _ in range(steps)]
-    return dec, outs
-
-
 def test_batched_decoding_equals_single(model, question_mel):
     prompts = [Prompt(Task.S2S, audio_mel=question_mel), Prompt(Task.T2T, text="What is two plus two?"),
                Prompt(Task.T2S, text="Hi?"), Prompt(Task.T2T, text="And three?", history=[("Two plus two?", "Four.")])]
-    _, batched = run(model, prompts)
-    for i, p in enumerate(prompts):
-        _, single = run(model, [p])
-        for step_b, step_s in zip(batched, single):
-            a, b = step_b[i], step_s[0]
-            assert a.token == b.token and a.text_done == b.text_done and a.speech_done == b.speech_done
-            assert (a.group is None) == (b.group is None)
-            if a.group is not None:
-                torch.testing.assert_close(a.group, b.group, atol=1e-4, rtol=1e-4)
+    # (fp32 steps: exact comparisons; fp16 steps are test_inference_precision.py's)
+    assert_batched_equals_single(model, prompts, 12, flow_temperature=0.0, decode_dtype="float32")
 
 
 def test_cached_steps_match_full_forward(model):

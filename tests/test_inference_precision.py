@@ -7,7 +7,8 @@ from flowomni.inference.decoder import Decoder, GenerationConfig, Prompt
 from flowomni.inference.engine import Done, Engine
 from flowomni.inference.precision import cast_cache, decode_dtype, step_model
 from flowomni.model.layout import Task
-from test_inference_engine import speaking_model
+
+from helpers.models import speaking_model
 
 
 def test_auto_is_fp16_for_small_cpu_batches_only():
@@ -34,7 +35,7 @@ def test_step_copy_is_cached_and_follows_weight_changes():
 def test_fp16_steps_continue_the_fp32_prefill():
     model = speaking_model()
     with torch.no_grad():  # a fresh velocity MLP is zero: give the flow head an output to compare
-        for p in model.flow.net.parameters():
+        for p in model.speech.flow.net.parameters():
             p.normal_(0, 0.05)
     gen = dict(max_steps=10, seed=0, flow_temperature=0.0)
     decs = {}

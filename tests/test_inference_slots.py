@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import pytest
 import torch
+from test_inference_engine import speaking_model
+from test_model_flowomni import tiny_config
 
 from flowomni.inference.decoder import Decoder, GenerationConfig, Prompt
 from flowomni.inference.slots import SlotDecoder
@@ -12,8 +14,6 @@ from flowomni.inference.static_step import unsupported
 from flowomni.model.flowomni import FlowOmni
 from flowomni.model.layout import Task
 from flowomni.model.tokenizer import CharTokenizer
-from test_inference_engine import speaking_model
-from test_model_flowomni import tiny_config
 
 SAMPLED = GenerationConfig(max_steps=30, seed=1, text_temperature=0.8, top_k=20, top_p=0.9, flow_temperature=0.7)
 GENS = {

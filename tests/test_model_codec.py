@@ -5,9 +5,10 @@ import math
 import pytest
 import torch
 
-from conftest import MemoryFeatures
 from flowomni.audio import answer_mel_config
 from flowomni.model.codec import CodecError, MelCodec, kmeans_pp, lloyd, nearest, to_groups
+
+from helpers.speech import MemoryFeatures
 
 GROUP, SILENCE = 4, math.log(1e-5)
 
@@ -122,26 +123,30 @@ def test_train_codec_cli_fits_reports_and_feeds_a_discrete_model(spoken_items, t
            "data": {"train_manifest": str(corpus / "train.jsonl"), "valid_manifest": str(corpus / "valid.jsonl"),
                     "cache_dir": str(tmp_path / "cache")}}
     (tmp_path / "exp.yaml").write_text(yaml.safe_dump(cfg))
-    assert main(["train-codec", str(tmp_path / "exp.yaml"), "--wer", "2", "--vocoder", "griffin-lim-8"]) == 0
+    assert main(["train-codec", str(tmp_path / "exp.yaml")]) == 0
     report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    print(report)
     assert report["skipped"] == {"bad answer audio": 1}
     assert report["valid_answers"] == 2 and report["train_answers"] == 2  # valid answers are held out
     assert len(report["valid_mse"]) == 2 and report["valid_mse"][1] < report["valid_mse"][0] < 1.0
     assert report["valid_logmel_rmse"] > 0 and report["train_groups"] > 16
     assert json.loads((tmp_path / "codec" / "meta.json").read_text())["valid_mse"] == report["valid_mse"]
-    resynth = report["resynthesis"]
+    assert main(["eval-codec", str(tmp_path / "exp.yaml"), "--items", "2", "--vocoder", "griffin-lim-8"]) == 0
+    resynth = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert json.loads((tmp_path / "codec" / "meta.json").read_text())["resynthesis"] == resynth
     assert resynth["items"] == 2 and set(resynth["wer"]) == {"vocoded", "codec_q1", "codec_q2"}
     # one 16-word codebook garbles speech more than vocoding the recorded mel does
     assert resynth["wer"]["codec_q1"] > resynth["wer"]["vocoded"]
     assert resynth["examples"][0]["ref"] == spoken_items[0].answer_text
 
-    from flowomni.model.config import ModelConfig
     from flowomni.config import from_dict
+    from flowomni.model.config import ModelConfig
 
     model = FlowOmni(from_dict(ModelConfig, cfg["model"]), CharTokenizer())
-    assert model.codec.fitted and torch.equal(model.codec.codebooks, MelCodec.load(tmp_path / "codec").codebooks)
+    assert model.speech.codec.fitted
+    assert torch.equal(model.speech.codec.codebooks, MelCodec.load(tmp_path / "codec").codebooks)
 
+    assert main(["eval-codec", str(tmp_path / "exp.yaml"), "--codec", str(tmp_path / "none")]) == 2
+    assert "train-codec" in capsys.readouterr().err  # no codec there: a clear error
     assert main(["train-codec", str(tmp_path / "exp.yaml"), "--set", "model.codec.codebook_size=100000"]) == 2
     assert "cannot fill a codebook" in capsys.readouterr().err
     assert main(["train-codec", str(tmp_path / "exp.yaml"), "--set", "model.codec.bogus=1"]) == 2

@@ -5,19 +5,20 @@ import math
 import pytest
 import torch
 
-from conftest import MemoryFeatures
 from flowomni.audio import FeatureStats
+from flowomni.checkpoint import save_checkpoint
 from flowomni.inference.decoder import Decoder, GenerationConfig, Prompt
 from flowomni.model.code_head import delay_codes, forced_pad, undelay_codes
 from flowomni.model.codec import MelCodec, to_groups
 from flowomni.model.flowomni import FlowOmni
 from flowomni.model.layout import GEN, IGNORE, STOP, Task
 from flowomni.model.tokenizer import CharTokenizer
-from flowomni.training.checkpoint import save_checkpoint
-from flowomni.training.dataset import TaskDataset, collate
-from test_model_flowomni import tiny_config
+from flowomni.training.dataset import TaskDataset
 
-SILENCE = math.log(1e-5)
+from helpers.decoding import assert_batched_equals_single, decode
+from helpers.models import SILENCE, batch_of, overfit, tiny_config
+from helpers.speech import MemoryFeatures
+
 N_Q, SIZE = 3, 32
 
 
@@ -42,7 +43,8 @@ def setup(one_thread, spoken_items, tmp_path_factory):
     torch.manual_seed(0)
     cfg, tok = discrete_config(), CharTokenizer()
     fin, fout = MemoryFeatures(cfg.input_mel), MemoryFeatures(cfg.output_mel)
-    groups = torch.cat([to_groups(torch.from_numpy(fout.get(i.answer_audio)), cfg.group, SILENCE) for i in spoken_items])
+    groups = torch.cat([to_groups(torch.from_numpy(fout.get(i.answer_audio)), cfg.group, SILENCE)
+                        for i in spoken_items])
     codec = MelCodec(N_Q, SIZE, cfg.group, cfg.output_mel.n_mels)
     codec.fit(groups, iters=5)
     path = codec.save(tmp_path_factory.mktemp("codec") / "codec")
@@ -55,10 +57,6 @@ def setup(one_thread, spoken_items, tmp_path_factory):
         FeatureStats.estimate([torch.from_numpy(fout.get(i.answer_audio)) for i in spoken_items]),
     )
     return cfg, tok, ds, model, codec
-
-
-def batch_of(ds, idxs, tok, cfg):
-    return collate([ds[i] for i in idxs], group=cfg.group, pad_id=tok.pad_id, silence=SILENCE)
 
 
 def test_delayed_codes_by_hand():
@@ -109,14 +107,15 @@ def test_checkpoint_round_trip_and_padding_invariance(setup, tmp_path):
     cfg, tok, ds, model, _ = setup
     import yaml
 
-    save_checkpoint(tmp_path / "ckpt", model_state=model.checkpoint_state(), config_yaml=yaml.safe_dump(
-        {"model": __import__("dataclasses").asdict(cfg)}), meta={"step": 0}, files=model.checkpoint_files(), save_rng=False)
+    save_checkpoint(tmp_path / "ckpt", model_state=model.checkpoint_state(),
+                    config_yaml=yaml.safe_dump({"model": __import__("dataclasses").asdict(cfg)}), meta={"step": 0},
+                    files=model.checkpoint_files(), save_rng=False)
     cfg_moved = tmp_path / "ckpt" / "config.yaml"
     data = yaml.safe_load(cfg_moved.read_text())
     data["model"]["codec"]["path"] = str(tmp_path / "gone")  # the codec travels inside the checkpoint
     cfg_moved.write_text(yaml.safe_dump(data))
     twin = FlowOmni.from_checkpoint(tmp_path / "ckpt")
-    assert torch.equal(twin.codec.codebooks, model.codec.codebooks)
+    assert torch.equal(twin.speech.codec.codebooks, model.speech.codec.codebooks)
     s2s = [i for i, e in enumerate(ds.examples) if e.task is Task.S2S]
     lengths = [len(ds[i]["layout"]) for i in s2s]
     short, long_ = s2s[lengths.index(min(lengths))], s2s[lengths.index(max(lengths))]
@@ -160,29 +159,14 @@ def test_a_fresh_discrete_model_needs_a_codec_that_fits(tmp_path, setup):
         FlowOmni(bad, tok)
 
 
-def run(model, prompts, steps, **kw):
-    dec = Decoder(model, prompts, GenerationConfig(seed=0, **kw))
-    return dec, [dec.step() for _ in range(steps)]
-
-
 def test_overfit_then_decode_batched_equals_single(setup, spoken_items):
     """~100 steps on real spoken items: every loss falls; then free decoding emits whole mel
     groups only after the delay, STOP exactly when the delay has drained, and batching
     changes nothing."""
     cfg, tok, ds, model, _ = setup
     torch.manual_seed(0)
-    model.train()
     idx = [i for i, e in enumerate(ds.examples) if e.task in (Task.S2S, Task.TTS, Task.T2T)]
-    batch = batch_of(ds, idx, tok, cfg)
-    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
-    hist = []
-    for _ in range(100):
-        out = model(batch)
-        opt.zero_grad()
-        out["loss"].backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        hist.append({k: float(v.detach()) for k, v in out.items()})
+    hist = overfit(model, batch_of(ds, idx, tok, cfg), 100, lr=3e-3)
     first, last = hist[0], {k: sum(h[k] for h in hist[-5:]) / 5 for k in hist[0]}
     print("first", first, "\nlast", last)
     assert all(math.isfinite(h["loss"]) for h in hist)
@@ -194,15 +178,7 @@ def test_overfit_then_decode_batched_equals_single(setup, spoken_items):
                Prompt(Task.T2T, text=spoken_items[1].question_text),
                Prompt(Task.S2S, audio_mel=torch.from_numpy(fin.get(spoken_items[2].question_audio)))]
     steps = 90
-    dec, batched = run(model, prompts, steps)
-    for i, p in enumerate(prompts):
-        _, single = run(model, [p], steps)
-        for sb, ss in zip(batched, single):
-            a, b = sb[i], ss[0]
-            assert a.token == b.token and a.text_done == b.text_done and a.speech_done == b.speech_done
-            assert (a.group is None) == (b.group is None)
-            if a.group is not None:
-                torch.testing.assert_close(a.group, b.group, atol=1e-4, rtol=1e-4)
+    dec, batched = assert_batched_equals_single(model, prompts, steps)
     stream = dec.stream
     assert batched[-1][0].speech_done and stream.end[0] > 10  # the first answer was spoken and ended
     for i, p in enumerate(prompts):
@@ -220,7 +196,7 @@ def test_overfit_then_decode_batched_equals_single(setup, spoken_items):
     assert pred.shape == target.shape
 
     # sampled codes keep the delay grammar: PAD exactly in the forced slots, real codes elsewhere
-    dec, _ = run(model, prompts[:1], steps, code_temperature=1.0, code_top_k=5)
+    dec, _ = decode(model, prompts[:1], steps, code_temperature=1.0, code_top_k=5)
     st = dec.stream
     n, end = int(st.steps[0]), int(st.end[0])
     assert end >= 0 and n == end + N_Q - 1  # ended, then drained
@@ -242,7 +218,8 @@ def test_train_codec_then_train_end_to_end(tmp_path, spoken_items):
 
     from flowomni.cli import main
     from flowomni.config import to_dict
-    from test_training_cli import make_corpus
+
+    from helpers.corpus import make_corpus
 
     make_corpus(tmp_path / "corpus", spoken_items)
     model_cfg = to_dict(discrete_config(tmp_path / "codec"))
@@ -265,7 +242,7 @@ def test_train_codec_then_train_end_to_end(tmp_path, spoken_items):
     assert r.returncode == 0, r.stderr[-3000:]
     out = json.loads(r.stdout.strip().splitlines()[-1])
     model = FlowOmni.from_checkpoint(out["checkpoint"])
-    assert model.cfg.speech_head == "discrete" and model.codec.fitted
+    assert model.cfg.speech_head == "discrete" and model.speech.codec.fitted
     dec = Decoder(model, [Prompt(Task.T2S, text="Hi?")], GenerationConfig(seed=0, max_steps=6))
     while not dec.done:
         dec.step()

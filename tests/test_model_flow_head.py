@@ -3,6 +3,9 @@
 import pytest
 import torch
 
+from flowomni.config import ConfigError, SettingError, from_dict
+from flowomni.inference.decoder import GenerationConfig
+from flowomni.model.config import ModelConfig
 from flowomni.model.flow_head import FlowHead, FlowHeadConfig
 
 
@@ -27,7 +30,7 @@ def test_learns_condition_dependent_targets(refiner_layers):
     targets = torch.tensor([[[2.0, -1, 0, 1], [1, 1, 1, 1]], [[-2.0, 1, 0, -1], [0, 0, -1, 2]]])
     opt = torch.optim.Adam(fh.parameters(), lr=3e-3)
     first = None
-    for step in range(400):
+    for _ in range(400):
         idx = torch.randint(0, 2, (64,))
         loss = fh.loss(conds[idx], targets[idx] + 0.05 * torch.randn(64, 2, 4)).mean()
         first = first if first is not None else loss.item()
@@ -58,8 +61,33 @@ def test_sampling_is_deterministic_given_generator_and_temperature_zero_is_noise
 
 
 def test_unknown_sampler_is_a_clear_error():
-    with pytest.raises(ValueError, match="unknown flow sampler"):
+    with pytest.raises(SettingError, match="unknown flow sampler"):
         head().sample(torch.randn(1, 8), method="rk45")
+    with pytest.raises(SettingError, match="no one-step flow student"):
+        head().sample(torch.randn(1, 8), method="student")
+
+
+def test_sampler_names_are_checked_when_the_config_is_read():
+    """A bad name fails where the config is read, naming the key; it used to fail at the first
+    answer (flow sampler) or never (t_sampling: anything but logit_normal trained uniformly)."""
+    for key, bad in (("t_sampling", "logitnormal"), ("method", "rk45"), ("prior", "gaussian")):
+        with pytest.raises(ConfigError, match=f"model.flow.{key}: '{bad}' is not one of"):
+            from_dict(ModelConfig, {"flow": {key: bad}})
+    with pytest.raises(ConfigError, match="flow_method: 'eulr' is not one of"):
+        from_dict(GenerationConfig, {"flow_method": "eulr"})
+    with pytest.raises(ConfigError, match="decode_dtype: 'int8' is not one of"):
+        GenerationConfig(decode_dtype="int8")
+    with pytest.raises(ConfigError, match="model.speech_head: 'codes' is not one of"):
+        from_dict(ModelConfig, {"speech_head": "codes"})
+
+
+def test_uniform_t_sampling_is_uniform_and_logit_normal_is_not():
+    early = {}
+    for name in ("uniform", "logit_normal"):
+        t = head(t_sampling=name)._sample_t(20000, torch.device("cpu"), torch.Generator().manual_seed(0))
+        early[name] = float((t < 0.1).float().mean())
+    assert abs(early["uniform"] - 0.1) < 0.01  # P(t < 0.1) = 0.1
+    assert abs(early["logit_normal"] - 0.014) < 0.005  # P(sigmoid(z) < 0.1) = P(z < -2.2)
 
 
 def test_cached_time_embeddings_follow_weight_updates():
@@ -79,8 +107,10 @@ def test_cached_time_embeddings_follow_weight_updates():
     want = fresh.sample(h, steps=2, method="euler", generator=torch.Generator().manual_seed(0))
     torch.testing.assert_close(got, want)
     fh.load_state_dict(head(0).state_dict())  # a load replaces the weights in place
-    torch.testing.assert_close(fh.sample(h, steps=2, method="euler", generator=torch.Generator().manual_seed(0)),
-                               head(0).eval().sample(h, steps=2, method="euler", generator=torch.Generator().manual_seed(0)))
+    def euler2(fh: FlowHead) -> torch.Tensor:
+        return fh.sample(h, steps=2, method="euler", generator=torch.Generator().manual_seed(0))
+
+    torch.testing.assert_close(euler2(fh), euler2(head(0).eval()))
 
 
 def test_mean_prior_learns_the_mean_and_starts_the_ode_there():
@@ -125,5 +155,5 @@ def test_mean_prior_ignores_condition_dropout():
 
 
 def test_unknown_prior_is_a_clear_error():
-    with pytest.raises(ValueError, match="model.flow.prior"):
+    with pytest.raises(ConfigError, match="model.flow.prior"):
         head(prior="gaussian")

@@ -1,17 +1,17 @@
 """The whole model can fit a handful of real spoken utterances (all six tasks)."""
 
-import math
 
 import pytest
 import torch
 
-from conftest import MemoryFeatures
 from flowomni.audio import FeatureStats
 from flowomni.model.flowomni import FlowOmni
 from flowomni.model.layout import Task
 from flowomni.model.tokenizer import CharTokenizer
-from flowomni.training.dataset import TaskDataset, collate
-from test_model_flowomni import tiny_config
+from flowomni.training.dataset import TaskDataset
+
+from helpers.models import batch_of, overfit, tiny_config
+from helpers.speech import MemoryFeatures
 
 
 @pytest.mark.slow
@@ -27,16 +27,8 @@ def test_overfit_handful_of_spoken_utterances(spoken_items, tmp_path):
         FeatureStats.estimate([torch.from_numpy(fin.get(i.question_audio)) for i in spoken_items]),
         FeatureStats.estimate([torch.from_numpy(fout.get(i.answer_audio)) for i in spoken_items]),
     )
-    batch = collate([ds[i] for i in range(len(ds))], group=cfg.group, pad_id=tok.pad_id, silence=math.log(1e-5))
-    opt = torch.optim.AdamW(model.parameters(), lr=2e-3)
-    history = []
-    for step in range(300):
-        out = model(batch)
-        opt.zero_grad()
-        out["loss"].backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        history.append({k: float(v.detach()) for k, v in out.items()})
+    batch = batch_of(ds, list(range(len(ds))), tok, cfg)
+    history = overfit(model, batch, 300, lr=2e-3)
     first = history[0]
     last = {k: sum(h[k] for h in history[-10:]) / 10 for k in first}
     print("first", first, "\nlast", last)
@@ -45,7 +37,7 @@ def test_overfit_handful_of_spoken_utterances(spoken_items, tmp_path):
     assert last["state_ce"] < 0.1 * first["state_ce"]
     model.eval()
     s2s = next(i for i, e in enumerate(ds.examples) if e.task is Task.S2S)
-    one = collate([ds[s2s]], group=cfg.group, pad_id=tok.pad_id, silence=math.log(1e-5))
+    one = batch_of(ds, [s2s], tok, cfg)
     pred, target = model.predict_groups(one, steps=8, generator=torch.Generator().manual_seed(0))
     # teacher-forced samples are much closer to the target than its own mean is
     assert (pred - target).pow(2).mean() < 0.5 * target.var()

@@ -88,5 +88,6 @@ def test_dataset_paces_spoken_replies_only(spoken_items):
     assert tpad not in written.text[written.prefix_len : written.prefix_len + len(item.answer_text)]  # dense
     assert ds.lengths == [len(by_task[ex.task]) for ex in ds.examples]
     # "five" (starting 1.25 s, group 27 at 86 Hz / 4) is written 3 steps before its group is drawn
-    five = spoken.prefix_len + [i for i, t in enumerate(spoken.text[spoken.prefix_len :]) if t == tok.encode("f")[0]][-1]
+    f_id = tok.encode("f")[0]
+    five = spoken.prefix_len + [i for i, t in enumerate(spoken.text[spoken.prefix_len :]) if t == f_id][-1]
     assert five - spoken.prefix_len == 2 + int(1.25 / (4 / 86.13)) - 3

@@ -26,9 +26,10 @@ from flowomni.audio.io import load_audio
 from flowomni.inference.decoder import GenerationConfig
 from flowomni.inference.engine import Engine
 from flowomni.serving.app import create_app
-from flowomni.serving.config import ServerConfig, VadConfig
+from flowomni.serving.config import ServerConfig
 from flowomni.serving.server import ServerThread
 from flowomni.serving.testing import make_tiny_checkpoint
+from flowomni.serving.vad_config import VadConfig
 
 KEY = "sk-local-test"
 SHORT_STEPS = 40  # ~1.8 s of answer audio
@@ -82,7 +83,8 @@ def b64(data: bytes) -> str:
 
 
 def sdk_connect(srv: ServerThread, beta: bool = False) -> Any:
-    client = AsyncOpenAI(api_key=KEY, base_url=srv.url + "/v1", websocket_base_url=srv.url.replace("http", "ws") + "/v1")
+    client = AsyncOpenAI(api_key=KEY, base_url=srv.url + "/v1",
+                         websocket_base_url=srv.url.replace("http", "ws") + "/v1")
     if beta:  # the SDK's beta client (it sends `OpenAI-Beta: realtime=v1`)
         return client.beta.realtime.connect(model="flowomni-tiny")
     return client.realtime.connect(model="flowomni-tiny", max_retries=0)
@@ -179,7 +181,8 @@ def test_sdk_text_item_answered_in_speech(server: ServerThread) -> None:
         async with sdk_connect(server) as conn:
             await until(conn, "session.created")
             await conn.conversation.item.create(item={
-                "type": "message", "role": "user", "content": [{"type": "input_text", "text": "What is two plus two?"}]})
+                "type": "message", "role": "user",
+                "content": [{"type": "input_text", "text": "What is two plus two?"}]})
             created = (await until(conn, "conversation.item.created"))[-1]
             assert created.item.content[0].text == "What is two plus two?"
             await conn.response.create()

@@ -14,17 +14,24 @@ from flowomni.audio.stream_resample import StreamResampler
 from flowomni.config import ConfigError
 from flowomni.serving import auth
 from flowomni.serving.cli import add_arguments, server_config
-from flowomni.serving.config import ServerConfig, VadConfig
-from flowomni.serving.detectors import BOUNDS, check_vad, make_vad
+from flowomni.serving.config import ServerConfig
+from flowomni.serving.detectors import make_vad
 from flowomni.serving.realtime_events import (
-    Namer, RealtimeError, Settings, apply_session_update, decode_pcm16, heard, parse_event, parse_item,
+    Namer,
+    RealtimeError,
+    Settings,
+    apply_session_update,
+    decode_pcm16,
+    heard,
+    parse_event,
+    parse_item,
     parse_response_create,
 )
 from flowomni.serving.silero import SileroVAD
 from flowomni.serving.vad import EnergyVAD
+from flowomni.serving.vad_config import VadConfig, check_vad
 
-from conftest import espeak
-
+from helpers.speech import espeak
 
 # ---------------------------------------------------------------- streaming resampler
 
@@ -94,7 +101,7 @@ def test_silero_ignores_loud_noise_where_energy_hears_a_turn() -> None:
 
 def test_vad_settings_are_bounded_and_named() -> None:
     check_vad(VadConfig())
-    for key, (lo, hi) in BOUNDS.items():
+    for key, (lo, hi) in VadConfig.BOUNDS.items():
         for bad in (lo - 1, hi + 1, float("nan")):
             with pytest.raises(ValueError, match=key):
                 check_vad(VadConfig(**{key: bad}))

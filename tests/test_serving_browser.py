@@ -27,11 +27,12 @@ from flowomni.audio.io import load_audio
 from flowomni.inference.decoder import GenerationConfig
 from flowomni.inference.engine import Engine
 from flowomni.serving.app import create_app
-from flowomni.serving.config import ServerConfig, VadConfig
+from flowomni.serving.config import ServerConfig
 from flowomni.serving.server import ServerThread
 from flowomni.serving.testing import make_tiny_checkpoint
+from flowomni.serving.vad_config import VadConfig
 
-from conftest import espeak
+from helpers.speech import espeak
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
@@ -90,7 +91,8 @@ def fake_mic_wav(path: Path) -> Path:
     """The question as chromium's fake capture wants it: 16-bit, 48 kHz, with silence before
     (the mic starting) and a long one after (the file loops; the turn must end first)."""
     speech = load_audio(espeak("What is two plus three?", path.with_suffix(".espeak.wav")), 48000)
-    wav = np.concatenate([np.zeros(24000, np.float32), 0.8 * speech / np.abs(speech).max(), np.zeros(48000 * 8, np.float32)])
+    wav = np.concatenate([np.zeros(24000, np.float32), 0.8 * speech / np.abs(speech).max(),
+                          np.zeros(48000 * 8, np.float32)])
     sf.write(path, wav, 48000, subtype="PCM_16")
     return path
 

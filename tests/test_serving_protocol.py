@@ -29,11 +29,12 @@ from flowomni.audio.io import load_audio
 from flowomni.inference.decoder import GenerationConfig
 from flowomni.inference.engine import Engine
 from flowomni.serving.app import create_app
-from flowomni.serving.config import ServerConfig, VadConfig
+from flowomni.serving.config import ServerConfig
+from flowomni.serving.vad_config import VadConfig
 from flowomni.serving.server import ServerThread
 from flowomni.serving.testing import make_tiny_checkpoint
 
-from conftest import espeak
+from helpers.speech import espeak
 
 SHORT_STEPS = 40  # ~1.8 s of answer audio, well under a second to make
 LONG_STEPS = 400  # several seconds of work: long enough to interrupt or to keep the queue full
@@ -591,7 +592,7 @@ def test_bad_checkpoint_is_a_clear_cli_error(tmp_path: Path) -> None:
 
 @pytest.fixture(scope="module")
 def shipped_server():
-    from flowomni.inference.engine import shipped_model_path
+    from flowomni.paths import shipped_model_path
 
     try:
         path = shipped_model_path()

@@ -14,9 +14,10 @@ import pytest
 from flowomni.config import ConfigError
 from flowomni.serving import cli
 from flowomni.serving import protocol as P
-from flowomni.serving.config import ServerConfig, VadConfig
+from flowomni.serving.config import ServerConfig
 from flowomni.serving.queue import Busy, WorkQueue
 from flowomni.serving.vad import EnergyVAD, frame_db
+from flowomni.serving.vad_config import VadConfig
 
 SR = 16000
 
@@ -95,7 +96,7 @@ def test_vad_chunking_does_not_matter_and_flush_ends_early() -> None:
 
 
 def test_vad_rejects_bad_settings() -> None:
-    with pytest.raises(ValueError, match="positive"):
+    with pytest.raises(ValueError, match=r"vad.silence_ms: 0 is out of range \(allowed: 50 to 10000\)"):
         EnergyVAD(VadConfig(silence_ms=0), SR)
 
 

@@ -1,30 +1,15 @@
 """`flowomni train CONFIG` end to end on a tiny corpus: runs, skips a corrupt file, resumes."""
 
 import json
-import shutil
 import subprocess
 import sys
 
 import yaml
 
 from flowomni.config import to_dict
-from flowomni.data.manifest import Item, write_manifest
-from test_model_flowomni import tiny_config
 
-
-def make_corpus(root, spoken_items):
-    root.mkdir()
-    items = []
-    for i in spoken_items:
-        q, a = root / i.question_audio.name, root / i.answer_audio.name
-        shutil.copy(i.question_audio, q), shutil.copy(i.answer_audio, a)
-        items.append(Item(i.id, i.question_text, i.answer_text, q, a))
-    bad = root / "corrupt.wav"
-    bad.write_bytes(b"RIFF\x00\x00garbage" * 10)
-    items.append(Item("bad", "What is bad?", "This is bad.", bad, root / spoken_items[0].answer_audio.name))
-    write_manifest(root / "train.jsonl", items)
-    write_manifest(root / "valid.jsonl", items[:2])
-    (root / "train.jsonl").write_text((root / "train.jsonl").read_text() + "{not json\n")
+from helpers.corpus import make_corpus
+from helpers.models import tiny_config
 
 
 def train(args, cwd):
@@ -55,7 +40,7 @@ def test_train_cli_runs_skips_bad_input_and_resumes(tmp_path, spoken_items):
     r = train([str(tmp_path / "cfg.yaml"), "--resume", "--set", "train.log_every=2"], tmp_path)
     assert r.returncode == 0, r.stderr[-3000:]
     assert json.loads(r.stdout.strip().splitlines()[-1])["step"] == 4
-    steps = [json.loads(l)["step"] for l in (tmp_path / "run/metrics.jsonl").read_text().splitlines()]
+    steps = [json.loads(line)["step"] for line in (tmp_path / "run/metrics.jsonl").read_text().splitlines()]
     assert steps.count(2) == 2 and max(steps) == 4  # train + valid at step 2, not duplicated by the resume
 
 

@@ -13,7 +13,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from flowomni.training.checkpoint import latest_checkpoint, load_meta, load_model_state
+from flowomni.checkpoint import latest_checkpoint, load_meta, load_model_state
 
 SCRIPT = Path(__file__).parent / "helpers" / "train_tiny.py"
 
@@ -25,7 +25,7 @@ def run(out, *extra):
 
 
 def losses(run_dir):
-    recs = [json.loads(l) for l in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    recs = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     return [(r["step"], r["loss"]) for r in recs if r["split"] == "train"]
 
 

@@ -50,9 +50,10 @@ def test_two_processes_match_one_process_with_the_combined_batch(tmp_path):
     moved = 0
     # ...and the step really changed the model: Adam's first step moves every weight with a
     # gradient by ~lr = 1e-3 (zero-initialised output layers and unused embeddings stay put)
-    from test_model_flowomni import tiny_config  # noqa: F401  (same model, same seed)
     from flowomni.model.flowomni import FlowOmni
     from flowomni.model.tokenizer import CharTokenizer
+
+    from helpers.models import tiny_config  # (same model, same seed)
 
     torch.manual_seed(0)
     init = FlowOmni(tiny_config(), CharTokenizer()).checkpoint_state()

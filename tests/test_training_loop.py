@@ -9,18 +9,19 @@ import torch
 import yaml
 from safetensors.torch import load_file
 
-from conftest import MemoryFeatures
 from flowomni.audio import FeatureStats
+from flowomni.checkpoint import latest_checkpoint, load_meta
 from flowomni.config import to_dict
 from flowomni.model.flowomni import FlowOmni
 from flowomni.model.layout import Task
 from flowomni.model.tokenizer import CharTokenizer
-from flowomni.training.checkpoint import latest_checkpoint, load_meta
 from flowomni.training.config import TrainConfig
 from flowomni.training.dataset import TaskDataset, collate
 from flowomni.training.loop import RunDirError, train
 from flowomni.training.optim import warmup_cosine
-from test_model_flowomni import tiny_config
+
+from helpers.models import tiny_config
+from helpers.speech import MemoryFeatures
 
 
 @pytest.fixture(scope="module")
@@ -44,8 +45,8 @@ def run(parts, run_dir, *, max_steps, resume=False, total=6):
     tcfg = TrainConfig(max_steps=total, batch_size=5, grad_accum=2, lr=3e-3, warmup_steps=2, log_every=1,
                        eval_every=3, eval_batches=2, save_every=3, keep_checkpoints=5, tensorboard=True)
     collate_fn = partial(collate, group=cfg.group, pad_id=tok.pad_id, silence=math.log(1e-5))
-    out = train(model, ds, ds, collate_fn, tcfg, run_dir, config_yaml=yaml.safe_dump({"model": to_dict(cfg)}), resume=resume,
-                max_steps=max_steps, files=model.checkpoint_files())
+    out = train(model, ds, ds, collate_fn, tcfg, run_dir, config_yaml=yaml.safe_dump({"model": to_dict(cfg)}),
+                resume=resume, max_steps=max_steps, files=model.checkpoint_files())
     return model, out
 
 
@@ -78,7 +79,7 @@ def test_run_writes_checkpoints_logs_and_pictures(parts, tmp_path):
     assert "out_mean" in load_file(str(ckpt / "model.safetensors")), "normalisation stats travel with the weights"
     reloaded = FlowOmni.from_checkpoint(ckpt)
     trained = load_file(str(ckpt / "model.safetensors"))
-    assert all(torch.equal(reloaded.state_dict()[k], v) for k, v in trained.items())
+    assert all(torch.equal(reloaded.checkpoint_state()[k], v) for k, v in trained.items())
     assert (tmp_path / "plots" / "mels_step_00000006.png").stat().st_size > 1000
     assert (tmp_path / "loss_curves.png").stat().st_size > 1000
     assert any((tmp_path / "tensorboard").iterdir())

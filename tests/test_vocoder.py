@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import espeak
+from helpers.speech import espeak
 from flowomni.audio import MelSpectrogram, answer_mel_config, load_audio
-from flowomni.training.checkpoint import save_checkpoint
+from flowomni.checkpoint import save_checkpoint
 from flowomni.vocoder import (
     GriffinLim,
     NeuralVocoder,

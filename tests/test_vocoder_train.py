@@ -8,14 +8,15 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import espeak
 from flowomni.audio import MelSpectrogram
+from flowomni.checkpoint import latest_checkpoint
 from flowomni.cli import main as cli_main
 from flowomni.config import load_config
-from flowomni.training.checkpoint import latest_checkpoint
 from flowomni.vocoder import NeuralVocoder, load_vocoder
 from flowomni.vocoder.data import Clips, audio_paths
 from flowomni.vocoder.train import VocoderTrainConfig, VocoderTrainer, export_generator, train_vocoder
+
+from helpers.speech import espeak
 
 ROOT = Path(__file__).resolve().parent.parent
 SMALL = [
@@ -35,7 +36,7 @@ def voice_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (root / "clips").mkdir()
     for i, t in enumerate(texts):
         espeak(t, root / "clips" / f"c{i}.wav", speed=200)
-    lines = [json.dumps({"id": "a", "answer_audio": "clips/c0.wav"}), json.dumps({"id": "b", "answer_audio": "clips/c1.wav"})]
+    lines = [json.dumps({"id": i, "answer_audio": f"clips/c{n}.wav"}) for n, i in enumerate("ab")]
     (root / "train.jsonl").write_text("\n".join(lines) + "\n")
     (root / "valid.jsonl").write_text(json.dumps({"id": "c", "answer_audio": "clips/c2.wav"}) + "\n")
     return root
@@ -78,7 +79,8 @@ def test_shipped_config_loads() -> None:
 def test_data_sources_and_skipping(voice_dir: Path, tmp_path: Path) -> None:
     (tmp_path / "broken.wav").write_bytes(b"RIFF not really a wav")
     bad_manifest = tmp_path / "m.jsonl"
-    bad_manifest.write_text('{"id": "x"}\nnot json\n' + json.dumps({"answer_audio": str(voice_dir / "clips/c0.wav")}) + "\n")
+    good_line = json.dumps({"answer_audio": str(voice_dir / "clips/c0.wav")})
+    bad_manifest.write_text('{"id": "x"}\nnot json\n' + good_line + "\n")
     paths = audio_paths([str(voice_dir / "clips"), str(voice_dir / "train.jsonl")])
     assert [p.name for p in paths] == ["c0.wav", "c1.wav", "c2.wav", "c0.wav", "c1.wav"]
     cfg = small_config(voice_dir, tmp_path / "run")
@@ -202,7 +204,7 @@ def test_resume_continues_exactly(voice_dir: Path, tmp_path: Path) -> None:
 
 
 def test_export_refuses_missing_checkpoint(tmp_path: Path) -> None:
-    from flowomni.training.checkpoint import CheckpointError
+    from flowomni.checkpoint import CheckpointError
 
     with pytest.raises(CheckpointError):
         export_generator(tmp_path / "nothing", tmp_path / "out")

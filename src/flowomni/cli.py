@@ -21,6 +21,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "chat": ("flowomni.inference.cli", "ask a question (audio or text), hear the answer"),
     "serve": ("flowomni.serving.cli", "run the WebSocket/HTTP server"),
     "eval": ("flowomni.evaluation.cli", "evaluate a checkpoint on a test split"),
+    "eval-codec": ("flowomni.evaluation.codec", "ASR WER of held-out answers resynthesised through the mel codec"),
     "bench": ("flowomni.bench_cli", "run the benchmarks in benchmarks/"),
 }
 
@@ -57,6 +58,13 @@ def main(argv: list[str] | None = None) -> int:
         return int(mod.run(args) or 0)
     except ConfigError as e:
         print(f"flowomni {args.command}: bad config: {e}", file=sys.stderr)
+        return 2
+    except ValueError as e:
+        # a CheckpointError can only come from its module once imported (torch: not imported here)
+        checkpoint = sys.modules.get("flowomni.checkpoint")
+        if checkpoint is None or not isinstance(e, checkpoint.CheckpointError):
+            raise
+        print(f"flowomni {args.command}: bad checkpoint: {e}", file=sys.stderr)
         return 2
 
 

@@ -8,6 +8,7 @@ default. `--set model.flow.steps=8` overrides any field after the file is read.
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 import types
 import typing
@@ -21,6 +22,48 @@ T = TypeVar("T")
 
 class ConfigError(ValueError):
     """A config file or override does not fit the config's schema."""
+
+
+class SettingError(ValueError):
+    """A setting that cannot work with this model (a sampler it does not have, ...), found only
+    when it is used. It is the fault of whoever set it up, never of a request: the server
+    answers it as its own error (500 / `internal`), the CLIs as a usage error."""
+
+
+def check_choice(key: str, value: Any, allowed: tuple[Any, ...]) -> None:
+    """ConfigError naming `key` unless `value` is one of `allowed` (checked when a config is
+    built, so a typo fails where it is read, not on first use)."""
+    if value not in allowed:
+        raise ConfigError(f"{key}: {value!r} is not one of {list(allowed)}")
+
+
+Bounds = dict[str, tuple[float | None, float | None]]  # field -> (lowest, highest) allowed; None: open
+
+
+def _number(x: float) -> str:
+    return f"{x:g}" if isinstance(x, float) else str(x)
+
+
+def check_bounds(cfg: Any, where: str = "") -> None:
+    """Check the fields a config dataclass lists in its `BOUNDS` class attribute.
+
+    Absurd numbers (a negative batch size, a 10^9-wide layer, a 1-sample VAD frame) are
+    refused where they are read, with the key and its allowed range, before anything is
+    built from them. None values (optional fields) and list items are checked alike."""
+    for name, bounds in getattr(type(cfg), "BOUNDS", {}).items():
+        value = getattr(cfg, name)
+        for v in value if isinstance(value, (list, tuple)) else [value]:
+            _check_value(f"{where}.{name}".lstrip("."), v, *bounds)
+
+
+def _check_value(key: str, v: Any, lo: float | None, hi: float | None) -> None:
+    if v is None:
+        return
+    ok = isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+    if not ok or (lo is not None and v < lo) or (hi is not None and v > hi):
+        allowed = (f"{_number(lo)} to {_number(hi)}" if lo is not None and hi is not None
+                   else f"at least {_number(lo)}" if lo is not None else f"at most {_number(hi)}")
+        raise ConfigError(f"{key}: {v!r} is out of range (allowed: {allowed})")
 
 
 def _field_types(cls: type) -> dict[str, Any]:
@@ -51,10 +94,13 @@ def _coerce(tp: Any, value: Any, where: str) -> Any:
         return items if origin is list else tuple(items)
     if origin is dict or tp is Any:
         return value
-    if tp is float and isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value)
-    if tp is float and isinstance(value, str) and _FLOAT.fullmatch(value.strip()):
-        return float(value)  # YAML 1.1 reads "1e-4" (no dot) as a string; users write it anyway
+    if tp is float and (isinstance(value, (int, float)) and not isinstance(value, bool)
+                        or isinstance(value, str) and _FLOAT.fullmatch(value.strip())):
+        # (YAML 1.1 reads "1e-4", without a dot, as a string; users write it anyway)
+        number = float(value)
+        if not math.isfinite(number):  # YAML .nan / .inf, JSON NaN / Infinity: never a useful setting
+            raise ConfigError(f"{where}: expected a finite number, got {value!r}")
+        return number
     if tp in (int, str, bool, float) and not isinstance(value, tp):
         if tp is int and isinstance(value, float) and value.is_integer():
             return int(value)
@@ -73,8 +119,13 @@ def from_dict(cls: type[T], data: dict[str, Any], where: str = "") -> T:
         raise ConfigError(
             f"{where or cls.__name__}: unknown key(s) {sorted(unknown)}; known: {sorted(types_)}"
         )
+    for k, (lo, hi) in getattr(cls, "BOUNDS", {}).items():  # NaN/Inf in a bounded field: say the range
+        if isinstance(data.get(k), float) and not math.isfinite(data[k]):
+            _check_value(f"{where}.{k}".lstrip("."), data[k], lo, hi)
     kwargs = {k: _coerce(types_[k], v, f"{where}.{k}".lstrip(".")) for k, v in data.items()}
-    return cls(**kwargs)
+    cfg = cls(**kwargs)
+    check_bounds(cfg, where)
+    return cfg
 
 
 def to_dict(cfg: Any) -> dict[str, Any]:
@@ -128,16 +179,19 @@ def read_yaml(path: str | Path, _seen: tuple[Path, ...] = ()) -> dict[str, Any]:
 
 
 def load_config(
-    cls: type[T], path: str | Path | None = None, overrides: list[str] | None = None, *, section: str | None = None
+    cls: type[T], path: str | Path | None = None, overrides: list[str] | None = None, *, section: str | None = None,
+    defaults: T | None = None,
 ) -> T:
-    """Read YAML `path` (optional; only its `section` if given) onto the defaults of `cls`,
-    then apply overrides."""
-    data: dict[str, Any] = read_yaml(path) if path is not None else {}
-    if section is not None:
-        data = data.get(section) or {}
-    data = _merge(to_dict(cls()), data)  # type: ignore[call-arg]
+    """Read YAML `path` (optional; only its `section` if given, a dotted path such as
+    "model.input_mel") onto `defaults` (default: those of `cls`), then apply overrides."""
+    data: Any = read_yaml(path) if path is not None else {}
+    for key in section.split(".") if section is not None else []:
+        data = (data.get(key) if isinstance(data, dict) else None) or {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: {section} must be a mapping, got {data!r}")
+    data = _merge(to_dict(cls() if defaults is None else defaults), data)  # type: ignore[call-arg]
     apply_overrides(data, overrides or [])
-    return from_dict(cls, data)
+    return from_dict(cls, data, section or "")
 
 
 def _merge(base: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:

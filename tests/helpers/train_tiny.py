@@ -4,10 +4,11 @@
 
 test_training_distributed.py: 2 processes x 2 examples must give the parameters of
 1 process x 4 examples. test_training_crash.py: `--hang-in-save K` stops inside the K-th
-checkpoint write (after the weights, before meta.json) and waits to be SIGKILLed. Equal sizes make each rank's mean loss a mean over equally many
-targets, so averaging gradients across ranks equals the gradient of the combined batch. The
-flow loss's random time and noise are replaced by fixed ones: ranks draw random numbers from
-their own streams, which is right for training but not comparable with a single process.
+checkpoint write (after the weights, before meta.json) and waits to be SIGKILLed. Equal
+sizes make each rank's mean loss a mean over equally many targets, so averaging gradients
+across ranks equals the gradient of the combined batch. The flow loss's random time and
+noise are replaced by fixed ones: ranks draw random numbers from their own streams, which is
+right for training but not comparable with a single process.
 """
 
 import math
@@ -21,14 +22,14 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from test_model_flowomni import tiny_config  # noqa: E402
-
 from flowomni.model.flow_head import FlowHead  # noqa: E402
 from flowomni.model.flowomni import FlowOmni  # noqa: E402
 from flowomni.model.tokenizer import CharTokenizer  # noqa: E402
 from flowomni.training.config import TrainConfig  # noqa: E402
 from flowomni.training.dataset import TaskDataset, collate  # noqa: E402
 from flowomni.training.loop import train  # noqa: E402
+
+from helpers.models import tiny_config  # noqa: E402
 
 
 def fixed_flow_loss(self, h, x1, generator=None):
@@ -55,7 +56,7 @@ def hang_in_save(k: int, out: Path) -> None:
     """Make the k-th checkpoint write stop half-way and announce it with a marker file."""
     import time
 
-    from flowomni.training import checkpoint
+    from flowomni import checkpoint
 
     calls = {"n": 0}
     real = checkpoint.save_file

@@ -16,12 +16,21 @@ import hashlib
 import json
 import math
 from dataclasses import asdict, dataclass
+from typing import ClassVar
 
 import torch
+
+from flowomni.config import Bounds
 
 
 @dataclass
 class MelConfig:
+    # allowed ranges, checked when read (flowomni.config.check_bounds)
+    BOUNDS: ClassVar[Bounds] = {
+        "sample_rate": (1000, 384000), "n_fft": (8, 16384), "hop_length": (1, 16384), "win_length": (1, 16384),
+        "n_mels": (1, 512), "f_min": (0, None), "f_max": (0, None), "log_floor": (1e-12, 1.0)
+    }
+
     sample_rate: int = 16000
     n_fft: int = 400
     hop_length: int = 160

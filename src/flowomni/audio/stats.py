@@ -17,11 +17,11 @@ class FeatureStats:
     std: torch.Tensor  # [dim]
 
     @classmethod
-    def identity(cls, dim: int) -> "FeatureStats":
+    def identity(cls, dim: int) -> FeatureStats:
         return cls(torch.zeros(dim), torch.ones(dim))
 
     @classmethod
-    def estimate(cls, frames: "list[torch.Tensor]", min_std: float = 1e-3) -> "FeatureStats":
+    def estimate(cls, frames: list[torch.Tensor], min_std: float = 1e-3) -> FeatureStats:
         """Stats over all frames of all clips (each [T, dim]), accumulated in float64."""
         if not frames:
             raise ValueError("cannot estimate feature stats from zero clips")
@@ -46,5 +46,5 @@ class FeatureStats:
         return {f"{prefix}.mean": self.mean.contiguous(), f"{prefix}.std": self.std.contiguous()}
 
     @classmethod
-    def from_state_dict(cls, sd: dict[str, torch.Tensor], prefix: str) -> "FeatureStats":
+    def from_state_dict(cls, sd: dict[str, torch.Tensor], prefix: str) -> FeatureStats:
         return cls(sd[f"{prefix}.mean"].float(), sd[f"{prefix}.std"].float())

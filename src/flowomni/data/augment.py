@@ -27,8 +27,7 @@ import numpy as np
 import soundfile as sf
 from scipy.signal import butter, resample_poly, sosfilt
 
-from flowomni.audio.io import save_audio
-from flowomni.data.check import AudioProblem, load_checked
+from flowomni.audio.io import AudioError, load_audio, save_audio
 from flowomni.data.fsutil import atomic_path
 from flowomni.data.manifest import Item, SkipStats, read_manifest, write_manifest
 
@@ -228,8 +227,8 @@ def augment_manifest(
             stats.add("no question audio", item.id)
             continue
         try:
-            wav = load_checked(item.question_audio)
-        except AudioProblem as e:
+            wav = load_audio(item.question_audio)
+        except AudioError as e:
             stats.add(e.reason, str(e))
             continue
         sr = int(sf.info(str(item.question_audio)).samplerate)

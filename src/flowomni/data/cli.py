@@ -115,20 +115,37 @@ def _hf(args: argparse.Namespace) -> int:
     return 0
 
 
+def _data_paths(path: Path) -> dict[str, str]:
+    """The feature cache and manifests an experiment YAML's `data` section names ("" if none)."""
+    from flowomni.config import ConfigError, read_yaml
+
+    data = read_yaml(path).get("data") or {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: data must be a mapping, got {data!r}")
+    out = {}
+    for key in ("cache_dir", "train_manifest", "valid_manifest"):
+        value = data.get(key) or ""
+        if not isinstance(value, str):
+            raise ConfigError(f"{path}: data.{key} must be a path, got {value!r}")
+        out[key] = value
+    return out
+
+
 def _features(args: argparse.Namespace) -> int:
     from flowomni.audio.mel import answer_mel_config, input_mel_config
     from flowomni.data.features import FeatureCache
     from flowomni.data.manifest import SkipStats, read_manifest
 
     in_cfg, out_cfg, cache, manifests = input_mel_config(), answer_mel_config(), args.cache, list(args.manifests)
-    if args.from_config:
+    if args.from_config:  # (read by section: the data layer does not import the experiment's config)
+        from flowomni.audio.mel import MelConfig
         from flowomni.config import load_config
-        from flowomni.training.experiment import ExperimentConfig
 
-        exp = load_config(ExperimentConfig, args.from_config)
-        in_cfg, out_cfg = exp.model.input_mel, exp.model.output_mel
-        cache = cache or Path(exp.data.cache_dir)
-        manifests = manifests or [Path(m) for m in (exp.data.train_manifest, exp.data.valid_manifest) if m]
+        in_cfg = load_config(MelConfig, args.from_config, section="model.input_mel", defaults=in_cfg)
+        out_cfg = load_config(MelConfig, args.from_config, section="model.output_mel", defaults=out_cfg)
+        data = _data_paths(args.from_config)
+        cache = cache or (Path(data["cache_dir"]) if data["cache_dir"] else None)
+        manifests = manifests or [Path(data[k]) for k in ("train_manifest", "valid_manifest") if data[k]]
     if not manifests:
         raise ValueError("no manifests given")
     cache = cache or Path(".cache/features")

@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import multiprocessing as mp
 import os
-import sys
 from collections import OrderedDict
 from collections.abc import Iterable
 from pathlib import Path
@@ -21,10 +19,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from flowomni.audio.io import MISSING, AudioError, load_audio
 from flowomni.audio.mel import MelConfig, MelSpectrogram
-from flowomni.data.check import MISSING, AudioProblem, load_checked
 from flowomni.data.fsutil import atomic_path
 from flowomni.data.manifest import SkipStats
+from flowomni.data.parallel import run_jobs
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +31,7 @@ log = logging.getLogger(__name__)
 class FeatureCache:
     """`get(path)` -> float32 log-mel [frames, n_mels] (a copy-on-write memmap of the cache file).
 
-    Unreadable audio raises `AudioProblem` (an `AudioError`) naming the reason. A small LRU
+    Unreadable audio raises `AudioError` naming the reason. A small LRU
     keeps the most recently used arrays' memory maps open.
     """
 
@@ -44,12 +43,12 @@ class FeatureCache:
         self._mel: MelSpectrogram | None = None
 
     def key(self, path: str | Path) -> str:
-        """Cache key of an audio file's current version; raises AudioProblem if it is missing."""
+        """Cache key of an audio file's current version; raises AudioError if it is missing."""
         path = Path(os.path.abspath(path))
         try:
             st = path.stat()
         except OSError as e:
-            raise AudioProblem(MISSING, path, str(e)) from e
+            raise AudioError(f"{path}: file not found ({e.strerror or e})", MISSING) from e
         return hashlib.sha1(f"{path}\x1f{st.st_mtime_ns}\x1f{st.st_size}".encode()).hexdigest()[:24]
 
     def file_for(self, key: str) -> Path:
@@ -59,7 +58,7 @@ class FeatureCache:
         """Log-mel of an audio file, bypassing the cache."""
         if self._mel is None:
             self._mel = MelSpectrogram(self.cfg)
-        wav = load_checked(path, self.cfg.sample_rate)
+        wav = load_audio(path, self.cfg.sample_rate)
         with torch.no_grad():
             return self._mel(torch.from_numpy(wav)).numpy().astype(np.float32, copy=False)
 
@@ -105,30 +104,13 @@ class FeatureCache:
 
         Bad audio is skipped, warned about and counted by reason in the returned stats.
         """
-        from tqdm import tqdm
-
         todo = sorted({os.path.abspath(p) for p in paths})
         stats = SkipStats()
-        workers = workers or os.cpu_count() or 1
-        bar = tqdm(total=len(todo), desc=f"features {self.dir.name}", unit="file", disable=not progress,
-                   file=sys.stderr)
-        if workers <= 1 or len(todo) < 16:
-            _worker_cache[:] = [FeatureCache(self.dir.parent, self.cfg, memory_items=0)]
-            results: Iterable[tuple[str, str, str]] = map(_precompute_one, todo)
-            pool = None
-        else:
-            pool = mp.get_context("spawn").Pool(workers, _init_worker, (str(self.dir.parent), self.cfg))
-            results = pool.imap_unordered(_precompute_one, todo, chunksize=16)
-        try:
-            for path, reason, detail in results:
-                if reason:
-                    stats.add(reason, f"{path}: {detail}")
-                bar.update()
-        finally:
-            bar.close()
-            if pool is not None:
-                pool.terminate()
-                pool.join()
+        for path, reason, detail in run_jobs(_precompute_one, todo, workers=workers or os.cpu_count() or 1,
+                                             init=_init_worker, init_args=(str(self.dir.parent), self.cfg),
+                                             desc=f"features {self.dir.name}", unit="file", progress=progress):
+            if reason:
+                stats.add(reason, f"{path}: {detail}")
         return stats
 
 
@@ -136,7 +118,6 @@ _worker_cache: list[FeatureCache] = []
 
 
 def _init_worker(root: str, cfg: MelConfig) -> None:
-    torch.set_num_threads(1)  # one core per worker process
     _worker_cache[:] = [FeatureCache(root, cfg, memory_items=0)]
 
 
@@ -147,7 +128,7 @@ def _precompute_one(path: str) -> tuple[str, str, str]:
         if cache._load(cache.file_for(key)) is None:
             cache.get(path)
         return path, "", ""
-    except AudioProblem as e:
+    except AudioError as e:
         return path, e.reason, str(e)
     except Exception as e:  # anything else is counted too; one file must not stop the run
         return path, "error", f"{type(e).__name__}: {e}"

@@ -83,7 +83,7 @@ class Surface:
     fillers: dict[str, list[str]]  # split -> fillers
 
     @classmethod
-    def make(cls, salt: str, held_out: float = 0.25) -> "Surface":
+    def make(cls, salt: str, held_out: float = 0.25) -> Surface:
         wrappers: dict[str, dict[str, list[str]]] = {"train": {}, "valid": {}, "test": {}}
         for kind, ws in WRAPPERS.items():
             parts = split_list(ws, salt, f"wrapper/{kind}", 0.0, held_out)

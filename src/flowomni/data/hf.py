@@ -23,8 +23,7 @@ from typing import Any
 import numpy as np
 import soundfile as sf
 
-from flowomni.audio.io import save_audio
-from flowomni.data.check import CORRUPT, MISSING, AudioProblem, check_samples
+from flowomni.audio.io import CORRUPT, MISSING, AudioError, save_audio, validate
 from flowomni.data.fsutil import atomic_path
 from flowomni.data.manifest import Item, SkipStats, write_manifest
 
@@ -55,17 +54,17 @@ def open_dataset(path: str | Path) -> dict[str, Any]:
 
 
 def decode_audio(value: Any, base: Path, name: str) -> tuple[np.ndarray, int] | None:
-    """One audio cell -> (mono float32 samples, rate), None if empty; AudioProblem if unusable."""
+    """One audio cell -> (mono float32 samples, rate), None if empty; AudioError if unusable."""
     if value is None:
         return None
     if isinstance(value, str):
         value = {"path": value}
     if not isinstance(value, dict):
-        raise AudioProblem(CORRUPT, name, f"unsupported audio cell of type {type(value).__name__}")
+        raise AudioError(f"{name}: unsupported audio cell of type {type(value).__name__}", CORRUPT)
     try:
         if value.get("array") is not None:
             if not value.get("sampling_rate"):
-                raise AudioProblem(CORRUPT, name, "array without sampling_rate")
+                raise AudioError(f"{name}: array without sampling_rate", CORRUPT)
             wav, sr = np.asarray(value["array"], dtype=np.float32), int(value["sampling_rate"])
             if wav.ndim == 2 and wav.shape[0] < wav.shape[1] and wav.shape[0] <= 8:
                 wav = wav.T  # datasets gives [channels, samples]; soundfile's order is [samples, channels]
@@ -75,15 +74,15 @@ def decode_audio(value: Any, base: Path, name: str) -> tuple[np.ndarray, int] | 
             path = Path(value["path"])
             path = path if path.is_absolute() else base / path
             if not path.is_file():
-                raise AudioProblem(MISSING, name, f"{path} not found")
+                raise AudioError(f"{name}: missing file ({path} not found)", MISSING)
             wav, sr = sf.read(str(path), dtype="float32")
         else:
             return None
-    except AudioProblem:
+    except AudioError:
         raise
     except Exception as e:  # soundfile raises several types for corrupt data
-        raise AudioProblem(CORRUPT, name, f"cannot decode ({type(e).__name__}: {e})") from e
-    return check_samples(wav, int(sr), name), int(sr)
+        raise AudioError(f"{name}: cannot decode audio ({type(e).__name__}: {e})", CORRUPT) from e
+    return validate(wav, int(sr), name), int(sr)
 
 
 def _undecoded(ds: Any, columns: list[str]) -> Any:
@@ -146,7 +145,7 @@ def export_hf(
             try:
                 audio = {k: decode_audio(row.get(c), base, f"{split} row {i} {c}") if c in names else None
                          for k, c in (("q", cols.question_audio), ("a", cols.answer_audio))}
-            except AudioProblem as e:
+            except AudioError as e:
                 stats.add(e.reason, str(e))
                 continue
             paths: dict[str, Path | None] = {}

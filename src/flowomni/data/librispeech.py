@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from flowomni.data.check import AudioProblem, load_checked
+from flowomni.audio.io import AudioError, load_audio
 from flowomni.data.manifest import Item, SkipStats, within, write_manifest
 
 AUDIO_SUFFIXES = (".flac", ".wav")
@@ -47,14 +47,14 @@ def read_librispeech(
             if utt in seen:
                 stats.add("duplicate id", f"{trans}:{lineno}: {utt}")
                 continue
-            audio = next((trans.parent / f"{utt}{s}" for s in AUDIO_SUFFIXES if (trans.parent / f"{utt}{s}").exists()), None)
+            audio = next((p for s in AUDIO_SUFFIXES if (p := trans.parent / f"{utt}{s}").exists()), None)
             if audio is None:
                 stats.add("missing file", f"{trans.parent / utt}{AUDIO_SUFFIXES[0]}")
                 continue
             if check_audio:
                 try:
-                    load_checked(audio)
-                except AudioProblem as e:
+                    load_audio(audio)
+                except AudioError as e:
                     stats.add(e.reason, str(e))
                     continue
             seen.add(utt)

@@ -36,6 +36,7 @@ log = logging.getLogger(__name__)
 KINDS = ("qa", "utterance")
 CORE_KEYS = ("id", "question_text", "answer_text", "question_audio", "answer_audio", "kind")
 WARNINGS_PER_REASON = 5  # then count silently: a broken 100k-line corpus must not flood the log
+MAX_PATH_CHARS, MAX_NAME_BYTES = 4096, 255  # Linux PATH_MAX and NAME_MAX: longer paths cannot be opened
 
 
 class ManifestError(ValueError):
@@ -101,6 +102,8 @@ def resolve_audio_path(value: Any, base: Path, root: Path) -> Path:
     """A manifest's relative audio path -> absolute path; raises LineProblem."""
     if not isinstance(value, str) or not value.strip():
         raise LineProblem("bad audio path", f"expected a non-empty string, got {value!r}")
+    if len(value) > MAX_PATH_CHARS or any(len(part.encode()) > MAX_NAME_BYTES for part in value.split("/")):
+        raise LineProblem("bad audio path", f"{value[:60]!r}... ({len(value)} characters) is too long for a file name")
     if os.path.isabs(value) or value.startswith("~") or (len(value) > 1 and value[1] == ":"):
         raise LineProblem("absolute path", f"{value!r}: audio paths must be relative to the manifest")
     path = Path(os.path.normpath(base / value))
@@ -143,6 +146,21 @@ def parse_item(obj: Any, base: Path, root: Path) -> Item:
     return Item(str(item_id), question, answer, audio["question_audio"], audio["answer_audio"], kind, meta)
 
 
+def _parse_line(line: str, base: Path, root: Path) -> Item:
+    """One manifest line -> Item. Whatever goes wrong is a LineProblem: one line must never
+    end the reading of a corpus (a line nested 100,000 deep makes the JSON parser recurse)."""
+    try:
+        obj = json.loads(line)
+    except (ValueError, RecursionError) as e:  # (ValueError: also a 5,000-digit number)
+        raise LineProblem("bad json", str(e) or "nested too deeply") from None
+    try:
+        return parse_item(obj, base, root)
+    except LineProblem:
+        raise
+    except Exception as e:  # noqa: BLE001 - any other failure is this line's problem too
+        raise LineProblem("unreadable line", f"{type(e).__name__}: {e}") from None
+
+
 def read_manifest(
     path: str | Path, *, root: str | Path | None = None, strict: bool = False
 ) -> tuple[list[Item], SkipStats]:
@@ -165,11 +183,7 @@ def read_manifest(
                 continue
             where = f"{path}:{lineno}"
             try:
-                try:
-                    obj = json.loads(line)
-                except json.JSONDecodeError as e:
-                    raise LineProblem("bad json", str(e)) from None
-                item = parse_item(obj, base, root)
+                item = _parse_line(line, base, root)
                 if item.id in seen:
                     raise LineProblem("duplicate id", f"id {item.id!r} already used (first one kept)")
             except LineProblem as e:

@@ -85,13 +85,15 @@ _ARITH = {
         T("(what is|what's|how much is) {a} plus {b}"), T("what (does|do) {a} plus {b} (equal|make|come to)"),
         T("add {a} and {b}", "imp"), T("what is the (sum|total) of {a} and {b}"),
         T("what do you get (if|when) you add {a} (and|to) {b}"), T("{a} plus {b} (equals|is) what"),
-        T("(work out|calculate|figure out) {a} plus {b}", "imp"), T("how much (is|are) {a} and {b} (together|in total)"),
+        T("(work out|calculate|figure out) {a} plus {b}", "imp"),
+        T("how much (is|are) {a} and {b} (together|in total)"),
         T("if you add {a} and {b}, what do you get"), T("(tell me|give me) the (sum|total) of {a} and {b}", "imp"),
         T("what's {a} added to {b}"), T("what number is {a} plus {b}"),
     ],
     "minus": [
         T("(what is|what's|how much is) {a} minus {b}"), T("what (does|do) {a} minus {b} (equal|make|come to)"),
-        T("(take|subtract) {b} (from|away from) {a}", "imp"), T("what do you get (if|when) you (take|subtract) {b} from {a}"),
+        T("(take|subtract) {b} (from|away from) {a}", "imp"),
+        T("what do you get (if|when) you (take|subtract) {b} from {a}"),
         T("{a} minus {b} (equals|is) what"), T("(work out|calculate|figure out) {a} minus {b}", "imp"),
         T("what is {a} take away {b}"), T("what is the difference between {a} and {b}"),
         T("if you take {b} away from {a}, what is left"), T("how much is left (if|when) you take {b} from {a}"),
@@ -160,16 +162,22 @@ def _count_answer(c: Combo, mode: str, slots: dict[str, str]) -> str:
 _BIG, _SMALL = "(bigger|larger|greater)", "(smaller|less|lower)"
 _COMPARE = {
     "pair": [
-        T(f"which is {_BIG}, {{x}} or {{y}}", mode="bigger"), T(f"which number is {_BIG}, {{x}} or {{y}}", mode="bigger"),
-        T("which of {x} and {y} is (bigger|larger|greater|more)", mode="bigger"), T("{x} or {y}, which is (bigger|larger|more)", mode="bigger"),
+        T(f"which is {_BIG}, {{x}} or {{y}}", mode="bigger"),
+        T(f"which number is {_BIG}, {{x}} or {{y}}", mode="bigger"),
+        T("which of {x} and {y} is (bigger|larger|greater|more)", mode="bigger"),
+        T("{x} or {y}, which is (bigger|larger|more)", mode="bigger"),
         T(f"what is the {_BIG} number, {{x}} or {{y}}", mode="bigger"),
         T(f"tell me the {_BIG} (number|one) of {{x}} and {{y}}", "imp", "bigger"),
-        T(f"is {{x}} or {{y}} {_BIG}", mode="bigger"), T(f"(pick|choose) the {_BIG} number: {{x}} or {{y}}", "imp", "bigger"),
-        T(f"which is {_SMALL}, {{x}} or {{y}}", mode="smaller"), T(f"which number is {_SMALL}, {{x}} or {{y}}", mode="smaller"),
-        T(f"which of {{x}} and {{y}} is {_SMALL}", mode="smaller"), T(f"{{x}} or {{y}}, which is {_SMALL}", mode="smaller"),
+        T(f"is {{x}} or {{y}} {_BIG}", mode="bigger"),
+        T(f"(pick|choose) the {_BIG} number: {{x}} or {{y}}", "imp", "bigger"),
+        T(f"which is {_SMALL}, {{x}} or {{y}}", mode="smaller"),
+        T(f"which number is {_SMALL}, {{x}} or {{y}}", mode="smaller"),
+        T(f"which of {{x}} and {{y}} is {_SMALL}", mode="smaller"),
+        T(f"{{x}} or {{y}}, which is {_SMALL}", mode="smaller"),
         T("what is the (smaller|lower) number, {x} or {y}", mode="smaller"),
         T("tell me the (smaller|lower) (number|one) of {x} and {y}", "imp", "smaller"),
-        T("is {x} or {y} (smaller|less)", mode="smaller"), T("(pick|choose) the (smaller|lower) number: {x} or {y}", "imp", "smaller"),
+        T("is {x} or {y} (smaller|less)", mode="smaller"),
+        T("(pick|choose) the (smaller|lower) number: {x} or {y}", "imp", "smaller"),
         T(f"is {{x}} {_BIG} than {{y}}", mode="is_bigger"), T("is {x} more than {y}", mode="is_bigger"),
         T(f"would you say {{x}} is {_BIG} than {{y}}", mode="is_bigger"),
         T(f"{{x}} is {_BIG} than {{y}}, (right|true)", mode="is_bigger"),
@@ -218,7 +226,8 @@ _SEQ_TEMPLATES = [
     T("what comes before {x}", mode="before"), T("what {unit} comes before {x}", mode="before"),
     T("what is the {unit} before {x}", mode="before"), T("what's the {unit} just before {x}", mode="before"),
     T("which {unit} (precedes|comes right before|is right before) {x}", mode="before"),
-    T("what (precedes|is before) {x}", mode="before"), T("(name|say) the {unit} (before|that comes before) {x}", "imp", "before"),
+    T("what (precedes|is before) {x}", mode="before"),
+    T("(name|say) the {unit} (before|that comes before) {x}", "imp", "before"),
     T("{x} comes after what", mode="before"), T("what is one {unit} before {x}", mode="before"),
 ]
 _SEQ = {g: _SEQ_TEMPLATES for g in _SEQ_ITEMS}
@@ -266,7 +275,8 @@ _CAL = {
         T("tell me the {o} day of the week", "imp"), T("what's the {o} day"),
     ],
     "month_length": [
-        T("how many days (are|are there) in {m}"), T("how many days does {m} have"), T("how many days are in the month of {m}"),
+        T("how many days (are|are there) in {m}"), T("how many days does {m} have"),
+        T("how many days are in the month of {m}"),
         T("{m} has how many days"), T("tell me how many days {m} has", "imp"), T("what is the number of days in {m}"),
     ],
     "weekend": [
@@ -274,7 +284,8 @@ _CAL = {
         T("does {d} fall on the weekend", mode="weekend"), T("is {d} in the weekend", mode="weekend"),
         T("would {d} be a weekend day", mode="weekend"),
         T("is {d} a (weekday|week day)", mode="weekday"), T("is {d} a (working|work) day", mode="weekday"),
-        T("is {d} one of the (weekdays|working days)", mode="weekday"), T("is {d} one of the days you work", mode="weekday"), T("would {d} be a weekday", mode="weekday"),
+        T("is {d} one of the (weekdays|working days)", mode="weekday"),
+        T("is {d} one of the days you work", mode="weekday"), T("would {d} be a weekday", mode="weekday"),
         T("is {d} during the week", mode="weekday"),
     ],
     "count": [
@@ -327,12 +338,14 @@ def _cal_answer(c: Combo, mode: str, slots: dict[str, str]) -> str:
 _FACTS = {
     "capital": [
         T("what is the capital of {x}"), T("what's the capital city of {x}"), T("which city is the capital of {x}"),
-        T("what is {x}'s capital[ city]"), T("name the capital of {x}", "imp"), T("tell me the capital[ city] of {x}", "imp"),
+        T("what is {x}'s capital[ city]"), T("name the capital of {x}", "imp"),
+        T("tell me the capital[ city] of {x}", "imp"),
         T("the capital of {x} is what"), T("what city is {x}'s capital"),
     ],
     "colour": [
         T("what colour is {x}"), T("what is the colour of {x}"), T("tell me the colour of {x}", "imp"),
-        T("which colour is {x}"), T("what colour does {x} have"), T("name the colour of {x}", "imp"), T("{x} is what colour"),
+        T("which colour is {x}"), T("what colour does {x} have"), T("name the colour of {x}", "imp"),
+        T("{x} is what colour"),
     ],
     "opposite": [
         T("what is the opposite of {x}"), T("what's the opposite of {x}"), T("tell me the opposite of {x}", "imp"),
@@ -387,8 +400,8 @@ def _fact_answer(c: Combo, mode: str, slots: dict[str, str]) -> str:
 
 _REPEAT = {
     g: [T(t, "imp") for t in ("repeat after me: {p}", "say {p}", "repeat this: {p}", "say the (words|phrase) {p}",
-                              "repeat the phrase {p}", "just say {p}", "say after me: {p}", "repeat the (words|phrase) {p}",
-                              "say this: {p}", "just repeat {p}")]
+                              "repeat the phrase {p}", "just say {p}", "say after me: {p}",
+                              "repeat the (words|phrase) {p}", "say this: {p}", "just repeat {p}")]
     for g in ("two", "three")
 }
 
@@ -467,7 +480,8 @@ def assign_splits(valid_frac: float = 0.1, test_frac: float = 0.2) -> Pools:
             combos["train"].setdefault(skill.name, {})[group] = parts["train"]
             for split in ("valid", "test"):
                 # held-out phrasings of trained combinations, and held-out combinations
-                combos[split].setdefault(skill.name, {})[group] = parts["train"] if held_name != skill.name else parts[split]
+                own = parts["train"] if held_name != skill.name else parts[split]
+                combos[split].setdefault(skill.name, {})[group] = own
                 if held_name != skill.name:
                     combos[split].setdefault(held_name, {})[group] = parts[split]
     for split in ("valid", "test"):

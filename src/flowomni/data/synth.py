@@ -26,9 +26,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import multiprocessing as mp
 import os
-import sys
 import time
 from collections import Counter
 from dataclasses import asdict, dataclass, field
@@ -41,6 +39,7 @@ from flowomni.audio.io import resample, save_audio
 from flowomni.data.augment import change_tempo_pitch
 from flowomni.data.fsutil import atomic_path, atomic_write_text
 from flowomni.data.manifest import Item, SkipStats, write_manifest
+from flowomni.data.parallel import run_jobs
 from flowomni.data.skills import QA, assign_splits, item_rng, sample_qa
 from flowomni.data.voices import ANSWER_VOICE, Speaker, Voice, question_voice, shifted_voice
 
@@ -137,7 +136,8 @@ def plan(cfg: SynthConfig) -> dict[str, list[Planned]]:
             items.append(planned(split, j, split, qa, voice))
         out[split] = items
     if cfg.voice_sets:  # the test questions again, in training voices and in shifted piper voices
-        out[SEEN] = [planned("seen", j, SEEN, p.qa, question_voice(item_rng(cfg.seed, SEEN, j), piper_share=cfg.piper_share))
+        out[SEEN] = [planned("seen", j, SEEN, p.qa,
+                             question_voice(item_rng(cfg.seed, SEEN, j), piper_share=cfg.piper_share))
                      for j, p in enumerate(out["test"])]
         out[SHIFTED] = [planned("shifted", j, SHIFTED, p.qa, shifted_voice(*SHIFTS[j % len(SHIFTS)]))
                         for j, p in enumerate(out["test"])]
@@ -232,31 +232,17 @@ def answer_words(path: Path) -> list[list[float]] | None:
         return None
 
 
-def _synthesize(out_dir: Path, jobs: list[Job], workers: int, progress: bool) -> tuple[dict[str, float], dict[str, str]]:
-    from tqdm import tqdm
-
+def _synthesize(out_dir: Path, jobs: list[Job], workers: int, progress: bool
+                ) -> tuple[dict[str, float], dict[str, str]]:
     seconds: dict[str, float] = {}
     errors: dict[str, str] = {}
-    bar = tqdm(total=len(jobs), desc="synth", unit="clip", disable=not progress, file=sys.stderr, smoothing=0.05)
-    if workers <= 1 or len(jobs) < 8:
-        _init_worker(str(out_dir))
-        results = map(_run_job, jobs)
-        pool = None
-    else:
-        pool = mp.get_context("spawn").Pool(workers, initializer=_init_worker, initargs=(str(out_dir),))
-        results = pool.imap_unordered(_run_job, jobs, chunksize=8)
-    try:
-        for rel, secs, err in results:
-            if secs is None:
-                errors[rel] = err
-            else:
-                seconds[rel] = secs
-            bar.update()
-    finally:
-        bar.close()
-        if pool is not None:
-            pool.terminate()
-            pool.join()
+    for rel, secs, err in run_jobs(_run_job, jobs, workers=workers, init=_init_worker, init_args=(str(out_dir),),
+                                   min_jobs=8, chunksize=8, desc="synth", unit="clip", progress=progress,
+                                   smoothing=0.05):
+        if secs is None:
+            errors[rel] = err
+        else:
+            seconds[rel] = secs
     return seconds, errors
 
 
@@ -270,10 +256,10 @@ def build(out_dir: str | Path, cfg: SynthConfig, *, progress: bool = True) -> Bu
     planned = plan(cfg)
 
     jobs: dict[str, Job] = {}
-    for split, items in planned.items():
+    for items in planned.values():
         for p in items:
             jobs.setdefault(p.answer_file, Job(p.answer_file, p.qa.answer, ANSWER_VOICE, None, aligned=True))
-    for split, items in planned.items():
+    for items in planned.values():
         for p in items:
             if p.voice is not None:
                 jobs.setdefault(p.question_file, Job(p.question_file, p.qa.question, p.voice, cfg.question_sr))

@@ -108,6 +108,47 @@ def word_spans(phonemes: list[tuple[str, int]]) -> list[tuple[int, int]]:
     return spans
 
 
+def fit_words(spans: list[tuple[int, int]], words: list[str]) -> list[tuple[int, int]] | None:
+    """The phonemizer runs some words together ("of the" is one sounding stretch): share each
+    span among the consecutive words it covers, choosing the grouping whose character counts
+    best match the spans' durations (dynamic programming), then in proportion to characters.
+    None if there are more spans than words (no timing rather than a wrong one)."""
+    n, m = len(words), len(spans)
+    if m == n:
+        return spans
+    if m > n or m == 0:
+        return None
+    chars = [len(w) for w in words]
+    total_c, total_d = sum(chars), sum(b - a for a, b in spans)
+    prefix = [0]
+    for c in chars:
+        prefix.append(prefix[-1] + c)
+    inf = float("inf")
+    cost = [[inf] * (n + 1) for _ in range(m + 1)]  # cost[j][i]: first j spans cover the first i words
+    back = [[0] * (n + 1) for _ in range(m + 1)]
+    cost[0][0] = 0.0
+    for j in range(1, m + 1):
+        share = (spans[j - 1][1] - spans[j - 1][0]) / total_d
+        for i in range(j, n - (m - j) + 1):
+            for k in range(j - 1, i):
+                c = cost[j - 1][k] + ((prefix[i] - prefix[k]) / total_c - share) ** 2
+                if c < cost[j][i]:
+                    cost[j][i], back[j][i] = c, k
+    bounds, i = [], n
+    for j in range(m, 0, -1):
+        bounds.append((back[j][i], i))
+        i = back[j][i]
+    out: list[tuple[int, int]] = []
+    for (a, b), (lo, hi) in zip(spans, reversed(bounds)):
+        width, start = b - a, a
+        group = prefix[hi] - prefix[lo]
+        for w in range(lo, hi):
+            end = start + round(width * chars[w] / group)
+            out.append((start, end if w < hi - 1 else b))
+            start = end
+    return out
+
+
 def shifted_voice(tempo: float, cents: float) -> Voice:
     """The piper voice (a training voice) made to speak at another tempo and pitch: the
     independent evaluation's "shifted voices", which a model that only learned its training
@@ -157,8 +198,8 @@ class Speaker:
         wav = np.concatenate([c.audio_float_array for c in chunks]).astype(np.float32)
         aligned = [a for c in chunks for a in (c.phoneme_alignments or [])]
         spans = word_spans([(a.phoneme, int(a.num_samples)) for a in aligned]) if aligned else None
-        if spans is not None and len(spans) != len(text.split()):
-            spans = None  # the phonemizer split or merged words: no timing rather than a wrong one
+        if spans is not None:
+            spans = fit_words(spans, text.split())
         return wav, self._piper.config.sample_rate, spans
 
     def speak_aligned(self, text: str, voice: Voice) -> tuple[np.ndarray, int, list[tuple[int, int]] | None]:

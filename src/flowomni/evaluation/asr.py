@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import functools
 import zlib
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 import numpy as np
 
@@ -75,11 +76,11 @@ class Transcriber:
         if float(np.abs(wav).max()) < 1e-4:  # Whisper invents words for silence
             return ""
         audio = resample(wav, sr, ASR_SAMPLE_RATE)
-        for i, decoding in enumerate(DECODINGS):
+        for decoding in DECODINGS:
             text = self._decode(audio, **{"beam_size": self.beam_size, **decoding})
             if compression_ratio(text) <= LOOP_COMPRESSION_RATIO:
                 break
-        self.redecoded += i > 0
+        self.redecoded += decoding is not DECODINGS[0]
         return text
 
     def _decode(self, audio: np.ndarray, **options: Any) -> str:

@@ -14,7 +14,8 @@ from pathlib import Path
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("checkpoints", nargs="+", help="checkpoint folders (several: one comparison report)")
     p.add_argument("--names", nargs="*", default=None, help="a short name per checkpoint (default: folder names)")
-    p.add_argument("--split", default="test", help="test | valid | ... : <corpus>/<split>.jsonl of the model's training data")
+    p.add_argument("--split", default="test",
+                   help="test | valid | ... : <corpus>/<split>.jsonl of the model's training data")
     p.add_argument("--manifest", default=None, help="evaluate this manifest instead of --split")
     p.add_argument("--voices", nargs="*", default=None, metavar="NAME=MANIFEST",
                    help="the same questions in other voices (default: the corpus's test_seen_voices, "
@@ -67,11 +68,11 @@ def voice_sets(given: list[str] | None, corpus: Path) -> dict[str, str]:
 
 
 def run(args: argparse.Namespace) -> int:
+    from flowomni.checkpoint import CheckpointError
     from flowomni.evaluation.evaluate import EvalConfig, Evaluator
     from flowomni.evaluation.report import write_report
     from flowomni.inference.engine import Engine
     from flowomni.inference.precision import streaming_dtype
-    from flowomni.training.checkpoint import CheckpointError
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     ckpts = [Path(c) for c in args.checkpoints]

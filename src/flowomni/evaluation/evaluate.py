@@ -141,7 +141,8 @@ class Evaluator:
                 continue
             answers = self.engine.answer_batch(questions, speak=self.cfg.speak)
             for item, ans in zip(chunk, answers):
-                heard = self.asr.transcribe(ans.audio, ans.sample_rate) if ans.audio is not None and self.cfg.speak else ""
+                spoken = ans.audio is not None and self.cfg.speak
+                heard = self.asr.transcribe(ans.audio, ans.sample_rate) if spoken else ""
                 rows.append(ItemResult(
                     id=item.id, skill=str(item.meta.get("skill", "?")), question=item.question_text,
                     reference=item.answer_text, text=ans.text, heard=heard,

@@ -49,7 +49,8 @@ SWEEPS = [  # (results key, condition field, column label, section title)
 
 def sweep_table(results: dict[str, dict[str, Any]], sweep: str, key: str, label: str) -> str:
     names = list(results)
-    head = f"| {label} | " + " | ".join(f"{n}: accuracy (target) | {n}: speech WER vs reference" for n in names) + " |\n"
+    cols = " | ".join(f"{n}: accuracy (target) | {n}: speech WER vs reference" for n in names)
+    head = f"| {label} | {cols} |\n"
     head += "|---" * (1 + 2 * len(names)) + "|\n"
     conds = [row[key] for row in results[names[0]]["sweeps"].get(sweep, [])]
     lines = []

@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, Union
+from typing import Any
 
 import numpy as np
 import torch
@@ -40,7 +40,7 @@ class Done:
     mel: torch.Tensor | None = None  # the whole answer's raw log-mel [T, n_mels]
 
 
-Event = Union[TextDelta, AudioChunk, Done]
+Event = TextDelta | AudioChunk | Done
 
 
 class AnswerStream:

@@ -54,7 +54,7 @@ class AnswerJob:
     from the loop's thread with each event, then an exception if the answer failed, and last with
     None once the answer holds no slot any more."""
 
-    def __init__(self, loop: "DecodeLoop", audio: Any = None, *, should_stop: Callable[[], bool] | None = None,
+    def __init__(self, loop: DecodeLoop, audio: Any = None, *, should_stop: Callable[[], bool] | None = None,
                  **kw: Any) -> None:
         self.loop, self.audio, self.kw = loop, audio, kw
         self.should_stop = should_stop or (lambda: False)
@@ -175,7 +175,12 @@ class DecodeLoop:
         t_start = time.perf_counter()
         joining: dict[int, tuple[SlotDecoder, list[AnswerJob], list[Prompt]]] = {}
         for job in list(self._waiting):
-            dec = self._decoder(job.kw.get("gen") or engine.gen)
+            try:
+                dec = self._decoder(job.kw.get("gen") or engine.gen)
+            except ValueError as e:  # a sampling setup the model cannot decode with: this answer fails
+                self._waiting.remove(job)
+                job.end(e)
+                continue
             dec_jobs = joining.setdefault(id(dec), (dec, [], []))
             if len(dec_jobs[1]) >= min(dec.free, self.max_join):
                 continue
@@ -190,17 +195,24 @@ class DecodeLoop:
             if not jobs:
                 continue
             t_join = time.perf_counter()
-            try:
-                answers = dec.join(prompts, [(j.kw.get("gen") or engine.gen).seed for j in jobs],
-                                   [(j.kw.get("gen") or engine.gen).max_steps for j in jobs])
-            except ValueError as e:
-                for job in jobs:
-                    job.end(e)
-                continue
+            joined = self._join(dec, jobs, prompts)
             self.join_s = 0.5 * self.join_s + 0.5 * (time.perf_counter() - t_start)  # what the next one may cost
-            for job, ans in zip(jobs, answers):
+            for job, ans in joined:
                 stream = engine.answer_stream(job.kw.get("speak", True), job.t0)
                 self._running[ans.id] = _Running(job, ans, dec, stream, {"wait_ms": (t_join - job.t0) * 1000})
+
+    def _join(self, dec: SlotDecoder, jobs: list[AnswerJob], prompts: list[Prompt]
+              ) -> list[tuple[AnswerJob, SlotAnswer]]:
+        """Prefill the jobs together; if that is refused (a prompt over the length limit), one by
+        one, so only the bad one fails."""
+        gens = [j.kw.get("gen") or self.engine.gen for j in jobs]
+        try:
+            return list(zip(jobs, dec.join(prompts, [g.seed for g in gens], [g.max_steps for g in gens])))
+        except ValueError as e:
+            if len(jobs) == 1:
+                jobs[0].end(e)
+                return []
+        return [pair for job, prompt in zip(jobs, prompts) for pair in self._join(dec, [job], [prompt])]
 
     def _decoder(self, gen: Any) -> SlotDecoder:
         key = dataclasses.astuple(dataclasses.replace(gen, seed=None, max_steps=0))

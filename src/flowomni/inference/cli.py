@@ -7,6 +7,7 @@ import json
 import sys
 
 from flowomni.config import ConfigError, apply_overrides, from_dict
+from flowomni.inference.limits import MAX_QUESTION_SECONDS
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -21,19 +22,32 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="generation knobs, e.g. --set flow_steps=4 --set text_temperature=0.7 --set cfg_scale=1.5")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ...")
+    p.add_argument("--max-seconds", type=float, default=MAX_QUESTION_SECONDS,
+                   help=f"refuse longer question audio (default {MAX_QUESTION_SECONDS:g}, as the server; the cost "
+                        "of an answer grows about quadratically with the question's length)")
 
 
 def run(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from flowomni.audio.io import AudioError, save_audio
+    from flowomni.audio.io import AudioError, audio_duration, save_audio
+    from flowomni.checkpoint import CheckpointError
     from flowomni.inference.decoder import GenerationConfig
     from flowomni.inference.engine import AudioChunk, Done, Engine, TextDelta
-    from flowomni.training.checkpoint import CheckpointError
 
     if (args.question is None) == (args.text is None):
         print("flowomni chat: give a question audio file or --text (exactly one)", file=sys.stderr)
         return 2
+    if args.question is not None:  # from the header, before the model is loaded
+        try:
+            seconds = audio_duration(args.question)
+        except AudioError as e:
+            print(f"flowomni chat: {e}", file=sys.stderr)
+            return 2
+        if not seconds <= args.max_seconds:
+            print(f"flowomni chat: {args.question}: question of {seconds:.1f} s is longer than the limit of "
+                  f"{args.max_seconds:g} s (--max-seconds raises it)", file=sys.stderr)
+            return 2
     try:
         gen = from_dict(GenerationConfig, apply_overrides({"seed": args.seed}, args.overrides), "generation")
         engine = Engine.load(args.checkpoint, vocoder=args.vocoder, device=args.device, gen=gen)

@@ -14,20 +14,29 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 
-from flowomni.inference.precision import cast_cache, decode_dtype, step_model
-from flowomni.inference.sampling import sample_tokens
+from flowomni.config import Bounds, check_choice
+from flowomni.inference.precision import DECODE_DTYPES, cast_cache, decode_dtype, step_model
 from flowomni.model import tokenizer as tk
 from flowomni.model.encoder import n_adapter_frames
+from flowomni.model.flow_head import FLOW_METHODS
 from flowomni.model.flowomni import FlowOmni
 from flowomni.model.layout import AUDIO, GEN, PAD, START, STOP, Task, prefix
+from flowomni.model.sampling import sample_tokens
 
 
 @dataclass
 class GenerationConfig:
+    # allowed ranges, checked when read (flowomni.config.check_bounds)
+    BOUNDS: ClassVar[Bounds] = {
+        "max_steps": (1, 100_000), "text_temperature": (0, 100), "top_k": (0, None), "top_p": (0, 1),
+        "flow_steps": (1, 1000), "flow_temperature": (0, 100), "cfg_scale": (0, 100),
+        "code_temperature": (0, 100), "code_top_k": (0, None), "max_prompt_positions": (0, None)
+    }
+
     max_steps: int = 400  # hard cap on answer positions (about 18 s of speech at 21.5 Hz)
     text_temperature: float = 0.0  # 0: greedy
     top_k: int = 0
@@ -40,6 +49,17 @@ class GenerationConfig:
     code_top_k: int | None = None
     seed: int | None = None
     decode_dtype: str = "auto"  # steps after the prefill: auto (fp16 for small CPU batches), float32, ...
+    max_prompt_positions: int = 0  # >0: refuse a prompt (history + question) longer than this (PromptTooLong)
+
+    def __post_init__(self) -> None:
+        if self.flow_method is not None:
+            check_choice("flow_method", self.flow_method, FLOW_METHODS)
+        check_choice("decode_dtype", self.decode_dtype, DECODE_DTYPES)
+
+
+class PromptTooLong(ValueError):
+    """A prompt longer than `GenerationConfig.max_prompt_positions`: refused before the encoder
+    and the prefill run (their cost grows with it, the prefill's about quadratically)."""
 
 
 @dataclass
@@ -80,9 +100,10 @@ class Prefill:
 
 
 @torch.no_grad()
-def prefill(model: FlowOmni, prompts: list[Prompt], device: torch.device) -> Prefill:
+def prefill(model: FlowOmni, prompts: list[Prompt], device: torch.device, limit: int = 0) -> Prefill:
     """Lay out and embed the prompts (spoken questions through the encoder in one batch),
-    left-padded, and run them through the backbone in one pass."""
+    left-padded, and run them through the backbone in one pass. `limit` > 0: a prompt longer
+    than that many positions is refused (PromptTooLong) before the encoder runs."""
     m, stack, tok = model, model.cfg.encoder.stack, model.tokenizer
     layouts, audio_frames = [], {}
     for p in prompts:
@@ -96,6 +117,9 @@ def prefill(model: FlowOmni, prompts: list[Prompt], device: torch.device) -> Pre
             if not p.text:
                 raise ValueError(f"task {p.task.value} needs question text")
             layouts.append(prefix(p.task, tok, tok.encode(p.text), 0, hist))
+    if limit and (longest := max(len(lay) for lay in layouts)) > limit:
+        raise PromptTooLong(f"the prompt (earlier turns + question) is {longest} positions long, over the "
+                            f"limit of {limit}")
     # encode all spoken questions in one batch
     audio_idx = [i for i, p in enumerate(prompts) if p.task.speech_in]
     if audio_idx:
@@ -178,7 +202,7 @@ class Decoder:
 
     @torch.no_grad()
     def _prefill(self, prompts: list[Prompt]) -> None:
-        p = prefill(self.model, prompts, self.device)
+        p = prefill(self.model, prompts, self.device, self.gen.max_prompt_positions)
         self.mask, self.embeds, self.pos_all = p.mask, [p.embeds], p.positions
         self.cache, self.h, self.next_pos = p.cache, p.h, p.positions[:, -1] + 1
 

@@ -12,7 +12,6 @@ every answer the server has in flight together.
 from __future__ import annotations
 
 import dataclasses
-import os
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -35,25 +34,10 @@ from flowomni.model.layout import Task
 
 __all__ = ["Answer", "AudioChunk", "Done", "Engine", "Event", "TextDelta"]
 
-REPO_ROOT = Path(__file__).resolve().parents[3]
-SHIPPED_MODEL = REPO_ROOT / "models" / "flowomni-tiny"
-
-
-def shipped_model_path() -> Path:
-    """The model committed with the repo (or $FLOWOMNI_MODEL)."""
-    path = Path(os.environ.get("FLOWOMNI_MODEL", SHIPPED_MODEL))
-    if not (path / "model.safetensors").is_file():
-        raise FileNotFoundError(
-            f"no model at {path}: pass a checkpoint folder (--checkpoint runs/tiny/step_N), or set FLOWOMNI_MODEL. "
-            "To make one: `flowomni data synth data/spoken_qa && flowomni train-encoder configs/tiny.yaml --out "
-            "runs/encoder_ctc && flowomni train configs/flowomni_tiny.yaml && "
-            f"flowomni export runs/flowomni_tiny/step_N {SHIPPED_MODEL.relative_to(REPO_ROOT)} --vocoder models/vocoder --half`")
-    return path
-
 
 def vocoder_name(model: FlowOmni) -> str:
     """The vocoder a model's config names; a relative path is resolved against its checkpoint."""
-    name, root = model.cfg.vocoder, getattr(model, "checkpoint_path", None)
+    name, root = model.cfg.vocoder, model.checkpoint_path
     if root is not None and (Path(root) / name).exists():
         return str(Path(root) / name)
     return name

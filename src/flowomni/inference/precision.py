@@ -17,6 +17,8 @@ from typing import Any
 
 import torch
 
+from flowomni.config import SettingError
+
 DECODE_DTYPES = ("auto", "float32", "float16", "bfloat16")
 AUTO_FP16_MAX_BATCH = 4  # above this, fp16 matrix products stop paying on CPU
 
@@ -24,7 +26,7 @@ AUTO_FP16_MAX_BATCH = 4  # above this, fp16 matrix products stop paying on CPU
 def decode_dtype(name: str, device: torch.device, batch: int, model_dtype: torch.dtype) -> torch.dtype:
     """The dtype decode steps run in, for a `DECODE_DTYPES` name."""
     if name not in DECODE_DTYPES:
-        raise ValueError(f"unknown decode_dtype {name!r}: use one of {DECODE_DTYPES}")
+        raise SettingError(f"unknown decode_dtype {name!r}: use one of {DECODE_DTYPES}")
     if name != "auto":
         return getattr(torch, name)
     if device.type == "cpu" and batch <= AUTO_FP16_MAX_BATCH:
@@ -46,7 +48,7 @@ def step_model(model: Any, dtype: torch.dtype) -> Any:
     version = tuple(p._version for p in model.parameters())
     cached = model.__dict__.setdefault("_step_copies", {})
     if dtype not in cached or cached[dtype][0] != version:
-        shadow = {k: model.__dict__.pop(k) for k in ("_step_copies", "_engine") if k in model.__dict__}
+        shadow = {k: model.__dict__.pop(k) for k in ("_step_copies",) if k in model.__dict__}
         try:
             clone = copy.deepcopy(model).to(dtype).eval()
         finally:

@@ -133,7 +133,7 @@ class SlotDecoder:
         seeds = seeds or [self.gen.seed] * len(prompts)
         max_steps = max_steps or [self.gen.max_steps] * len(prompts)
         t0 = time.perf_counter()
-        pre = prefill(self.model, prompts, self.device)
+        pre = prefill(self.model, prompts, self.device, self.gen.max_prompt_positions)
         total = pre.mask.shape[1]
         lengths = pre.mask.sum(1).tolist()
         if max(lengths) >= self.max_len:

@@ -30,10 +30,10 @@ import torch
 from torch import nn
 
 from flowomni.inference.decoder import GenerationConfig, next_states
-from flowomni.inference.sampling import sample_with_noise
 from flowomni.model import tokenizer as tk
 from flowomni.model.backbone import decoder_of
 from flowomni.model.layout import GEN, START, STOP
+from flowomni.model.sampling import sample_with_noise
 
 STATIC_BACKBONES = ("qwen2", "llama", "mistral", "qwen3")
 
@@ -66,7 +66,7 @@ class StepSpec:
     cfg_scale: float
 
     @classmethod
-    def of(cls, gen: GenerationConfig, flow: Any) -> "StepSpec":
+    def of(cls, gen: GenerationConfig, flow: Any) -> StepSpec:
         method, steps, temperature, cfg_scale = flow.sampler(gen.flow_steps, gen.flow_method, gen.flow_temperature,
                                                              gen.cfg_scale)
         return cls(gen.text_temperature, gen.top_k, gen.top_p, method, steps, temperature, cfg_scale)

@@ -34,16 +34,18 @@ class BackboneConfig:
     attn_implementation: str = "sdpa"
 
 
-def build_backbone(cfg: BackboneConfig, vocab_size: int, saved_config: str | None = None) -> nn.Module:
+def build_backbone(cfg: BackboneConfig, vocab_size: int, saved_config: str | None = None, *,
+                   pretrained: bool = True) -> nn.Module:
     """A causal LM whose embedding table fits `vocab_size` (grown for the control tokens).
 
     `saved_config` (a folder with an HF config.json) rebuilds the architecture of a trained
-    checkpoint without fetching pretrained weights that the checkpoint overwrites anyway.
+    checkpoint without fetching pretrained weights that the checkpoint overwrites anyway;
+    `pretrained=False` builds a `name_or_path` model's architecture only (size estimates).
     """
     from transformers import AutoConfig, AutoModelForCausalLM
 
-    if saved_config:
-        hf_cfg = AutoConfig.from_pretrained(saved_config)
+    if saved_config or (cfg.name_or_path and not pretrained):
+        hf_cfg = AutoConfig.from_pretrained(saved_config or cfg.name_or_path)
         lm = AutoModelForCausalLM.from_config(hf_cfg, attn_implementation=cfg.attn_implementation)
     elif cfg.name_or_path:
         lm = AutoModelForCausalLM.from_pretrained(cfg.name_or_path, attn_implementation=cfg.attn_implementation)

@@ -20,26 +20,29 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from flowomni.audio.stats import FeatureStats
-from flowomni.inference.sampling import sample_tokens
-from flowomni.model.codec import MelCodec
+from flowomni.config import Bounds
+from flowomni.model.codec import CodecConfig, MelCodec
 from flowomni.model.layout import GEN, IGNORE, STOP
+from flowomni.model.sampling import sample_tokens
 from flowomni.model.speech_head import SpeechHead, SpeechStream
-
-if TYPE_CHECKING:  # config.py imports CodeHeadConfig from here
-    from flowomni.model.config import ModelConfig
 
 log = logging.getLogger(__name__)
 
 
 @dataclass
 class CodeHeadConfig:
+    # allowed ranges, checked when read (flowomni.config.check_bounds)
+    BOUNDS: ClassVar[Bounds] = {
+        "hidden": (0, 65536), "temperature": (0, 100), "top_k": (0, None)
+    }
+
     hidden: int = 0  # >0: an MLP of this width before the n_q linear heads
     temperature: float = 0.0  # code sampling at inference; 0: greedy (as Mini-Omni's top_k=1)
     top_k: int = 0
@@ -108,21 +111,21 @@ class CodeHead(nn.Module):
 
 
 class DiscreteSpeech(SpeechHead):
-    def __init__(self, cfg: "ModelConfig", d: int, *, fresh: bool = True) -> None:
-        cc = cfg.codec
+    def __init__(self, cc: CodecConfig, cfg: CodeHeadConfig, d: int, n_mels: int, group: int, *,
+                 fresh: bool = True) -> None:
+        """`cc`: model.codec; `cfg`: model.code_head; `d`: the backbone width; `group`: mel
+        frames per step; `fresh`: a new model, so the fitted codec `cc.path` names is loaded."""
+        super().__init__()
         self.n_q, self.pad = cc.n_q, cc.codebook_size
         self.extra_groups = cc.n_q - 1
-        self.cfg = cfg.code_head
-        self.codec = MelCodec(cc.n_q, cc.codebook_size, cfg.group, cfg.output_mel.n_mels)
+        self.cfg = cfg
+        self.codec = MelCodec(cc.n_q, cc.codebook_size, group, n_mels)
         if fresh and cc.path:
             loaded = MelCodec.load(cc.path)
-            loaded.check_fits(cc.n_q, cc.codebook_size, cfg.group, cfg.output_mel.n_mels, where=cc.path)
+            loaded.check_fits(cc.n_q, cc.codebook_size, group, n_mels, where=cc.path)
             self.codec.load_state_dict(loaded.state_dict())
         self.code_in = CodeEmbedding(cc.n_q, cc.codebook_size + 1, d)
-        self.code_head = CodeHead(d, cc.n_q, cc.codebook_size + 1, self.cfg.hidden)
-
-    def modules(self) -> dict[str, nn.Module]:
-        return {"codec": self.codec, "code_in": self.code_in, "code_head": self.code_head}
+        self.code_head = CodeHead(d, cc.n_q, cc.codebook_size + 1, cfg.hidden)
 
     def units(self, groups: torch.Tensor, n_real: torch.Tensor, stats: FeatureStats) -> torch.Tensor:
         """Delayed code vectors [B, K + n_q - 1, n_q]; slots the decoder forces are IGNORE."""
@@ -159,8 +162,9 @@ class CodeStream(SpeechStream):
     def __init__(self, head: DiscreteSpeech, batch_size: int, gen: Any) -> None:
         self.head = head
         dev = head.codec.codebooks.device
-        self.temperature = head.cfg.temperature if getattr(gen, "code_temperature", None) is None else gen.code_temperature
-        self.top_k = head.cfg.top_k if getattr(gen, "code_top_k", None) is None else gen.code_top_k
+        temperature, top_k = getattr(gen, "code_temperature", None), getattr(gen, "code_top_k", None)
+        self.temperature = head.cfg.temperature if temperature is None else temperature
+        self.top_k = head.cfg.top_k if top_k is None else top_k
         self.steps = torch.zeros(batch_size, dtype=torch.long, device=dev)  # delayed vectors drawn so far
         self.end = torch.full((batch_size,), -1, dtype=torch.long, device=dev)  # real groups, once known
         self.history = torch.full((batch_size, 64, head.n_q), head.pad, dtype=torch.long, device=dev)

@@ -16,12 +16,13 @@ import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
 
 from flowomni.audio.stats import FeatureStats
+from flowomni.config import Bounds
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +31,12 @@ CHUNK = 8192  # vectors per distance computation (bounds memory at CHUNK x codeb
 
 @dataclass
 class CodecConfig:
+    # allowed ranges, checked when read (flowomni.config.check_bounds)
+    BOUNDS: ClassVar[Bounds] = {
+        "n_q": (1, 64), "codebook_size": (2, 1 << 20), "iters": (0, 100_000), "init_vectors": (1, 1 << 30),
+        "max_groups": (1, 1 << 40)
+    }
+
     n_q: int = 8  # codebooks (residual stages)
     codebook_size: int = 1024  # codewords per codebook; code id `codebook_size` is PAD
     path: str = ""  # trained codec folder (`flowomni train-codec`), loaded into a fresh model
@@ -74,7 +81,8 @@ def kmeans_pp(x: torch.Tensor, k: int, generator: torch.Generator) -> torch.Tens
     d2 = (x - centres[0]).pow(2).sum(1)
     for i in range(1, k):
         total = d2.sum()
-        j = torch.multinomial(d2 / total, 1, generator=generator) if total > 0 else torch.randint(n, (1,), generator=generator)
+        j = (torch.multinomial(d2 / total, 1, generator=generator) if total > 0
+             else torch.randint(n, (1,), generator=generator))
         centres[i] = x[j]
         d2 = torch.minimum(d2, (x - centres[i]).pow(2).sum(1))
     return centres
@@ -195,17 +203,17 @@ class MelCodec(nn.Module):
         """A codec folder: model.safetensors, config.yaml, meta.json (written atomically)."""
         import yaml
 
-        from flowomni.training.checkpoint import save_checkpoint
+        from flowomni.checkpoint import save_checkpoint
 
         shape = {"n_q": self.n_q, "codebook_size": self.codebook_size, "group": self.group, "n_mels": self.n_mels}
         return save_checkpoint(path, model_state=dict(self.state_dict()), config_yaml=yaml.safe_dump(shape),
                                meta=json.loads(json.dumps(meta or {})), save_rng=False)
 
     @classmethod
-    def load(cls, path: str | Path) -> "MelCodec":
+    def load(cls, path: str | Path) -> MelCodec:
         import yaml
 
-        from flowomni.training.checkpoint import CheckpointError, check_safe, load_model_state
+        from flowomni.checkpoint import CheckpointError, check_safe, load_model_state
 
         try:
             folder = check_safe(path)

@@ -3,17 +3,27 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 from flowomni.audio.mel import MelConfig, answer_mel_config, input_mel_config
+from flowomni.config import Bounds, check_choice
 from flowomni.model.backbone import BackboneConfig
 from flowomni.model.code_head import CodeHeadConfig
 from flowomni.model.codec import CodecConfig
 from flowomni.model.encoder import EncoderConfig
 from flowomni.model.flow_head import FlowHeadConfig
+from flowomni.model.pacing import TEXT_PACINGS
+
+SPEECH_HEADS = ("flow", "discrete")
 
 
 @dataclass
 class ModelConfig:
+    # allowed ranges, checked when read (flowomni.config.check_bounds)
+    BOUNDS: ClassVar[Bounds] = {
+        "group": (1, 64), "delay": (0, 64), "w_flow": (0, 1e4), "w_state": (0, 1e4), "feedback_noise": (0, 100)
+    }
+
     input_mel: MelConfig = field(default_factory=input_mel_config)
     output_mel: MelConfig = field(default_factory=answer_mel_config)
     tokenizer: str = "char"  # "char" or an HF tokenizer name/path
@@ -36,10 +46,8 @@ class ModelConfig:
     vocoder: str = "griffin-lim"
 
     def __post_init__(self) -> None:
-        from flowomni.model.pacing import TEXT_PACINGS
-
-        if self.text_pacing not in TEXT_PACINGS:
-            raise ValueError(f"model.text_pacing must be one of {TEXT_PACINGS}, got {self.text_pacing!r}")
+        check_choice("model.text_pacing", self.text_pacing, TEXT_PACINGS)
+        check_choice("model.speech_head", self.speech_head, SPEECH_HEADS)
 
     @property
     def extra_groups(self) -> int:

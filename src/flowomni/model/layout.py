@@ -29,7 +29,7 @@ KIND_NAMES = ["PAD", "START", "GEN", "STOP", "AUDIO"]
 NUM_STATES = 4  # states the state head predicts (AUDIO is input-only)
 
 
-class Task(str, Enum):
+class Task(str, Enum):  # noqa: UP042 - StrEnum would change str(Task.S2S), which messages print
     ASR = "asr"  # question speech -> its transcript
     TTS = "tts"  # answer text -> the same text, spoken
     S2S = "s2s"  # spoken question -> text + spoken answer

@@ -5,27 +5,26 @@ learns to predict that unit. For the flow variant (the paper) a unit is a normal
 group [k, n_mels], predicted by flow matching; for the discrete baseline (Mini-Omni style,
 code_head.py) it is a vector of n_q codec codes, delayed across codebooks, predicted by n_q
 cross-entropy heads. FlowOmni and the decoder only talk to `SpeechHead`/`SpeechStream`, and
-`build_speech_head` is the one place that picks the variant.
+`FlowOmni.build_speech_head` is the one place that picks the variant. Each head takes its
+own sub-config (FlowHeadConfig; CodecConfig + CodeHeadConfig) and a few numbers, never the
+whole ModelConfig, so model/config.py can import the heads' configs without a cycle.
 
-A head's learnable parts are registered on the model under the names `modules()` gives
-(flat: `flow`, `mel_in` for the flow variant, so its checkpoints keep their key names).
+A head is a module of the model, `model.speech` (its parts: `model.speech.flow`, ...): one
+name for each part. Checkpoint files keep the flat names they always had (`flow.*`, `mel_in.*`;
+see FlowOmni.checkpoint_state).
 """
 
 from __future__ import annotations
 
 import math
-
 from abc import ABC, abstractmethod
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from torch import nn
 
 from flowomni.audio.stats import FeatureStats
-from flowomni.model.flow_head import FlowHead
-
-if TYPE_CHECKING:  # config.py imports the heads' configs
-    from flowomni.model.config import ModelConfig
+from flowomni.model.flow_head import FlowHead, FlowHeadConfig
 
 
 class SpeechStream(ABC):
@@ -43,12 +42,8 @@ class SpeechStream(ABC):
         per row a new raw log-mel group [k, n_mels] that is now complete, or None)."""
 
 
-class SpeechHead(ABC):
+class SpeechHead(nn.Module, ABC):
     extra_groups: int = 0  # GEN positions a spoken answer has beyond its real mel groups
-
-    @abstractmethod
-    def modules(self) -> dict[str, nn.Module]:
-        """The learnable (or buffer-holding) parts, to register on the model by these names."""
 
     @abstractmethod
     def units(self, groups: torch.Tensor, n_real: torch.Tensor, stats: FeatureStats) -> torch.Tensor:
@@ -81,18 +76,18 @@ class SpeechHead(ABC):
 class FlowSpeech(SpeechHead):
     """The paper's continuous head: mel groups in through an MLP, out through flow matching."""
 
-    def __init__(self, cfg: ModelConfig, d: int, init_std: float = 0.02) -> None:
-        n_mels = cfg.output_mel.n_mels
-        self.feedback_noise = cfg.feedback_noise
-        self.mel_in = nn.Sequential(nn.Linear(cfg.group * n_mels, d), nn.GELU(), nn.Linear(d, d))
+    def __init__(self, cfg: FlowHeadConfig, d: int, n_mels: int, group: int, *, feedback_noise: float,
+                 init_std: float = 0.02) -> None:
+        """`cfg`: model.flow; `d`: the backbone width; `group`: mel frames per step;
+        `feedback_noise`: model.feedback_noise (see `embed`)."""
+        super().__init__()
+        self.feedback_noise = feedback_noise
+        self.mel_in = nn.Sequential(nn.Linear(group * n_mels, d), nn.GELU(), nn.Linear(d, d))
         # its output is summed with a token embedding: start at that scale (std init_std per
         # dimension), not nn.Linear's ~10x larger default, so the text stays readable
         nn.init.normal_(self.mel_in[-1].weight, std=init_std / math.sqrt(d))
         nn.init.zeros_(self.mel_in[-1].bias)
-        self.flow = FlowHead(cfg.flow, d, n_mels, cfg.group)
-
-    def modules(self) -> dict[str, nn.Module]:
-        return {"mel_in": self.mel_in, "flow": self.flow}
+        self.flow = FlowHead(cfg, d, n_mels, group)
 
     def units(self, groups: torch.Tensor, n_real: torch.Tensor, stats: FeatureStats) -> torch.Tensor:
         return stats.normalize(groups)
@@ -137,15 +132,3 @@ class FlowStream(SpeechStream):
             units[gen] = z
         raw = self.stats.denormalize(units)
         return units, [raw[i] if r else None for i, r in enumerate(rows)]
-
-
-def build_speech_head(cfg: ModelConfig, d: int, *, fresh: bool = True, init_std: float = 0.02) -> SpeechHead:
-    """The one place that picks the variant (`model.speech_head`). `fresh`: a new model (not
-    one about to load a checkpoint), so pretrained parts such as a codec are loaded here."""
-    if cfg.speech_head == "flow":
-        return FlowSpeech(cfg, d, init_std)
-    if cfg.speech_head == "discrete":
-        from flowomni.model.code_head import DiscreteSpeech
-
-        return DiscreteSpeech(cfg, d, fresh=fresh)
-    raise ValueError(f"unknown model.speech_head {cfg.speech_head!r}: use 'flow' or 'discrete'")

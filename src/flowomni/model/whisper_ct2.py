@@ -247,7 +247,7 @@ class WhisperEncoderWeights:
     @property
     def digest(self) -> str:
         """Short hash of the weights: a checkpoint records it, so a different encoder is noticed."""
-        from flowomni.model.encoder import state_digest
+        from flowomni.checkpoint import state_digest
 
         return state_digest(self.state)
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import dataclasses
 import io
 import json
 import logging
@@ -26,22 +27,31 @@ import soundfile as sf
 from fastapi import FastAPI, Request, WebSocket
 from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse, Response
 from fastapi.staticfiles import StaticFiles
+from starlette.requests import ClientDisconnect
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
-from flowomni.audio.io import AudioError, validate
+from flowomni.audio.io import AudioError
+from flowomni.config import SettingError
+from flowomni.inference.decoder import PromptTooLong
 from flowomni.inference.engine import AudioChunk, Done, TextDelta
 from flowomni.serving import auth
 from flowomni.serving import protocol as P
 from flowomni.serving import realtime_events
 from flowomni.serving.config import ServerConfig
+from flowomni.serving.guards import HostOriginGuard
+from flowomni.serving.limits import history_chars
 from flowomni.serving.queue import Busy, WorkQueue
 from flowomni.serving.realtime import RealtimeSession
 from flowomni.serving.session import Session, rounded
+from flowomni.serving.upload import decode_upload
 
 log = logging.getLogger("flowomni.serving")
 STATIC = Path(__file__).parent / "static"
 
 AUDIO_TYPES = ("audio/wav", "audio/x-wav", "audio/flac", "audio/ogg", "application/octet-stream")
+# (text/plain, form and multipart bodies are what another site's page can POST without asking:
+# they are refused, so an upload must say what it is)
+TOO_LONG = ("too_large", "text_too_long", "history_too_long")  # HTTP 413
 RESPOND_BODY = {
     "required": True,
     "content": {
@@ -77,20 +87,6 @@ def wav_bytes(pcm: np.ndarray, sample_rate: int) -> bytes:
     return buf.getvalue()
 
 
-def decode_upload(body: bytes, cfg: ServerConfig) -> tuple[np.ndarray, int]:
-    """An uploaded audio file -> mono float32 samples and rate (AudioError when unusable)."""
-    try:
-        info = sf.info(io.BytesIO(body))
-        if info.duration > cfg.max_turn_seconds:
-            raise AudioError(f"question of {info.duration:.1f} s is longer than {cfg.max_turn_seconds:g} s")
-        wav, sr = sf.read(io.BytesIO(body), dtype="float32", always_2d=True)
-    except AudioError:
-        raise
-    except Exception as e:  # soundfile raises several types for corrupt/unknown data
-        raise AudioError(f"uploaded audio cannot be decoded ({type(e).__name__}: {e})") from None
-    return validate(wav, sr, "uploaded audio"), sr
-
-
 def parse_json_question(body: bytes, cfg: ServerConfig) -> dict[str, Any]:
     try:
         data = json.loads(body)
@@ -111,7 +107,31 @@ def parse_json_question(body: bytes, cfg: ServerConfig) -> dict[str, Any]:
                                             for t in hist)):
         raise P.ProtocolError("bad_message", '"history" must be a list of [question, answer] string pairs')
     data["history"] = [tuple(t) for t in hist[-cfg.history_turns:]] if cfg.history_turns else []
+    if (n := history_chars(data["history"])) > cfg.max_history_chars:
+        raise P.ProtocolError("history_too_long", f"history of {n} characters (the last {cfg.history_turns} turns) "
+                                                  f"is over the limit of {cfg.max_history_chars}")
     return data
+
+
+def content_kind(request: Request) -> str:
+    """"json" or "audio" from the Content-Type; anything else is refused (415)."""
+    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if ctype == "application/json":
+        return "json"
+    if ctype.startswith("audio/") or ctype == "application/octet-stream":
+        return "audio"
+    raise P.ProtocolError("unsupported_media_type", f"Content-Type {ctype or '(none)'!r} is not accepted: send "
+                                                    "application/json, or audio with its type (e.g. audio/wav)")
+
+
+class ClientGone(Exception):
+    """The HTTP client closed its connection before its request was answered."""
+
+
+async def until_disconnected(request: Request) -> None:
+    """Returns once the client has gone (after the body, the only message left to receive)."""
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
 
 
 async def read_body(request: Request, limit: int) -> bytes:
@@ -120,11 +140,14 @@ async def read_body(request: Request, limit: int) -> bytes:
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise P.ProtocolError("too_large", f"body of {declared} bytes is over the limit of {limit}")
     chunks, n = [], 0
-    async for chunk in request.stream():
-        n += len(chunk)
-        if n > limit:
-            raise P.ProtocolError("too_large", f"body is over the limit of {limit} bytes")
-        chunks.append(chunk)
+    try:
+        async for chunk in request.stream():
+            n += len(chunk)
+            if n > limit:
+                raise P.ProtocolError("too_large", f"body is over the limit of {limit} bytes")
+            chunks.append(chunk)
+    except ClientDisconnect:  # the client gave up mid-body (or missed body_timeout_s): nobody to answer
+        raise ClientGone() from None
     return b"".join(chunks)
 
 
@@ -153,6 +176,7 @@ def create_app(engine_or_factory: Any, config: ServerConfig | None = None) -> Fa
                               "WebSocket at /v1/realtime (both documented at /protocol), one-shot answers at "
                               "POST /v1/respond, the web page at /.")
     app.state.cfg, app.state.queue, app.state.server = cfg, queue, state
+    app.add_middleware(HostOriginGuard, cfg=cfg)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
     @app.get("/", include_in_schema=False)
@@ -179,6 +203,9 @@ def create_app(engine_or_factory: Any, config: ServerConfig | None = None) -> Fa
                                               "(format=wav; text in the X-Flowomni-Text header, URL-encoded)",
                                "content": {"audio/wav": {}}},
                          400: {"description": "bad audio or request"}, 413: {"description": "over a limit"},
+                         403: {"description": "Host or Origin not allowed"},
+                         415: {"description": "Content-Type neither JSON nor audio"},
+                         500: {"description": "the server failed, or cannot answer as it is set up (its fault)"},
                          503: {"description": "busy: too many answers running and waiting"}})
     async def respond(request: Request, format: str = "json", speak: bool | None = None) -> Response:
         t_end = time.perf_counter()
@@ -187,10 +214,10 @@ def create_app(engine_or_factory: Any, config: ServerConfig | None = None) -> Fa
         if format not in ("json", "wav"):
             return http_error(400, "bad_message", f"format must be json or wav, got {format!r}")
         try:
+            kind = content_kind(request)
             body = await read_body(request, cfg.max_message_bytes)
             t_end = time.perf_counter()
-            ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
-            if ctype == "application/json":
+            if kind == "json":
                 q = parse_json_question(body, cfg)
                 kwargs = {"text": q["text"].strip(), "speak": q.get("speak", True) if speak is None else speak,
                           "history": q["history"] or None}
@@ -198,13 +225,18 @@ def create_app(engine_or_factory: Any, config: ServerConfig | None = None) -> Fa
             else:
                 if not body:
                     raise AudioError("the request body is empty: send an audio file or JSON")
-                audio, sr = decode_upload(body, cfg)
+                audio, sr = await asyncio.to_thread(decode_upload, body, cfg)
                 kwargs = {"sample_rate": sr, "speak": True if speak is None else speak}
         except P.ProtocolError as e:
-            return http_error(413 if e.code in ("too_large", "text_too_long") else 400, e.code, e.message)
+            status = 415 if e.code == "unsupported_media_type" else 413 if e.code in TOO_LONG else 400
+            return http_error(status, e.code, e.message)
         except AudioError as e:
             return http_error(400, "bad_audio", str(e))
+        except ClientGone:
+            log.info("HTTP client went away during its upload")
+            return Response(status_code=400)
         engine = state["engine"]
+        kwargs["gen"] = dataclasses.replace(engine.gen, max_prompt_positions=cfg.max_prompt_positions)
         try:
             ticket = queue.admit()
         except Busy as e:
@@ -216,7 +248,8 @@ def create_app(engine_or_factory: Any, config: ServerConfig | None = None) -> Fa
         def ms() -> float:
             return (time.perf_counter() - t_end) * 1000
 
-        try:
+        async def generate() -> None:
+            nonlocal done
             async with contextlib.aclosing(queue.stream(ticket, lambda stop: engine.submit(audio, should_stop=stop.is_set, **kwargs),
                                                         lambda w: timings.update(queue_ms=w * 1000))) as events:
                 async for ev in events:
@@ -227,8 +260,19 @@ def create_app(engine_or_factory: Any, config: ServerConfig | None = None) -> Fa
                         chunks.append(ev.pcm)
                     elif isinstance(ev, Done):
                         done = ev
+
+        try:
+            await unless_disconnected(request, generate())
+        except ClientGone:  # the worker was told to stop: the slot is free within one decoding step
+            log.info("HTTP client went away: its answer was stopped")
+            return Response(status_code=400)
+        except PromptTooLong as e:
+            return http_error(413, "prompt_too_long", str(e))
         except AudioError as e:
             return http_error(400, "bad_audio", str(e))
+        except SettingError as e:  # the server's setup, not the request: its error, not the client's
+            log.error("HTTP answer: %s", e)
+            return http_error(500, "internal", f"the server cannot answer as it is set up: {e}")
         except ValueError as e:
             return http_error(400, "bad_message", str(e))
         except Exception as e:  # noqa: BLE001
@@ -249,7 +293,7 @@ def create_app(engine_or_factory: Any, config: ServerConfig | None = None) -> Fa
                              "audio_wav_base64": base64.b64encode(wav_bytes(pcm, sr)).decode() if chunks else None})
 
     @app.websocket("/ws")
-    async def chat(ws: WebSocket) -> None:
+    async def chat(ws: WebSocket) -> None:  # (Host and Origin were checked by HostOriginGuard)
         await serve_socket(ws, cfg, state, lambda: Session(state["engine"], queue, cfg, ws.send_json, ws.send_bytes))
 
     @app.websocket("/v1/realtime")
@@ -263,13 +307,8 @@ def create_app(engine_or_factory: Any, config: ServerConfig | None = None) -> Fa
 
 async def serve_socket(ws: WebSocket, cfg: ServerConfig, state: dict[str, Any], make_session: Callable[[], Session]
                        ) -> None:
-    """Admit one WebSocket (its page's origin, the API key, the session limit), then serve its
-    session until either side ends it."""
-    origin = ws.headers.get("origin")
-    if origin and urllib.parse.urlsplit(origin).netloc != ws.headers.get("host") and origin not in cfg.allowed_origins:
-        log.warning("refused a WebSocket from origin %s (allowed_origins: %s)", origin, cfg.allowed_origins)
-        await ws.close(code=1008)  # before accept: the handshake fails with HTTP 403
-        return
+    """Admit one WebSocket (the API key, the session limit; Host and Origin were checked by
+    HostOriginGuard), then serve its session until either side ends it."""
     if not auth.authorized(ws.headers, cfg.api_key):
         await ws.send_denial_response(http_error(401, "invalid_api_key", "missing or wrong API key: send "
                                                  "Authorization: Bearer <key>"))
@@ -292,6 +331,23 @@ async def serve_socket(ws: WebSocket, cfg: ServerConfig, state: dict[str, Any], 
         if ws.client_state == WebSocketState.CONNECTED and ws.application_state == WebSocketState.CONNECTED:
             with contextlib.suppress(Exception):
                 await ws.close(code=session.close_code or 1000)
+
+
+async def unless_disconnected(request: Request, work: Any) -> None:
+    """Run `work` (a coroutine) unless the client goes first: then cancel it, raise ClientGone."""
+    task = asyncio.ensure_future(work)
+    watch = asyncio.ensure_future(until_disconnected(request))
+    try:
+        await asyncio.wait({task, watch}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        watch.cancel()
+        gone = not task.done()
+        if gone:
+            task.cancel()
+            await asyncio.wait({task})
+    if gone:
+        raise ClientGone()
+    task.result()
 
 
 async def serve_session(ws: WebSocket, session: Session, cfg: ServerConfig) -> None:

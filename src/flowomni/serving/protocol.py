@@ -51,8 +51,8 @@ Server -> client
       Something was wrong; the session stays open unless `code` is "idle_timeout" or
       "session_limit". `turn` is present when the error ends an accepted turn (instead of
       its `done`). Codes: bad_json, bad_message, unknown_type, not_started, bad_audio,
-      too_large, turn_too_long, empty_turn, text_too_long, session_limit, idle_timeout,
-      internal.
+      too_large, turn_too_long, empty_turn, text_too_long, prompt_too_long, session_limit,
+      idle_timeout, internal.
   {"type": "busy", "message": "...", "retry_after_ms": 1000}
       The server is at its limit of concurrent + waiting answers: the question was NOT
       accepted (no turn number was used); ask again later. Also sent on connect when the
@@ -70,7 +70,12 @@ Rules
   history. Spoken questions enter it with an empty question text (the model hears, but does
   not transcribe, them); interrupted answers are left out (the user did not hear them out).
 - Browsers: a page may only open the socket from the server's own origin (or one listed in
-  the server's `allowed_origins`); other sites' pages get HTTP 403 at the handshake.
+  the server's `allowed_origins`); other sites' pages get HTTP 403 at the handshake, and so
+  does a request whose Host is not a name the server answers to (loopback, its --host
+  address, `allowed_hosts`): see guards.py.
+- `vad` settings are checked against their ranges (an error names the setting and its
+  range); the context the model sees is the last `history_turns` turns within
+  `max_history_chars` characters (older turns are dropped).
 - Limits (sent in `ready`): message size, seconds of audio per turn, characters per text
   question, turns per session, idle seconds. A message over the size limit (up to 4x it)
   gets `too_large` and is dropped; anything larger makes the transport close the socket

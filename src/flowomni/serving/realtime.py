@@ -14,8 +14,9 @@ from __future__ import annotations
 import logging
 import time
 from collections import deque
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Awaitable, Callable
+from typing import Any
 
 import numpy as np
 
@@ -23,15 +24,29 @@ from flowomni.audio.stream_resample import StreamResampler
 from flowomni.config import to_dict
 from flowomni.model.encoder import n_adapter_frames
 from flowomni.serving import protocol as P
-from flowomni.serving.config import ServerConfig, VadConfig
+from flowomni.serving.config import ServerConfig
 from flowomni.serving.detectors import make_vad
 from flowomni.serving.queue import WorkQueue
 from flowomni.serving.realtime_events import (
-    MIN_COMMIT_MS, RATE, Item, Namer, RealtimeError, ResponseOptions, Settings, apply_session_update, decode_pcm16,
-    encode_pcm16, heard, new_id, parse_event, parse_item, parse_response_create,
+    MIN_COMMIT_MS,
+    RATE,
+    Item,
+    Namer,
+    RealtimeError,
+    ResponseOptions,
+    Settings,
+    apply_session_update,
+    decode_pcm16,
+    encode_pcm16,
+    heard,
+    new_id,
+    parse_event,
+    parse_item,
+    parse_response_create,
 )
-from flowomni.serving.session import Session, SendJson
+from flowomni.serving.session import SendJson, Session
 from flowomni.serving.silero import SileroUnavailable
+from flowomni.serving.vad_config import VadConfig
 
 log = logging.getLogger("flowomni.serving")
 MAX_ITEMS = 200  # conversation items kept (the model sees only the last few turns; ids stay addressable)

@@ -93,8 +93,7 @@ from typing import Any
 
 import numpy as np
 
-from flowomni.serving.config import VadConfig
-from flowomni.serving.detectors import BOUNDS
+from flowomni.serving.vad_config import VadConfig
 
 RATE = 24000  # the Realtime API's PCM rate, both ways
 MIN_COMMIT_MS = 100  # shorter commits are refused, as by the OpenAI service
@@ -286,7 +285,7 @@ def apply_turn_detection(settings: Settings, value: Any, defaults: VadConfig, pa
         if value.get(key) is None:
             continue
         v = value[key]
-        lo, hi = BOUNDS[attr]
+        lo, hi = VadConfig.BOUNDS[attr]
         if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or not lo <= v <= hi:
             raise RealtimeError("invalid_value", f"{param}.{key} must be a number from {lo:g} to {hi:g}, got {v!r}",
                                 f"{param}.{key}")

@@ -10,12 +10,14 @@ from typing import Any
 import uvicorn
 
 from flowomni.serving.config import ServerConfig
+from flowomni.serving.transport import guarded_protocol
 
 TRANSPORT_SLACK = 4  # the socket layer accepts messages up to 4x the app's limit, so the app can refuse them politely
 
 
 def uvicorn_config(app: Any, cfg: ServerConfig, *, port: int | None = None, log_level: str = "info") -> uvicorn.Config:
     return uvicorn.Config(app, host=cfg.host, port=cfg.port if port is None else port, log_level=log_level,
+                          http=guarded_protocol(cfg.max_connections, cfg.header_timeout_s, cfg.body_timeout_s),
                           ws="websockets-sansio", ws_max_size=TRANSPORT_SLACK * cfg.max_message_bytes,
                           ws_ping_interval=20.0, ws_ping_timeout=20.0, lifespan="on")
 
@@ -47,7 +49,7 @@ class ServerThread:
     def ws_url(self) -> str:
         return f"ws://{self.cfg.host}:{self.port}/ws"
 
-    def start(self, timeout: float = 60.0) -> "ServerThread":
+    def start(self, timeout: float = 60.0) -> ServerThread:
         if self.thread.is_alive():
             return self
         self.thread.start()
@@ -64,7 +66,7 @@ class ServerThread:
         self.server.should_exit = True
         self.thread.join(timeout=10)
 
-    def __enter__(self) -> "ServerThread":
+    def __enter__(self) -> ServerThread:
         return self.start()
 
     def __exit__(self, *exc: Any) -> None:

@@ -14,20 +14,23 @@ import time
 import uuid
 from collections import deque
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 
 from flowomni.audio.io import AudioError
-from flowomni.config import ConfigError, from_dict, to_dict
+from flowomni.config import ConfigError, SettingError, from_dict, to_dict
+from flowomni.inference.decoder import PromptTooLong
 from flowomni.inference.engine import AudioChunk, Done, TextDelta
 from flowomni.serving import protocol as P
-from flowomni.serving.config import ServerConfig, VadConfig
-from flowomni.serving.queue import Busy, Ticket, WorkQueue
+from flowomni.serving.config import ServerConfig
 from flowomni.serving.detectors import make_vad
+from flowomni.serving.limits import fit_history
+from flowomni.serving.queue import Busy, Ticket, WorkQueue
 from flowomni.serving.silero import SileroUnavailable
 from flowomni.serving.vad import EnergyVAD
+from flowomni.serving.vad_config import VadConfig
 
 log = logging.getLogger("flowomni.serving")
 
@@ -239,7 +242,8 @@ class Session:
         self.last_ticket = ticket
         ans = AnswerState(self.turns, t_end, text or "")
         speak = self.options.speak if self.options else True
-        kwargs: dict[str, Any] = {"speak": speak, "history": list(self.history) or None}
+        kwargs: dict[str, Any] = {"speak": speak, "history": fit_history(self.history, self.cfg.max_history_chars) or None,
+                                  "gen": replace(self.engine.gen, max_prompt_positions=self.cfg.max_prompt_positions)}
         if audio is not None:
             kwargs.update(sample_rate=rate)
         else:
@@ -278,6 +282,13 @@ class Session:
         except AudioError as e:
             ans.finishing = True
             await self.error("bad_audio", str(e), ans.turn)
+        except PromptTooLong as e:
+            ans.finishing = True
+            await self.error("prompt_too_long", str(e), ans.turn)
+        except SettingError as e:  # the server's setup, not the request: its error, not the client's
+            log.error("answer %d of session %s: %s", ans.turn, self.id, e)
+            ans.finishing = True
+            await self.error("internal", f"the server cannot answer as it is set up: {e}", ans.turn)
         except ValueError as e:
             ans.finishing = True
             await self.error("bad_message", str(e), ans.turn)

@@ -21,8 +21,8 @@ from typing import Any
 import numpy as np
 
 from flowomni.audio.stream_resample import StreamResampler
-from flowomni.serving.config import VadConfig
 from flowomni.serving.vad import EnergyVAD
+from flowomni.serving.vad_config import VadConfig
 
 RATE = 16000
 WINDOW = 512  # samples per decision at 16 kHz (32 ms)
@@ -75,7 +75,7 @@ class SileroVAD(EnergyVAD):
         self._context = window[-CONTEXT:]
         return float(out[0, 0])
 
-    def is_speech(self, frame: np.ndarray) -> bool:
+    def is_speech(self, frame: np.ndarray, db: float) -> bool:
         x = self.resampler.push(frame) if self.resampler is not None else frame
         self._pending = np.concatenate([self._pending, x.astype(np.float32, copy=False)])
         while len(self._pending) >= WINDOW:

@@ -1,9 +1,9 @@
 """A tiny random model for exercising the server (tests, the load benchmark) without a trained one.
 
 Its text is gibberish (it never ends its text early: see below), but the protocol does not
-care. Left alone, a random model may never start speaking; `force_speech_states` sets the speech-state head's bias so START, then GEN, always
-win (the decoder's grammar only allows PAD/START before speech and GEN/STOP after), so every
-answer streams audio until `max_steps`.
+care. Left alone, a random model may never start speaking; `force_speech_states` sets the
+speech-state head's bias so START, then GEN, always win (the decoder's grammar only allows
+PAD/START before speech and GEN/STOP after), so every answer streams audio until `max_steps`.
 """
 
 from __future__ import annotations
@@ -28,10 +28,10 @@ def force_speech_states(model: torch.nn.Module) -> None:
 
 def make_tiny_checkpoint(path: str | Path, *, force_speech: bool = True, seed: int = 0) -> Path:
     """Write a ~0.5 M-parameter random FlowOmni checkpoint to `path` and return it."""
+    from flowomni.checkpoint import save_checkpoint
     from flowomni.model.config import ModelConfig
     from flowomni.model.flowomni import FlowOmni
     from flowomni.model.tokenizer import CharTokenizer
-    from flowomni.training.checkpoint import save_checkpoint
 
     torch.manual_seed(seed)
     cfg = ModelConfig()

@@ -1,1 +1,1 @@
-"""Training: datasets of the four tasks, the accelerate loop, checkpoints."""
+"""Training: datasets of the tasks, the accelerate loop, codec fitting, flow-student distillation, export."""

@@ -6,9 +6,8 @@ groups to quantise, and `model.codec` the codec's size, fitting knobs and the fo
 write (`model.codec.path`, where `flowomni train` loads it from). Answers are drawn in a
 seeded random order until `max_groups` groups are collected; unreadable clips are skipped
 and counted. The reconstruction error on the valid manifest is printed and stored in the
-codec folder's meta.json; `--wer N` also resynthesises N valid answers through the codec and
-the model's vocoder and has the independent ASR transcribe them, so the discrete baseline's
-ceiling is known (a codec that garbles speech would make the comparison unfair).
+codec folder's meta.json; `flowomni eval-codec CONFIG` (evaluation/codec.py) then measures how
+well speech survives the codec, with the independent ASR.
 """
 
 from __future__ import annotations
@@ -35,9 +34,6 @@ log = logging.getLogger(__name__)
 def add_arguments(p: argparse.ArgumentParser) -> None:
     add_config_arguments(p, "experiment", run=False)
     p.add_argument("--out", default=None, help="codec folder to write (default: model.codec.path)")
-    p.add_argument("--wer", type=int, default=0, metavar="N",
-                   help="also measure the ASR WER of N valid answers resynthesised through the codec")
-    p.add_argument("--vocoder", default=None, help="vocoder for --wer (default: model.vocoder)")
 
 
 def answer_features(cache_dir: str, mel_cfg: Any) -> Any:
@@ -45,6 +41,19 @@ def answer_features(cache_dir: str, mel_cfg: Any) -> Any:
     from flowomni.data.features import FeatureCache
 
     return FeatureCache(cache_dir, mel_cfg)
+
+
+def group_settings(cfg: Any) -> dict[str, Any]:
+    """`collect_groups`' settings for an experiment config (fitting and evaluation agree on them)."""
+    m = cfg.model
+    return dict(group=m.group, silence=math.log(m.output_mel.log_floor), max_items=cfg.data.max_items,
+                max_frames=int(cfg.data.max_answer_seconds * m.output_mel.frame_rate), seed=m.codec.seed)
+
+
+def valid_groups(cfg: Any, feats: Any) -> tuple[torch.Tensor, Counter[str], set[str]]:
+    """The valid manifest's held-out answer groups (as `collect_groups` returns them)."""
+    return collect_groups(cfg.data.valid_manifest, feats, max_groups=max(1000, cfg.model.codec.max_groups // 10),
+                          **group_settings(cfg))
 
 
 def collect_groups(manifest: str, feats: Any, *, group: int, silence: float, max_groups: int,
@@ -89,7 +98,6 @@ def run(args: argparse.Namespace) -> int:
     from flowomni.training.experiment import ExperimentConfig
 
     cfg = config_from_args(ExperimentConfig, args)
-    logging.getLogger("faster_whisper").setLevel(logging.WARNING)  # one line per transcription otherwise
     m, cc = cfg.model, cfg.model.codec
     out = args.out or cc.path
     if not out:
@@ -99,18 +107,15 @@ def run(args: argparse.Namespace) -> int:
         print("flowomni train-codec: data.train_manifest is empty", file=sys.stderr)
         return 2
     feats = answer_features(cfg.data.cache_dir, m.output_mel)
-    kw = dict(group=m.group, silence=math.log(m.output_mel.log_floor), max_frames=int(
-        cfg.data.max_answer_seconds * m.output_mel.frame_rate), max_items=cfg.data.max_items, seed=cc.seed)
     t0 = time.perf_counter()
     try:
         valid, held_out, skipped = None, set(), Counter()
         if cfg.data.valid_manifest:
-            valid, vskip, held_out = collect_groups(cfg.data.valid_manifest, feats,
-                                                    max_groups=max(1000, cc.max_groups // 10), **kw)
+            valid, vskip, held_out = valid_groups(cfg, feats)
             skipped.update({f"valid {k}": v for k, v in vskip.items()})
         # a corpus may share answer recordings between splits: the valid ones stay held out
         train, tskip, used = collect_groups(cfg.data.train_manifest, feats, max_groups=cc.max_groups,
-                                            exclude=held_out, **kw)
+                                            exclude=held_out, **group_settings(cfg))
         skipped.update(tskip)
         print(f"fitting a codec ({cc.n_q} x {cc.codebook_size}) on {len(train)} groups "
               f"({len(train) * m.group / m.output_mel.frame_rate / 3600:.2f} h of answers)", file=sys.stderr)
@@ -126,12 +131,6 @@ def run(args: argparse.Namespace) -> int:
     }
     if valid is not None:
         report.update(valid_answers=len(held_out), valid_groups=len(valid), **reconstruction_report(codec, valid))
-    if args.wer and cfg.data.valid_manifest:
-        from flowomni.vocoder.load import load_vocoder
-
-        vocoder = load_vocoder(args.vocoder or m.vocoder, m.output_mel)
-        report["resynthesis"] = resynthesis_wer(codec, cfg.data.valid_manifest, feats, vocoder, args.wer,
-                                                silence=kw["silence"], only=held_out)
     codec.save(out, report)
     print(json.dumps(report))
     return 0
@@ -143,48 +142,3 @@ def reconstruction_report(codec: Any, groups: torch.Tensor) -> dict[str, Any]:
     the per-bin variance explained) and the log-mel RMSE with all stages."""
     rec = codec.decode(codec.encode(groups))
     return {"valid_mse": codec.error(groups), "valid_logmel_rmse": float((rec - groups).pow(2).mean().sqrt())}
-
-
-def stage_counts(n_q: int) -> list[int]:
-    """1, 2, 4, ... and n_q: how many codebooks the resynthesis WER is measured with."""
-    return sorted({*(2**i for i in range(n_q.bit_length()) if 2**i <= n_q), n_q})
-
-
-@torch.no_grad()
-def resynthesis_wer(codec: Any, manifest: str, feats: Any, vocoder: Any, n: int, *, silence: float,
-                    only: set[str] | None = None) -> dict[str, Any]:
-    """ASR WER (vs the answer text) of the first n distinct answers of a manifest (among
-    `only`, if given): vocoded from their own mel, and from the codec's reconstruction with
-    the first q codebooks."""
-    from flowomni.data.manifest import read_manifest
-    from flowomni.evaluation.asr import Transcriber
-    from flowomni.evaluation.text import wer
-    from flowomni.model.codec import to_groups
-
-    asr = Transcriber()
-    qs = stage_counts(codec.n_q)
-    refs: list[str] = []
-    hyps: dict[str, list[str]] = {"vocoded": [], **{f"codec_q{q}": [] for q in qs}}
-    seen: set[str] = set()
-    for item in read_manifest(manifest)[0]:
-        if len(refs) >= n:
-            break
-        path = str(item.answer_audio)
-        if item.answer_audio is None or path in seen or (only is not None and path not in only):
-            continue
-        seen.add(path)
-        try:
-            mel = torch.from_numpy(feats.get(item.answer_audio)).float()
-        except (AudioError, OSError, ValueError):
-            continue
-        refs.append(item.answer_text)
-        hyps["vocoded"].append(asr.transcribe(vocoder(mel).numpy(), vocoder.sample_rate))
-        codes = codec.encode(to_groups(mel, codec.group, silence))
-        for q in qs:
-            rec = codec.decode(codes[:, :q]).flatten(0, 1)[: mel.shape[0]]
-            hyps[f"codec_q{q}"].append(asr.transcribe(vocoder(rec).numpy(), vocoder.sample_rate))
-    if not refs:
-        return {"items": 0}
-    return {"items": len(refs), "vocoder": getattr(vocoder, "name", str(vocoder)),
-            "wer": {k: round(wer(refs, h), 4) for k, h in hyps.items()},
-            "examples": [{"ref": refs[i], **{k: h[i] for k, h in hyps.items()}} for i in range(min(3, len(refs)))]}

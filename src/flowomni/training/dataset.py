@@ -13,13 +13,13 @@ import math
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from flowomni.audio.io import AudioError
+from flowomni.config import Bounds
 from flowomni.data.augment import AugmentConfig
 from flowomni.model.encoder import n_adapter_frames
 from flowomni.model.layout import Layout, Task, history_ids, layout
@@ -34,6 +34,12 @@ class FeatureSource(Protocol):
 
 @dataclass
 class DataConfig:
+    # allowed ranges, checked when read (flowomni.config.check_bounds)
+    BOUNDS: ClassVar[Bounds] = {
+        "max_question_seconds": (0.01, 3600), "max_answer_seconds": (0.01, 3600), "max_items": (0, None),
+        "stats_items": (0, None), "history_prob": (0, 1)
+    }
+
     train_manifest: str = ""
     valid_manifest: str = ""
     # written questions (e.g. the corpus's train_text.jsonl) trained beside the spoken ones, with
@@ -117,7 +123,7 @@ class TaskDataset(Dataset):
             return 0
         try:
             n = int(feats.get(Path(path)).shape[0])
-        except (AudioError, OSError, ValueError) as e:
+        except Exception as e:  # noqa: BLE001 - whatever is wrong with one clip, training goes on without it
             self.skipped[f"bad {what} audio"] += 1
             log.warning("skipping %s: %s", path, e)
             return 0
@@ -131,7 +137,10 @@ class TaskDataset(Dataset):
         question = item.answer_text if task is Task.TTS else item.question_text
         q = self.positions(n_in) if task.speech_in else len(self.tokenizer.encode(question))
         slots = self.text_slots(item, task, n_out)
-        a = (slots[-1] + 2 if slots else 1) if slots is not None else len(self.tokenizer.encode(self._answer_text(item, task))) + 1
+        if slots is not None:
+            a = slots[-1] + 2 if slots else 1
+        else:
+            a = len(self.tokenizer.encode(self._answer_text(item, task))) + 1
         s = self.delay + 2 + self.n_groups(n_out) if task.speech_out else 0
         return 3 + q + max(a, s) - 1 + len(history_ids(self.tokenizer, self.history_of(index)))
 
@@ -171,12 +180,17 @@ class TaskDataset(Dataset):
     def history_of(self, i: int) -> list[tuple[list[int], list[int]]]:
         """The earlier turn example `i` is preceded by (often none). The choice is a fixed
         function of `i`, so epochs and resumed runs see the same sequences; the earlier turn
-        is another item's written Q/A, which teaches the model to keep context without
-        letting it change the answer."""
+        is another item's written Q/A (never one asking the example's own question), which
+        teaches the model to keep context without letting it change the answer."""
         h = (i * 2654435761) % 2**32
         if not self.items or h / 2**32 >= self.history_prob:
             return []
-        other = self.items[h % len(self.items)]
+        own = self.examples[i].item.question_text
+        n = len(self.items)
+        others = (self.items[(h + k) % n] for k in range(n))  # the first one after the pick that asks another question
+        other = next((it for it in others if it.question_text != own), None)
+        if other is None:
+            return []
         return [(self.tokenizer.encode(other.question_text), self.tokenizer.encode(other.answer_text))]
 
     @staticmethod

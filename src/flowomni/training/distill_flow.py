@@ -25,20 +25,28 @@ import json
 import shutil
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
 import yaml
 
+from flowomni.config import Bounds, check_bounds
 from flowomni.model.flow_head import FLOW_METHODS, FlowHead
 from flowomni.model.flow_student import FlowStudent
 
 
 @dataclass
 class DistillConfig:
+    # allowed ranges, checked when read (flowomni.config.check_bounds)
+    BOUNDS: ClassVar[Bounds] = {
+        "width": (1, 65536), "depth": (0, 256), "groups": (1, 10**9), "valid_groups": (1, 10**9), "steps": (1, 10**10),
+        "batch_size": (1, 1 << 20), "lr": (0, 10), "min_lr": (0, 10), "warmup_steps": (0, None),
+        "p_zero_temperature": (0, 1), "max_temperature": (0, 100), "eval_every": (1, None), "save_every": (1, None),
+    }
+
     width: int = 512
     depth: int = 3
     groups: int = 60_000  # training conditions (teacher-forced GEN positions)
@@ -117,7 +125,7 @@ def student_mse(student: FlowStudent, data: dict[str, torch.Tensor], batch: int 
 def train_student(student: FlowStudent, train: dict[str, torch.Tensor], valid: dict[str, torch.Tensor],
                   cfg: DistillConfig, run_dir: Path, log: Any = print) -> dict[str, Any]:
     """Fit the student to the pairs; resumes from run_dir/student if a save is there."""
-    from flowomni.training.checkpoint import load_meta, load_model_state, load_training_state, save_checkpoint
+    from flowomni.checkpoint import load_meta, load_model_state, load_training_state, save_checkpoint
     from flowomni.training.optim import build_optimizer, warmup_cosine
 
     opt = build_optimizer(list(student.named_parameters()), cfg.lr, 0.0, [0.9, 0.99])
@@ -176,7 +184,7 @@ def load_or_make_pairs(model: Any, cfg: DistillConfig, teacher: tuple[str, int],
     for name, ds, n in (("train", data.train_set, cfg.groups), ("valid", data.valid_set, cfg.valid_groups)):
         t = time.time()
         h = collect_conditions(model, ds, data.collate_fn, n, seed=cfg.seed)
-        x0, x1 = teacher_pairs(model.flow, h, teacher, cfg, gen)
+        x0, x1 = teacher_pairs(model.speech.flow, h, teacher, cfg, gen)
         sets[name] = {"h": h, "x0": x0, "x1": x1}
         log(f"{name}: {h.shape[0]} teacher pairs in {time.time() - t:.0f} s")
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -231,7 +239,8 @@ def distill(model_dir: str | Path, out: str | Path, cfg: DistillConfig, *, teach
     teacher_t = parse_teacher(teacher or f"{fcfg.method}:{fcfg.steps}")
     torch.manual_seed(cfg.seed)
     train, valid = load_or_make_pairs(model, cfg, teacher_t, run_dir, log)
-    student = FlowStudent(model.flow.group * model.flow.frame_dim, train["h"].shape[1], cfg.width, cfg.depth)
+    flow = model.speech.flow
+    student = FlowStudent(flow.group * flow.frame_dim, train["h"].shape[1], cfg.width, cfg.depth)
     baseline = student_mse(student, valid)  # the untrained student returns x0: the prior mean's error
     metrics = train_student(student, train, valid, cfg, run_dir, log)
     metrics["valid_mse_of_start_point"] = baseline
@@ -247,17 +256,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="sampler to imitate (default: the model's own, e.g. euler:4)")
     p.add_argument("--run-dir", default=None, help="where pairs and student saves go (default runs/distill_<out>)")
     p.add_argument("--keep-method", action="store_true", help="add the student but keep the model's default sampler")
-    for name, f in DistillConfig.__dataclass_fields__.items():
-        p.add_argument(f"--{name.replace('_', '-')}", type=type(f.default), default=f.default)
+    for f in fields(DistillConfig):
+        p.add_argument(f"--{f.name.replace('_', '-')}", type=type(f.default), default=f.default)
 
 
 def run(args: argparse.Namespace) -> int:
-    from flowomni.training.checkpoint import CheckpointError
+    from flowomni.checkpoint import CheckpointError
 
-    cfg = DistillConfig(**{name: getattr(args, name) for name in DistillConfig.__dataclass_fields__})
+    cfg = DistillConfig(**{f.name: getattr(args, f.name) for f in fields(DistillConfig)})
     try:
-        if cfg.width < 1 or cfg.depth < 0 or cfg.steps < 1 or cfg.groups < 1 or cfg.valid_groups < 1:
-            raise ValueError("--width, --steps, --groups and --valid-groups must be >= 1 (--depth >= 0)")
+        check_bounds(cfg)  # ConfigError (a ValueError) naming the option and its range
         metrics = distill(args.model, args.out, cfg, teacher=args.teacher, run_dir=args.run_dir,
                           make_default=not args.keep_method, log=lambda s: print(s, file=sys.stderr))
     except (CheckpointError, FileNotFoundError, ValueError) as e:

@@ -27,13 +27,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from flowomni.audio.io import AudioError, load_audio
 from flowomni.audio.mel import MelSpectrogram
+from flowomni.checkpoint import state_digest
 from flowomni.data.augment import AugmentConfig, augment, random_spec
-from flowomni.data.check import AudioProblem, load_checked
 from flowomni.data.features import FeatureCache
 from flowomni.data.fsutil import atomic_path
 from flowomni.data.manifest import SkipStats
-from flowomni.model.encoder import state_digest
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +53,9 @@ class EncoderCache:
         enc.pop("pretrained", None)  # the digest names the weights; a moved folder is the same encoder
         if not cfg.encoder.pretrained_digest:  # an own (CTC) encoder: hash its weights
             enc["weights"] = state_digest(model.encoder.state_dict())
-        spec = {"mel": asdict(cfg.input_mel), "encoder": enc, "augment": asdict(self.aug),
+        aug = asdict(self.aug)
+        aug.pop("variants")  # version v is the same whatever the count: caches of 2 and 4 versions share files
+        spec = {"mel": asdict(cfg.input_mel), "encoder": enc, "augment": aug,
                 "stats": [float(self.stats.mean.sum()), float(self.stats.std.sum())]}
         self.fingerprint = hashlib.sha1(json.dumps(spec, sort_keys=True, default=list).encode()).hexdigest()[:12]
         self.dir = Path(root) / f"enc-{self.fingerprint}"
@@ -71,7 +73,7 @@ class EncoderCache:
         return random_spec(np.random.default_rng(seed), self.aug)
 
     def _audio(self, path: str | Path, variant: int) -> np.ndarray:
-        wav = load_checked(path, self.sample_rate)
+        wav = load_audio(path, self.sample_rate)
         spec = self.spec(path, variant)
         if spec is not None:
             seed = int.from_bytes(hashlib.sha1(f"noise/{self._keys.key(path)}/{variant}".encode()).digest()[:8], "little")
@@ -128,7 +130,7 @@ class EncoderCache:
         for p in sorted({os.path.abspath(p) for p in paths}):
             try:
                 todo += [(p, v) for v in range(self.variants) if self._load(self.file_for(p, v)) is None]
-            except AudioProblem as e:
+            except AudioError as e:
                 stats.add(e.reason, str(e))
         bar = tqdm(total=len(todo), desc=f"encoder {self.dir.name}", unit="clip", disable=not progress, file=sys.stderr)
         pending: list[tuple[str, int, np.ndarray]] = []
@@ -151,7 +153,7 @@ class EncoderCache:
                 pending.append((p, v, self._audio(p, v)))
             except Exception as e:  # one bad clip must not stop the run
                 failed.add(p)
-                if isinstance(e, AudioProblem):
+                if isinstance(e, AudioError):
                     stats.add(e.reason, str(e))
                 else:
                     stats.add("error", f"{p}: {type(e).__name__}: {e}")

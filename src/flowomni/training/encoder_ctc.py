@@ -104,10 +104,10 @@ def train_encoder(cfg: Any, out: Path, *, steps: int, batch_size: int, lr: float
     from jiwer import cer
 
     from flowomni.audio.stats import FeatureStats
+    from flowomni.checkpoint import save_checkpoint
     from flowomni.data.features import FeatureCache
     from flowomni.model.encoder import SpeechEncoder
     from flowomni.model.tokenizer import build_tokenizer
-    from flowomni.training.checkpoint import save_checkpoint
     from flowomni.training.optim import build_optimizer, warmup_cosine
 
     mcfg = cfg.model
@@ -149,7 +149,8 @@ def train_encoder(cfg: Any, out: Path, *, steps: int, batch_size: int, lr: float
         mel, lengths = pad_batch([stats.normalize(x[0]) for x in b])
         hyps += [tok.decode(ids) for ids in model.greedy(mel, lengths)]
         refs += [x[2] for x in b]
-    meta = {"step": steps, "train_clips": len(train), "skipped": skipped, "final_ctc": sum(losses[-100:]) / len(losses[-100:]),
+    meta = {"step": steps, "train_clips": len(train), "skipped": skipped,
+            "final_ctc": sum(losses[-100:]) / len(losses[-100:]),
             "valid_cer": cer(refs, hyps) if refs else None, "valid_examples": list(zip(refs, hyps))[:5],
             "wall_s": time.perf_counter() - t0}
     state = {**{f"encoder.{k}": v for k, v in model.encoder.state_dict().items()},

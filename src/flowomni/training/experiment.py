@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import logging
 import math
+import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -125,23 +127,25 @@ def build_datasets(cfg: ExperimentConfig, tok: Tokenizer, model: FlowOmni | None
 
 def build_experiment(cfg: ExperimentConfig, *, estimate_stats: bool = True) -> Experiment:
     """Read manifests, wire feature caches, build datasets and the model."""
+    from flowomni.model.size import TRAINING_BYTES, check_fits
+
     tok = build_tokenizer(cfg.model.tokenizer)
     mcfg = cfg.model
-    model = FlowOmni(mcfg, tok)  # first: a Whisper encoder sets the input features the data needs
+    # before the (slow) data and the (large) weights: refuse a model this machine cannot hold
+    # (under FSDP each machine of a multi-node launch holds its share)
+    nodes = int(os.environ.get("WORLD_SIZE", 1)) // max(1, int(os.environ.get("LOCAL_WORLD_SIZE", 1)))
+    per_param = TRAINING_BYTES / max(1, nodes) if cfg.train.sharding == "fsdp" else TRAINING_BYTES
+    check_fits(lambda: FlowOmni(mcfg, tok, pretrained=False), per_param, "model")
+    model = FlowOmni(mcfg, tok)  # before the data: a Whisper encoder sets the input features the data needs
     data = build_datasets(cfg, tok, model)
     train_set = data.train_set
-    if mcfg.speech_head == "discrete" and not cfg.init_from and not model.codec.fitted:
+    if mcfg.speech_head == "discrete" and not cfg.init_from and not model.speech.codec.fitted:
         raise ValueError("model.speech_head is discrete but model.codec.path names no trained codec: "
                          "run `flowomni train-codec CONFIG` first (it writes model.codec.path)")
     if cfg.init_from:
-        from flowomni.training.checkpoint import load_model_state
+        from flowomni.checkpoint import load_weights_into
 
-        state = load_model_state(cfg.init_from)
-        if cfg.init_skip:
-            own = model.state_dict()
-            state = {k: (own[k] if k.startswith(tuple(cfg.init_skip)) else v) for k, v in state.items()}
-            state |= {k: v for k, v in own.items() if k.startswith(tuple(cfg.init_skip))}
-        model.load_checkpoint_state(state)
+        load_weights_into(model, cfg.init_from, skip=cfg.init_skip)
     never_measured = bool((model.out_mean == 0).all() and (model.out_std == 1).all())  # e.g. a text-only start
     if estimate_stats and (not cfg.init_from or never_measured):
         in_stats, out_stats = estimate_feature_stats(train_set, cfg.data.stats_items, mcfg.input_mel.n_mels,
@@ -160,7 +164,8 @@ def estimate_feature_stats(ds: TaskDataset, n_items: int, in_dim: int, out_dim: 
         if ex.item.id in seen:
             continue
         seen.add(ex.item.id)
-        for key, feats, path in (("in", ds.in_feats, ex.item.question_audio), ("out", ds.out_feats, ex.item.answer_audio)):
+        sides = (("in", ds.in_feats, ex.item.question_audio), ("out", ds.out_feats, ex.item.answer_audio))
+        for key, feats, path in sides:
             if path is None or (key == "in" and not questions):
                 continue
             try:

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import yaml
 
+from flowomni.checkpoint import check_safe
 from flowomni.model.flow_head import FLOW_METHODS
-from flowomni.training.checkpoint import check_safe
 
 KEEP = ("model.safetensors", "config.yaml", "meta.json", "tokenizer", "backbone")
 
@@ -93,7 +93,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from flowomni.training.checkpoint import CheckpointError
+    from flowomni.checkpoint import CheckpointError
 
     try:
         out = export_model(args.checkpoint, args.out, vocoder=args.vocoder, half=args.half,

@@ -9,6 +9,7 @@ resumed from step N therefore replays steps N+1... exactly as the uninterrupted 
 from __future__ import annotations
 
 import logging
+import math
 import os
 import random
 import signal
@@ -16,6 +17,7 @@ import sys
 import time
 from collections.abc import Callable
 from contextlib import nullcontext
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,16 +25,18 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from flowomni.training.checkpoint import (
+from flowomni.checkpoint import (
     latest_checkpoint,
     load_meta,
-    load_model_state,
     load_training_state,
+    load_weights_into,
+    nonfinite_tensors,
     prune_checkpoints,
     save_checkpoint,
     step_dir,
 )
 from flowomni.training.config import TrainConfig
+from flowomni.training.guard import NonFiniteGuard, TrainingDiverged
 from flowomni.training.optim import build_optimizer, warmup_cosine
 from flowomni.training.runlog import RunLog
 from flowomni.training.sampler import BucketBatchSampler
@@ -104,27 +108,137 @@ def train(
     weights are in place (fresh or resumed), e.g. to swap in a pretrained encoder."""
     acc = accelerator or make_accelerator(cfg)
     run_dir = Path(run_dir)
-    total_steps = cfg.max_steps
-    stop_at = min(total_steps, max_steps) if max_steps else total_steps
+    stop_at = min(cfg.max_steps, max_steps) if max_steps else cfg.max_steps
     random.seed(cfg.seed)
     np.random.seed(cfg.seed)
     torch.manual_seed(cfg.seed)
 
     check_sharding(cfg.sharding)
     sharded = cfg.sharding == "fsdp" and acc.num_processes > 1
+    start = start_or_resume(model, cfg, acc, run_dir, resume=resume, sharded=sharded, after_load=after_load)
+    step, pos, scheduler = start.step, start.pos, start.scheduler
+    raw_model = model
+    if sharded:  # already distributed: accelerate must not wrap it in DDP as well
+        optimizer = acc.prepare(start.optimizer)
+    else:
+        model, optimizer = acc.prepare(model, start.optimizer)
+    runlog = RunLog(run_dir, tensorboard=cfg.tensorboard, resume_step=step if resume else None) \
+        if acc.is_main_process else None
+    sampler = BucketBatchSampler(
+        train_set.lengths, cfg.batch_size, max_positions=cfg.max_positions, bucket_batches=cfg.bucket_batches,  # type: ignore[attr-defined]
+        seed=cfg.seed, rank=acc.process_index, world_size=acc.num_processes,
+    )
+    if not sampler.batches(0):
+        raise ValueError(f"training set of {len(train_set)} examples gives no batch on {acc.num_processes} process(es)")
+    save = Saver(raw_model, optimizer, start.opt_io if sharded else None, scheduler, acc, run_dir, cfg,
+                 config_yaml=config_yaml, files=files)
+
+    evaluator = Evaluator(raw_model, valid_set, collate_fn, cfg, run_dir, acc.device) if valid_set is not None else None
+    bar = _progress(acc, step, stop_at)
+    meter = LossMeter()
+    pending: dict[str, Any] = {}  # losses of the step being accumulated (on the device until it ends)
+    guard = NonFiniteGuard(cfg.max_nonfinite_steps)
+    n_micro, t_start = 0, time.perf_counter()
+    last: dict[str, Any] = {}
+    boundary = Position(pos.epoch, pos.batch)  # data position after the last completed step
+    stop_signal = _StopSignal()
+    model.train()
+    try:
+        while step < stop_at and not stop_signal.raised:
+            batches = sampler.batches(pos.epoch)[pos.batch :]
+            if hasattr(train_set, "set_epoch"):  # before the loader copies it to workers
+                train_set.set_epoch(pos.epoch)
+            loader = make_loader(train_set, batches, collate_fn, cfg, acc.device)
+            for batch in loader:
+                if n_micro % cfg.grad_accum == 0:
+                    torch.manual_seed(step_seed(cfg.seed, step, acc.process_index))
+                sync = (n_micro + 1) % cfg.grad_accum == 0
+                meter.frames += int(batch["num_frames"]) * acc.num_processes  # still on the host: no sync
+                batch = to_device(batch, acc.device)
+                with (nullcontext() if sync else acc.no_sync(model)), acc.autocast():
+                    out = model(batch)
+                    acc.backward(out["loss"] / cfg.grad_accum)
+                for k in LOSS_KEYS:  # summed on the device: one read per step, for the non-finite check
+                    pending[k] = pending.get(k, 0.0) + out[k].detach().float() / cfg.grad_accum
+                n_micro += 1
+                pos.batch += 1
+                if not sync:
+                    continue
+                pending = dict(zip(pending, torch.stack(list(pending.values())).tolist()))
+                finite, grad_norm = optimizer_step(model, optimizer, scheduler, acc, guard, cfg, step, pending)
+                meter.add(pending, finite)
+                pending = {}
+                step += 1
+                boundary = Position(pos.epoch, pos.batch)
+                if step % cfg.log_every == 0 or step == stop_at:
+                    last = meter.line(lr=scheduler.get_last_lr()[0], grad_norm=grad_norm if finite else None,
+                                      nonfinite_steps=guard.total)
+                    if runlog:
+                        runlog.log(step, "train", last)
+                    bar.set_postfix(loss=f"{last.get('loss', math.nan):.3f}", flow=f"{last.get('flow', math.nan):.3f}",
+                                    fps=f"{last['frames_per_s']:.0f}")
+                bar.update(1)
+                if evaluator and (step % cfg.eval_every == 0 or step == stop_at):
+                    valid = evaluator.run(step)
+                    if runlog:
+                        runlog.log(step, "valid", valid)
+                        runlog.plot(run_dir / "loss_curves.png")
+                    last.update({f"valid_{k}": v for k, v in valid.items()})
+                    model.train()
+                if step % cfg.save_every == 0 or step == stop_at:
+                    save(step, boundary)
+                if step >= stop_at or stop_signal.raised:
+                    break
+            else:
+                pos = Position(pos.epoch + 1, 0)
+    except KeyboardInterrupt:
+        stop_signal.raised = True
+    except TrainingDiverged:
+        if runlog:
+            runlog.close()
+        raise
+    finally:
+        stop_signal.restore()
+        bar.close()
+    if stop_signal.raised and step > 0:
+        path = save(step, boundary)
+        log.warning("interrupted: saved %s; continue with --resume", path)
+    if runlog:
+        runlog.close()
+    acc.wait_for_everyone()
+    return {"step": step, "interrupted": stop_signal.raised, "wall_s": time.perf_counter() - t_start,
+            "checkpoint": str(latest_checkpoint(run_dir)), **last}
+
+
+@dataclass
+class Start:
+    """Where a run starts: its step, data position, optimizer (`opt_io`: what checkpoints
+    read and write, under FSDP a full single-process view of the shards) and schedule."""
+
+    step: int
+    pos: Position
+    optimizer: torch.optim.Optimizer
+    opt_io: Any
+    scheduler: torch.optim.lr_scheduler.LambdaLR
+
+
+def start_or_resume(model: torch.nn.Module, cfg: TrainConfig, acc: Any, run_dir: Path, *, resume: bool,
+                    sharded: bool, after_load: Callable[[torch.nn.Module], None] | None) -> Start:
+    """Set the training stage, load the newest checkpoint's weights when resuming (before
+    sharding: every rank reads the full file), shard, build the optimizer and schedule and
+    restore their state. A run folder that holds checkpoints is refused unless resuming."""
     model.set_stage(cfg.stage)  # type: ignore[operator]
     step, pos = 0, Position()
     ckpt = latest_checkpoint(run_dir)
-    if resume and ckpt is not None:  # weights go in before sharding: every rank reads the full file
-        model.load_checkpoint_state(load_model_state(ckpt))  # type: ignore[operator]
+    if resume and ckpt is not None:
+        load_weights_into(model, ckpt)
     if after_load is not None:
         after_load(model)
     if sharded:
         shard_model(model.to(acc.device))
     optimizer = build_optimizer(list(model.named_parameters()), cfg.lr, cfg.weight_decay, cfg.betas)
-    # what checkpoints read and write: under FSDP a full, single-process view of the shards
     opt_io: Any = FullStateOptimizer(model, optimizer) if sharded else optimizer
-    lr_factor = warmup_cosine(cfg.warmup_steps, total_steps, cfg.lr, cfg.min_lr)
+    lr_factor = warmup_cosine(cfg.warmup_steps, cfg.max_steps, cfg.lr, cfg.min_lr)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor)
 
     if resume and ckpt is not None:
@@ -149,109 +263,83 @@ def train(
     elif ckpt is not None and acc.is_main_process:
         raise RunDirError(f"{run_dir} already holds checkpoints (newest {ckpt.name}); "
                           "pass --resume to continue it, or choose another --run-dir")
+    return Start(step, pos, optimizer, opt_io, scheduler)
 
-    raw_model = model
-    if sharded:  # already distributed: accelerate must not wrap it in DDP as well
-        optimizer = acc.prepare(optimizer)
-    else:
-        model, optimizer = acc.prepare(model, optimizer)
-    runlog = RunLog(run_dir, tensorboard=cfg.tensorboard and acc.is_main_process, resume_step=step if resume else None) \
-        if acc.is_main_process else None
-    sampler = BucketBatchSampler(
-        train_set.lengths, cfg.batch_size, max_positions=cfg.max_positions, bucket_batches=cfg.bucket_batches,  # type: ignore[attr-defined]
-        seed=cfg.seed, rank=acc.process_index, world_size=acc.num_processes,
-    )
-    if not sampler.batches(0):
-        raise ValueError(f"training set of {len(train_set)} examples gives no batch on {acc.num_processes} process(es)")
 
-    def save(at_step: int, at: Position) -> Path | None:
-        # under FSDP, gathering the full state is collective: every rank takes part
-        full = full_model_state(raw_model) if sharded else None
-        opt_state = opt_io.state_dict() if sharded else optimizer
-        if not acc.is_main_process:
+def optimizer_step(model: torch.nn.Module, optimizer: Any, scheduler: Any, acc: Any, guard: NonFiniteGuard,
+                   cfg: TrainConfig, step: int, pending: dict[str, float]) -> tuple[bool, float]:
+    """Clip, check and take (or skip) the step whose micro-batches are accumulated, and
+    advance the schedule: (finite, grad norm). `pending`: the step's losses."""
+    # (no clipping at grad_clip 0: an infinite bound only measures the norm)
+    grad_norm = acc.clip_grad_norm_(model.parameters(), cfg.grad_clip if cfg.grad_clip > 0 else math.inf)
+    finite = all(map(math.isfinite, pending.values())) and math.isfinite(float(grad_norm))
+    if acc.num_processes > 1:  # every process takes (or skips) the same step
+        finite = float(acc.reduce(torch.tensor(float(not finite), device=acc.device), "sum")) == 0
+    if acc.scaler is not None:  # fp16: the grad scaler skips non-finite steps itself (and rescales)
+        optimizer.step()
+        finite = finite and not optimizer.step_was_skipped
+        guard.update_ok(finite, step + 1)
+    elif guard.update_ok(finite, step + 1):
+        optimizer.step()
+    scheduler.step()  # a skipped step still counts: the schedule and the data order stay exact
+    optimizer.zero_grad(set_to_none=True)
+    return finite, float(grad_norm)
+
+
+class LossMeter:
+    """Mean losses of the finite steps, and frames per second, since the last log line."""
+
+    def __init__(self) -> None:
+        self.sums: dict[str, float] = {}
+        self.frames, self.n_good, self.t = 0, 0, time.perf_counter()
+
+    def add(self, losses: dict[str, float], finite: bool) -> None:
+        if finite:
+            for k, v in losses.items():
+                self.sums[k] = self.sums.get(k, 0.0) + v
+            self.n_good += 1
+
+    def line(self, *, lr: float, grad_norm: float | None, nonfinite_steps: int) -> dict[str, Any]:
+        """The log line (then counting starts again); no losses when every step was skipped."""
+        now = time.perf_counter()
+        out: dict[str, Any] = {k: v / self.n_good for k, v in self.sums.items()}
+        out["frames_per_s"] = self.frames / max(now - self.t, 1e-9)
+        out["lr"] = lr
+        if grad_norm is not None:
+            out["grad_norm"] = grad_norm
+        out["nonfinite_steps"] = nonfinite_steps
+        self.sums, self.frames, self.n_good, self.t = {}, 0, 0, now
+        return out
+
+
+class Saver:
+    """Writes `run_dir/step_N` (and prunes old ones). Under FSDP gathering the full state is
+    collective: every rank calls it, the main process writes. Weights holding NaN/Inf are
+    never written (nor pruned for) over a good checkpoint: TrainingDiverged."""
+
+    def __init__(self, model: torch.nn.Module, optimizer: Any, full_optimizer: FullStateOptimizer | None,
+                 scheduler: Any, acc: Any, run_dir: Path, cfg: TrainConfig, *, config_yaml: str,
+                 files: dict[str, str | bytes] | None) -> None:
+        self.model, self.optimizer, self.full_optimizer, self.scheduler = model, optimizer, full_optimizer, scheduler
+        self.acc, self.run_dir, self.keep = acc, run_dir, cfg.keep_checkpoints
+        self.config_yaml, self.files = config_yaml, files
+
+    def __call__(self, step: int, at: Position) -> Path | None:
+        sharded = self.full_optimizer is not None
+        full = full_model_state(self.model) if sharded else None
+        opt_state = self.full_optimizer.state_dict() if self.full_optimizer is not None else self.optimizer
+        if not self.acc.is_main_process:
             return None
-        meta = {"step": at_step, "epoch": at.epoch, "batch_in_epoch": at.batch, "time": time.time()}
-        path = save_checkpoint(step_dir(run_dir, at_step), model_state=raw_model.checkpoint_state(full),  # type: ignore[operator]
-                               config_yaml=config_yaml, meta=meta, optimizer=opt_state, scheduler=scheduler,
-                               files=files)
-        prune_checkpoints(run_dir, cfg.keep_checkpoints)
+        state = self.model.checkpoint_state(full)  # type: ignore[operator]
+        if bad := nonfinite_tensors(state):
+            raise TrainingDiverged(f"training diverged: at step {step} {len(bad)} weight tensor(s) hold NaN/Inf "
+                                   f"(e.g. {bad[0]}); not saved, the last checkpoint "
+                                   f"({latest_checkpoint(self.run_dir)}) is kept")
+        meta = {"step": step, "epoch": at.epoch, "batch_in_epoch": at.batch, "time": time.time()}
+        path = save_checkpoint(step_dir(self.run_dir, step), model_state=state, config_yaml=self.config_yaml,
+                               meta=meta, optimizer=opt_state, scheduler=self.scheduler, files=self.files)
+        prune_checkpoints(self.run_dir, self.keep)
         return path
-
-    evaluator = Evaluator(raw_model, valid_set, collate_fn, cfg, run_dir, acc.device) if valid_set is not None else None
-    bar = _progress(acc, step, stop_at)
-    sums: dict[str, float] = {}
-    frames, n_micro, t_log, t_start = 0, 0, time.perf_counter(), time.perf_counter()
-    last: dict[str, Any] = {}
-    boundary = Position(pos.epoch, pos.batch)  # data position after the last completed step
-    stop_signal = _StopSignal()
-    model.train()
-    try:
-        while step < stop_at and not stop_signal.raised:
-            batches = sampler.batches(pos.epoch)[pos.batch :]
-            if hasattr(train_set, "set_epoch"):  # before the loader copies it to workers
-                train_set.set_epoch(pos.epoch)
-            loader = make_loader(train_set, batches, collate_fn, cfg, acc.device)
-            for batch in loader:
-                if n_micro % cfg.grad_accum == 0:
-                    torch.manual_seed(step_seed(cfg.seed, step, acc.process_index))
-                sync = (n_micro + 1) % cfg.grad_accum == 0
-                frames += int(batch["num_frames"]) * acc.num_processes  # still on the host: no sync
-                batch = to_device(batch, acc.device)
-                with (nullcontext() if sync else acc.no_sync(model)), acc.autocast():
-                    out = model(batch)
-                    acc.backward(out["loss"] / cfg.grad_accum)
-                for k in LOSS_KEYS:  # summed on the device; read when logged
-                    sums[k] = sums.get(k, 0.0) + out[k].detach().float() / cfg.grad_accum
-                n_micro += 1
-                pos.batch += 1
-                if not sync:
-                    continue
-                grad_norm = acc.clip_grad_norm_(model.parameters(), cfg.grad_clip) if cfg.grad_clip > 0 else None
-                optimizer.step()
-                scheduler.step()
-                optimizer.zero_grad(set_to_none=True)
-                step += 1
-                boundary = Position(pos.epoch, pos.batch)
-                if step % cfg.log_every == 0 or step == stop_at:
-                    now = time.perf_counter()
-                    n_steps = n_micro / cfg.grad_accum
-                    last = {k: float(v) / n_steps for k, v in sums.items()}
-                    last["frames_per_s"] = frames / max(now - t_log, 1e-9)
-                    last["lr"] = scheduler.get_last_lr()[0]
-                    if grad_norm is not None:
-                        last["grad_norm"] = float(grad_norm)
-                    if runlog:
-                        runlog.log(step, "train", last)
-                    bar.set_postfix(loss=f"{last['loss']:.3f}", flow=f"{last['flow']:.3f}",
-                                    fps=f"{last['frames_per_s']:.0f}")
-                    sums, frames, n_micro, t_log = {}, 0, 0, now
-                bar.update(1)
-                if evaluator and (step % cfg.eval_every == 0 or step == stop_at):
-                    valid = evaluator.run(step)
-                    if runlog:
-                        runlog.log(step, "valid", valid)
-                        runlog.plot(run_dir / "loss_curves.png")
-                    last.update({f"valid_{k}": v for k, v in valid.items()})
-                    model.train()
-                if step % cfg.save_every == 0 or step == stop_at:
-                    save(step, boundary)
-                if step >= stop_at or stop_signal.raised:
-                    break
-            else:
-                pos = Position(pos.epoch + 1, 0)
-    except KeyboardInterrupt:
-        stop_signal.raised = True
-    finally:
-        stop_signal.restore()
-        bar.close()
-    if stop_signal.raised and step > 0:
-        path = save(step, boundary)
-        log.warning("interrupted: saved %s; continue with --resume", path)
-    if runlog:
-        runlog.close()
-    acc.wait_for_everyone()
-    return {"step": step, "interrupted": stop_signal.raised, "wall_s": time.perf_counter() - t_start,
-            "checkpoint": str(latest_checkpoint(run_dir)), **last}
 
 
 class Evaluator:

@@ -34,7 +34,6 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-
 MAX_CHUNK_FRAMES = 128  # ~1.5 s at 86 Hz: bigger chunks save little
 MARGIN_S = 0.05  # a chunk leaves this long before the listener would run out, at the latest
 KEEP_AHEAD = 0.5  # ... or when the listener has less than this share of the audio sent left

@@ -13,11 +13,13 @@ import logging
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 import torch
 
 from flowomni.audio.io import AudioError, load_audio
 from flowomni.audio.mel import MelConfig, MelSpectrogram
+from flowomni.config import Bounds
 
 log = logging.getLogger(__name__)
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3")
@@ -25,6 +27,11 @@ AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3")
 
 @dataclass
 class VocoderDataConfig:
+    # allowed ranges, checked when read (flowomni.config.check_bounds)
+    BOUNDS: ClassVar[Bounds] = {
+        "segment_frames": (1, 100_000), "batch_size": (1, 65536), "max_seconds": (0.01, 3600), "valid_items": (0, None),
+    }
+
     train: list[str] = field(default_factory=lambda: ["data/voice/train.jsonl"])
     valid: list[str] = field(default_factory=lambda: ["data/voice/valid.jsonl"])
     segment_frames: int = 64  # 64 frames = 0.74 s at 22.05 kHz / 256

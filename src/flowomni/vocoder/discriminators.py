@@ -10,20 +10,27 @@ returns its logits and its intermediate features (for the feature-matching loss)
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from torch.nn.utils.parametrizations import weight_norm
 
+from flowomni.config import Bounds
+
 Features = list[torch.Tensor]
 
 
 @dataclass
 class DiscriminatorConfig:
+    # allowed ranges, checked when read (flowomni.config.check_bounds)
+    BOUNDS: ClassVar[Bounds] = {"periods": (1, 1000), "period_channels": (1, 16384), "resolution_channels": (1, 16384)}
+
     periods: list[int] = field(default_factory=lambda: [2, 3, 5, 7, 11])
     period_channels: list[int] = field(default_factory=lambda: [16, 64, 128, 256])  # HiFi-GAN: 32..1024
-    resolutions: list[list[int]] = field(default_factory=lambda: [[512, 128, 512], [1024, 256, 1024], [2048, 512, 2048]])
+    resolutions: list[list[int]] = field(
+        default_factory=lambda: [[512, 128, 512], [1024, 256, 1024], [2048, 512, 2048]])
     resolution_channels: int = 32
 
 

@@ -8,13 +8,12 @@ from pathlib import Path
 import torch
 
 from flowomni.audio.mel import MelConfig
+from flowomni.checkpoint import CheckpointError, check_safe, latest_checkpoint, load_model_state
 from flowomni.config import ConfigError, load_config
-from flowomni.training.checkpoint import CheckpointError, check_safe, latest_checkpoint, load_model_state
+from flowomni.paths import REPO_ROOT
 from flowomni.vocoder.base import Vocoder
 from flowomni.vocoder.griffin_lim import GriffinLim, parse_name
 from flowomni.vocoder.vocos import NeuralVocoder, VocosConfig, VocosGenerator
-
-PROJECT_ROOT = Path(__file__).resolve().parents[3]  # where models/ lives in a source checkout
 
 
 class VocoderError(ValueError):
@@ -23,8 +22,8 @@ class VocoderError(ValueError):
 
 def _resolve(name_or_path: str) -> Path:
     p = Path(name_or_path).expanduser()
-    if not p.exists() and not p.is_absolute() and (PROJECT_ROOT / p).exists():
-        p = PROJECT_ROOT / p
+    if not p.exists() and not p.is_absolute() and (REPO_ROOT / p).exists():
+        p = REPO_ROOT / p
     if not p.exists():
         raise VocoderError(
             f"unknown vocoder {name_or_path!r}: expected 'griffin-lim', 'griffin-lim-N' (N iterations) "

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import logging
 import warnings
-from typing import List, Optional, Union
+from typing import List, Union  # noqa: UP035 - TorchScript's spelling (see below)
 
 import torch
 import torch.nn as nn
@@ -46,7 +46,7 @@ class PackedLinear(nn.Module):
         self.register_buffer("bias", None if linear.bias is None else linear.bias.detach().clone())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # [..., rows, in] -> [..., rows, out]
-        scalars: List[Optional[Union[int, float, complex]]] = []  # noqa: UP006,UP007 - TorchScript's spelling
+        scalars: List[Union[int, float, complex] | None] = []  # noqa: UP006,UP007 - TorchScript's spelling
         rows = x.shape[-2]
         pad = (self.row_multiple - rows % self.row_multiple) % self.row_multiple
         if pad > 0:  # rows are independent: padding changes no real row

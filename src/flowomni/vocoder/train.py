@@ -22,7 +22,7 @@ import time
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn as nn
@@ -31,8 +31,7 @@ from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
 from flowomni.audio.mel import MelConfig, answer_mel_config
-from flowomni.config import to_dict
-from flowomni.training.checkpoint import (
+from flowomni.checkpoint import (
     latest_checkpoint,
     load_meta,
     load_model_state,
@@ -43,6 +42,7 @@ from flowomni.training.checkpoint import (
     save_checkpoint,
     step_dir,
 )
+from flowomni.config import Bounds, to_dict
 from flowomni.vocoder.data import Clips, VocoderDataConfig
 from flowomni.vocoder.discriminators import DiscriminatorConfig, Discriminators
 from flowomni.vocoder.losses import (
@@ -59,6 +59,14 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class VocoderOptimConfig:
+    # allowed ranges, checked when read (flowomni.config.check_bounds)
+    BOUNDS: ClassVar[Bounds] = {
+        "max_steps": (1, 10**10), "lr": (0, 10), "lr_min": (0, 10), "warmup_steps": (0, None), "betas": (0, 0.99999),
+        "weight_decay": (0, 100), "grad_clip": (0, None), "gan_start_step": (0, None), "lambda_mel": (0, 1e4),
+        "lambda_stft": (0, 1e4), "lambda_adv": (0, 1e4), "lambda_fm": (0, 1e4), "log_every": (1, None),
+        "eval_every": (1, None), "save_every": (1, None), "keep_checkpoints": (0, None), "threads": (0, 1024),
+    }
+
     max_steps: int = 20000
     lr: float = 5e-4
     lr_min: float = 2e-5
@@ -72,7 +80,8 @@ class VocoderOptimConfig:
     lambda_stft: float = 15.0
     lambda_adv: float = 1.0
     lambda_fm: float = 2.0
-    stft_resolutions: list[list[int]] = field(default_factory=lambda: [[512, 128, 512], [1024, 256, 1024], [2048, 512, 2048]])
+    stft_resolutions: list[list[int]] = field(
+        default_factory=lambda: [[512, 128, 512], [1024, 256, 1024], [2048, 512, 2048]])
     log_every: int = 50
     eval_every: int = 500
     save_every: int = 500
@@ -151,8 +160,9 @@ class VocoderTrainer:
         torch.manual_seed(t.seed)
         self.generator = VocosGenerator(cfg.model, cfg.mel).to(self.device)
         self.disc = Discriminators(cfg.disc).to(self.device)
-        self.opt_g = torch.optim.AdamW(self.generator.parameters(), t.lr, betas=tuple(t.betas), weight_decay=t.weight_decay)
-        self.opt_d = torch.optim.AdamW(self.disc.parameters(), t.lr, betas=tuple(t.betas), weight_decay=t.weight_decay)
+        adam = dict(betas=tuple(t.betas), weight_decay=t.weight_decay)
+        self.opt_g = torch.optim.AdamW(self.generator.parameters(), t.lr, **adam)
+        self.opt_d = torch.optim.AdamW(self.disc.parameters(), t.lr, **adam)
         self.sched_g = torch.optim.lr_scheduler.LambdaLR(self.opt_g, lr_lambda(t))
         self.sched_d = torch.optim.lr_scheduler.LambdaLR(self.opt_d, lr_lambda(t))
         self.mel_loss = MelLoss(cfg.mel).to(self.device)
@@ -206,8 +216,8 @@ class VocoderTrainer:
         logs["grad_norm"] = self._apply(self.opt_g, self.generator, t.grad_clip)
         self.sched_g.step()
         self.step_count += 1
-        logs.update(loss=loss_g.item(), mel=rec["mel"].item(), stft=rec["stft"].item(), lr=self.sched_g.get_last_lr()[0],
-                    skipped_updates=self.skipped_updates)
+        logs.update(loss=loss_g.item(), mel=rec["mel"].item(), stft=rec["stft"].item(),
+                    lr=self.sched_g.get_last_lr()[0], skipped_updates=self.skipped_updates)
         return logs
 
     def _apply(self, opt: torch.optim.Optimizer, module: nn.Module, clip: float) -> float:
@@ -293,7 +303,8 @@ def train_vocoder(
     run_dir.mkdir(parents=True, exist_ok=True)
     trainer = VocoderTrainer(cfg)
     train_clips = Clips(cfg.data.train, cfg.mel, cfg.data.max_seconds)
-    valid_clips = Clips(cfg.data.valid, cfg.mel, cfg.data.max_seconds, limit=cfg.data.valid_items) if cfg.data.valid else None
+    valid_clips = (Clips(cfg.data.valid, cfg.mel, cfg.data.max_seconds, limit=cfg.data.valid_items)
+                   if cfg.data.valid else None)
     log.info("vocoder: %d train clips (%.0f s), %d valid; generator %.2f M params; skipped %s; on %s, autocast %s",
              len(train_clips), train_clips.seconds(), len(valid_clips) if valid_clips else 0,
              sum(p.numel() for p in trainer.generator.parameters()) / 1e6, dict(train_clips.skipped),

@@ -18,11 +18,13 @@ import time
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from flowomni.config import Bounds
 from flowomni.audio.istft import istft
 from flowomni.audio.mel import MelConfig
 from flowomni.vocoder.base import MAX_CHUNK_FRAMES, Vocoder, VocoderStream
@@ -32,6 +34,12 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class VocosConfig:
+    # allowed ranges, checked when read (flowomni.config.check_bounds)
+    BOUNDS: ClassVar[Bounds] = {
+        "dim": (1, 16384), "intermediate": (1, 65536), "layers": (1, 256), "kernel": (1, 255), "lookahead": (0, 254),
+        "max_log_mag": (0, 100), "layer_scale": (0, 100),
+    }
+
     dim: int = 128
     intermediate: int = 384  # ConvNeXt MLP width
     layers: int = 6

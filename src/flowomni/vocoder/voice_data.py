@@ -81,7 +81,8 @@ def sentence(rng: random.Random) -> str:
         s = rng.choice([f"The capital of {country} is {city}.", f"{city} is the capital of {country}."])
     elif kind == 5:
         thing, colour = rng.choice(COLOURED)
-        s = f"{thing[0].upper()}{thing[1:]} is {colour}." if rng.random() < 0.5 else f"The colour of {thing} is {colour}."
+        s = (f"{thing[0].upper()}{thing[1:]} is {colour}." if rng.random() < 0.5
+             else f"The colour of {thing} is {colour}.")
     elif kind == 6:
         s = rng.choice(FACTS)
     elif kind == 7:

@@ -142,24 +142,86 @@ def check_safe(path: str | Path) -> Path:
     return path
 
 
+def nonfinite_tensors(state: dict[str, torch.Tensor]) -> list[str]:
+    """Names of the floating-point tensors holding NaN or Inf."""
+    return [k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+
+
+def read_tensors(file: Path) -> dict[str, torch.Tensor]:
+    """A safetensors file, or CheckpointError naming it and what is wrong (truncated,
+    garbled, not safetensors: the library's errors say which)."""
+    try:
+        return load_file(str(file))
+    except Exception as e:  # noqa: BLE001 - SafetensorError, OSError, ...
+        raise CheckpointError(f"{file}: unreadable ({type(e).__name__}: {e})") from None
+
+
+def read_json(file: Path) -> Any:
+    try:
+        return json.loads(file.read_text())
+    except (OSError, ValueError) as e:
+        raise CheckpointError(f"{file}: unreadable ({type(e).__name__}: {e})") from None
+
+
+def state_digest(state: dict[str, torch.Tensor]) -> str:
+    """Short hash of weights (at fp16 precision): caches and checkpoints record which encoder."""
+    import hashlib
+
+    h = hashlib.sha1()
+    for k in sorted(state):
+        h.update(k.encode())
+        h.update(state[k].detach().to(torch.float16).cpu().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
 def load_model_state(path: str | Path) -> dict[str, torch.Tensor]:
-    return load_file(str(check_safe(path) / "model.safetensors"))
+    """The weights of a checkpoint; CheckpointError if the file is damaged or holds NaN/Inf."""
+    file = check_safe(path) / "model.safetensors"
+    state = read_tensors(file)
+    if bad := nonfinite_tensors(state):
+        raise CheckpointError(f"{file}: {len(bad)} tensor(s) hold NaN or Inf values (e.g. {bad[0]}): "
+                              "the run that wrote it had diverged")
+    return state
+
+
+def load_weights_into(model: Any, path: str | Path, skip: list[str] | tuple[str, ...] = ()) -> None:
+    """`model.load_checkpoint_state` with the weights of checkpoint `path`; a file that does
+    not fit the model (a tensor of another shape, missing keys) is a CheckpointError naming it.
+    Weights whose names start with a `skip` prefix keep the model's own values."""
+    state = load_model_state(path)
+    if skip:
+        own = model.checkpoint_state()  # named as in files
+        state = {k: v for k, v in state.items() if not k.startswith(tuple(skip))}
+        state |= {k: v for k, v in own.items() if k.startswith(tuple(skip))}
+    try:
+        model.load_checkpoint_state(state)
+    except ValueError as e:
+        raise CheckpointError(f"{Path(path) / 'model.safetensors'}: {e}") from None
 
 
 def load_meta(path: str | Path) -> dict[str, Any]:
-    return json.loads((check_safe(path) / "meta.json").read_text())
+    meta = read_json(check_safe(path) / "meta.json")
+    if not isinstance(meta, dict):
+        raise CheckpointError(f"{Path(path) / 'meta.json'}: not a JSON object")
+    return meta
 
 
 def load_training_state(path: str | Path, optimizer: Any | None, scheduler: Any | None = None) -> None:
     """Restore optimizer, scheduler and RNG states saved by `save_checkpoint`."""
     path = check_safe(path)
-    if optimizer is not None and (path / "optimizer.safetensors").is_file():
-        js = json.loads((path / "optimizer.json").read_text())
-        optimizer_from_flat(optimizer, load_file(str(path / "optimizer.safetensors")), js)
-        if scheduler is not None and "scheduler" in js:
-            scheduler.load_state_dict(js["scheduler"])
-    if (path / "rng.safetensors").is_file():
-        set_rng_state(load_file(str(path / "rng.safetensors")), json.loads((path / "rng.json").read_text()))
+    try:
+        if optimizer is not None and (path / "optimizer.safetensors").is_file():
+            js = read_json(path / "optimizer.json")
+            optimizer_from_flat(optimizer, read_tensors(path / "optimizer.safetensors"), js)
+            if scheduler is not None and "scheduler" in js:
+                scheduler.load_state_dict(js["scheduler"])
+        if (path / "rng.safetensors").is_file():
+            set_rng_state(read_tensors(path / "rng.safetensors"), read_json(path / "rng.json"))
+    except CheckpointError:
+        raise
+    except (KeyError, TypeError, ValueError, RuntimeError) as e:  # well-formed files that do not fit
+        raise CheckpointError(
+            f"{path}: optimizer or RNG state does not fit this run ({type(e).__name__}: {e})") from None
 
 
 def step_dir(run_dir: str | Path, step: int) -> Path:

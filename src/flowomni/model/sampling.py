@@ -1,4 +1,5 @@
-"""Text-token sampling: greedy, temperature, top-k and nucleus (top-p)."""
+"""Token sampling (text tokens, codec codes): greedy, temperature, top-k and nucleus (top-p).
+The model's discrete speech head samples with it as the decoder does (hence here, not in inference/)."""
 
 from __future__ import annotations
 

@@ -1,0 +1,59 @@
+"""Tiny models for tests: a config that builds in a second, one that always speaks, a few
+training steps on one batch."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+
+from flowomni.model.config import ModelConfig
+from flowomni.model.flowomni import FlowOmni
+from flowomni.model.layout import GEN, START
+from flowomni.model.tokenizer import CharTokenizer, Tokenizer
+from flowomni.training.dataset import TaskDataset, collate
+
+SILENCE = math.log(1e-5)  # the log-mel of padding groups
+
+
+def tiny_config() -> ModelConfig:
+    """A 2-layer, 64-wide backbone with a small encoder and flow head: builds and steps in milliseconds."""
+    cfg = ModelConfig()
+    cfg.backbone.config.update(hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                               num_attention_heads=4, num_key_value_heads=2)
+    cfg.encoder.d_model, cfg.encoder.n_layers, cfg.encoder.ffn_dim = 64, 1, 128
+    cfg.flow.width, cfg.flow.depth = 256, 2
+    return cfg
+
+
+def speaking_model() -> FlowOmni:
+    """A random tiny model whose state head is biased to start speech at once and keep going,
+    so every answer speaks for the whole step budget (a trained model decides this itself)."""
+    torch.manual_seed(0)
+    model = FlowOmni(tiny_config(), CharTokenizer())
+    with torch.no_grad():
+        model.state_head.weight.zero_()
+        model.state_head.bias.copy_(torch.tensor([0.0, 5.0, 10.0, 0.0]))  # START over PAD; then GEN
+    assert model.state_head.bias.argmax() == GEN and model.state_head.bias[START] > model.state_head.bias[0]
+    return model.eval()
+
+
+def overfit(model: FlowOmni, batch: dict[str, Any], steps: int, lr: float) -> list[dict[str, float]]:
+    """`steps` AdamW steps on one batch (gradients clipped at 1): each step's losses."""
+    model.train()
+    opt = torch.optim.AdamW(model.parameters(), lr=lr)
+    history = []
+    for _ in range(steps):
+        out = model(batch)
+        opt.zero_grad()
+        out["loss"].backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        history.append({k: float(v.detach()) for k, v in out.items()})
+    return history
+
+
+def batch_of(ds: TaskDataset, idxs: list[int], tok: Tokenizer, cfg: ModelConfig) -> dict[str, Any]:
+    """The dataset's examples `idxs` collated into one padded training batch."""
+    return collate([ds[i] for i in idxs], group=cfg.group, pad_id=tok.pad_id, silence=SILENCE)
