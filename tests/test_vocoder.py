@@ -207,8 +207,14 @@ def test_griffin_lim_stream_matches_one_shot(speech_mel: torch.Tensor, chunk: in
     at chunk seams are no worse than the rest (no clicks)."""
     gl = GriffinLim(CFG, 32)
     sc_one, l1_one = mel_errors(gl(speech_mel), speech_mel)
-    s = gl.stream(max_chunk_frames=16)  # chunks of at most 16 frames: seams enough to judge
-    parts = [s.push(speech_mel[i : i + chunk]) for i in range(0, speech_mel.shape[0], chunk)] + [s.flush()]
+    clock = FakeClock()  # chunk sizes follow the clock: a real one makes them depend on the machine's load
+    s = gl.stream(max_chunk_frames=16, clock=clock)  # chunks of at most 16 frames: seams enough to judge
+    frame_s = gl.hop_length / gl.sample_rate
+    parts = []
+    for i in range(0, speech_mel.shape[0], chunk):
+        clock.t += 0.1 * chunk * frame_s  # a producer at 10x real time
+        parts.append(s.push(speech_mel[i : i + chunk]))
+    parts.append(s.flush())
     streamed = np.concatenate(parts)
     sc, l1 = mel_errors(streamed, speech_mel)
     assert sc < sc_one + 0.05 and l1 < l1_one + 0.05, (sc, sc_one, l1, l1_one)
