@@ -28,20 +28,25 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import describe, emit, environment, peak_rss_mb, random_model  # noqa: E402
-
 from flowomni.inference.decoder import GenerationConfig, Prompt  # noqa: E402
 from flowomni.inference.engine import AudioChunk, Done, Engine  # noqa: E402
 from flowomni.inference.precision import DECODE_DTYPES, streaming_dtype  # noqa: E402
 from flowomni.model.flow_head import FLOW_METHODS  # noqa: E402
 from flowomni.model.layout import Task  # noqa: E402
 
+from common import describe, emit, environment, peak_rss_mb, random_model  # noqa: E402
+
 REPO = Path(__file__).resolve().parents[1]
 
 
 def build_engine(args: argparse.Namespace) -> tuple[Engine, str]:
-    gen = GenerationConfig(max_steps=args.max_steps, seed=0, flow_steps=args.flow_steps, flow_method=args.flow_method,
-                           decode_dtype=args.decode_dtype)
+    gen = GenerationConfig(
+        max_steps=args.max_steps,
+        seed=0,
+        flow_steps=args.flow_steps,
+        flow_method=args.flow_method,
+        decode_dtype=args.decode_dtype,
+    )
     if args.config:
         return Engine(random_model(args.config, args.device), args.vocoder, gen=gen), f"random weights, {args.config}"
     engine = Engine.load(args.checkpoint, vocoder=args.vocoder, gen=gen, device=args.device)
@@ -110,8 +115,12 @@ def step_ratio(engine: Engine, questions: list[Path], n: int, repeats: int) -> d
     if not speech:
         raise SystemExit("the model never spoke; cannot time speech steps")
     s, b = statistics.median(speech), statistics.median(bare)
-    return {"speech_step_ms": s * 1000, "backbone_step_ms": b * 1000, "speech_step_over_backbone_step": s / b,
-            "steps_timed": len(speech)}
+    return {
+        "speech_step_ms": s * 1000,
+        "backbone_step_ms": b * 1000,
+        "speech_step_over_backbone_step": s / b,
+        "steps_timed": len(speech),
+    }
 
 
 def concurrent_streams(engine: Engine, questions: list[Path], n: int) -> dict[str, object]:
@@ -130,11 +139,16 @@ def concurrent_streams(engine: Engine, questions: list[Path], n: int) -> dict[st
             if isinstance(item, AudioChunk):
                 if state["first"] is None:
                     state["first"] = now
-                r["underrun_ms"] = r.get("underrun_ms", 0.0) + max(0.0, (now - state["first"]) - state["audio_s"]) * 1000
+                r["underrun_ms"] = (
+                    r.get("underrun_ms", 0.0) + max(0.0, (now - state["first"]) - state["audio_s"]) * 1000
+                )
                 state["audio_s"] += len(item.pcm) / item.sample_rate
             elif isinstance(item, Done):
-                r.update(first_audio_ms=item.timings.get("first_audio_ms", float("nan")), rtf=item.timings["rtf"],
-                         audio_s=item.audio_seconds)
+                r.update(
+                    first_audio_ms=item.timings.get("first_audio_ms", float("nan")),
+                    rtf=item.timings["rtf"],
+                    audio_s=item.audio_seconds,
+                )
             elif item is None:
                 ended.release()
 
@@ -150,9 +164,14 @@ def concurrent_streams(engine: Engine, questions: list[Path], n: int) -> dict[st
     steps0 = engine.loop.stats()["steps"]
     run_all([sink_for(i) for i in range(n)])
     rtf = [r["rtf"] for r in results]
-    return {"streams": n, "first_packet_ms": describe([r["first_audio_ms"] for r in results]),
-            "rtf": describe(rtf), "max_rtf": max(rtf), "underrun_ms": describe([r.get("underrun_ms", 0.0) for r in results]),
-            "batch_steps": engine.loop.stats()["steps"] - steps0}
+    return {
+        "streams": n,
+        "first_packet_ms": describe([r["first_audio_ms"] for r in results]),
+        "rtf": describe(rtf),
+        "max_rtf": max(rtf),
+        "underrun_ms": describe([r.get("underrun_ms", 0.0) for r in results]),
+        "batch_steps": engine.loop.stats()["steps"] - steps0,
+    }
 
 
 def main() -> None:
@@ -165,8 +184,12 @@ def main() -> None:
     p.add_argument("--max-steps", type=int, default=200)
     p.add_argument("--flow-steps", type=int, default=None)
     p.add_argument("--flow-method", default=None, choices=FLOW_METHODS, help="default: the model's")
-    p.add_argument("--decode-dtype", default="auto", choices=DECODE_DTYPES,
-                   help="precision of the decode steps (auto: fp16 for batch-1 CPU steps)")
+    p.add_argument(
+        "--decode-dtype",
+        default="auto",
+        choices=DECODE_DTYPES,
+        help="precision of the decode steps (auto: fp16 for batch-1 CPU steps)",
+    )
     p.add_argument("--ratio-steps", type=int, default=40)
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--device", default="cpu", help="cpu, cuda, ... (the vocoder runs there too)")
@@ -202,7 +225,9 @@ def main() -> None:
         "questions": len(qs),
         "answers_with_speech": f"{len(spoken)}/{len(runs)}",
         "first_packet_ms": describe([r["first_audio_ms"] for r in spoken]) if spoken else None,
-        "first_text_ms": describe(texts) if (texts := [r["first_text_ms"] for r in runs if "first_text_ms" in r]) else None,
+        "first_text_ms": describe(texts)
+        if (texts := [r["first_text_ms"] for r in runs if "first_text_ms" in r])
+        else None,
         "rtf": describe([r["rtf"] for r in spoken]) if spoken else None,
         "prefill_ms": describe([r["prefill_ms"] for r in runs]),
         "decode_ms_per_step": per_step,
@@ -210,12 +235,13 @@ def main() -> None:
         **(ratio := step_ratio(engine, qs, args.ratio_steps, args.repeats)),
         # RTF of a long answer, where the prefill no longer counts: a speech step per mel group
         # plus the vocoder's share of the group's audio
-        "steady_state_rtf": (ratio["speech_step_ms"] / group_ms(engine)
-                             + (vocoder_ms_per_s or 0) / 1000),
+        "steady_state_rtf": (ratio["speech_step_ms"] / group_ms(engine) + (vocoder_ms_per_s or 0) / 1000),
         **({"concurrent": concurrent_streams(engine, qs, args.streams)} if args.streams else {}),
-        "targets": ({"first_packet_ms": 50, "rtf": 0.07, "speech_step_over_backbone_step": 1.3,
-                     "concurrent_32_each_rtf": 0.5} if engine.device.type == "cuda" else
-                    {"first_packet_ms": 150, "rtf": 0.2, "speech_step_over_backbone_step": 1.3}),
+        "targets": (
+            {"first_packet_ms": 50, "rtf": 0.07, "speech_step_over_backbone_step": 1.3, "concurrent_32_each_rtf": 0.5}
+            if engine.device.type == "cuda"
+            else {"first_packet_ms": 150, "rtf": 0.2, "speech_step_over_backbone_step": 1.3}
+        ),
         "answers": [{"question": r["question"], "text": r["text"]} for r in runs[: len(qs)]],
         "peak_rss_mb": peak_rss_mb(),
         "env": environment(),

@@ -42,9 +42,9 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import describe, emit, environment, peak_rss_mb  # noqa: E402
-
 from flowomni.audio.io import load_audio  # noqa: E402
+
+from common import describe, emit, environment, peak_rss_mb  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 FRAME_S = 0.04
@@ -66,8 +66,9 @@ def get_json(url: str) -> dict[str, Any]:
         return json.loads(r.read())
 
 
-async def client(ws_url: str, questions: list[np.ndarray], turns: int, idx: int, out: dict[str, Any],
-                 turn_timeout: float) -> None:
+async def client(
+    ws_url: str, questions: list[np.ndarray], turns: int, idx: int, out: dict[str, Any], turn_timeout: float
+) -> None:
     from websockets.asyncio.client import connect
 
     async with connect(ws_url, max_size=None) as ws:
@@ -127,16 +128,28 @@ async def client(ws_url: str, questions: list[np.ndarray], turns: int, idx: int,
                     break
 
 
-async def run_clients(ws_url: str, questions: list[np.ndarray], args: argparse.Namespace, clients: int
-                      ) -> dict[str, Any]:
-    out: dict[str, Any] = {"turns": 0, "busy": 0, "no_audio": 0, "audio_bytes": 0, "audio_seconds": 0.0,
-                           "errors": Counter(), "first_audio_ms": [], "server_first_audio_ms": [],
-                           "first_text_ms": [], "total_ms": [], "underrun_ms": [], "stream_rtf": []}
+async def run_clients(
+    ws_url: str, questions: list[np.ndarray], args: argparse.Namespace, clients: int
+) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "turns": 0,
+        "busy": 0,
+        "no_audio": 0,
+        "audio_bytes": 0,
+        "audio_seconds": 0.0,
+        "errors": Counter(),
+        "first_audio_ms": [],
+        "server_first_audio_ms": [],
+        "first_text_ms": [],
+        "total_ms": [],
+        "underrun_ms": [],
+        "stream_rtf": [],
+    }
 
     async def one(i: int) -> None:
         try:
             await client(ws_url, questions, args.turns, i, out, args.turn_timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             out["errors"]["client_timeout"] += 1
         except Exception as e:  # noqa: BLE001 - a load test reports failures, it does not stop at them
             out["errors"][type(e).__name__] += 1
@@ -167,14 +180,20 @@ def build_server(args: argparse.Namespace, tmp: Path) -> tuple[Any, str]:
     if args.config:
         from common import random_model
 
-        engine = Engine(random_model(args.config, args.device), args.vocoder,
-                        gen=GenerationConfig(max_steps=args.max_steps or 120, seed=0))
+        engine = Engine(
+            random_model(args.config, args.device),
+            args.vocoder,
+            gen=GenerationConfig(max_steps=args.max_steps or 120, seed=0),
+        )
         model = f"random weights, {args.config}, speech forced for {engine.gen.max_steps} steps"
     elif args.random or checkpoint == "":
         from flowomni.serving.testing import make_tiny_checkpoint
 
-        engine = Engine.load(make_tiny_checkpoint(tmp / "model"), device=args.device,
-                             gen=GenerationConfig(max_steps=args.max_steps or 60, seed=0))
+        engine = Engine.load(
+            make_tiny_checkpoint(tmp / "model"),
+            device=args.device,
+            gen=GenerationConfig(max_steps=args.max_steps or 60, seed=0),
+        )
         model = f"random tiny model, speech forced for {engine.gen.max_steps} steps"
     else:
         gen = GenerationConfig(seed=0, **({"max_steps": args.max_steps} if args.max_steps else {}))
@@ -240,16 +259,27 @@ def main() -> None:
     p.add_argument("--vocoder", default=None, help="override the model's vocoder")
     p.add_argument("--device", default="cpu", help="in-process server's device: cpu, cuda, ...")
     p.add_argument("--max-steps", type=int, default=None, help="generation cap per answer")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="in-process server settings, e.g. --set max_concurrent=2")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="in-process server settings, e.g. --set max_concurrent=2",
+    )
     p.add_argument("--questions", nargs="*", default=[], help="question recordings (default examples/*.wav)")
     p.add_argument("--threads", type=int, default=None, help="torch threads for the in-process server")
     p.add_argument("--no-warmup", action="store_true", help="skip the unmeasured first turn (lazy init, compiling)")
     args = p.parse_args()
-    if not (all(1 <= c <= 64 for c in args.clients) and 1 <= args.turns <= 50 and 0 < args.max_seconds <= 3600
-            and 1 <= args.rounds <= 20):
-        p.error("keep it bounded: 1 <= --clients <= 64, 1 <= --turns <= 50, 0 < --max-seconds <= 3600, "
-                "1 <= --rounds <= 20")
+    if not (
+        all(1 <= c <= 64 for c in args.clients)
+        and 1 <= args.turns <= 50
+        and 0 < args.max_seconds <= 3600
+        and 1 <= args.rounds <= 20
+    ):
+        p.error(
+            "keep it bounded: 1 <= --clients <= 64, 1 <= --turns <= 50, 0 < --max-seconds <= 3600, 1 <= --rounds <= 20"
+        )
     if args.threads:
         torch.set_num_threads(args.threads)
     outs: dict[int, list[dict[str, Any]]] = {c: [] for c in args.clients}
@@ -297,13 +327,16 @@ def main() -> None:
         result["runs"] = {str(c): r for c, r in runs.items()}
         result["first_packet_p50_over_first"] = {
             str(c): round(r["first_packet_ms"]["p50"] / first["p50"], 3) if r["first_packet_ms"] and first else None
-            for c, r in runs.items()}
-    result.update({
-        "server_rss_mb": {"before": before.get("rss_mb"), "after": after.get("rss_mb")},
-        "server_queue_after": after["queue"],
-        **({"peak_rss_mb_this_process": round(peak_rss_mb(), 1)} if srv is not None else {}),
-        "environment": environment(),
-    })
+            for c, r in runs.items()
+        }
+    result.update(
+        {
+            "server_rss_mb": {"before": before.get("rss_mb"), "after": after.get("rss_mb")},
+            "server_queue_after": after["queue"],
+            **({"peak_rss_mb_this_process": round(peak_rss_mb(), 1)} if srv is not None else {}),
+            "environment": environment(),
+        }
+    )
     emit(result, args.json)
 
 

@@ -45,9 +45,18 @@ def write_corpus(root: Path, items: int, q_seconds: float, a_seconds: float, see
         q, a = f"audio/q{i}.wav", f"audio/a{i}.wav"
         sf.write(root / q, (0.05 * rng.standard_normal(int(16000 * q_seconds * jitter))).astype(np.float32), 16000)
         sf.write(root / a, (0.05 * rng.standard_normal(int(22050 * a_seconds * jitter))).astype(np.float32), 22050)
-        lines.append(json.dumps({"id": f"train-{i:06d}", "question_text": "What is seven plus two?",
-                                 "answer_text": "Seven plus two is nine.", "question_audio": q,
-                                 "answer_audio": a, "kind": "qa"}))
+        lines.append(
+            json.dumps(
+                {
+                    "id": f"train-{i:06d}",
+                    "question_text": "What is seven plus two?",
+                    "answer_text": "Seven plus two is nine.",
+                    "question_audio": q,
+                    "answer_audio": a,
+                    "kind": "qa",
+                }
+            )
+        )
     manifest = root / "train.jsonl"
     manifest.write_text("\n".join(lines) + "\n")
     return manifest
@@ -78,32 +87,81 @@ def main() -> None:
 
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     py = sys.executable
-    step = json.loads(run([py, str(HERE / "train_throughput.py"), "--config", args.config, "--batch", str(args.batch),
-                           "--question-seconds", str(args.question_seconds), "--answer-seconds",
-                           str(args.answer_seconds), "--repeats", str(args.repeats), "--device", device, "--json"],
-                          args.timeout))
+    step = json.loads(
+        run(
+            [
+                py,
+                str(HERE / "train_throughput.py"),
+                "--config",
+                args.config,
+                "--batch",
+                str(args.batch),
+                "--question-seconds",
+                str(args.question_seconds),
+                "--answer-seconds",
+                str(args.answer_seconds),
+                "--repeats",
+                str(args.repeats),
+                "--device",
+                device,
+                "--json",
+            ],
+            args.timeout,
+        )
+    )
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        manifest = write_corpus(root / "corpus", args.batch * (args.steps + 2), args.question_seconds,
-                                args.answer_seconds)
-        sets = ["run_dir=" + str(root / "run"), f"data.train_manifest={manifest}", "data.valid_manifest=\"\"",
-                f"data.cache_dir={root / 'cache'}", "data.tasks=[s2s]", "data.stage1_tasks=[asr]",
-                "data.history_prob=0", "data.text_manifest=\"\"", f"train.batch_size={args.batch}",
-                f"train.max_steps={args.steps}", "train.eval_every=1000000", "train.save_every=1000000",
-                "train.log_every=5", "train.tensorboard=false", "train.warmup_steps=0", "model.encoder.pretrained=null",
-                "init_from=\"\""]
+        manifest = write_corpus(
+            root / "corpus", args.batch * (args.steps + 2), args.question_seconds, args.answer_seconds
+        )
+        sets = [
+            "run_dir=" + str(root / "run"),
+            f"data.train_manifest={manifest}",
+            'data.valid_manifest=""',
+            f"data.cache_dir={root / 'cache'}",
+            "data.tasks=[s2s]",
+            "data.stage1_tasks=[asr]",
+            "data.history_prob=0",
+            'data.text_manifest=""',
+            f"train.batch_size={args.batch}",
+            f"train.max_steps={args.steps}",
+            "train.eval_every=1000000",
+            "train.save_every=1000000",
+            "train.log_every=5",
+            "train.tensorboard=false",
+            "train.warmup_steps=0",
+            "model.encoder.pretrained=null",
+            'init_from=""',
+        ]
         if args.workers is not None:
             sets.append(f"train.num_workers={args.workers}")
         cfg_path = root / "config.yaml"
         cfg_path.write_text(f"base: {Path(args.config).resolve()}\n")
         t0 = time.perf_counter()
-        run([py, "-m", "flowomni.cli", "data", "features", "--from-config", str(cfg_path), str(manifest),
-             "--cache", str(root / "cache"), "--workers", "4"], args.timeout)
+        run(
+            [
+                py,
+                "-m",
+                "flowomni.cli",
+                "data",
+                "features",
+                "--from-config",
+                str(cfg_path),
+                str(manifest),
+                "--cache",
+                str(root / "cache"),
+                "--workers",
+                "4",
+            ],
+            args.timeout,
+        )
         features_s = time.perf_counter() - t0
         t0 = time.perf_counter()
         env_device = [] if device.startswith("cuda") else ["env", "CUDA_VISIBLE_DEVICES="]
-        run([*env_device, py, "-m", "flowomni.cli", "train", str(cfg_path), *[x for s in sets for x in ("--set", s)]],
-            args.timeout)
+        run(
+            [*env_device, py, "-m", "flowomni.cli", "train", str(cfg_path), *[x for s in sets for x in ("--set", s)]],
+            args.timeout,
+        )
         train_s = time.perf_counter() - t0
         logs = [json.loads(line) for line in (root / "run" / "metrics.jsonl").read_text().splitlines() if line.strip()]
     windows = [r["frames_per_s"] for r in logs if "frames_per_s" in r]

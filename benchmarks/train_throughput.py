@@ -51,15 +51,32 @@ def make_batch(m: ModelConfig, tok, batch: int, q_seconds: float, a_seconds: flo
         q, a = Path(f"q{i}.wav"), Path(f"a{i}.wav")
         q_frames[str(q)] = int(q_seconds * jitter * m.input_mel.frame_rate)
         a_frames[str(a)] = int(a_seconds * jitter * m.output_mel.frame_rate)
-        items.append(SimpleNamespace(id=str(i), question_text="What is seven plus two?",
-                                     answer_text="Seven plus two is nine.", question_audio=q,
-                                     answer_audio=a, kind="qa"))
-    ds = TaskDataset(items, [Task.S2S.value], tok, RandomFeatures(m.input_mel.n_mels, q_frames),
-                     RandomFeatures(m.output_mel.n_mels, a_frames), group=m.group, delay=m.delay,
-                     stack=m.encoder.stack, in_frame_rate=m.input_mel.frame_rate,
-                     out_frame_rate=m.output_mel.frame_rate, extra_groups=m.extra_groups)
-    return collate([ds[i] for i in range(len(ds))], group=m.group, pad_id=tok.pad_id,
-                   silence=math.log(m.output_mel.log_floor))
+        items.append(
+            SimpleNamespace(
+                id=str(i),
+                question_text="What is seven plus two?",
+                answer_text="Seven plus two is nine.",
+                question_audio=q,
+                answer_audio=a,
+                kind="qa",
+            )
+        )
+    ds = TaskDataset(
+        items,
+        [Task.S2S.value],
+        tok,
+        RandomFeatures(m.input_mel.n_mels, q_frames),
+        RandomFeatures(m.output_mel.n_mels, a_frames),
+        group=m.group,
+        delay=m.delay,
+        stack=m.encoder.stack,
+        in_frame_rate=m.input_mel.frame_rate,
+        out_frame_rate=m.output_mel.frame_rate,
+        extra_groups=m.extra_groups,
+    )
+    return collate(
+        [ds[i] for i in range(len(ds))], group=m.group, pad_id=tok.pad_id, silence=math.log(m.output_mel.log_floor)
+    )
 
 
 def autocast(device: torch.device, precision: str):  # noqa: ANN201
@@ -71,8 +88,15 @@ def autocast(device: torch.device, precision: str):  # noqa: ANN201
     return torch.autocast(device.type, dtype=torch.bfloat16 if precision == "bf16" else torch.float16)
 
 
-def measure(config: str, batch_size: int, q_seconds: float, a_seconds: float, repeats: int, device: torch.device,
-            precision: str = "auto") -> dict:
+def measure(
+    config: str,
+    batch_size: int,
+    q_seconds: float,
+    a_seconds: float,
+    repeats: int,
+    device: torch.device,
+    precision: str = "auto",
+) -> dict:
     """Full training steps (forward + backward + AdamW) against bare-backbone steps on the
     same tokens, interleaved; frames/s of the full step."""
     torch.manual_seed(0)
@@ -80,8 +104,10 @@ def measure(config: str, batch_size: int, q_seconds: float, a_seconds: float, re
     cfg.encoder.pretrained = None  # shapes only
     tok = build_tokenizer(cfg.tokenizer)
     model = FlowOmni(cfg, tok).to(device).train()
-    batch = {k: v.to(device) if torch.is_tensor(v) else v for k, v in
-             make_batch(cfg, tok, batch_size, q_seconds, a_seconds).items()}
+    batch = {
+        k: v.to(device) if torch.is_tensor(v) else v
+        for k, v in make_batch(cfg, tok, batch_size, q_seconds, a_seconds).items()
+    }
     full_opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
     lm_opt = torch.optim.AdamW(model.lm.parameters(), lr=1e-4)
     text, mask = batch["text"], batch["attention_mask"]
@@ -130,14 +156,25 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=8)
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: leave default)")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    ap.add_argument("--precision", default="auto", choices=["auto", "no", "bf16", "fp16"],
-                    help="autocast (auto: bf16 on a GPU, as training runs)")
+    ap.add_argument(
+        "--precision",
+        default="auto",
+        choices=["auto", "no", "bf16", "fp16"],
+        help="autocast (auto: bf16 on a GPU, as training runs)",
+    )
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    r = measure(args.config, args.batch, args.question_seconds, args.answer_seconds, args.repeats,
-                torch.device(args.device), args.precision)
+    r = measure(
+        args.config,
+        args.batch,
+        args.question_seconds,
+        args.answer_seconds,
+        args.repeats,
+        torch.device(args.device),
+        args.precision,
+    )
     config = Path(args.config).resolve()
     result = {
         "benchmark": "train_throughput",

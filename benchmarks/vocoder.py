@@ -34,14 +34,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from common import emit, environment, peak_rss_mb, summary, time_interleaved
 from flowomni.audio import MelSpectrogram, answer_mel_config, load_audio
 from flowomni.evaluation.asr import Transcriber
 from flowomni.evaluation.intervals import paired_wer_difference
-from flowomni.evaluation.text import normalize, wer
+from flowomni.evaluation.text import wer
 from flowomni.vocoder import NeuralVocoder, Vocoder, load_vocoder
 from flowomni.vocoder.load import load_neural
 from flowomni.vocoder.vocos import VOCODER_DTYPES
+
+from common import emit, environment, peak_rss_mb, summary, time_interleaved
 
 ROOT = Path(__file__).resolve().parent.parent
 N_CEPSTRA = 24
@@ -53,11 +54,16 @@ def held_out(data_dir: Path, n: int) -> list[dict]:
     manifest = data_dir / "valid.jsonl"
 
     def read() -> list[dict]:
-        return [json.loads(line) for line in manifest.read_text().splitlines() if line.strip()] if manifest.is_file() else []
+        return (
+            [json.loads(line) for line in manifest.read_text().splitlines() if line.strip()]
+            if manifest.is_file()
+            else []
+        )
 
     lines = read()
-    if len(lines) < n or any(x.get("rendering") != "answer" or not (data_dir / x["answer_audio"]).is_file()
-                             for x in lines[:n]):
+    if len(lines) < n or any(
+        x.get("rendering") != "answer" or not (data_dir / x["answer_audio"]).is_file() for x in lines[:n]
+    ):
         from flowomni.vocoder.voice_data import splits, write_split
 
         _, valid = splits(600, n)  # the first clips stay what they were: the split is a prefix
@@ -128,17 +134,35 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="8 clips, 3 timing repeats")
     ap.add_argument("--data", type=Path, default=ROOT / "data" / "voice")
     ap.add_argument("--items", type=int, default=None, help="held-out clips (default 150, --quick 8)")
-    ap.add_argument("--neural", nargs="*", default=[str(ROOT / "models" / "vocoder")], metavar="[LABEL=]DIR",
-                    help="trained vocoder folders (export or training run/checkpoint); the first is the one the "
-                         "targets judge; none to skip")
-    ap.add_argument("--neural-dtypes", nargs="+", default=["auto"], choices=VOCODER_DTYPES,
-                    help="ConvNeXt precisions to measure (auto: bf16 on CPUs with native bf16)")
-    ap.add_argument("--eager", action="store_true",
-                    help="also time each neural vocoder with its trunk run eagerly (not a frozen TorchScript graph)")
+    ap.add_argument(
+        "--neural",
+        nargs="*",
+        default=[str(ROOT / "models" / "vocoder")],
+        metavar="[LABEL=]DIR",
+        help="trained vocoder folders (export or training run/checkpoint); the first is the one the "
+        "targets judge; none to skip",
+    )
+    ap.add_argument(
+        "--neural-dtypes",
+        nargs="+",
+        default=["auto"],
+        choices=VOCODER_DTYPES,
+        help="ConvNeXt precisions to measure (auto: bf16 on CPUs with native bf16)",
+    )
+    ap.add_argument(
+        "--eager",
+        action="store_true",
+        help="also time each neural vocoder with its trunk run eagerly (not a frozen TorchScript graph)",
+    )
     ap.add_argument("--griffin-lim-iters", type=int, nargs="+", default=[32])
     ap.add_argument("--repeats", type=int, default=None)
-    ap.add_argument("--threads", type=int, nargs="+", default=[2, 1],
-                    help="torch threads to time at; the first is the one the targets judge (and the ASR uses)")
+    ap.add_argument(
+        "--threads",
+        type=int,
+        nargs="+",
+        default=[2, 1],
+        help="torch threads to time at; the first is the one the targets judge (and the ASR uses)",
+    )
     args = ap.parse_args()
     n_items = args.items or (8 if args.quick else 150)
     repeats = args.repeats or (3 if args.quick else 5)
@@ -152,7 +176,9 @@ def main() -> None:
     seconds = sum(m.shape[0] for m in mels) * cfg.hop_length / cfg.sample_rate
     texts = [it["text"] for it in items]
 
-    vocoders: dict[str, Vocoder] = {f"griffin-lim-{n}": load_vocoder(f"griffin-lim-{n}", cfg) for n in args.griffin_lim_iters}
+    vocoders: dict[str, Vocoder] = {
+        f"griffin-lim-{n}": load_vocoder(f"griffin-lim-{n}", cfg) for n in args.griffin_lim_iters
+    }
     for i, spec in enumerate(args.neural):
         label, _, path = spec.rpartition("=")
         label = label or ("neural" if i == 0 else Path(path).name)
@@ -170,8 +196,9 @@ def main() -> None:
     times_by_threads = {}
     for threads in reversed(args.threads):  # ends at the first: streaming and ASR run there
         torch.set_num_threads(threads)
-        times_by_threads[threads] = time_interleaved({k: synth_all(v) for k, v in vocoders.items()},
-                                                     repeats=repeats, warmup=1)
+        times_by_threads[threads] = time_interleaved(
+            {k: synth_all(v) for k, v in vocoders.items()}, repeats=repeats, warmup=1
+        )
     few = mels[:4]
     few_s = sum(m.shape[0] for m in few) * cfg.hop_length / cfg.sample_rate
     # streamed (one group of 4 frames per push, as the engine pushes) against one-shot on the
@@ -210,25 +237,35 @@ def main() -> None:
         entry["stream_lookahead_ms"] = round(voc.lookahead_frames * 1000 / cfg.frame_rate, 1)
         entry["errors"] = [{"text": t, "heard": h} for t, h in zip(texts, heard) if wer([t], [h]) > 0][:5]
         rtf = {t: summary(ts[name])["median_s"] / seconds for t, ts in times_by_threads.items()}
-        entry.update(rtf=rtf[args.threads[0]], time_s=summary(times_by_threads[args.threads[0]][name]),
-                     stream_rtf=statistics.median(stream_times[name]) / few_s,
-                     stream_one_shot_rtf=statistics.median(stream_times[f"{name} one-shot"]) / few_s,
-                     stream_over_one_shot=statistics.median(
-                         a / b for a, b in zip(stream_times[name], stream_times[f"{name} one-shot"])),
-                     stream_paced_over_one_shot=statistics.median(
-                         a / b for a, b in zip(stream_times[f"{name} paced"], stream_times[f"{name} one-shot"])),
-                     stream_calls_per_clip=stream_calls[name], rtf_by_threads=rtf)
+        entry.update(
+            rtf=rtf[args.threads[0]],
+            time_s=summary(times_by_threads[args.threads[0]][name]),
+            stream_rtf=statistics.median(stream_times[name]) / few_s,
+            stream_one_shot_rtf=statistics.median(stream_times[f"{name} one-shot"]) / few_s,
+            stream_over_one_shot=statistics.median(
+                a / b for a, b in zip(stream_times[name], stream_times[f"{name} one-shot"])
+            ),
+            stream_paced_over_one_shot=statistics.median(
+                a / b for a, b in zip(stream_times[f"{name} paced"], stream_times[f"{name} one-shot"])
+            ),
+            stream_calls_per_clip=stream_calls[name],
+            rtf_by_threads=rtf,
+        )
         result["vocoders"][name] = entry
     gl32 = result["vocoders"].get("griffin-lim-32")
     if gl32 is not None:
         for name, entry in result["vocoders"].items():
             # per repeat, then the median: a paired ratio, so load drift between repeats cancels
-            speed = {t: statistics.median(g / v for g, v in zip(ts["griffin-lim-32"], ts[name]))
-                     for t, ts in times_by_threads.items()}
+            speed = {
+                t: statistics.median(g / v for g, v in zip(ts["griffin-lim-32"], ts[name]))
+                for t, ts in times_by_threads.items()
+            }
             entry["speed_vs_griffin_lim_32"] = speed[args.threads[0]]
             entry["speed_vs_griffin_lim_32_by_threads"] = speed
             if name != "griffin-lim-32":
-                entry["wer_minus_griffin_lim_32"] = paired_wer_difference(texts, heard_by[name], heard_by["griffin-lim-32"])
+                entry["wer_minus_griffin_lim_32"] = paired_wer_difference(
+                    texts, heard_by[name], heard_by["griffin-lim-32"]
+                )
     if judged is not None and gl32 is not None:
         neural = result["vocoders"][judged]
         result["targets"] = {

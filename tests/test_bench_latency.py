@@ -9,12 +9,33 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_latency_benchmark_json(spoken_items, tmp_path):
-    r = subprocess.run([sys.executable, str(ROOT / "benchmarks/latency.py"),
-                        "--config", str(ROOT / "configs/tiny.yaml"),
-                        "--vocoder", "griffin-lim-4", "--questions", str(spoken_items[0].question_audio),
-                        "--repeats", "1", "--max-steps", "6", "--ratio-steps", "4", "--threads", "2", "--streams", "2",
-                        "--json"],
-                       capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    r = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "benchmarks/latency.py"),
+            "--config",
+            str(ROOT / "configs/tiny.yaml"),
+            "--vocoder",
+            "griffin-lim-4",
+            "--questions",
+            str(spoken_items[0].question_audio),
+            "--repeats",
+            "1",
+            "--max-steps",
+            "6",
+            "--ratio-steps",
+            "4",
+            "--threads",
+            "2",
+            "--streams",
+            "2",
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=tmp_path,
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     res = json.loads(r.stdout)
     assert res["decode_dtype"] == "float16"  # auto: batch-1 CPU steps in fp16

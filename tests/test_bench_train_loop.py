@@ -12,9 +12,29 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.mark.slow
 def test_train_loop_benchmark_json(tmp_path: Path) -> None:
-    r = subprocess.run([sys.executable, str(ROOT / "benchmarks/train_loop.py"), "--batch", "2", "--steps", "10",
-                        "--repeats", "1", "--question-seconds", "0.5", "--answer-seconds", "0.5", "--device", "cpu",
-                        "--json"], capture_output=True, text=True, timeout=900, cwd=tmp_path)
+    r = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "benchmarks/train_loop.py"),
+            "--batch",
+            "2",
+            "--steps",
+            "10",
+            "--repeats",
+            "1",
+            "--question-seconds",
+            "0.5",
+            "--answer-seconds",
+            "0.5",
+            "--device",
+            "cpu",
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        cwd=tmp_path,
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     res = json.loads(r.stdout)
     assert res["model_step_frames_per_s"] > 0 and res["loop_frames_per_s"] > 0

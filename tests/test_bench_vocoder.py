@@ -39,10 +39,28 @@ def test_held_out_clips_grow_as_a_prefix(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_vocoder_benchmark_json(tmp_path: Path) -> None:
-    r = subprocess.run([sys.executable, str(ROOT / "benchmarks/vocoder.py"), "--data", str(tmp_path / "voice"),
-                        "--items", "3", "--repeats", "1", "--griffin-lim-iters", "4", "32",
-                        "--neural", str(ROOT / "models/vocoder"), f"again={ROOT / 'models/vocoder'}", "--json"],
-                       capture_output=True, text=True, timeout=600)
+    r = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "benchmarks/vocoder.py"),
+            "--data",
+            str(tmp_path / "voice"),
+            "--items",
+            "3",
+            "--repeats",
+            "1",
+            "--griffin-lim-iters",
+            "4",
+            "32",
+            "--neural",
+            str(ROOT / "models/vocoder"),
+            f"again={ROOT / 'models/vocoder'}",
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     res = json.loads(r.stdout)
     assert res["items"] == 3 and set(res["vocoders"]) == {"griffin-lim-4", "griffin-lim-32", "neural", "again"}
@@ -57,8 +75,24 @@ def test_vocoder_benchmark_json(tmp_path: Path) -> None:
 
 
 def test_vocoder_training_benchmark_json() -> None:
-    r = subprocess.run([sys.executable, str(ROOT / "benchmarks/vocoder_train.py"), "--device", "cpu", "--batch", "2",
-                        "--repeats", "1", "--threads", "1", "--json"], capture_output=True, text=True, timeout=600)
+    r = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "benchmarks/vocoder_train.py"),
+            "--device",
+            "cpu",
+            "--batch",
+            "2",
+            "--repeats",
+            "1",
+            "--threads",
+            "1",
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     res = json.loads(r.stdout)["results"]
     assert set(res) == {f"shipped/b2/{p}/{q}" for p in ("reconstruction", "gan") for q in ("fp32", "bf16")}

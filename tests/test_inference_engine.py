@@ -107,19 +107,44 @@ def test_chat_cli_json(tmp_path, spoken_items):
     model = speaking_model()
     cfg = model.cfg
     cfg.vocoder = "griffin-lim-4"
-    ckpt = save_checkpoint(tmp_path / "ckpt", model_state=model.checkpoint_state(),
-                           config_yaml=yaml.safe_dump({"model": to_dict(cfg)}), meta={"step": 0},
-                           files=model.checkpoint_files(), save_rng=False)
+    ckpt = save_checkpoint(
+        tmp_path / "ckpt",
+        model_state=model.checkpoint_state(),
+        config_yaml=yaml.safe_dump({"model": to_dict(cfg)}),
+        meta={"step": 0},
+        files=model.checkpoint_files(),
+        save_rng=False,
+    )
     out = tmp_path / "answer.wav"
-    r = subprocess.run([sys.executable, "-m", "flowomni.cli", "chat", str(spoken_items[1].question_audio),
-                        "--checkpoint", str(ckpt), "-o", str(out), "--json", "--set", "max_steps=10"],
-                       capture_output=True, text=True, timeout=300)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "flowomni.cli",
+            "chat",
+            str(spoken_items[1].question_audio),
+            "--checkpoint",
+            str(ckpt),
+            "-o",
+            str(out),
+            "--json",
+            "--set",
+            "max_steps=10",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert r.returncode == 0, r.stderr
     res = json.loads(r.stdout)
     assert {"text", "first_audio_ms", "rtf", "audio_seconds"} <= set(res)
     assert res["audio_seconds"] > 0 and out.stat().st_size > 1000
-    r = subprocess.run([sys.executable, "-m", "flowomni.cli", "chat", "--text", "hi",
-                        "--checkpoint", str(tmp_path / "nope")], capture_output=True, text=True, timeout=300)
+    r = subprocess.run(
+        [sys.executable, "-m", "flowomni.cli", "chat", "--text", "hi", "--checkpoint", str(tmp_path / "nope")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert r.returncode == 2 and "nope" in r.stderr
 
 
@@ -141,8 +166,16 @@ def test_exported_model_folder_is_self_contained(tmp_path):
 
     ckpt = make_tiny_checkpoint(tmp_path / "ckpt")
     root = __import__("pathlib").Path(__file__).resolve().parents[1]
-    out = export_model(ckpt, tmp_path / "moved" / "model", vocoder=str(root / "models/vocoder"), half=True,
-                       flow_steps=2, flow_method="euler", flow_temperature=0.5, cfg_scale=1.5)
+    out = export_model(
+        ckpt,
+        tmp_path / "moved" / "model",
+        vocoder=str(root / "models/vocoder"),
+        half=True,
+        flow_steps=2,
+        flow_method="euler",
+        flow_temperature=0.5,
+        cfg_scale=1.5,
+    )
     assert (out / "vocoder" / "model.safetensors").is_file() and not (out / "optimizer.safetensors").exists()
     engine = Engine.load(out, gen=GenerationConfig(max_steps=6, seed=0))
     flow = engine.model.cfg.flow
@@ -171,8 +204,9 @@ def test_an_engine_on_a_loaded_model_finds_the_vocoder_beside_it(tmp_path):
     from flowomni.vocoder.vocos import NeuralVocoder
 
     root = __import__("pathlib").Path(__file__).resolve().parents[1]
-    out = export_model(make_tiny_checkpoint(tmp_path / "ckpt"), tmp_path / "model",
-                       vocoder=str(root / "models/vocoder"))
+    out = export_model(
+        make_tiny_checkpoint(tmp_path / "ckpt"), tmp_path / "model", vocoder=str(root / "models/vocoder")
+    )
     model = FlowOmni.from_checkpoint(out)
     assert model.cfg.vocoder == "vocoder" and model.checkpoint_path == out
     by_model, by_path = Engine(model), Engine.load(out)

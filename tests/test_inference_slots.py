@@ -19,8 +19,15 @@ SAMPLED = GenerationConfig(max_steps=30, seed=1, text_temperature=0.8, top_k=20,
 GENS = {
     "greedy": GenerationConfig(max_steps=30, seed=0),
     "sampled": SAMPLED,
-    "euler_cfg_fp32": GenerationConfig(max_steps=30, seed=2, flow_method="euler", flow_steps=3, flow_temperature=1.0,
-                                       cfg_scale=1.5, decode_dtype="float32"),
+    "euler_cfg_fp32": GenerationConfig(
+        max_steps=30,
+        seed=2,
+        flow_method="euler",
+        flow_steps=3,
+        flow_temperature=1.0,
+        cfg_scale=1.5,
+        decode_dtype="float32",
+    ),
 }
 
 
@@ -48,8 +55,9 @@ def legacy(model: FlowOmni, prompt: Prompt, gen: GenerationConfig) -> tuple[list
     return toks, torch.cat(groups) if groups else None
 
 
-def static(dec: SlotDecoder, prompts: list[Prompt], join_at: list[int] | None = None
-           ) -> list[tuple[list[int], torch.Tensor | None]]:
+def static(
+    dec: SlotDecoder, prompts: list[Prompt], join_at: list[int] | None = None
+) -> list[tuple[list[int], torch.Tensor | None]]:
     """Decode `prompts` in `dec`, prompt i joining before step join_at[i]; leave when done."""
     join_at = join_at or [0] * len(prompts)
     results: dict[int, tuple[list[int], list[torch.Tensor]]] = {}
@@ -96,8 +104,11 @@ def question() -> torch.Tensor:
 @pytest.mark.parametrize("name", GENS)
 def test_one_slot_equals_the_decoder(model: FlowOmni, question: torch.Tensor, name: str) -> None:
     gen = GENS[name]
-    for prompt in (Prompt(Task.T2S, text="Hi there?"), Prompt(Task.S2S, audio_mel=question),
-                   Prompt(Task.T2T, text="What?", history=[("Hello?", "Hi.")])):
+    for prompt in (
+        Prompt(Task.T2S, text="Hi there?"),
+        Prompt(Task.S2S, audio_mel=question),
+        Prompt(Task.T2T, text="What?", history=[("Hello?", "Hi.")]),
+    ):
         (got,) = static(SlotDecoder(model, gen, 1), [prompt])
         assert_same(got, legacy(model, prompt, gen))
 
@@ -119,8 +130,13 @@ def test_every_state_path_equals_the_decoder(seed: int) -> None:
 def test_answers_joining_and_leaving_are_each_their_own(model: FlowOmni, question: torch.Tensor) -> None:
     """Five answers through three slots, joining at different steps and leaving when done
     (different step budgets): each equals its answer decoded alone with its own seed."""
-    prompts = [Prompt(Task.T2S, text="Hi?"), Prompt(Task.S2S, audio_mel=question), Prompt(Task.T2T, text="What?"),
-               Prompt(Task.S2S, audio_mel=question[:90]), Prompt(Task.T2S, text="One more question?")]
+    prompts = [
+        Prompt(Task.T2S, text="Hi?"),
+        Prompt(Task.S2S, audio_mel=question),
+        Prompt(Task.T2T, text="What?"),
+        Prompt(Task.S2S, audio_mel=question[:90]),
+        Prompt(Task.T2S, text="One more question?"),
+    ]
     dec = SlotDecoder(model, SAMPLED, 3)
     steps = [30, 12, 20, 25, 8]
     join_at = [0, 0, 2, 13, 23]  # the 4th joins the slot the 2nd left, the 5th the 3rd's
@@ -129,8 +145,9 @@ def test_answers_joining_and_leaving_are_each_their_own(model: FlowOmni, questio
     for step in range(60):
         new = [i for i, at in enumerate(join_at) if at == step]
         if new:
-            for i, ans in zip(new, dec.join([prompts[i] for i in new], [SAMPLED.seed + i for i in new],
-                                            [steps[i] for i in new])):
+            for i, ans in zip(
+                new, dec.join([prompts[i] for i in new], [SAMPLED.seed + i for i in new], [steps[i] for i in new])
+            ):
                 answers[i], results[ans.id] = ans, ([], [])
         for answer_id, out in dec.step().items():
             results[answer_id][0].append(out.token)
@@ -212,8 +229,9 @@ def test_compiled_step_equals_the_eager_one(model: FlowOmni) -> None:
     eager = static(SlotDecoder(model, gen, 2, max_len=64), [prompt])[0]
     dec = SlotDecoder(model, gen, 2, max_len=64, compile=True)
     s = dec.state
-    explained = torch._dynamo.explain(dec.graph)(s.h, s.pos, s.text_done, s.started, s.speech_done, dec.text_noise,
-                                                 dec.flow_noise, 64, True)
+    explained = torch._dynamo.explain(dec.graph)(
+        s.h, s.pos, s.text_done, s.started, s.speech_done, dec.text_noise, dec.flow_noise, 64, True
+    )
     assert explained.graph_break_count == 0
     assert_same(static(dec, [prompt])[0], eager)
 

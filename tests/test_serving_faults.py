@@ -38,8 +38,12 @@ def misconfigured(tmp_path_factory: pytest.TempPathFactory):
 
 
 def post(srv: ServerThread, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
-    req = urllib.request.Request(srv.url + "/v1/respond", data=json.dumps(body).encode(), method="POST",
-                                 headers={"Content-Type": "application/json"})
+    req = urllib.request.Request(
+        srv.url + "/v1/respond",
+        data=json.dumps(body).encode(),
+        method="POST",
+        headers={"Content-Type": "application/json"},
+    )
     try:
         with urllib.request.urlopen(req, timeout=60) as r:
             return r.status, json.loads(r.read())

@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 import torch
 
-from helpers.speech import espeak
 from flowomni.audio import MelSpectrogram, answer_mel_config, load_audio
 from flowomni.checkpoint import save_checkpoint
 from flowomni.vocoder import (
@@ -22,6 +21,8 @@ from flowomni.vocoder import (
     load_vocoder,
 )
 from flowomni.vocoder.griffin_lim import MelInverter
+
+from helpers.speech import espeak
 
 CFG = answer_mel_config()
 SHIPPED = Path(__file__).resolve().parent.parent / "models" / "vocoder"
@@ -162,7 +163,7 @@ def test_neural_stream_first_chunk_waits_only_for_the_lookahead(speech_mel: torc
 
     lead = sizes[: sizes.index(16)]
     assert set(lead) == {1} and (len(lead) - 1) * voc.hop_length / voc.sample_rate < MARGIN_S
-    assert len(lead) * voc.hop_length / voc.sample_rate >= MARGIN_S and set(sizes[len(lead):]) == {16}, sizes
+    assert len(lead) * voc.hop_length / voc.sample_rate >= MARGIN_S and set(sizes[len(lead) :]) == {16}, sizes
 
 
 @pytest.mark.parametrize("rtf", [0.2, 0.5, 2.0])
@@ -324,8 +325,9 @@ def test_time_major_conv_is_a_plain_conv1d(groups: int) -> None:
     torch.manual_seed(groups)
     conv = CausalishConv(16, 16 if groups > 1 else 24, kernel=7, lookahead=2, groups=groups)
     x = torch.randn(3, 50, 16)
-    want = torch.nn.functional.conv1d(torch.nn.functional.pad(x.transpose(1, 2), (4, 2)), conv.weight, conv.bias,
-                                      groups=groups).transpose(1, 2)
+    want = torch.nn.functional.conv1d(
+        torch.nn.functional.pad(x.transpose(1, 2), (4, 2)), conv.weight, conv.bias, groups=groups
+    ).transpose(1, 2)
     torch.testing.assert_close(conv(x), want, rtol=1e-5, atol=1e-5)
     with pytest.raises(ValueError, match="dense .* or depthwise"):
         CausalishConv(16, 32, kernel=3, lookahead=0, groups=4)
@@ -342,8 +344,9 @@ def test_frozen_trunk_equals_the_eager_one_at_any_length(dtype: str) -> None:
         torch.testing.assert_close(frozen(mel), eager(mel), rtol=1e-5, atol=1e-6)
 
 
-def test_freeze_failure_falls_back_to_eager(monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
-                                            speech_mel: torch.Tensor) -> None:
+def test_freeze_failure_falls_back_to_eager(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, speech_mel: torch.Tensor
+) -> None:
     def broken_trace(*args, **kwargs):
         raise RuntimeError("no TorchScript here")
 
@@ -374,7 +377,9 @@ def test_packed_linears_equal_plain_ones(speech_mel: torch.Tensor, dtype: str) -
     """oneDNN-packed MLPs and head (GELU fused) give the plain layers' output at any length."""
     packed, plain = tiny_neural(dtype=dtype), tiny_neural(dtype=dtype, pack=False)
     assert packed.packed and not plain.packed
-    assert isinstance(packed._run.blocks[0].act, torch.nn.Identity) and isinstance(plain._run.blocks[0].act, torch.nn.GELU)
+    assert isinstance(packed._run.blocks[0].act, torch.nn.Identity) and isinstance(
+        plain._run.blocks[0].act, torch.nn.GELU
+    )
     for frames in (1, 7, 64, speech_mel.shape[0]):
         want, got = plain(speech_mel[:frames]), packed(speech_mel[:frames])
         if dtype == "float32":
@@ -383,8 +388,9 @@ def test_packed_linears_equal_plain_ones(speech_mel: torch.Tensor, dtype: str) -
             assert (MelSpectrogram(CFG)(got) - MelSpectrogram(CFG)(want)).abs().mean() < 0.05
 
 
-def test_packing_falls_back_to_plain_layers(monkeypatch: pytest.MonkeyPatch, speech_mel: torch.Tensor,
-                                            caplog: pytest.LogCaptureFixture) -> None:
+def test_packing_falls_back_to_plain_layers(
+    monkeypatch: pytest.MonkeyPatch, speech_mel: torch.Tensor, caplog: pytest.LogCaptureFixture
+) -> None:
     from flowomni.vocoder import packed as packed_mod
 
     def broken(weight: torch.Tensor, rows: int) -> torch.Tensor:

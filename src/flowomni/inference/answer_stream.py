@@ -47,8 +47,9 @@ class AnswerStream:
     """`feed` it one step's output at a time, then `finish`; both yield the events due.
     `t0`: perf_counter when the request started (the question was complete)."""
 
-    def __init__(self, tokenizer: Any, vocoder: Any, speak: bool, t0: float, max_chunk_frames: int | None = None
-                 ) -> None:
+    def __init__(
+        self, tokenizer: Any, vocoder: Any, speak: bool, t0: float, max_chunk_frames: int | None = None
+    ) -> None:
         self.tok, self.vocoder, self.t0 = tokenizer, vocoder, t0
         self.stream = None
         if speak:
@@ -68,7 +69,7 @@ class AnswerStream:
             now = self.tok.decode(self.ids)
             if len(now) > len(self.said) and now.startswith(self.said):
                 self.timings.setdefault("first_text_ms", self.ms())
-                yield TextDelta(now[len(self.said):], self.ms())
+                yield TextDelta(now[len(self.said) :], self.ms())
                 self.said = now
         if out.group is not None and self.stream is not None:
             self.groups.append(out.group)
@@ -90,9 +91,13 @@ class AnswerStream:
             yield from self._vocode(None)
         final = self.tok.decode(self.ids)
         if len(final) > len(self.said):
-            yield TextDelta(final[len(self.said):], self.ms())
+            yield TextDelta(final[len(self.said) :], self.ms())
         audio_s = self.samples / self.vocoder.sample_rate
         total = self.ms()
-        timings = {**decode_timings, **self.timings, "total_ms": total,
-                   "rtf": (total / 1000) / audio_s if audio_s else 0.0}
+        timings = {
+            **decode_timings,
+            **self.timings,
+            "total_ms": total,
+            "rtf": (total / 1000) / audio_s if audio_s else 0.0,
+        }
         yield Done(final, audio_s, timings, torch.cat(self.groups) if self.groups else None)

@@ -54,8 +54,9 @@ class AnswerJob:
     from the loop's thread with each event, then an exception if the answer failed, and last with
     None once the answer holds no slot any more."""
 
-    def __init__(self, loop: DecodeLoop, audio: Any = None, *, should_stop: Callable[[], bool] | None = None,
-                 **kw: Any) -> None:
+    def __init__(
+        self, loop: DecodeLoop, audio: Any = None, *, should_stop: Callable[[], bool] | None = None, **kw: Any
+    ) -> None:
         self.loop, self.audio, self.kw = loop, audio, kw
         self.should_stop = should_stop or (lambda: False)
         self.t0 = time.perf_counter()  # the question is complete when the job is made
@@ -121,8 +122,12 @@ class DecodeLoop:
 
     def stats(self) -> dict[str, int]:
         """Slots, answers decoding and waiting for a slot, steps run (one per batch step)."""
-        return {"slots": self.capacity, "running": len(self._running), "waiting": len(self._waiting),
-                "steps": self.steps}
+        return {
+            "slots": self.capacity,
+            "running": len(self._running),
+            "waiting": len(self._waiting),
+            "steps": self.steps,
+        }
 
     # ---- the thread ----
     def _run(self) -> None:
@@ -186,8 +191,15 @@ class DecodeLoop:
                 continue
             self._waiting.remove(job)
             try:
-                dec_jobs[2].append(engine.prompt(job.audio, job.kw.get("text"), job.kw.get("speak", True),
-                                                 job.kw.get("sample_rate"), job.kw.get("history")))
+                dec_jobs[2].append(
+                    engine.prompt(
+                        job.audio,
+                        job.kw.get("text"),
+                        job.kw.get("speak", True),
+                        job.kw.get("sample_rate"),
+                        job.kw.get("history"),
+                    )
+                )
                 dec_jobs[1].append(job)
             except (ValueError, OSError) as e:  # bad question audio or text: this answer fails, no other
                 job.end(e)
@@ -201,8 +213,9 @@ class DecodeLoop:
                 stream = engine.answer_stream(job.kw.get("speak", True), job.t0)
                 self._running[ans.id] = _Running(job, ans, dec, stream, {"wait_ms": (t_join - job.t0) * 1000})
 
-    def _join(self, dec: SlotDecoder, jobs: list[AnswerJob], prompts: list[Prompt]
-              ) -> list[tuple[AnswerJob, SlotAnswer]]:
+    def _join(
+        self, dec: SlotDecoder, jobs: list[AnswerJob], prompts: list[Prompt]
+    ) -> list[tuple[AnswerJob, SlotAnswer]]:
         """Prefill the jobs together; if that is refused (a prompt over the length limit), one by
         one, so only the bad one fails."""
         gens = [j.kw.get("gen") or self.engine.gen for j in jobs]
@@ -245,8 +258,9 @@ class DecodeLoop:
         if error is None:
             a = run.answer
             try:
-                for ev in run.stream.finish({"prefill_ms": a.prefill_s * 1000, "steps": a.steps,
-                                             "decode_ms": a.step_s * 1000, **run.timings}):
+                for ev in run.stream.finish(
+                    {"prefill_ms": a.prefill_s * 1000, "steps": a.steps, "decode_ms": a.step_s * 1000, **run.timings}
+                ):
                     run.job.sink(ev)
             except Exception as e:  # noqa: BLE001
                 error = e

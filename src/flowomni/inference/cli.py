@@ -19,12 +19,22 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-speech", action="store_true", help="answer in text only")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of streaming text")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="generation knobs, e.g. --set flow_steps=4 --set text_temperature=0.7 --set cfg_scale=1.5")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="generation knobs, e.g. --set flow_steps=4 --set text_temperature=0.7 --set cfg_scale=1.5",
+    )
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ...")
-    p.add_argument("--max-seconds", type=float, default=MAX_QUESTION_SECONDS,
-                   help=f"refuse longer question audio (default {MAX_QUESTION_SECONDS:g}, as the server; the cost "
-                        "of an answer grows about quadratically with the question's length)")
+    p.add_argument(
+        "--max-seconds",
+        type=float,
+        default=MAX_QUESTION_SECONDS,
+        help=f"refuse longer question audio (default {MAX_QUESTION_SECONDS:g}, as the server; the cost "
+        "of an answer grows about quadratically with the question's length)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -45,8 +55,11 @@ def run(args: argparse.Namespace) -> int:
             print(f"flowomni chat: {e}", file=sys.stderr)
             return 2
         if not seconds <= args.max_seconds:
-            print(f"flowomni chat: {args.question}: question of {seconds:.1f} s is longer than the limit of "
-                  f"{args.max_seconds:g} s (--max-seconds raises it)", file=sys.stderr)
+            print(
+                f"flowomni chat: {args.question}: question of {seconds:.1f} s is longer than the limit of "
+                f"{args.max_seconds:g} s (--max-seconds raises it)",
+                file=sys.stderr,
+            )
             return 2
     try:
         gen = from_dict(GenerationConfig, apply_overrides({"seed": args.seed}, args.overrides), "generation")
@@ -73,13 +86,27 @@ def run(args: argparse.Namespace) -> int:
         save_audio(args.output, np.concatenate(chunks), engine.vocoder.sample_rate)
     t = done.timings
     if args.json:
-        print(json.dumps({"text": done.text, "first_audio_ms": t.get("first_audio_ms"), "rtf": t["rtf"],
-                          "audio_seconds": done.audio_seconds, "timings": t, "output": args.output}))
+        print(
+            json.dumps(
+                {
+                    "text": done.text,
+                    "first_audio_ms": t.get("first_audio_ms"),
+                    "rtf": t["rtf"],
+                    "audio_seconds": done.audio_seconds,
+                    "timings": t,
+                    "output": args.output,
+                }
+            )
+        )
     else:
         print()
         if speak:
             first = t.get("first_audio_ms")
-            print(f"[{done.audio_seconds:.2f} s of speech, first audio {first:.0f} ms, RTF {t['rtf']:.3f}"
-                  + (f", written to {args.output}]" if args.output else "]") if first is not None
-                  else "[no speech was generated]", file=sys.stderr)
+            print(
+                f"[{done.audio_seconds:.2f} s of speech, first audio {first:.0f} ms, RTF {t['rtf']:.3f}"
+                + (f", written to {args.output}]" if args.output else "]")
+                if first is not None
+                else "[no speech was generated]",
+                file=sys.stderr,
+            )
     return 0

@@ -32,9 +32,16 @@ from flowomni.model.sampling import sample_tokens
 class GenerationConfig:
     # allowed ranges, checked when read (flowomni.config.check_bounds)
     BOUNDS: ClassVar[Bounds] = {
-        "max_steps": (1, 100_000), "text_temperature": (0, 100), "top_k": (0, None), "top_p": (0, 1),
-        "flow_steps": (1, 1000), "flow_temperature": (0, 100), "cfg_scale": (0, 100),
-        "code_temperature": (0, 100), "code_top_k": (0, None), "max_prompt_positions": (0, None)
+        "max_steps": (1, 100_000),
+        "text_temperature": (0, 100),
+        "top_k": (0, None),
+        "top_p": (0, 1),
+        "flow_steps": (1, 1000),
+        "flow_temperature": (0, 100),
+        "cfg_scale": (0, 100),
+        "code_temperature": (0, 100),
+        "code_top_k": (0, None),
+        "max_prompt_positions": (0, None),
     }
 
     max_steps: int = 400  # hard cap on answer positions (about 18 s of speech at 21.5 Hz)
@@ -118,8 +125,9 @@ def prefill(model: FlowOmni, prompts: list[Prompt], device: torch.device, limit:
                 raise ValueError(f"task {p.task.value} needs question text")
             layouts.append(prefix(p.task, tok, tok.encode(p.text), 0, hist))
     if limit and (longest := max(len(lay) for lay in layouts)) > limit:
-        raise PromptTooLong(f"the prompt (earlier turns + question) is {longest} positions long, over the "
-                            f"limit of {limit}")
+        raise PromptTooLong(
+            f"the prompt (earlier turns + question) is {longest} positions long, over the limit of {limit}"
+        )
     # encode all spoken questions in one batch
     audio_idx = [i for i, p in enumerate(prompts) if p.task.speech_in]
     if audio_idx:
@@ -128,7 +136,7 @@ def prefill(model: FlowOmni, prompts: list[Prompt], device: torch.device, limit:
         padded = torch.nn.utils.rnn.pad_sequence(mels, batch_first=True)
         feats, _ = m.encode_audio(padded, lens)
         audio_frames = {i: feats[j] for j, i in enumerate(audio_idx)}
-    b, L = len(prompts), max(len(l) for l in layouts)
+    b, L = len(prompts), max(len(lay) for lay in layouts)
     d = m.state_emb.embedding_dim
     emb = torch.zeros(b, L, d, device=device, dtype=m.state_emb.weight.dtype)
     mask = torch.zeros(b, L, dtype=torch.long, device=device)
@@ -147,8 +155,12 @@ def prefill(model: FlowOmni, prompts: list[Prompt], device: torch.device, limit:
     return Prefill(out.past_key_values, out.last_hidden_state[:, -1], mask, pos, emb)
 
 
-def next_states(logits: torch.Tensor, started: torch.Tensor, speech_done: torch.Tensor,
-                constrain: Callable[[torch.Tensor], torch.Tensor] | None = None) -> torch.Tensor:
+def next_states(
+    logits: torch.Tensor,
+    started: torch.Tensor,
+    speech_done: torch.Tensor,
+    constrain: Callable[[torch.Tensor], torch.Tensor] | None = None,
+) -> torch.Tensor:
     """Next speech state per prompt from the state head's logits [B, NUM_STATES], greedy within
     the grammar PAD* START GEN* STOP PAD* (`constrain`: a speech stream's further limits)."""
     logits = logits.float()
@@ -214,8 +226,9 @@ class Decoder:
         m, g = self.step_model, self.gen
         t0 = time.perf_counter()
         h = self.h
-        tokens = sample_tokens(m.text_logits(h), temperature=g.text_temperature, top_k=g.top_k,
-                               top_p=g.top_p, generator=self.generator)
+        tokens = sample_tokens(
+            m.text_logits(h), temperature=g.text_temperature, top_k=g.top_k, top_p=g.top_p, generator=self.generator
+        )
         tpad = self.tok.token_id(tk.TEXT_PAD)
         tokens = torch.where(self.text_done, torch.full_like(tokens, tpad), tokens)
         states = self._states(h)
@@ -241,8 +254,9 @@ class Decoder:
         self.mask = torch.cat([self.mask, torch.ones_like(self.mask[:, :1])], dim=1)
         self.embeds.append(e[:, None])
         self.pos_all = torch.cat([self.pos_all, self.next_pos[:, None]], dim=1)
-        out = m.backbone(e[:, None], self.mask, position_ids=self.next_pos[:, None],
-                         past_key_values=self.cache, use_cache=True)
+        out = m.backbone(
+            e[:, None], self.mask, position_ids=self.next_pos[:, None], past_key_values=self.cache, use_cache=True
+        )
         self.cache, self.h = out.past_key_values, out.last_hidden_state[:, -1]
         self.next_pos = self.next_pos + 1
         self.n_steps += 1

@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Union
+from typing import Any
 
 import numpy as np
 import torch
@@ -52,7 +52,7 @@ class Answer:
     timings: dict[str, float] = field(default_factory=dict)
 
 
-AudioInput = Union[str, Path, np.ndarray, torch.Tensor]
+AudioInput = str | Path | np.ndarray | torch.Tensor
 
 
 BATCH_SLOTS = 32  # most answers `answer_batch` decodes at once
@@ -60,8 +60,14 @@ KEEP_DECODERS = 4  # slot decoders an engine keeps (respond's, batches'; the dec
 
 
 class Engine:
-    def __init__(self, model: FlowOmni, vocoder: Any = None, *, gen: GenerationConfig | None = None,
-                 max_chunk_frames: int | None = None) -> None:
+    def __init__(
+        self,
+        model: FlowOmni,
+        vocoder: Any = None,
+        *,
+        gen: GenerationConfig | None = None,
+        max_chunk_frames: int | None = None,
+    ) -> None:
         from flowomni.vocoder import load_vocoder
 
         self.model = model.eval()
@@ -82,8 +88,14 @@ class Engine:
             self.decoder(self.gen, 1)
 
     @classmethod
-    def load(cls, path: str | Path | None = None, *, vocoder: Any = None, device: str | None = None,
-             gen: GenerationConfig | None = None) -> "Engine":
+    def load(
+        cls,
+        path: str | Path | None = None,
+        *,
+        vocoder: Any = None,
+        device: str | None = None,
+        gen: GenerationConfig | None = None,
+    ) -> Engine:
         """A checkpoint folder (None: the shipped model) on `device`, with the vocoder its
         config names unless `vocoder` is given (the vocoder runs on the same device)."""
         return cls(FlowOmni.load(path).to(device or "cpu"), vocoder, gen=gen)
@@ -91,8 +103,11 @@ class Engine:
     def decoder(self, gen: GenerationConfig, slots: int) -> SlotDecoder:
         """A slot decoder for answers sampled as `gen` says (one per sampling setup and size,
         kept: on a GPU each compiles its step once). Hold its `lock` while using it."""
-        key = (slots, dataclasses.astuple(dataclasses.replace(gen, seed=None, max_steps=0)),
-               tuple(p._version for p in self.model.parameters()))
+        key = (
+            slots,
+            dataclasses.astuple(dataclasses.replace(gen, seed=None, max_steps=0)),
+            tuple(p._version for p in self.model.parameters()),
+        )
         with self._decoders_lock:
             return self._cached_decoder(key, gen, slots)
 
@@ -119,13 +134,20 @@ class Engine:
         with torch.no_grad():
             return self.in_mel(torch.from_numpy(wav).to(self.device))
 
-    def prompt(self, audio: AudioInput | None, text: str | None, speak: bool, sample_rate: int | None,
-               history: list[tuple[str, str]] | None = None) -> Prompt:
+    def prompt(
+        self,
+        audio: AudioInput | None,
+        text: str | None,
+        speak: bool,
+        sample_rate: int | None,
+        history: list[tuple[str, str]] | None = None,
+    ) -> Prompt:
         if (audio is None) == (text is None):
             raise ValueError("give exactly one of question audio or question text")
         if audio is not None:
-            return Prompt(Task.S2S if speak else Task.S2T, audio_mel=self.question_mel(audio, sample_rate),
-                          history=history)
+            return Prompt(
+                Task.S2S if speak else Task.S2T, audio_mel=self.question_mel(audio, sample_rate), history=history
+            )
         if not text or not text.strip():
             raise ValueError("question text is empty")
         return Prompt(Task.T2S if speak else Task.T2T, text=text, history=history)
@@ -134,10 +156,17 @@ class Engine:
         return AnswerStream(self.model.tokenizer, self.vocoder, speak, t0, self.max_chunk_frames)
 
     # ---- streaming ----
-    def respond(self, audio: AudioInput | None = None, *, sample_rate: int | None = None, text: str | None = None,
-                speak: bool = True, gen: GenerationConfig | None = None,
-                history: list[tuple[str, str]] | None = None,
-                should_stop: Callable[[], bool] | None = None) -> Iterator[Event]:
+    def respond(
+        self,
+        audio: AudioInput | None = None,
+        *,
+        sample_rate: int | None = None,
+        text: str | None = None,
+        speak: bool = True,
+        gen: GenerationConfig | None = None,
+        history: list[tuple[str, str]] | None = None,
+        should_stop: Callable[[], bool] | None = None,
+    ) -> Iterator[Event]:
         """Answer one question, yielding TextDelta / AudioChunk events as they are ready and a
         final Done with timings (ms from the call; the question is complete at the call).
         `history`: earlier (question, answer) turns of the conversation, as text context.
@@ -168,12 +197,18 @@ class Engine:
                 (step,) = dec.step()
                 yield from out.feed(step)
             t = dec.timings
-            timings = {"prefill_ms": t.prefill_s * 1000, "steps": t.steps, "backbone_ms": t.backbone_s * 1000,
-                       "flow_ms": t.flow_s * 1000, "decode_ms": sum(t.per_step) * 1000}
+            timings = {
+                "prefill_ms": t.prefill_s * 1000,
+                "steps": t.steps,
+                "backbone_ms": t.backbone_s * 1000,
+                "flow_ms": t.flow_s * 1000,
+                "decode_ms": sum(t.per_step) * 1000,
+            }
         yield from out.finish(timings)
 
-    def submit(self, audio: AudioInput | None = None, *, should_stop: Callable[[], bool] | None = None,
-               **kw: Any) -> Any:
+    def submit(
+        self, audio: AudioInput | None = None, *, should_stop: Callable[[], bool] | None = None, **kw: Any
+    ) -> Any:
         """`respond`'s answer as a job for the decode loop, which steps every job in flight
         together (batcher.py); its `start(sink)` hands it over. Models without static steps get
         `respond`'s iterator instead (the server runs those in threads)."""
@@ -214,8 +249,9 @@ class Engine:
 
     # ---- batches (evaluation) ----
     @torch.no_grad()
-    def answer_batch(self, questions: list[dict[str, Any]], *, speak: bool = True,
-                     gen: GenerationConfig | None = None) -> list[Answer]:
+    def answer_batch(
+        self, questions: list[dict[str, Any]], *, speak: bool = True, gen: GenerationConfig | None = None
+    ) -> list[Answer]:
         """Answer several questions together. Each question is a dict with `audio` (+
         `sample_rate` for samples) or `text`. Each answer is what `respond` makes of its question
         with the same `gen` (its own generator, seeded with gen.seed); audio is vocoded one-shot."""
@@ -237,12 +273,20 @@ class Engine:
         for ids, groups in results:
             mel = torch.cat(groups).cpu() if groups else None
             wav = self.vocoder(mel).cpu().numpy() if mel is not None else None
-            answers.append(Answer(self.model.tokenizer.decode(ids), wav, self.vocoder.sample_rate, mel,
-                                  {"batch_decode_ms": decode_s * 1000, "steps": steps}))
+            answers.append(
+                Answer(
+                    self.model.tokenizer.decode(ids),
+                    wav,
+                    self.vocoder.sample_rate,
+                    mel,
+                    {"batch_decode_ms": decode_s * 1000, "steps": steps},
+                )
+            )
         return answers
 
-    def _legacy_batch(self, prompts: list[Prompt], gen: GenerationConfig
-                      ) -> tuple[list[tuple[list[int], list[torch.Tensor]]], int]:
+    def _legacy_batch(
+        self, prompts: list[Prompt], gen: GenerationConfig
+    ) -> tuple[list[tuple[list[int], list[torch.Tensor]]], int]:
         dec = Decoder(self.model, prompts, gen)
         results: list[tuple[list[int], list[torch.Tensor]]] = [([], []) for _ in prompts]
         while not dec.done:

@@ -73,8 +73,16 @@ class SlotDecoder:
     answer; every step attends them all when compiled), default MAX_LEN or the backbone's
     `max_position_embeddings` if smaller; `lag`: read outputs a step late (None: on CUDA)."""
 
-    def __init__(self, model: Any, gen: GenerationConfig, slots: int, *, max_len: int | None = None,
-                 compile: bool | None = None, lag: bool | None = None) -> None:
+    def __init__(
+        self,
+        model: Any,
+        gen: GenerationConfig,
+        slots: int,
+        *,
+        max_len: int | None = None,
+        compile: bool | None = None,
+        lag: bool | None = None,
+    ) -> None:
         why = unsupported(model)
         if why is not None:
             raise ValueError(f"static decode steps do not support this model: {why}")
@@ -95,16 +103,19 @@ class SlotDecoder:
         self.exact_rng = not self.lag
         dtype, dev = next(self.step_model.parameters()).dtype, p.device
         d = self.step_model.state_emb.embedding_dim
-        self.state = StepTensors(torch.zeros(slots, d, dtype=dtype, device=dev),
-                                 torch.zeros(slots, dtype=torch.long, device=dev),
-                                 torch.ones(slots, dtype=torch.bool, device=dev),
-                                 torch.zeros(slots, dtype=torch.bool, device=dev),
-                                 torch.ones(slots, dtype=torch.bool, device=dev))
+        self.state = StepTensors(
+            torch.zeros(slots, d, dtype=dtype, device=dev),
+            torch.zeros(slots, dtype=torch.long, device=dev),
+            torch.ones(slots, dtype=torch.bool, device=dev),
+            torch.zeros(slots, dtype=torch.bool, device=dev),
+            torch.ones(slots, dtype=torch.bool, device=dev),
+        )
         vocab = self.step_model.lm.get_output_embeddings().weight.shape[0]
         flow = self.step_model.speech.flow
         self.text_noise = torch.ones(slots, vocab, device=dev) if self.spec.text_noise else None
-        self.flow_noise = (torch.zeros(slots, flow.group * flow.frame_dim, dtype=dtype, device=dev)
-                           if self.spec.flow_noise else None)
+        self.flow_noise = (
+            torch.zeros(slots, flow.group * flow.frame_dim, dtype=dtype, device=dev) if self.spec.flow_noise else None
+        )
         self.answers: list[SlotAnswer | None] = [None] * slots
         self.lengths = [0] * slots  # host copy of each slot's position
         self._pending: _Launched | None = None
@@ -122,8 +133,9 @@ class SlotDecoder:
 
     # ---- joining and leaving ----
     @torch.no_grad()
-    def join(self, prompts: list[Prompt], seeds: list[int | None] | None = None,
-             max_steps: list[int] | None = None) -> list[SlotAnswer]:
+    def join(
+        self, prompts: list[Prompt], seeds: list[int | None] | None = None, max_steps: list[int] | None = None
+    ) -> list[SlotAnswer]:
         """Prefill `prompts` in one batch and give each a free slot."""
         if not prompts:
             return []
@@ -137,8 +149,10 @@ class SlotDecoder:
         total = pre.mask.shape[1]
         lengths = pre.mask.sum(1).tolist()
         if max(lengths) >= self.max_len:
-            raise ValueError(f"the question and its context take {max(lengths)} positions, more than the decoder's "
-                             f"{self.max_len} (max_len)")
+            raise ValueError(
+                f"the question and its context take {max(lengths)} positions, more than the decoder's "
+                f"{self.max_len} (max_len)"
+            )
         prefill_s = time.perf_counter() - t0
         out = []
         for i, (prompt, slot, n) in enumerate(zip(prompts, free, lengths)):
@@ -211,7 +225,8 @@ class SlotDecoder:
         out = _Launched(running, tokens, states, raw, done.text_done, done.speech_done, rng=rng)
         if self.lag and self.device.type == "cuda":  # start the copies now; `_read` waits for them a step later
             out.tokens, out.states, out.text_done, out.speech_done = (
-                x.to("cpu", non_blocking=True) for x in (tokens, states, done.text_done, done.speech_done))
+                x.to("cpu", non_blocking=True) for x in (tokens, states, done.text_done, done.speech_done)
+            )
             out.raw = raw.clone()  # mel groups stay on the device, for the vocoder there
             out.ready = torch.cuda.Event()
             out.ready.record()
@@ -258,8 +273,9 @@ class SlotDecoder:
             if not gen and a.id in step.rng:
                 a.generator.set_state(step.rng[a.id])  # this step drew no group: as Decoder, no noise used
             tok = tokens[i]
-            outs[a.id] = StepOutput(None if tok in self._silent else tok, step.raw[i].float() if gen else None,
-                                    text_done[i], speech_done[i])
+            outs[a.id] = StepOutput(
+                None if tok in self._silent else tok, step.raw[i].float() if gen else None, text_done[i], speech_done[i]
+            )
             a.steps += 1
             a.done = (text_done[i] and speech_done[i]) or a.steps >= a.max_steps
         return outs

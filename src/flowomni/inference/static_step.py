@@ -67,8 +67,9 @@ class StepSpec:
 
     @classmethod
     def of(cls, gen: GenerationConfig, flow: Any) -> StepSpec:
-        method, steps, temperature, cfg_scale = flow.sampler(gen.flow_steps, gen.flow_method, gen.flow_temperature,
-                                                             gen.cfg_scale)
+        method, steps, temperature, cfg_scale = flow.sampler(
+            gen.flow_steps, gen.flow_method, gen.flow_temperature, gen.cfg_scale
+        )
         return cls(gen.text_temperature, gen.top_k, gen.top_p, method, steps, temperature, cfg_scale)
 
     @property
@@ -114,8 +115,9 @@ class _StepCache:
     def __init__(self, slots: SlotCache, pos: torch.Tensor, length: int) -> None:
         self.slots, self.pos, self.length = slots, pos, length
 
-    def update(self, key_states: torch.Tensor, value_states: torch.Tensor, layer_idx: int, *args: Any,
-               **kwargs: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    def update(
+        self, key_states: torch.Tensor, value_states: torch.Tensor, layer_idx: int, *args: Any, **kwargs: Any
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         k, v = self.slots.layer(layer_idx)
         rows = self.slots.rows
         k[rows, :, self.pos] = key_states[:, :, 0]
@@ -144,34 +146,56 @@ class StaticStep(nn.Module):
         self.cache = SlotCache(model.lm, slots, max_len, p.dtype, p.device)
         self.eos, self.tpad = model.tokenizer.token_id(tk.EOS), model.tokenizer.token_id(tk.TEXT_PAD)
         flow = model.speech.flow
-        self.t_grid = (None if spec.flow_method == "student" else
-                       flow.time_grid(spec.flow_steps, spec.flow_method, p.new_zeros(1)).clone())
+        self.t_grid = (
+            None
+            if spec.flow_method == "student"
+            else flow.time_grid(spec.flow_steps, spec.flow_method, p.new_zeros(1)).clone()
+        )
 
     @torch.no_grad()
-    def forward(self, h: torch.Tensor, pos: torch.Tensor, text_done: torch.Tensor, started: torch.Tensor,
-                speech_done: torch.Tensor, text_noise: torch.Tensor | None, flow_noise: torch.Tensor | None,
-                length: int, masked: bool) -> tuple[torch.Tensor, ...]:
+    def forward(
+        self,
+        h: torch.Tensor,
+        pos: torch.Tensor,
+        text_done: torch.Tensor,
+        started: torch.Tensor,
+        speech_done: torch.Tensor,
+        text_noise: torch.Tensor | None,
+        flow_noise: torch.Tensor | None,
+        length: int,
+        masked: bool,
+    ) -> tuple[torch.Tensor, ...]:
         """One step from the fields of `StepTensors`: (text tokens [S], speech states [S], raw
         log-mel groups [S, k, n_mels], then the next StepTensors' fields). `length`: cache
         positions attended (> every active slot's pos); `masked`: slots may differ in length
         (else every slot attends [0, length)). Plain tensors in and out, for torch.compile."""
         m, spec = self.model, self.spec
-        tokens = sample_with_noise(m.text_logits(h), text_noise, temperature=spec.text_temperature,
-                                   top_k=spec.top_k, top_p=spec.top_p)
+        tokens = sample_with_noise(
+            m.text_logits(h), text_noise, temperature=spec.text_temperature, top_k=spec.top_k, top_p=spec.top_p
+        )
         tokens = torch.where(text_done, torch.full_like(tokens, self.tpad), tokens)
         states = next_states(m.state_head(h), started, speech_done)
         gen = states == GEN
         flow = m.speech.flow
         x0 = flow.start(h, spec.flow_temperature, noise=flow_noise)
-        units = flow.carry(x0, h, steps=spec.flow_steps, method=spec.flow_method, cfg_scale=spec.cfg_scale,
-                           t_grid=self.t_grid)
+        units = flow.carry(
+            x0, h, steps=spec.flow_steps, method=spec.flow_method, cfg_scale=spec.cfg_scale, t_grid=self.t_grid
+        )
         raw = m.out_stats.denormalize(units)
         e = m.embed_text(tokens) + m.state_emb(states)
         e = torch.where(gen[:, None], e + m.speech.embed(units), e)
         h_next = self._backbone(e, pos, length, masked)
         pos_next = (pos + 1).clamp(max=self.cache.max_len - 1)  # a free slot's row must stay inside the cache
-        return (tokens, states, raw, h_next, pos_next, text_done | (tokens == self.eos), started | (states == START),
-                speech_done | (states == STOP))
+        return (
+            tokens,
+            states,
+            raw,
+            h_next,
+            pos_next,
+            text_done | (tokens == self.eos),
+            started | (states == START),
+            speech_done | (states == STOP),
+        )
 
     def _backbone(self, e: torch.Tensor, pos: torch.Tensor, length: int, masked: bool) -> torch.Tensor:
         body = decoder_of(self.model.lm)
@@ -182,8 +206,14 @@ class StaticStep(nn.Module):
             mask = (torch.arange(length, device=pos.device)[None] <= pos_ids)[:, None, None, :]
         cache = _StepCache(self.cache, pos, length)
         for layer in body.layers:
-            out = layer(x, attention_mask=mask, position_ids=pos_ids, past_key_values=cache, use_cache=True,
-                        position_embeddings=rope)
+            out = layer(
+                x,
+                attention_mask=mask,
+                position_ids=pos_ids,
+                past_key_values=cache,
+                use_cache=True,
+                position_embeddings=rope,
+            )
             x = out[0] if isinstance(out, tuple) else out
         return body.norm(x)[:, -1]
 

@@ -37,8 +37,10 @@ def adopt_whisper(cfg: ModelConfig) -> Any:
     with one Whisper refuses to load with different weights under the same name)."""
     w = whisper_weights(cfg.encoder.pretrained)
     if cfg.encoder.pretrained_digest and cfg.encoder.pretrained_digest != w.digest:
-        raise ValueError(f"model.encoder.pretrained {cfg.encoder.pretrained!r} now holds different weights "
-                         f"(digest {w.digest}) than the model was trained with ({cfg.encoder.pretrained_digest})")
+        raise ValueError(
+            f"model.encoder.pretrained {cfg.encoder.pretrained!r} now holds different weights "
+            f"(digest {w.digest}) than the model was trained with ({cfg.encoder.pretrained_digest})"
+        )
     for k, v in w.shape.items():
         setattr(cfg.encoder, k, v)
     cfg.encoder.pretrained_digest = w.digest
@@ -51,8 +53,9 @@ def build_speech_head(cfg: ModelConfig, d: int, *, fresh: bool = True, init_std:
     """The one place that picks the variant (`model.speech_head`). `fresh`: a new model (not
     one about to load a checkpoint), so pretrained parts such as a codec are loaded here."""
     if cfg.speech_head == "flow":
-        return FlowSpeech(cfg.flow, d, cfg.output_mel.n_mels, cfg.group, feedback_noise=cfg.feedback_noise,
-                          init_std=init_std)
+        return FlowSpeech(
+            cfg.flow, d, cfg.output_mel.n_mels, cfg.group, feedback_noise=cfg.feedback_noise, init_std=init_std
+        )
     if cfg.speech_head == "discrete":
         from flowomni.model.code_head import DiscreteSpeech
 
@@ -71,8 +74,9 @@ def _rows(batch: dict[str, Any], key: str, mask: Any) -> torch.Tensor:
 
 
 class FlowOmni(nn.Module):
-    def __init__(self, cfg: ModelConfig, tokenizer: Tokenizer, *, saved_backbone: str | None = None,
-                 pretrained: bool = True) -> None:
+    def __init__(
+        self, cfg: ModelConfig, tokenizer: Tokenizer, *, saved_backbone: str | None = None, pretrained: bool = True
+    ) -> None:
         """`saved_backbone`: rebuild a checkpoint's backbone from its config.json (weights
         follow). `pretrained=False`: the architecture only, nothing pretrained is read (to
         count parameters on the meta device before anything is allocated: model/size.py)."""
@@ -84,8 +88,11 @@ class FlowOmni(nn.Module):
         self.lm = build_backbone(cfg.backbone, tokenizer.vocab_size, saved_backbone, pretrained=pretrained)
         d = hidden_size(self.lm)
         # a Whisper encoder: read for a new model, and for a saved one that does not hold it (frozen)
-        whisper_source = bool(cfg.encoder.pretrained) and pretrained and (
-            cfg.encoder.external if saved_backbone is not None else not is_own_encoder(cfg.encoder.pretrained))
+        whisper_source = (
+            bool(cfg.encoder.pretrained)
+            and pretrained
+            and (cfg.encoder.external if saved_backbone is not None else not is_own_encoder(cfg.encoder.pretrained))
+        )
         whisper = adopt_whisper(cfg) if whisper_source else None
         self.encoder = SpeechEncoder(cfg.encoder)
         self.in_stats_fixed = False  # True once a pretrained encoder brought its feature stats
@@ -257,8 +264,11 @@ class FlowOmni(nn.Module):
         try:
             tokenizer = load_tokenizer(path)
             # count the parameters on the meta device first: an absurd config is refused, not allocated
-            check_fits(lambda: cls(cfg, tokenizer, saved_backbone=backbone, pretrained=False), INFERENCE_BYTES,
-                       f"the model in {path}")
+            check_fits(
+                lambda: cls(cfg, tokenizer, saved_backbone=backbone, pretrained=False),
+                INFERENCE_BYTES,
+                f"the model in {path}",
+            )
         except (OSError, ValueError) as e:
             raise CheckpointError(f"{path}: {e}") from None
         model = cls(cfg, tokenizer, saved_backbone=backbone)
@@ -300,18 +310,25 @@ class FlowOmni(nn.Module):
         parts = tuple(f"{name}." for name, _ in self.speech.named_children())
         sd = {SPEECH + k if k.startswith(parts) else k: v for k, v in sd.items()}
         own = self.state_dict()
-        wrong = [f"{k} is {list(v.shape)} in the file but {list(own[k].shape)} in the model"
-                 for k, v in sd.items() if k in own and v.shape != own[k].shape]
+        wrong = [
+            f"{k} is {list(v.shape)} in the file but {list(own[k].shape)} in the model"
+            for k, v in sd.items()
+            if k in own and v.shape != own[k].shape
+        ]
         if wrong:
-            raise ValueError(f"checkpoint does not fit the model: {'; '.join(wrong[:3])}"
-                             + (f" (and {len(wrong) - 3} more)" if len(wrong) > 3 else ""))
+            raise ValueError(
+                f"checkpoint does not fit the model: {'; '.join(wrong[:3])}"
+                + (f" (and {len(wrong) - 3} more)" if len(wrong) > 3 else "")
+            )
         missing, unexpected = self.load_state_dict(sd, strict=False)
         tied = {k for k in missing if k.endswith("lm_head.weight")} if self.lm.config.tie_word_embeddings else set()
         if self.cfg.encoder.external:  # loaded from its source in __init__
             tied |= {k for k in missing if k.startswith("encoder.")}
         if set(missing) - tied or unexpected:
-            raise ValueError(f"checkpoint does not fit the model: missing {sorted(set(missing) - tied)[:5]}, "
-                             f"unexpected {sorted(unexpected)[:5]}")
+            raise ValueError(
+                f"checkpoint does not fit the model: missing {sorted(set(missing) - tied)[:5]}, "
+                f"unexpected {sorted(unexpected)[:5]}"
+            )
         if tied:
             self.lm.tie_weights()
 

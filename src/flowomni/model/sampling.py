@@ -36,8 +36,9 @@ def sample_tokens(
     return torch.multinomial(filtered_probs(logits, temperature, top_k, top_p), 1, generator=generator).squeeze(-1)
 
 
-def sample_with_noise(logits: torch.Tensor, noise: torch.Tensor | None, *, temperature: float = 0.0,
-                      top_k: int = 0, top_p: float = 1.0) -> torch.Tensor:
+def sample_with_noise(
+    logits: torch.Tensor, noise: torch.Tensor | None, *, temperature: float = 0.0, top_k: int = 0, top_p: float = 1.0
+) -> torch.Tensor:
     """`sample_tokens` with its randomness drawn beforehand: noise [B, V] ~ Exp(1), as
     `torch.empty_like(probs).exponential_(1, generator=g)` draws it. torch.multinomial draws one
     sample exactly so (argmax of probs / noise), so with the same generator the tokens are the

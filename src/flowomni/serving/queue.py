@@ -31,7 +31,7 @@ class Ticket:
     """An admitted job. It counts as waiting until it runs (or is closed unused); `ended` is
     set once it holds no place in the queue any more (its worker, if any, has returned)."""
 
-    def __init__(self, queue: "WorkQueue") -> None:
+    def __init__(self, queue: WorkQueue) -> None:
         self.queue = queue
         self.used = False
         self.ended = asyncio.Event()
@@ -61,8 +61,13 @@ class WorkQueue:
         self._pool = ThreadPoolExecutor(max_concurrent, thread_name_prefix="flowomni-gen")
 
     def stats(self) -> dict[str, int]:
-        return {"running": self.running, "waiting": self.waiting, "refused": self.refused,
-                "max_concurrent": self.max_concurrent, "max_waiting": self.max_waiting}
+        return {
+            "running": self.running,
+            "waiting": self.waiting,
+            "refused": self.refused,
+            "max_concurrent": self.max_concurrent,
+            "max_waiting": self.max_waiting,
+        }
 
     def shutdown(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
@@ -80,8 +85,9 @@ class WorkQueue:
         self.waiting += 1
         return Ticket(self)
 
-    async def stream(self, ticket: Ticket, make: Callable[[threading.Event], Any],
-                     on_start: Callable[[float], Any] | None = None) -> AsyncIterator[T]:
+    async def stream(
+        self, ticket: Ticket, make: Callable[[threading.Event], Any], on_start: Callable[[float], Any] | None = None
+    ) -> AsyncIterator[T]:
         """Wait for a slot, run `make(stop)`'s job and yield its items; re-raises its exceptions.
         `make(stop)` returns a decode-loop job (an object with `start(sink)`, see
         inference/batcher.py) or an iterator, run in a worker thread. `on_start(wait_s)` is called

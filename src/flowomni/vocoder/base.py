@@ -18,7 +18,8 @@ listener who started playing with the first chunk still has half of the audio se
 left to hear, up to `max_chunk_frames`; and, unless that listener would run out before the
 next push (plus the time to make a chunk and a margin) while pushes come faster than they play,
 it is never smaller than what was sent before (chunks at least double: few windows, and a
-producer or vocoder slower than real time does not slow itself down further with small ones). A producer much faster than real time thus gets few large chunks (each window has a fixed cost: ~0.7 ms for
+producer or vocoder slower than real time does not slow itself down further with small ones).
+A producer much faster than real time thus gets few large chunks (each window has a fixed cost: ~0.7 ms for
 the neural stream on one core, so a clip synthesised in 4-frame windows cost ~25x one-shot),
 and the audio buffered ahead grows with the audio sent either way. Time is the stream's clock
 (`clock`, wall time unless a test or benchmark paces it); the chunking, never the samples of
@@ -39,12 +40,15 @@ MARGIN_S = 0.05  # a chunk leaves this long before the listener would run out, a
 KEEP_AHEAD = 0.5  # ... or when the listener has less than this share of the audio sent left
 
 
-def as_frames(mel: torch.Tensor | np.ndarray, n_mels: int, device: torch.device | str = "cpu",
-              check_finite: bool = True) -> tuple[torch.Tensor, bool]:
+def as_frames(
+    mel: torch.Tensor | np.ndarray, n_mels: int, device: torch.device | str = "cpu", check_finite: bool = True
+) -> tuple[torch.Tensor, bool]:
     """Validate mel `[T, n_mels]` or `[B, T, n_mels]`; returns `([B, T, n_mels] float32 on `device`, was_batched)`."""
     mel = torch.as_tensor(mel).detach().to(device)  # a vocoder runs where its weights are (the model's device)
     if mel.dim() not in (2, 3) or mel.shape[-1] != n_mels:
-        raise ValueError(f"vocoder input must be mel frames [T, {n_mels}] or [B, T, {n_mels}], got shape {tuple(mel.shape)}")
+        raise ValueError(
+            f"vocoder input must be mel frames [T, {n_mels}] or [B, T, {n_mels}], got shape {tuple(mel.shape)}"
+        )
     if check_finite:
         finite(mel)
     batched = mel.dim() == 3
@@ -86,12 +90,15 @@ class Vocoder(ABC):
             wav = self.synthesize(frames)
         return wav if batched else wav[0]
 
-    def stream(self, max_chunk_frames: int = MAX_CHUNK_FRAMES, clock: Callable[[], float] = time.perf_counter
-               ) -> "VocoderStream":
+    def stream(
+        self, max_chunk_frames: int = MAX_CHUNK_FRAMES, clock: Callable[[], float] = time.perf_counter
+    ) -> VocoderStream:
         return VocoderStream(self, max_chunk_frames, clock)
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}(name={self.name!r}, sample_rate={self.sample_rate}, hop_length={self.hop_length})"
+        return (
+            f"{type(self).__name__}(name={self.name!r}, sample_rate={self.sample_rate}, hop_length={self.hop_length})"
+        )
 
 
 class VocoderStream:
@@ -104,8 +111,9 @@ class VocoderStream:
     here the vocoder's whole lookahead; a subclass that keeps state between windows (the
     neural stream) needs less."""
 
-    def __init__(self, vocoder: Vocoder, max_chunk_frames: int = MAX_CHUNK_FRAMES,
-                 clock: Callable[[], float] = time.perf_counter) -> None:
+    def __init__(
+        self, vocoder: Vocoder, max_chunk_frames: int = MAX_CHUNK_FRAMES, clock: Callable[[], float] = time.perf_counter
+    ) -> None:
         self.vocoder, self.clock = vocoder, clock
         self.device = vocoder.device
         self.hop = vocoder.hop_length
@@ -120,8 +128,12 @@ class VocoderStream:
         self._new: list[torch.Tensor] = []  # frames pushed after _mel, joined (and checked) when a chunk is made
         self._n_new = 0
         self._done = 0  # frames whose samples were emitted
-        self._past = torch.zeros(0, device=self.device)  # emitted samples kept as context: [(_done - len/hop) * hop, _done * hop)
-        self._tail = torch.zeros(0, device=self.device)  # provisional samples after _done * hop, blended into the next chunk
+        self._past = torch.zeros(
+            0, device=self.device
+        )  # emitted samples kept as context: [(_done - len/hop) * hop, _done * hop)
+        self._tail = torch.zeros(
+            0, device=self.device
+        )  # provisional samples after _done * hop, blended into the next chunk
         self._finished = False
         self.calls = 0  # windows synthesised (for benchmarks and tests)
         self._t_first = 0.0  # clock when the first chunk left

@@ -22,7 +22,7 @@ _NAME = re.compile(r"^griffin-lim(?:-(\d+))?$")
 
 
 def parse_name(name: str) -> int | None:
-    """"griffin-lim" -> 32, "griffin-lim-N" -> N, anything else -> None."""
+    """ "griffin-lim" -> 32, "griffin-lim-N" -> N, anything else -> None."""
     m = _NAME.match(name)
     if not m:
         return None
@@ -90,8 +90,16 @@ class GriffinLim(Vocoder):
     def _stft(self, x: torch.Tensor) -> torch.Tensor:
         """T * hop samples -> T frames (the (T+1)-th, centred past the end, is not ours)."""
         pad_mode = "reflect" if x.shape[-1] > self.cfg.n_fft // 2 else "constant"  # reflect needs > pad samples
-        spec = torch.stft(x, self.cfg.n_fft, self.hop_length, self.win_length, self.window,
-                          center=True, pad_mode=pad_mode, return_complex=True)
+        spec = torch.stft(
+            x,
+            self.cfg.n_fft,
+            self.hop_length,
+            self.win_length,
+            self.window,
+            center=True,
+            pad_mode=pad_mode,
+            return_complex=True,
+        )
         return spec[..., : x.shape[-1] // self.hop_length]
 
     def _istft(self, spec: torch.Tensor, length: int) -> torch.Tensor:

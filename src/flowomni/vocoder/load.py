@@ -34,8 +34,14 @@ def _resolve(name_or_path: str) -> Path:
     return p
 
 
-def load_neural(path: str | Path, mel_cfg: MelConfig | None = None, name: str | None = None,
-                dtype: str = "auto", freeze: bool = True, device: str | torch.device = "cpu") -> NeuralVocoder:
+def load_neural(
+    path: str | Path,
+    mel_cfg: MelConfig | None = None,
+    name: str | None = None,
+    dtype: str = "auto",
+    freeze: bool = True,
+    device: str | torch.device = "cpu",
+) -> NeuralVocoder:
     """A trained Vocos-style vocoder (export or training checkpoint folder) on `device`;
     `dtype`, `freeze`: see NeuralVocoder."""
     p = _resolve(str(path))
@@ -60,7 +66,7 @@ def load_neural(path: str | Path, mel_cfg: MelConfig | None = None, name: str | 
 
 
 def load_vocoder(name_or_path: str, mel_cfg: MelConfig, device: str | torch.device = "cpu") -> Vocoder:
-    """"griffin-lim" (32 iterations), "griffin-lim-N", or a path to a trained vocoder folder,
+    """ "griffin-lim" (32 iterations), "griffin-lim-N", or a path to a trained vocoder folder,
     running on `device` (the model's: mel groups need not leave it until they are audio)."""
     if not isinstance(name_or_path, str) or not name_or_path:
         raise VocoderError(f"vocoder name must be a non-empty string, got {name_or_path!r}")

@@ -33,8 +33,9 @@ from flowomni.vocoder.base import MAX_CHUNK_FRAMES, VocoderStream
 log = logging.getLogger(__name__)
 
 
-def _advance(conv: nn.Module, state: torch.Tensor, x: torch.Tensor, final: bool
-             ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def _advance(
+    conv: nn.Module, state: torch.Tensor, x: torch.Tensor, final: bool
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """One convolution's step: its kept frames `state` and new input x [1, n, C] -> (output for
     every frame now computable, the input frames those are centred on, the frames to keep).
     Not final, the caller guarantees at least one output frame (see StreamTrunk)."""
@@ -44,14 +45,16 @@ def _advance(conv: nn.Module, state: torch.Tensor, x: torch.Tensor, final: bool
     if final and lookahead:  # one-shot synthesis pads the end of every layer's input with zeros
         x = F.pad(x, (0, 0, 0, lookahead))
     centre = x[:, left:-lookahead] if lookahead else x[:, left:]
-    return conv.valid(x), centre, x[:, 1 - k:] if k > 1 else x[:, :0]
+    return conv.valid(x), centre, x[:, 1 - k :] if k > 1 else x[:, :0]
 
 
 def initial_states(run: nn.Module, like: torch.Tensor) -> list[torch.Tensor]:
     """Each convolution's left zero padding, as one-shot synthesis starts."""
     convs = [run.embed, *(b.dwconv for b in run.blocks)]
-    return [like.new_zeros(1, c.pad[0], c.in_channels, dtype=c.weight.dtype if i == 0 else like.dtype)
-            for i, c in enumerate(convs)]
+    return [
+        like.new_zeros(1, c.pad[0], c.in_channels, dtype=c.weight.dtype if i == 0 else like.dtype)
+        for i, c in enumerate(convs)
+    ]
 
 
 class StreamTrunk(nn.Module):
@@ -89,8 +92,12 @@ def frozen_step(step: StreamTrunk, mel_channels: int, like: torch.Tensor) -> nn.
 
 
 class NeuralStream(VocoderStream):
-    def __init__(self, vocoder, max_chunk_frames: int = MAX_CHUNK_FRAMES,  # noqa: ANN001 - NeuralVocoder
-                 clock: Callable[[], float] = time.perf_counter) -> None:
+    def __init__(
+        self,
+        vocoder,
+        max_chunk_frames: int = MAX_CHUNK_FRAMES,  # noqa: ANN001 - NeuralVocoder
+        clock: Callable[[], float] = time.perf_counter,
+    ) -> None:
         super().__init__(vocoder, max_chunk_frames, clock)
         gen, run = vocoder.generator, vocoder._run  # the generator as it runs (bf16 products, packed linears)
         self._run = run

@@ -24,9 +24,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from flowomni.config import Bounds
 from flowomni.audio.istft import istft
 from flowomni.audio.mel import MelConfig
+from flowomni.config import Bounds
 from flowomni.vocoder.base import MAX_CHUNK_FRAMES, Vocoder, VocoderStream
 
 log = logging.getLogger(__name__)
@@ -36,8 +36,13 @@ log = logging.getLogger(__name__)
 class VocosConfig:
     # allowed ranges, checked when read (flowomni.config.check_bounds)
     BOUNDS: ClassVar[Bounds] = {
-        "dim": (1, 16384), "intermediate": (1, 65536), "layers": (1, 256), "kernel": (1, 255), "lookahead": (0, 254),
-        "max_log_mag": (0, 100), "layer_scale": (0, 100),
+        "dim": (1, 16384),
+        "intermediate": (1, 65536),
+        "layers": (1, 256),
+        "kernel": (1, 255),
+        "lookahead": (0, 254),
+        "max_log_mag": (0, 100),
+        "layer_scale": (0, 100),
     }
 
     dim: int = 128
@@ -171,8 +176,9 @@ class VocosGenerator(nn.Module):
 
     def waveform(self, trunk_out: torch.Tensor) -> torch.Tensor:
         """The trunk's output for T frames [B, T, 2 * (n_fft//2+1)] -> [B, T * hop]."""
-        return istft(self.spectrum(trunk_out, trunk_out), self.n_fft, self.hop, self.window,
-                     trunk_out.shape[1] * self.hop)
+        return istft(
+            self.spectrum(trunk_out, trunk_out), self.n_fft, self.hop, self.window, trunk_out.shape[1] * self.hop
+        )
 
 
 VOCODER_DTYPES = ("auto", "float32", "bfloat16")
@@ -199,8 +205,15 @@ class NeuralVocoder(Vocoder):
     `pack` (CPU): the MLPs' and head's weights pre-packed for oneDNN, GELU fused into the first
     MLP product (flowomni.vocoder.packed); `packed` says whether it took."""
 
-    def __init__(self, generator: VocosGenerator, name: str, chunk_frames: int = 4, dtype: str = "auto",
-                 freeze: bool = True, pack: bool = True) -> None:
+    def __init__(
+        self,
+        generator: VocosGenerator,
+        name: str,
+        chunk_frames: int = 4,
+        dtype: str = "auto",
+        freeze: bool = True,
+        pack: bool = True,
+    ) -> None:
         from flowomni.hardware import native_bf16
 
         if dtype not in VOCODER_DTYPES:
@@ -228,8 +241,9 @@ class NeuralVocoder(Vocoder):
         self.chunk_frames = chunk_frames
         self.crossfade = 0  # windows agree exactly: nothing to blend
 
-    def stream(self, max_chunk_frames: int = MAX_CHUNK_FRAMES, clock: Callable[[], float] = time.perf_counter
-               ) -> VocoderStream:
+    def stream(
+        self, max_chunk_frames: int = MAX_CHUNK_FRAMES, clock: Callable[[], float] = time.perf_counter
+    ) -> VocoderStream:
         """A stream that computes every frame's trunk once, keeping each convolution's last
         inputs between calls (neural_stream.py), instead of re-running the receptive field."""
         from flowomni.vocoder.neural_stream import NeuralStream
@@ -265,7 +279,10 @@ def _pack_linears(generator: VocosGenerator) -> bool:
     (flowomni.vocoder.packed); False, and nothing changed, where packing is unavailable."""
     from flowomni.vocoder.packed import pack_linear
 
-    swaps = [(generator, "head", pack_linear(generator.head)), (generator.embed, "packed", pack_linear(generator.embed.as_linear()))]
+    swaps = [
+        (generator, "head", pack_linear(generator.head)),
+        (generator.embed, "packed", pack_linear(generator.embed.as_linear())),
+    ]
     for block in generator.blocks:
         swaps += [(block, "pw1", pack_linear(block.pw1, "gelu")), (block, "pw2", pack_linear(block.pw2))]
     if any(new is None for _, _, new in swaps):
