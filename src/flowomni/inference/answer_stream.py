@@ -9,8 +9,8 @@ decode loop (every active answer of the server, in one thread).
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -41,6 +41,47 @@ class Done:
 
 
 Event = TextDelta | AudioChunk | Done
+
+
+@dataclass
+class Received:
+    """What a consumer of an answer's events has received: the text so far, the audio (kept
+    when `keep_audio`, else only counted), Done, and when the first text and audio came
+    (`clock()`: ms on the consumer's own clock, e.g. since the user stopped speaking). The
+    one bookkeeping behind `Engine.answer`, `flowomni chat` and the server's two endpoints."""
+
+    clock: Callable[[], float] | None = None
+    keep_audio: bool = True
+    text: str = ""
+    chunks: list[np.ndarray] = field(default_factory=list)
+    samples: int = 0
+    sample_rate: int = 0
+    done: Done | None = None
+    timings: dict[str, float] = field(default_factory=dict)  # first_text_ms, first_audio_ms
+
+    def add(self, ev: Event) -> Event:
+        if isinstance(ev, TextDelta):
+            if self.clock is not None:
+                self.timings.setdefault("first_text_ms", self.clock())
+            self.text += ev.text
+        elif isinstance(ev, AudioChunk):
+            if self.clock is not None:
+                self.timings.setdefault("first_audio_ms", self.clock())
+            self.sample_rate = ev.sample_rate
+            self.samples += len(ev.pcm)
+            if self.keep_audio:
+                self.chunks.append(ev.pcm)
+        elif isinstance(ev, Done):
+            self.done, self.text = ev, ev.text
+        return ev
+
+    def audio(self) -> np.ndarray | None:
+        return np.concatenate(self.chunks) if self.chunks else None
+
+    def final(self) -> Done:
+        if self.done is None:
+            raise RuntimeError("the answer's events ended without Done")
+        return self.done
 
 
 class AnswerStream:

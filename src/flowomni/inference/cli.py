@@ -38,12 +38,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import numpy as np
 
     from flowomni.audio.io import AudioError, audio_duration, save_audio
     from flowomni.checkpoint import CheckpointError
     from flowomni.inference.decoder import GenerationConfig
-    from flowomni.inference.engine import AudioChunk, Done, Engine, TextDelta
+    from flowomni.inference.engine import Engine, Received, TextDelta
 
     if (args.question is None) == (args.text is None):
         print("flowomni chat: give a question audio file or --text (exactly one)", file=sys.stderr)
@@ -68,22 +67,17 @@ def run(args: argparse.Namespace) -> int:
         print(f"flowomni chat: {e}", file=sys.stderr)
         return 2
     speak = not args.no_speech
-    chunks: list[np.ndarray] = []
-    done = None
+    got = Received()
     try:
         for ev in engine.respond(args.question, text=args.text, speak=speak):
-            if isinstance(ev, TextDelta) and not args.json:
+            if isinstance(got.add(ev), TextDelta) and not args.json:
                 print(ev.text, end="", flush=True)
-            elif isinstance(ev, AudioChunk):
-                chunks.append(ev.pcm)
-            elif isinstance(ev, Done):
-                done = ev
     except (AudioError, ValueError) as e:
         print(f"flowomni chat: {e}", file=sys.stderr)
         return 2
-    assert done is not None
-    if args.output and chunks:
-        save_audio(args.output, np.concatenate(chunks), engine.vocoder.sample_rate)
+    done = got.final()
+    if args.output and got.chunks:
+        save_audio(args.output, got.audio(), engine.vocoder.sample_rate)
     t = done.timings
     if args.json:
         print(

@@ -24,7 +24,7 @@ from flowomni.model import tokenizer as tk
 from flowomni.model.encoder import n_adapter_frames
 from flowomni.model.flow_head import FLOW_METHODS
 from flowomni.model.flowomni import FlowOmni
-from flowomni.model.layout import AUDIO, GEN, PAD, START, STOP, Task, prefix
+from flowomni.model.layout import GEN, PAD, START, STOP, Task, prefix
 from flowomni.model.sampling import sample_tokens
 
 
@@ -112,7 +112,7 @@ def prefill(model: FlowOmni, prompts: list[Prompt], device: torch.device, limit:
     left-padded, and run them through the backbone in one pass. `limit` > 0: a prompt longer
     than that many positions is refused (PromptTooLong) before the encoder runs."""
     m, stack, tok = model, model.cfg.encoder.stack, model.tokenizer
-    layouts, audio_frames = [], {}
+    layouts = []
     for p in prompts:
         hist = [(tok.encode(q), tok.encode(a)) for q, a in p.history or []]
         if p.task.speech_in:
@@ -128,28 +128,26 @@ def prefill(model: FlowOmni, prompts: list[Prompt], device: torch.device, limit:
         raise PromptTooLong(
             f"the prompt (earlier turns + question) is {longest} positions long, over the limit of {limit}"
         )
-    # encode all spoken questions in one batch
-    audio_idx = [i for i, p in enumerate(prompts) if p.task.speech_in]
-    if audio_idx:
-        mels = [prompts[i].audio_mel.to(device).float() for i in audio_idx]
-        lens = torch.tensor([x.shape[0] for x in mels], device=device)
-        padded = torch.nn.utils.rnn.pad_sequence(mels, batch_first=True)
-        feats, _ = m.encode_audio(padded, lens)
-        audio_frames = {i: feats[j] for j, i in enumerate(audio_idx)}
     b, L = len(prompts), max(len(lay) for lay in layouts)
-    d = m.state_emb.embedding_dim
-    emb = torch.zeros(b, L, d, device=device, dtype=m.state_emb.weight.dtype)
+    text = torch.zeros(b, L, dtype=torch.long, device=device)
+    kind = torch.full((b, L), PAD, dtype=torch.long, device=device)
+    audio_index = torch.full((b, L), -1, dtype=torch.long, device=device)
     mask = torch.zeros(b, L, dtype=torch.long, device=device)
     for i, lay in enumerate(layouts):
         off = L - len(lay)  # left padding
-        text = torch.tensor(lay.text, device=device)
-        kind = torch.tensor(lay.kind, device=device)
-        e = m.embed_text(text) + m.state_emb(kind)
-        if (kind == AUDIO).any():
-            idx = torch.tensor([a for a in lay.audio_index if a >= 0], device=device)
-            e[kind == AUDIO] += audio_frames[i][idx]
-        emb[i, off:] = e
+        text[i, off:] = torch.tensor(lay.text, device=device)
+        kind[i, off:] = torch.tensor(lay.kind, device=device)
+        audio_index[i, off:] = torch.tensor(lay.audio_index, device=device)
         mask[i, off:] = 1
+    audio = None
+    audio_idx = [i for i, p in enumerate(prompts) if p.task.speech_in]
+    if audio_idx:  # all spoken questions through the encoder in one batch
+        mels = [prompts[i].audio_mel.to(device).float() for i in audio_idx]
+        lens = torch.tensor([x.shape[0] for x in mels], device=device)
+        feats, _ = m.encode_audio(torch.nn.utils.rnn.pad_sequence(mels, batch_first=True), lens)
+        audio = feats.new_zeros(b, *feats.shape[1:])
+        audio[audio_idx] = feats
+    emb = m.embed_prompt(text, kind, audio, audio_index) * mask[..., None].to(m.state_emb.weight.dtype)
     pos = (mask.cumsum(1) - 1).clamp(min=0)
     out = m.backbone(emb, mask, position_ids=pos, use_cache=True)
     return Prefill(out.past_key_values, out.last_hidden_state[:, -1], mask, pos, emb)

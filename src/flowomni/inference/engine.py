@@ -24,7 +24,7 @@ import torch
 
 from flowomni.audio.io import AudioError, load_audio, resample, validate
 from flowomni.audio.mel import MelSpectrogram
-from flowomni.inference.answer_stream import AnswerStream, AudioChunk, Done, Event, TextDelta
+from flowomni.inference.answer_stream import AnswerStream, AudioChunk, Done, Event, Received, TextDelta
 from flowomni.inference.decoder import Decoder, GenerationConfig, Prompt
 from flowomni.inference.precision import decode_dtype, step_model
 from flowomni.inference.slots import SlotDecoder
@@ -32,7 +32,7 @@ from flowomni.inference.static_step import unsupported
 from flowomni.model.flowomni import FlowOmni
 from flowomni.model.layout import Task
 
-__all__ = ["Answer", "AudioChunk", "Done", "Engine", "Event", "TextDelta"]
+__all__ = ["Answer", "AudioChunk", "Done", "Engine", "Event", "Received", "TextDelta"]
 
 
 def vocoder_name(model: FlowOmni) -> str:
@@ -237,15 +237,11 @@ class Engine:
 
     def answer(self, audio: AudioInput | None = None, **kw: Any) -> Answer:
         """Collect `respond` into one Answer (text, whole audio, mel, timings)."""
-        chunks, done = [], None
+        got = Received()
         for ev in self.respond(audio, **kw):
-            if isinstance(ev, AudioChunk):
-                chunks.append(ev.pcm)
-            elif isinstance(ev, Done):
-                done = ev
-        assert done is not None
-        audio_out = np.concatenate(chunks) if chunks else None
-        return Answer(done.text, audio_out, self.vocoder.sample_rate, done.mel, done.timings)
+            got.add(ev)
+        done = got.final()
+        return Answer(done.text, got.audio(), self.vocoder.sample_rate, done.mel, done.timings)
 
     # ---- batches (evaluation) ----
     @torch.no_grad()

@@ -180,16 +180,32 @@ class FlowOmni(nn.Module):
         """The unit of every GEN index of the batch's answers: [B, K + extra_groups, ...]."""
         return self.speech.units(batch["out_groups"], self.n_real_groups(batch), self.out_stats)
 
+    def embed_prompt(
+        self,
+        text: torch.Tensor,
+        kind: torch.Tensor,
+        audio: torch.Tensor | None = None,
+        audio_index: torch.Tensor | None = None,
+        audio_rows: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Inputs [B, N, D] of the positions before the answer's speech: text and state
+        embeddings, plus the question's encoder frames `audio` [B, T, D] at its AUDIO positions
+        (frame `audio_index` [B, N]; `audio_rows`: their flat indices, when known). The one
+        assembly behind training batches (`embed`) and inference prompts (decoder.prefill)."""
+        b, n = kind.shape
+        x = self.embed_text(text) + self.state_emb(kind)
+        if audio is not None:
+            rows = audio_rows if audio_rows is not None else (kind == AUDIO).flatten().nonzero().squeeze(1)
+            frames = audio[rows // n, audio_index.flatten()[rows]].to(x.dtype)
+            x = x.flatten(0, 1).index_add(0, rows, frames).view(b, n, -1)
+        return x
+
     def embed(self, batch: dict[str, Any], units: torch.Tensor | None = None) -> torch.Tensor:
         """Sum of text and speech inputs for every position of a training batch."""
         kind = batch["kind"]
         b, n = kind.shape
-        x = self.embed_text(batch["text"]) + self.state_emb(kind)
         audio = self.question_frames(batch)
-        if audio is not None:
-            rows = _rows(batch, "audio_rows", lambda: kind == AUDIO)
-            frames = audio[rows // n, batch["audio_index"].flatten()[rows]].to(x.dtype)
-            x = x.flatten(0, 1).index_add(0, rows, frames).view(b, n, -1)
+        x = self.embed_prompt(batch["text"], kind, audio, batch.get("audio_index"), batch.get("audio_rows"))
         rows = _rows(batch, "gen_rows", lambda: kind == GEN)
         if rows.numel():
             units = self.speech_units(batch) if units is None else units

@@ -33,7 +33,7 @@ from starlette.websockets import WebSocketDisconnect, WebSocketState
 from flowomni.audio.io import AudioError
 from flowomni.config import SettingError
 from flowomni.inference.decoder import PromptTooLong
-from flowomni.inference.engine import AudioChunk, Done, TextDelta
+from flowomni.inference.engine import Received
 from flowomni.serving import auth, realtime_events
 from flowomni.serving import protocol as P
 from flowomni.serving.config import ServerConfig
@@ -277,30 +277,22 @@ def create_app(engine_or_factory: Any, config: ServerConfig | None = None) -> Fa
             ticket = queue.admit()
         except Busy as e:
             return http_error(503, "busy", str(e), {"Retry-After": "1"})
-        chunks: list[np.ndarray] = []
-        timings: dict[str, float] = {}
-        done: Done | None = None
 
         def ms() -> float:
             return (time.perf_counter() - t_end) * 1000
 
+        got = Received(clock=ms)
+
         async def generate() -> None:
-            nonlocal done
             async with contextlib.aclosing(
                 queue.stream(
                     ticket,
                     lambda stop: engine.submit(audio, should_stop=stop.is_set, **kwargs),
-                    lambda w: timings.update(queue_ms=w * 1000),
+                    lambda w: got.timings.update(queue_ms=w * 1000),
                 )
             ) as events:
                 async for ev in events:
-                    if isinstance(ev, TextDelta):
-                        timings.setdefault("first_text_ms", ms())
-                    elif isinstance(ev, AudioChunk):
-                        timings.setdefault("first_audio_ms", ms())
-                        chunks.append(ev.pcm)
-                    elif isinstance(ev, Done):
-                        done = ev
+                    got.add(ev)
 
         try:
             await unless_disconnected(request, generate())
@@ -321,11 +313,12 @@ def create_app(engine_or_factory: Any, config: ServerConfig | None = None) -> Fa
             return http_error(500, "internal", f"the answer failed ({type(e).__name__}); see the server log")
         finally:
             ticket.close()
-        assert done is not None
+        done = got.final()
         sr = engine.vocoder.sample_rate
-        pcm = np.concatenate(chunks) if chunks else np.zeros(0, np.float32)
-        timings.update(total_ms=ms(), audio_seconds=done.audio_seconds, rtf=done.timings.get("rtf", 0.0))
-        timings = rounded(timings)
+        pcm = got.audio() if got.chunks else np.zeros(0, np.float32)
+        timings = rounded(
+            {**got.timings, "total_ms": ms(), "audio_seconds": done.audio_seconds, "rtf": done.timings.get("rtf", 0.0)}
+        )
         if format == "wav":
             return Response(
                 wav_bytes(pcm, sr),
@@ -338,7 +331,7 @@ def create_app(engine_or_factory: Any, config: ServerConfig | None = None) -> Fa
                 "audio_seconds": round(done.audio_seconds, 3),
                 "sample_rate": sr,
                 "timings": {**timings, "engine": rounded(done.timings)},
-                "audio_wav_base64": base64.b64encode(wav_bytes(pcm, sr)).decode() if chunks else None,
+                "audio_wav_base64": base64.b64encode(wav_bytes(pcm, sr)).decode() if got.chunks else None,
             }
         )
 

@@ -22,7 +22,7 @@ import numpy as np
 from flowomni.audio.io import AudioError
 from flowomni.config import ConfigError, SettingError, from_dict, to_dict
 from flowomni.inference.decoder import PromptTooLong
-from flowomni.inference.engine import AudioChunk, Done, TextDelta
+from flowomni.inference.engine import AudioChunk, Received, TextDelta
 from flowomni.serving import protocol as P
 from flowomni.serving.config import ServerConfig
 from flowomni.serving.detectors import make_vad
@@ -47,35 +47,31 @@ class AnswerState:
     turn: int
     t_end: float  # perf_counter when the user's turn ended
     question: str  # text of the question ("" when spoken)
-    text: str = ""
-    samples: int = 0
-    sample_rate: int = 0
-    timings: dict[str, float] = field(default_factory=dict)
-    engine_timings: dict[str, float] = field(default_factory=dict)
+    got: Received = field(init=False)  # text, samples and first-event times sent so far; queue_ms
     task: asyncio.Task[None] | None = None
     finishing: bool = False  # the answer ended by itself: its task sends the final message
     reported: bool = False  # the final message (done or error) was sent
+
+    def __post_init__(self) -> None:
+        self.got = Received(clock=self.ms, keep_audio=False)  # the audio went to the client
 
     def ms(self) -> float:
         return (time.perf_counter() - self.t_end) * 1000
 
     def done_message(self, interrupted: bool, history: int) -> dict[str, Any]:
-        audio_s = self.samples / self.sample_rate if self.sample_rate else 0.0
-        t = {
-            **self.timings,
-            "total_ms": self.ms(),
-            "audio_seconds": audio_s,
-            "rtf": self.engine_timings.get("rtf", 0.0),
-        }
+        got = self.got
+        engine = got.done.timings if got.done is not None else {}
+        audio_s = got.samples / got.sample_rate if got.sample_rate else 0.0
+        t = {**got.timings, "total_ms": self.ms(), "audio_seconds": audio_s, "rtf": engine.get("rtf", 0.0)}
         return {
             "type": "done",
             "turn": self.turn,
-            "text": self.text,
+            "text": got.text,
             "interrupted": interrupted,
             "audio_seconds": round(audio_s, 3),
-            "audio_samples": self.samples,
+            "audio_samples": got.samples,
             "history": history,
-            "timings": {**rounded(t), "engine": rounded(self.engine_timings)},
+            "timings": {**rounded(t), "engine": rounded(engine)},
         }
 
 
@@ -295,26 +291,18 @@ class Session:
 
     async def _run(self, ans: AnswerState, ticket: Ticket, make: Callable[[Any], Any]) -> None:
         def started(wait_s: float) -> None:
-            ans.timings["queue_ms"] = wait_s * 1000
+            ans.got.timings["queue_ms"] = wait_s * 1000
 
         try:
             async with contextlib.aclosing(self.queue.stream(ticket, make, started)) as events:
                 async for ev in events:
-                    if isinstance(ev, TextDelta):
-                        ans.timings.setdefault("first_text_ms", ans.ms())
-                        ans.text += ev.text
+                    if isinstance(ans.got.add(ev), TextDelta):
                         await self.send({"type": "text", "turn": ans.turn, "text": ev.text})
                     elif isinstance(ev, AudioChunk):
-                        ans.timings.setdefault("first_audio_ms", ans.ms())
-                        ans.sample_rate = ev.sample_rate
-                        ans.samples += len(ev.pcm)
                         await self.send_audio(P.float_to_pcm16(ev.pcm))
-                    elif isinstance(ev, Done):
-                        ans.text, ans.engine_timings = ev.text, dict(ev.timings)
-                        ans.sample_rate = ans.sample_rate or self.engine.vocoder.sample_rate
             ans.finishing = True
-            if ans.text:  # an answer that said nothing is no use as context
-                self.history.append((ans.question, ans.text))
+            if ans.got.text:  # an answer that said nothing is no use as context
+                self.history.append((ans.question, ans.got.text))
             await self.send(ans.done_message(False, len(self.history)))
         except asyncio.CancelledError:
             raise
