@@ -5,7 +5,7 @@ BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 APT_PKGS := espeak-ng sox chromium
 
-.PHONY: setup apt chat lint test test-quick bench clean
+.PHONY: setup apt chat lint format test test-quick bench clean
 
 $(STAMP): requirements.lock requirements-nodeps.lock pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -29,9 +29,15 @@ setup: apt $(STAMP)
 chat: setup
 	$(BIN)/flowomni chat $(if $(AUDIO),$(AUDIO),examples/question_1.wav) -o answer.wav $(if $(CHECKPOINT),--checkpoint $(CHECKPOINT),)
 
-# ruff (pinned in requirements.lock, settings in pyproject.toml) first: a lint error fails the run
+# ruff (pinned in requirements.lock, settings in pyproject.toml) first: a lint error or an
+# unformatted file fails the run (`make format` formats the tree)
 lint: setup
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: setup
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
 
 test: lint
 	$(BIN)/python -m pytest -q

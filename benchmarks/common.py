@@ -8,7 +8,8 @@ import resource
 import statistics
 import sys
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import torch
 
@@ -43,8 +44,13 @@ def summary(ts: list[float]) -> dict[str, float]:
 def describe(values: list[float]) -> dict[str, float]:
     """Median / p95 / min / mean of measurements in whatever unit they come in."""
     xs = sorted(values)
-    return {"median": statistics.median(xs), "p95": xs[min(len(xs) - 1, round(0.95 * (len(xs) - 1)))],
-            "min": xs[0], "mean": statistics.fmean(xs), "n": len(xs)}
+    return {
+        "median": statistics.median(xs),
+        "p95": xs[min(len(xs) - 1, round(0.95 * (len(xs) - 1)))],
+        "min": xs[0],
+        "mean": statistics.fmean(xs),
+        "n": len(xs),
+    }
 
 
 def environment() -> dict[str, Any]:
@@ -64,8 +70,26 @@ def emit(result: dict[str, Any], as_json: bool) -> None:
             print(f"{k}: {v}")
 
 
-def teacher_forced_examples(model: Any, items: list[Any], task: str, cache_dir: str = ".cache/features"
-                            ) -> tuple[Any, Callable[[list[dict[str, Any]]], dict[str, Any]]]:
+def random_model(config: str, device: str = "cpu") -> Any:
+    """A FlowOmni of an experiment config's shapes with random weights (seed 0), its speech
+    forced (random weights never decide to speak): for costs only."""
+    from flowomni.config import load_config
+    from flowomni.model.flowomni import FlowOmni
+    from flowomni.model.tokenizer import build_tokenizer
+    from flowomni.serving.testing import force_speech_states
+    from flowomni.training.experiment import ExperimentConfig
+
+    cfg = load_config(ExperimentConfig, config).model
+    cfg.encoder.pretrained = None  # shapes only: nothing is loaded
+    torch.manual_seed(0)
+    model = FlowOmni(cfg, build_tokenizer(cfg.tokenizer)).eval()
+    force_speech_states(model)
+    return model.to(device)
+
+
+def teacher_forced_examples(
+    model: Any, items: list[Any], task: str, cache_dir: str = ".cache/features"
+) -> tuple[Any, Callable[[list[dict[str, Any]]], dict[str, Any]]]:
     """`items` as training examples of one task for `model` (features from the cache), and the
     collate function that batches them as training does: for teacher-forced measurements."""
     import math
@@ -75,7 +99,17 @@ def teacher_forced_examples(model: Any, items: list[Any], task: str, cache_dir: 
     from flowomni.training.dataset import TaskDataset, collate
 
     cfg = model.cfg
-    ds = TaskDataset(items, [task], model.tokenizer, FeatureCache(cache_dir, cfg.input_mel),
-                     FeatureCache(cache_dir, cfg.output_mel), group=cfg.group, delay=cfg.delay,
-                     stack=cfg.encoder.stack, extra_groups=cfg.extra_groups)
-    return ds, partial(collate, group=cfg.group, pad_id=model.tokenizer.pad_id, silence=math.log(cfg.output_mel.log_floor))
+    ds = TaskDataset(
+        items,
+        [task],
+        model.tokenizer,
+        FeatureCache(cache_dir, cfg.input_mel),
+        FeatureCache(cache_dir, cfg.output_mel),
+        group=cfg.group,
+        delay=cfg.delay,
+        stack=cfg.encoder.stack,
+        extra_groups=cfg.extra_groups,
+    )
+    return ds, partial(
+        collate, group=cfg.group, pad_id=model.tokenizer.pad_id, silence=math.log(cfg.output_mel.log_floor)
+    )

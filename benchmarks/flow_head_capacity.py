@@ -39,8 +39,9 @@ def listen(engine: Engine, head: FlowHead, items: list, asr: Any) -> list[dict[s
     m.speech.flow = head.eval()
     try:
         for i in range(len(ds)):
-            pred, _ = m.predict_groups(collate([ds[i]]), steps=8, method="midpoint",
-                                       generator=torch.Generator().manual_seed(i))
+            pred, _ = m.predict_groups(
+                collate([ds[i]]), steps=8, method="midpoint", generator=torch.Generator().manual_seed(i)
+            )
             wav = engine.vocoder(pred).numpy().reshape(-1)
             out.append({"reference": items[i].answer_text, "heard": asr.transcribe(wav, engine.vocoder.sample_rate)})
     finally:
@@ -103,11 +104,18 @@ def main() -> None:
         return listen(engine, head, data[: args.listen], asr)
 
     split = int(0.9 * len(h))
-    result = {"checkpoint": args.checkpoint, "pairs": len(h), "group_dim": x[0].numel(),
-              "checkpoint_head": {"width": engine.model.cfg.flow.width, "depth": engine.model.cfg.flow.depth,
-                                  "loss_held_in": flow_loss(engine.model.speech.flow, h[:split], x[:split]),
-                                  "loss_held_out": flow_loss(engine.model.speech.flow, h[split:], x[split:])},
-              "fresh_heads": []}
+    result = {
+        "checkpoint": args.checkpoint,
+        "pairs": len(h),
+        "group_dim": x[0].numel(),
+        "checkpoint_head": {
+            "width": engine.model.cfg.flow.width,
+            "depth": engine.model.cfg.flow.depth,
+            "loss_held_in": flow_loss(engine.model.speech.flow, h[:split], x[:split]),
+            "loss_held_out": flow_loss(engine.model.speech.flow, h[split:], x[split:]),
+        },
+        "fresh_heads": [],
+    }
     if args.listen:
         result["checkpoint_head"]["teacher_forced_heard"] = heard(engine.model.speech.flow)
     g = torch.Generator().manual_seed(0)
@@ -122,10 +130,17 @@ def main() -> None:
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-        result["fresh_heads"].append({
-            "width": width, "depth": args.depth, "params_m": sum(q.numel() for q in head.parameters()) / 1e6,
-            "steps": args.steps, "loss_held_in": flow_loss(head, h[:split], x[:split]),
-            "loss_held_out": flow_loss(head, h[split:], x[split:]), "train_s": time.perf_counter() - t0})
+        result["fresh_heads"].append(
+            {
+                "width": width,
+                "depth": args.depth,
+                "params_m": sum(q.numel() for q in head.parameters()) / 1e6,
+                "steps": args.steps,
+                "loss_held_in": flow_loss(head, h[:split], x[:split]),
+                "loss_held_out": flow_loss(head, h[split:], x[split:]),
+                "train_s": time.perf_counter() - t0,
+            }
+        )
         if args.listen:
             result["fresh_heads"][-1]["teacher_forced_heard"] = heard(head)
         print(result["fresh_heads"][-1], file=sys.stderr)

@@ -40,12 +40,21 @@ from flowomni.model.flow_head import FLOW_METHODS  # noqa: E402
 
 from common import emit, environment, teacher_forced_examples  # noqa: E402
 
-SETTINGS = [("euler", 1), ("euler", 2), ("euler", 4), ("midpoint", 2), ("euler", 8), ("midpoint", 4),
-            ("midpoint", 8), ("midpoint", 16)]
+SETTINGS = [
+    ("euler", 1),
+    ("euler", 2),
+    ("euler", 4),
+    ("midpoint", 2),
+    ("euler", 8),
+    ("midpoint", 4),
+    ("midpoint", 8),
+    ("midpoint", 16),
+]
 
 
-def teacher_forced_error(engine: Engine, items: list, method: str, steps: int, temperature: float,
-                         cfg_scale: float) -> float:
+def teacher_forced_error(
+    engine: Engine, items: list, method: str, steps: int, temperature: float, cfg_scale: float
+) -> float:
     """Mean |sampled - true| log-mel over the answers' groups, with the true context."""
     from flowomni.model.layout import Task
 
@@ -54,18 +63,25 @@ def teacher_forced_error(engine: Engine, items: list, method: str, steps: int, t
     errs = []
     for i in range(len(ds)):
         batch = collate([ds[i]])
-        pred, target = m.predict_groups(batch, steps=steps, method=method, temperature=temperature,
-                                        cfg_scale=cfg_scale, generator=torch.Generator().manual_seed(i))
+        pred, target = m.predict_groups(
+            batch,
+            steps=steps,
+            method=method,
+            temperature=temperature,
+            cfg_scale=cfg_scale,
+            generator=torch.Generator().manual_seed(i),
+        )
         errs.append(float((pred - target).abs().mean()))
     return sum(errs) / len(errs)
 
 
 def parse_setting(text: str) -> tuple[str, int]:
-    """"euler:4" -> ("euler", 4), with an error that names the bad part."""
+    """ "euler:4" -> ("euler", 4), with an error that names the bad part."""
     method, _, steps = text.partition(":")
     if method not in FLOW_METHODS or not steps.isdigit() or int(steps) < 1:
         raise argparse.ArgumentTypeError(
-            f"{text!r}: expected METHOD:STEPS with METHOD in {FLOW_METHODS} and STEPS >= 1")
+            f"{text!r}: expected METHOD:STEPS with METHOD in {FLOW_METHODS} and STEPS >= 1"
+        )
     return method, int(steps)
 
 
@@ -89,14 +105,34 @@ def main() -> None:
     p.add_argument("--items", type=int, default=24)
     p.add_argument("--tolerance", type=float, default=0.02, help="WER allowed above the best setting's")
     p.add_argument("--vocoder", default=None)
-    p.add_argument("--settings", nargs="*", type=parse_setting, default=SETTINGS, metavar="METHOD:STEPS",
-                   help="ODE settings to measure (default: " + " ".join(f"{m}:{n}" for m, n in SETTINGS) + ")")
-    p.add_argument("--temperatures", nargs="*", type=float, default=[None],
-                   help="flow temperatures to measure with every setting (default: the model's)")
-    p.add_argument("--cfg-scales", nargs="*", type=float, default=[None],
-                   help="classifier-free guidance scales to measure with every setting (default: the model's)")
-    p.add_argument("--decode-dtype", default="auto", choices=DECODE_DTYPES,
-                   help="precision of the decode steps (auto: fp16 for batch-1 CPU steps, as in chat)")
+    p.add_argument(
+        "--settings",
+        nargs="*",
+        type=parse_setting,
+        default=SETTINGS,
+        metavar="METHOD:STEPS",
+        help="ODE settings to measure (default: " + " ".join(f"{m}:{n}" for m, n in SETTINGS) + ")",
+    )
+    p.add_argument(
+        "--temperatures",
+        nargs="*",
+        type=float,
+        default=[None],
+        help="flow temperatures to measure with every setting (default: the model's)",
+    )
+    p.add_argument(
+        "--cfg-scales",
+        nargs="*",
+        type=float,
+        default=[None],
+        help="classifier-free guidance scales to measure with every setting (default: the model's)",
+    )
+    p.add_argument(
+        "--decode-dtype",
+        default="auto",
+        choices=DECODE_DTYPES,
+        help="precision of the decode steps (auto: fp16 for batch-1 CPU steps, as in chat)",
+    )
     p.add_argument("--json", action="store_true")
     args = p.parse_args()
     engine = Engine.load(args.checkpoint, vocoder=args.vocoder)
@@ -117,28 +153,48 @@ def main() -> None:
             guided = scale != 1.0
             if guided not in costs:
                 costs[guided] = group_cost_ms(engine, method, steps, scale, batch_dtype)
-            gen = GenerationConfig(seed=0, flow_steps=steps, flow_method=method, flow_temperature=temperature,
-                                   cfg_scale=scale, decode_dtype=batch_dtype)
+            gen = GenerationConfig(
+                seed=0,
+                flow_steps=steps,
+                flow_method=method,
+                flow_temperature=temperature,
+                cfg_scale=scale,
+                decode_dtype=batch_dtype,
+            )
             answers = engine.answer_batch(questions, gen=gen)
             said = [a for a in answers if a.audio is not None and normalize(a.text)]
             heard = [asr.transcribe(a.audio, a.sample_rate) for a in said]
-            rows.append({
-                "method": method, "steps": steps, "temperature": temperature, "cfg_scale": scale,
-                "evals_per_group": steps * (2 if method == "midpoint" else 1) * (2 if guided else 1),
-                "ms_per_group": costs[guided],
-                "teacher_forced_mel_l1": teacher_forced_error(engine, items, method, steps, temperature, scale),
-                "speech_wer_vs_own_text": wer([a.text for a in said], heard) if said else None,
-                "spoken_answers": len(said),
-            })
+            rows.append(
+                {
+                    "method": method,
+                    "steps": steps,
+                    "temperature": temperature,
+                    "cfg_scale": scale,
+                    "evals_per_group": steps * (2 if method == "midpoint" else 1) * (2 if guided else 1),
+                    "ms_per_group": costs[guided],
+                    "teacher_forced_mel_l1": teacher_forced_error(engine, items, method, steps, temperature, scale),
+                    "speech_wer_vs_own_text": wer([a.text for a in said], heard) if said else None,
+                    "spoken_answers": len(said),
+                }
+            )
             print(rows[-1], file=sys.stderr)
     scored = [r for r in rows if r["speech_wer_vs_own_text"] is not None]
     best = min(r["speech_wer_vs_own_text"] for r in scored) if scored else None
     ok = [r for r in scored if r["speech_wer_vs_own_text"] <= best + args.tolerance]
     pick = min(ok, key=lambda r: (r["ms_per_group"], r["speech_wer_vs_own_text"])) if ok else None
-    emit({"checkpoint": str(args.checkpoint or "shipped model"), "items": len(items), "vocoder": engine.vocoder.name,
-          "settings": rows,
-          "recommended": pick and {k: pick[k] for k in ("method", "steps", "temperature", "cfg_scale")},
-          "tolerance": args.tolerance, "decode_dtype": batch_dtype, "env": environment()}, args.json)
+    emit(
+        {
+            "checkpoint": str(args.checkpoint or "shipped model"),
+            "items": len(items),
+            "vocoder": engine.vocoder.name,
+            "settings": rows,
+            "recommended": pick and {k: pick[k] for k in ("method", "steps", "temperature", "cfg_scale")},
+            "tolerance": args.tolerance,
+            "decode_dtype": batch_dtype,
+            "env": environment(),
+        },
+        args.json,
+    )
 
 
 if __name__ == "__main__":

@@ -37,16 +37,32 @@ from serve_load import build_server, get_json, question_audio  # noqa: E402
 from common import emit, environment  # noqa: E402
 
 VALID = ("spoken_turn", "text_turn", "http_text")
-INVALID = ("bad_json", "unknown_type", "audio_before_start", "oversize", "odd_pcm", "empty_turn", "http_garbage",
-           "bad_vad", "http_long_history", "http_text_plain", "http_foreign_host")
+INVALID = (
+    "bad_json",
+    "unknown_type",
+    "audio_before_start",
+    "oversize",
+    "odd_pcm",
+    "empty_turn",
+    "http_garbage",
+    "bad_vad",
+    "http_long_history",
+    "http_text_plain",
+    "http_foreign_host",
+)
 # invalid HTTP requests: kind -> (body, headers, the status that refuses it)
 HTTP_INVALID = {
-    "http_long_history": (json.dumps({"text": "hi", "history": [["q" * 8000, "a" * 8000]]}).encode(),
-                          {"Content-Type": "application/json"}, 413),
+    "http_long_history": (
+        json.dumps({"text": "hi", "history": [["q" * 8000, "a" * 8000]]}).encode(),
+        {"Content-Type": "application/json"},
+        413,
+    ),
     "http_text_plain": (b"RIFF\x24\x00\x00\x00WAVEfmt ", {"Content-Type": "text/plain"}, 415),
-    "http_foreign_host": (json.dumps({"text": "hi"}).encode(), {"Content-Type": "application/json",
-                                                               "Host": "evil.example", "Origin": "http://evil.example"},
-                          403),
+    "http_foreign_host": (
+        json.dumps({"text": "hi"}).encode(),
+        {"Content-Type": "application/json", "Host": "evil.example", "Origin": "http://evil.example"},
+        403,
+    ),
 }
 
 
@@ -113,7 +129,9 @@ async def one_round(kind: str, base: str, pcm: bytes, limits: dict[str, Any], ta
     if kind.startswith("http"):
         body, headers, refusal = HTTP_INVALID.get(kind) or (
             (json.dumps({"text": "What is two plus three?"}).encode(), {"Content-Type": "application/json"}, 0)
-            if kind == "http_text" else (random.randbytes(random.randint(1, 5000)), {"Content-Type": "audio/wav"}, 400))
+            if kind == "http_text"
+            else (random.randbytes(random.randint(1, 5000)), {"Content-Type": "audio/wav"}, 400)
+        )
         status, reply = await asyncio.to_thread(http_post, base + "/v1/respond", body, headers)
         if kind == "http_text":
             if status == 200 and (reply.get("text") or reply.get("audio_seconds", 0) > 0):
@@ -134,9 +152,15 @@ async def one_round(kind: str, base: str, pcm: bytes, limits: dict[str, Any], ta
             await ws.send(pcm[:3200])
             return await expect_error(ws, kind, tally, timeout)
         if kind == "bad_vad":
-            await ws.send(random.choice(['{"type": "start", "mode": "vad", "vad": {"frame_ms": 0.0625}}',
-                                         '{"type": "start", "mode": "vad", "vad": {"preroll_ms": 1e12}}',
-                                         '{"type": "start", "mode": "vad", "vad": {"frame_ms": Infinity}}']))
+            await ws.send(
+                random.choice(
+                    [
+                        '{"type": "start", "mode": "vad", "vad": {"frame_ms": 0.0625}}',
+                        '{"type": "start", "mode": "vad", "vad": {"preroll_ms": 1e12}}',
+                        '{"type": "start", "mode": "vad", "vad": {"frame_ms": Infinity}}',
+                    ]
+                )
+            )
             return await expect_error(ws, kind, tally, timeout)
         await ws.send(json.dumps({"type": "start", "sample_rate": 16000, "mode": "ptt"}))
         await recv_until(ws, ("ready",), timeout)
@@ -202,9 +226,13 @@ async def soak(base: str, pcm: bytes, args: argparse.Namespace) -> dict[str, Any
         "busy_replies": tally.errors.get("busy", 0),
         "every_valid_request_answered": valid_ok + tally.errors.get("busy", 0) == valid_sent,
         "failures": tally.failures,
-        "rss_mb": {"first": rss[0][1] if rss else None, "last": rss[-1][1] if rss else None,
-                   "max": max(m for _, m in rss) if rss else None,
-                   "growth_second_half": (max(half) - min(half)) if half else None, "samples": len(rss)},
+        "rss_mb": {
+            "first": rss[0][1] if rss else None,
+            "last": rss[-1][1] if rss else None,
+            "max": max(m for _, m in rss) if rss else None,
+            "growth_second_half": (max(half) - min(half)) if half else None,
+            "samples": len(rss),
+        },
     }
 
 

@@ -63,8 +63,9 @@ def speech_bounds(wav: np.ndarray, sr: int, below_peak_db: float = 35.0) -> tupl
     return loud[0] * hop / sr, (loud[-1] + 1) * hop / sr
 
 
-def segments(kind: str, cfg: VadConfig, stream: np.ndarray, sr: int, warmup: np.ndarray | None = None
-             ) -> tuple[list[tuple[float, float]], float]:
+def segments(
+    kind: str, cfg: VadConfig, stream: np.ndarray, sr: int, warmup: np.ndarray | None = None
+) -> tuple[list[tuple[float, float]], float]:
     """Turns the detector finds in `stream`, fed in 20 ms chunks: [(start, end)] in seconds
     (when it said so; end = inf when the stream ended inside a turn), and its CPU seconds.
     `warmup` is heard first and not scored (a session already listening in that room: the
@@ -99,10 +100,15 @@ def score(segs: list[tuple[float, float]], t0: float, t1: float, silence_s: floa
     if not cover:
         return {"missed": True, "cut": False, "false_starts": false, "late_end": False}
     end = cover[-1][1]
-    return {"missed": False, "cut": any(b < t1 for _, b in cover), "false_starts": false,
-            "early_start": cover[0][0] < t0 - EARLY_S,
-            "late_end": end > t1 + silence_s + LATE_SLACK_S, "start_ms": 1000 * (cover[0][0] - t0),
-            "end_ms": 1000 * (end - t1) if np.isfinite(end) else None}
+    return {
+        "missed": False,
+        "cut": any(b < t1 for _, b in cover),
+        "false_starts": false,
+        "early_start": cover[0][0] < t0 - EARLY_S,
+        "late_end": end > t1 + silence_s + LATE_SLACK_S,
+        "start_ms": 1000 * (cover[0][0] - t0),
+        "end_ms": 1000 * (end - t1) if np.isfinite(end) else None,
+    }
 
 
 def questions(args: argparse.Namespace, sr: int) -> list[np.ndarray]:
@@ -116,12 +122,16 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
     n = len(rows)
     start = [r["start_ms"] for r in rows if "start_ms" in r]
     end = [r["end_ms"] for r in rows if r.get("end_ms") is not None]
-    return {"n": n, "missed_pct": 100 * sum(r["missed"] for r in rows) / n,
-            "cut_pct": 100 * sum(r["cut"] for r in rows) / n,
-            "early_start_pct": 100 * sum(r.get("early_start", False) for r in rows) / n,
-            "false_starts_per_clip": sum(r["false_starts"] for r in rows) / n,
-            "late_end_pct": 100 * sum(r["late_end"] or r.get("end_ms", 0) is None for r in rows) / n,
-            "start_ms": describe(start) if start else None, "end_ms": describe(end) if end else None}
+    return {
+        "n": n,
+        "missed_pct": 100 * sum(r["missed"] for r in rows) / n,
+        "cut_pct": 100 * sum(r["cut"] for r in rows) / n,
+        "early_start_pct": 100 * sum(r.get("early_start", False) for r in rows) / n,
+        "false_starts_per_clip": sum(r["false_starts"] for r in rows) / n,
+        "late_end_pct": 100 * sum(r["late_end"] or r.get("end_ms", 0) is None for r in rows) / n,
+        "start_ms": describe(start) if start else None,
+        "end_ms": describe(end) if end else None,
+    }
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -135,8 +145,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     results: dict[str, Any] = {vad: {} for vad in args.vads}
     cpu = {vad: 0.0 for vad in args.vads}
     audio_s = 0.0
-    conditions = [("clean", None, None)] + [(f"{k}_{snr:g}dB", k, snr) for snr in SNRS if snr is not None
-                                             for k in args.noise]
+    conditions = [("clean", None, None)] + [
+        (f"{k}_{snr:g}dB", k, snr) for snr in SNRS if snr is not None for k in args.noise
+    ]
     for name, kind, snr in conditions:
         rows: dict[str, list[dict[str, Any]]] = {vad: [] for vad in args.vads}
         for wav in clips:
@@ -170,11 +181,20 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             minutes = args.noise_clips * args.noise_seconds / 60
             for vad in args.vads:
                 noise_only[vad][f"{kind}_{-20 - snr:g}dBFS"] = round(counts[vad] / minutes, 2)
-    return {"benchmark": "vad", "environment": environment(), "sample_rate": sr, "clips": len(clips),
-            "lead_s": args.lead, "tail_s": args.tail, "warmup_s": args.warmup, "vad_config": dataclasses.asdict(cfg),
-            "late_end_after_ms": cfg.silence_ms + 1000 * LATE_SLACK_S, "results": results,
-            "noise_only_false_starts_per_minute": noise_only,
-            "cpu_ms_per_audio_second": {v: round(1000 * cpu[v] / audio_s, 3) for v in args.vads}}
+    return {
+        "benchmark": "vad",
+        "environment": environment(),
+        "sample_rate": sr,
+        "clips": len(clips),
+        "lead_s": args.lead,
+        "tail_s": args.tail,
+        "warmup_s": args.warmup,
+        "vad_config": dataclasses.asdict(cfg),
+        "late_end_after_ms": cfg.silence_ms + 1000 * LATE_SLACK_S,
+        "results": results,
+        "noise_only_false_starts_per_minute": noise_only,
+        "cpu_ms_per_audio_second": {v: round(1000 * cpu[v] / audio_s, 3) for v in args.vads},
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -187,8 +207,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rate", type=int, default=24000, help="stream sample rate (the Realtime API's 24 kHz)")
     p.add_argument("--lead", type=float, default=2.0, help="seconds of background before each question")
     p.add_argument("--tail", type=float, default=2.0, help="seconds after it")
-    p.add_argument("--warmup", type=float, default=3.0, help="seconds of the same background heard (not scored) "
-                   "before each stream: a session already listening; 0: a fresh detector per question")
+    p.add_argument(
+        "--warmup",
+        type=float,
+        default=3.0,
+        help="seconds of the same background heard (not scored) "
+        "before each stream: a session already listening; 0: a fresh detector per question",
+    )
     p.add_argument("--noise-clips", type=int, default=10, help="noise-only clips per noise kind and level")
     p.add_argument("--noise-seconds", type=float, default=10.0)
     p.add_argument("--seed", type=int, default=0)

@@ -32,8 +32,13 @@ PRECISIONS = {"fp32": "train.mixed_precision=fp32", "bf16": "train.mixed_precisi
 
 
 def trainer_for(size: str, phase: str, precision: str, device: str, batch: int) -> VocoderTrainer:
-    overrides = [*SIZES[size], PHASES[phase], PRECISIONS[precision], f"train.device={device}",
-                 f"data.batch_size={batch}"]
+    overrides = [
+        *SIZES[size],
+        PHASES[phase],
+        PRECISIONS[precision],
+        f"train.device={device}",
+        f"data.batch_size={batch}",
+    ]
     return VocoderTrainer(load_config(VocoderTrainConfig, ROOT / "configs" / "vocoder.yaml", overrides))
 
 
@@ -53,8 +58,11 @@ def main() -> None:
     results: dict[str, dict] = {}
     for size in args.sizes:
         for batch in args.batch:
-            trainers = {f"{size}/b{batch}/{phase}/{prec}": trainer_for(size, phase, prec, args.device, batch)
-                        for phase in PHASES for prec in args.precisions}
+            trainers = {
+                f"{size}/b{batch}/{phase}/{prec}": trainer_for(size, phase, prec, args.device, batch)
+                for phase in PHASES
+                for prec in args.precisions
+            }
             first = next(iter(trainers.values()))
             cfg = first.cfg
             frames = cfg.data.segment_frames
@@ -63,29 +71,41 @@ def main() -> None:
             mel = first.mel_loss.mel(wav.to(first.device)).cpu()[:, :frames]
             if first.device.type == "cuda":
                 torch.cuda.reset_peak_memory_stats()
-            times = time_interleaved({k: (lambda t=t, mel=mel, wav=wav: t.step(mel, wav)) for k, t in trainers.items()},
-                                     repeats=args.repeats, warmup=2)
+            times = time_interleaved(
+                {k: (lambda t=t, mel=mel, wav=wav: t.step(mel, wav)) for k, t in trainers.items()},
+                repeats=args.repeats,
+                warmup=2,
+            )
             audio_s = batch * frames * cfg.mel.hop_length / cfg.mel.sample_rate
             params_m = sum(p.numel() for p in first.generator.parameters()) / 1e6
             for key, ts in times.items():
                 s = statistics.median(ts)
-                results[key] = {**summary(ts), "audio_s_per_s": audio_s / s, "batch": batch,
-                                "segment_frames": frames, "device": str(first.device),
-                                "generator_params_m": params_m}
+                results[key] = {
+                    **summary(ts),
+                    "audio_s_per_s": audio_s / s,
+                    "batch": batch,
+                    "segment_frames": frames,
+                    "device": str(first.device),
+                    "generator_params_m": params_m,
+                }
             for prec in args.precisions:
                 g, r = times[f"{size}/b{batch}/gan/{prec}"], times[f"{size}/b{batch}/reconstruction/{prec}"]
                 results[f"{size}/b{batch}/gan/{prec}"]["gan_vs_reconstruction"] = statistics.median(
-                    a / b for a, b in zip(g, r))
+                    a / b for a, b in zip(g, r)
+                )
             if {"fp32", "bf16"} <= set(args.precisions):
                 for phase in PHASES:
                     f, b = times[f"{size}/b{batch}/{phase}/fp32"], times[f"{size}/b{batch}/{phase}/bf16"]
                     results[f"{size}/b{batch}/{phase}/bf16"]["bf16_speedup"] = statistics.median(
-                        a / c for a, c in zip(f, b))
+                        a / c for a, c in zip(f, b)
+                    )
             if first.device.type == "cuda":
                 results[f"{size}/b{batch}/peak_gpu_mb"] = torch.cuda.max_memory_allocated() / 2**20
             del trainers, first
-    emit({"benchmark": "vocoder_train", "environment": environment(), "results": results,
-          "peak_rss_mb": peak_rss_mb()}, args.json)
+    emit(
+        {"benchmark": "vocoder_train", "environment": environment(), "results": results, "peak_rss_mb": peak_rss_mb()},
+        args.json,
+    )
 
 
 if __name__ == "__main__":

@@ -50,8 +50,14 @@ def features(enc: SpeechEncoder, mels: list[torch.Tensor]) -> tuple[list[torch.T
     return out, ms
 
 
-def probe(train: list[tuple[torch.Tensor, list[int]]], test: list[tuple[torch.Tensor, str]], d: int, tok: CharTokenizer,
-          steps: int, seed: int = 0) -> tuple[float, list[tuple[str, str]]]:
+def probe(
+    train: list[tuple[torch.Tensor, list[int]]],
+    test: list[tuple[torch.Tensor, str]],
+    d: int,
+    tok: CharTokenizer,
+    steps: int,
+    seed: int = 0,
+) -> tuple[float, list[tuple[str, str]]]:
     from jiwer import cer
 
     torch.manual_seed(seed)
@@ -99,15 +105,28 @@ def main() -> None:
         return [(mel_fn(torch.from_numpy(load_audio(it.question_audio, 16000))), it.question_text) for it in items]
 
     train, test = clips("train.jsonl", args.train), clips("test.jsonl", args.test)
-    result = {"encoder": args.encoder, "train_clips": len(train), "test_clips": len(test),
-              "mean_test_seconds": statistics.fmean(m.shape[0] / 100 for m, _ in test), "modes": {}}
+    result = {
+        "encoder": args.encoder,
+        "train_clips": len(train),
+        "test_clips": len(test),
+        "mean_test_seconds": statistics.fmean(m.shape[0] / 100 for m, _ in test),
+        "modes": {},
+    }
     for name, enc in encoders.items():
         tr, tr_ms = features(enc, [m for m, _ in train])
         te, te_ms = features(enc, [m for m, _ in test])
-        cer_, examples = probe([(f, tok.encode(t)) for f, (_, t) in zip(tr, train)],
-                               [(f, t) for f, (_, t) in zip(te, test)], w.shape["d_model"], tok, args.steps)
-        result["modes"][name] = {"probe_cer_test": cer_, "encode_ms_median": statistics.median(tr_ms + te_ms),
-                                 "examples": examples}
+        cer_, examples = probe(
+            [(f, tok.encode(t)) for f, (_, t) in zip(tr, train)],
+            [(f, t) for f, (_, t) in zip(te, test)],
+            w.shape["d_model"],
+            tok,
+            args.steps,
+        )
+        result["modes"][name] = {
+            "probe_cer_test": cer_,
+            "encode_ms_median": statistics.median(tr_ms + te_ms),
+            "examples": examples,
+        }
     any_, win = result["modes"]["any_length"], result["modes"]["window_30s"]
     result["cer_window_minus_any"] = win["probe_cer_test"] - any_["probe_cer_test"]
     result["encode_cost_window_over_any"] = win["encode_ms_median"] / any_["encode_ms_median"]

@@ -38,16 +38,21 @@ def pcm16_24k(path: str) -> bytes:
 
 async def ask(args: argparse.Namespace) -> int:
     ws_url = args.url.replace("https://", "wss://").replace("http://", "ws://").rstrip("/") + "/v1"
-    client = AsyncOpenAI(api_key=args.api_key or os.environ.get("FLOWOMNI_API_KEY") or "none",
-                         base_url=args.url.rstrip("/") + "/v1", websocket_base_url=ws_url)
+    client = AsyncOpenAI(
+        api_key=args.api_key or os.environ.get("FLOWOMNI_API_KEY") or "none",
+        base_url=args.url.rstrip("/") + "/v1",
+        websocket_base_url=ws_url,
+    )
     audio = bytearray()
     async with client.realtime.connect(model="flowomni", max_retries=0) as conn:
         # the client decides when the question ends: no server-side turn detection
-        await conn.session.update(session={"type": "realtime", "output_modalities": ["audio"],
-                                           "audio": {"input": {"turn_detection": None}}})
+        await conn.session.update(
+            session={"type": "realtime", "output_modalities": ["audio"], "audio": {"input": {"turn_detection": None}}}
+        )
         if args.text:
-            await conn.conversation.item.create(item={"type": "message", "role": "user",
-                                                      "content": [{"type": "input_text", "text": args.text}]})
+            await conn.conversation.item.create(
+                item={"type": "message", "role": "user", "content": [{"type": "input_text", "text": args.text}]}
+            )
         else:
             pcm = pcm16_24k(args.question)
             step = 2 * RATE // 50  # 20 ms
@@ -71,8 +76,10 @@ async def ask(args: argparse.Namespace) -> int:
                     return 1
                 break
     sf.write(args.output, np.frombuffer(bytes(audio), "<i2"), RATE, subtype="PCM_16")
-    print(f"{len(audio) / 2 / RATE:.2f} s of answer audio -> {args.output} ({usage.output_tokens} output tokens)",
-          file=sys.stderr)
+    print(
+        f"{len(audio) / 2 / RATE:.2f} s of answer audio -> {args.output} ({usage.output_tokens} output tokens)",
+        file=sys.stderr,
+    )
     return 0
 
 

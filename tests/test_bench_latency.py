@@ -9,11 +9,33 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_latency_benchmark_json(spoken_items, tmp_path):
-    r = subprocess.run([sys.executable, str(ROOT / "benchmarks/latency.py"),
-                        "--config", str(ROOT / "configs/tiny.yaml"),
-                        "--vocoder", "griffin-lim-4", "--questions", str(spoken_items[0].question_audio),
-                        "--repeats", "1", "--max-steps", "6", "--ratio-steps", "4", "--threads", "2", "--json"],
-                       capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    r = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "benchmarks/latency.py"),
+            "--config",
+            str(ROOT / "configs/tiny.yaml"),
+            "--vocoder",
+            "griffin-lim-4",
+            "--questions",
+            str(spoken_items[0].question_audio),
+            "--repeats",
+            "1",
+            "--max-steps",
+            "6",
+            "--ratio-steps",
+            "4",
+            "--threads",
+            "2",
+            "--streams",
+            "2",
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=tmp_path,
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     res = json.loads(r.stdout)
     assert res["decode_dtype"] == "float16"  # auto: batch-1 CPU steps in fp16
@@ -21,3 +43,7 @@ def test_latency_benchmark_json(spoken_items, tmp_path):
     assert res["speech_step_ms"] > 0 and res["backbone_step_ms"] > 0 and res["steady_state_rtf"] > 0
     assert res["speech_step_over_backbone_step"] == res["speech_step_ms"] / res["backbone_step_ms"]
     assert set(res["targets"]) == {"first_packet_ms", "rtf", "speech_step_over_backbone_step"}
+    assert res["static_steps"] and not res["compiled"] and res["device"] == "cpu"
+    # two answers at once through the decode loop: each streamed, in shared batch steps
+    c = res["concurrent"]
+    assert c["streams"] == 2 and c["rtf"]["n"] == 2 and c["max_rtf"] > 0 and 6 <= c["batch_steps"] < 12

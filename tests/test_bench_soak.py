@@ -13,8 +13,23 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.mark.slow
 def test_short_soak_mixed_valid_and_invalid_requests():
-    r = subprocess.run([sys.executable, str(ROOT / "benchmarks/soak.py"), "--minutes", "0.25", "--random",
-                        "--max-steps", "8", "--clients", "2", "--json"], capture_output=True, text=True, timeout=600)
+    r = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "benchmarks/soak.py"),
+            "--minutes",
+            "0.25",
+            "--random",
+            "--max-steps",
+            "8",
+            "--clients",
+            "2",
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     res = json.loads(r.stdout)
     assert res["failures"] == [] and res["every_valid_request_answered"]

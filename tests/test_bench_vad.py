@@ -9,9 +9,23 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_vad_benchmark_quick_run():
-    r = subprocess.run([sys.executable, str(ROOT / "benchmarks/vad.py"), "--quick", "--noise", "white",
-                        "--noise-clips", "1", "--noise-seconds", "4", "--json"],
-                       capture_output=True, text=True, timeout=300)
+    r = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "benchmarks/vad.py"),
+            "--quick",
+            "--noise",
+            "white",
+            "--noise-clips",
+            "1",
+            "--noise-seconds",
+            "4",
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     res = json.loads(r.stdout)
     assert res["clips"] == 4 and set(res["results"]) == {"silero", "energy"}
@@ -24,5 +38,9 @@ def test_vad_benchmark_quick_run():
         assert clean["false_starts_per_clip"] == 0 and clean["late_end_pct"] == 0
         assert 0 < clean["end_ms"]["median"] < res["late_end_after_ms"]
         assert set(res["noise_only_false_starts_per_minute"][vad]) == {
-            "white_-40dBFS", "white_-30dBFS", "white_-25dBFS", "white_-20dBFS"}
+            "white_-40dBFS",
+            "white_-30dBFS",
+            "white_-25dBFS",
+            "white_-20dBFS",
+        }
         assert res["cpu_ms_per_audio_second"][vad] > 0

@@ -39,10 +39,28 @@ def test_held_out_clips_grow_as_a_prefix(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_vocoder_benchmark_json(tmp_path: Path) -> None:
-    r = subprocess.run([sys.executable, str(ROOT / "benchmarks/vocoder.py"), "--data", str(tmp_path / "voice"),
-                        "--items", "3", "--repeats", "1", "--griffin-lim-iters", "4", "32",
-                        "--neural", str(ROOT / "models/vocoder"), f"again={ROOT / 'models/vocoder'}", "--json"],
-                       capture_output=True, text=True, timeout=600)
+    r = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "benchmarks/vocoder.py"),
+            "--data",
+            str(tmp_path / "voice"),
+            "--items",
+            "3",
+            "--repeats",
+            "1",
+            "--griffin-lim-iters",
+            "4",
+            "32",
+            "--neural",
+            str(ROOT / "models/vocoder"),
+            f"again={ROOT / 'models/vocoder'}",
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     res = json.loads(r.stdout)
     assert res["items"] == 3 and set(res["vocoders"]) == {"griffin-lim-4", "griffin-lim-32", "neural", "again"}
@@ -50,14 +68,31 @@ def test_vocoder_benchmark_json(tmp_path: Path) -> None:
         assert 0 <= v["wer"] and v["rtf"] > 0 and v["mcd_db"] > 0 and v["speed_vs_griffin_lim_32"] > 0
         assert ("wer_minus_griffin_lim_32" in v) == (name != "griffin-lim-32")
         assert set(v["rtf_by_threads"]) == set(v["speed_vs_griffin_lim_32_by_threads"]) == {"2", "1"}
+        assert v["stream_rtf"] > 0 and v["stream_over_one_shot"] > 0 and v["stream_calls_per_clip"] >= 1
     assert res["vocoders"]["griffin-lim-32"]["speed_vs_griffin_lim_32"] == 1.0
     assert res["vocoders"]["neural"]["wer"] == res["vocoders"]["again"]["wer"]  # same weights, same words
-    assert res["targets"]["judged"] == "neural"
+    assert res["targets"]["judged"] == "neural" and "neural_stream_at_most_2x_one_shot" in res["targets"]
 
 
 def test_vocoder_training_benchmark_json() -> None:
-    r = subprocess.run([sys.executable, str(ROOT / "benchmarks/vocoder_train.py"), "--device", "cpu", "--batch", "2",
-                        "--repeats", "1", "--threads", "1", "--json"], capture_output=True, text=True, timeout=600)
+    r = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "benchmarks/vocoder_train.py"),
+            "--device",
+            "cpu",
+            "--batch",
+            "2",
+            "--repeats",
+            "1",
+            "--threads",
+            "1",
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     res = json.loads(r.stdout)["results"]
     assert set(res) == {f"shipped/b2/{p}/{q}" for p in ("reconstruction", "gan") for q in ("fp32", "bf16")}

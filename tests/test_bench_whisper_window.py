@@ -12,13 +12,39 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_whisper_window_benchmark_json(spoken_items, tmp_path):
     for it in spoken_items:  # manifests name audio inside their folder
         shutil.copy(it.question_audio, tmp_path / it.question_audio.name)
-    lines = [json.dumps({"id": it.id, "question_text": it.question_text, "answer_text": it.answer_text,
-                         "question_audio": it.question_audio.name}) for it in spoken_items]
+    lines = [
+        json.dumps(
+            {
+                "id": it.id,
+                "question_text": it.question_text,
+                "answer_text": it.answer_text,
+                "question_audio": it.question_audio.name,
+            }
+        )
+        for it in spoken_items
+    ]
     for split in ("train", "test"):
         (tmp_path / f"{split}.jsonl").write_text("\n".join(lines) + "\n")
-    r = subprocess.run([sys.executable, str(ROOT / "benchmarks/whisper_window.py"), "--corpus", str(tmp_path),
-                        "--train", "4", "--test", "2", "--steps", "5", "--threads", "1", "--json"],
-                       capture_output=True, text=True, timeout=600)
+    r = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "benchmarks/whisper_window.py"),
+            "--corpus",
+            str(tmp_path),
+            "--train",
+            "4",
+            "--test",
+            "2",
+            "--steps",
+            "5",
+            "--threads",
+            "1",
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     res = json.loads(r.stdout)
     assert res["train_clips"] == 4 and res["test_clips"] == 2

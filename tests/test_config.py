@@ -81,7 +81,12 @@ def test_shipped_recipe_changes_only_what_its_header_says():
     root = Path(__file__).resolve().parents[1] / "configs"
     a, b = (to_dict(load_config(ExperimentConfig, root / name)) for name in ("tiny.yaml", "flowomni_tiny.yaml"))
     assert {k for k in a["data"] if a["data"][k] != b["data"][k]} == {
-        "tasks", "text_manifest", "text_tasks", "text_items", "augment"}
+        "tasks",
+        "text_manifest",
+        "text_tasks",
+        "text_items",
+        "augment",
+    }
     assert b["data"]["tasks"] == ["s2s", "s2t", "asr"] and b["data"]["text_tasks"] == ["t2s", "t2t", "tts"]
     assert b["data"]["augment"]["variants"] == 4
     assert {k for k in a["model"] if a["model"][k] != b["model"][k]} == {"encoder", "flow", "text_pacing"}

@@ -81,12 +81,26 @@ def test_augment_manifest_changes_questions_only(tmp_path):
     q = espeak("What is the capital of France?", corpus / "q.wav")
     a = espeak("The capital of France is Paris.", corpus / "a.wav")
     (corpus / "broken.wav").write_bytes(b"RIFF")
-    items = [Item("x", "What is the capital of France?", "The capital of France is Paris.", q, a, "qa",
-                  {"skill": "facts"}),
-             Item("y", "Broken?", "Yes.", corpus / "broken.wav", a)]
+    items = [
+        Item("x", "What is the capital of France?", "The capital of France is Paris.", q, a, "qa", {"skill": "facts"}),
+        Item("y", "Broken?", "Yes.", corpus / "broken.wav", a),
+    ]
     write_manifest(corpus / "test.jsonl", items)
-    assert main(["data", "augment", str(corpus / "test.jsonl"), str(tmp_path / "noisy"), "--noise-snr", "10",
-                 "--speed", "0.9"]) == 0
+    assert (
+        main(
+            [
+                "data",
+                "augment",
+                str(corpus / "test.jsonl"),
+                str(tmp_path / "noisy"),
+                "--noise-snr",
+                "10",
+                "--speed",
+                "0.9",
+            ]
+        )
+        == 0
+    )
     out, stats = read_manifest(tmp_path / "noisy" / "test.jsonl")
     assert stats.total == 0 and [it.id for it in out] == ["x"]
     it = out[0]

@@ -94,10 +94,11 @@ def test_features_from_an_experiment_config(tmp_path, clip):
     import yaml
 
     write_manifest(tmp_path / "train.jsonl", [Item("i0", "q?", "a.", clip, clip)])
-    exp = {"model": {"input_mel": {"n_mels": 40}, "output_mel": {"n_mels": 64}, "group": 4},
-           "data": {"train_manifest": str(tmp_path / "train.jsonl"), "cache_dir": str(tmp_path / "c"),
-                    "tasks": ["s2s"]},
-           "train": {"batch_size": 2}}
+    exp = {
+        "model": {"input_mel": {"n_mels": 40}, "output_mel": {"n_mels": 64}, "group": 4},
+        "data": {"train_manifest": str(tmp_path / "train.jsonl"), "cache_dir": str(tmp_path / "c"), "tasks": ["s2s"]},
+        "train": {"batch_size": 2},
+    }
     (tmp_path / "exp.yaml").write_text(yaml.safe_dump(exp))
     assert main(["data", "features", "--from-config", str(tmp_path / "exp.yaml")]) == 0
     in_cfg, out_cfg = input_mel_config(), answer_mel_config()

@@ -28,17 +28,21 @@ def test_exports_audio_cells_of_every_shape_and_skips_bad_rows(tmp_path, speech)
     a_wav, sr = sf.read(speech[2], dtype="float32")
     silent = io.BytesIO()
     sf.write(silent, np.zeros(8000, dtype=np.float32), 16000, format="WAV")
-    ds = datasets.Dataset.from_dict({
-        "question": ["What is two plus two?", "Say hello.", "Broken?", "Silent?", "", "No audio?"],
-        "answer": ["Two plus two is four.", "Hello.", "x", "y", "z", "Text only."],
-        "question_audio": [{"bytes": _wav_bytes(speech[0]), "path": None},
-                           {"bytes": None, "path": str(speech[1])},
-                           {"bytes": b"RIFF....WAVEgarbage", "path": None},
-                           {"bytes": silent.getvalue(), "path": None},
-                           {"bytes": _wav_bytes(speech[0]), "path": None},
-                           None],
-        "answer_snac": ["#1 2 3"] * 6,  # codec tokens, not audio: ignored
-    }).cast_column("question_audio", datasets.Audio())
+    ds = datasets.Dataset.from_dict(
+        {
+            "question": ["What is two plus two?", "Say hello.", "Broken?", "Silent?", "", "No audio?"],
+            "answer": ["Two plus two is four.", "Hello.", "x", "y", "z", "Text only."],
+            "question_audio": [
+                {"bytes": _wav_bytes(speech[0]), "path": None},
+                {"bytes": None, "path": str(speech[1])},
+                {"bytes": b"RIFF....WAVEgarbage", "path": None},
+                {"bytes": silent.getvalue(), "path": None},
+                {"bytes": _wav_bytes(speech[0]), "path": None},
+                None,
+            ],
+            "answer_snac": ["#1 2 3"] * 6,  # codec tokens, not audio: ignored
+        }
+    ).cast_column("question_audio", datasets.Audio())
     ds = ds.add_column("answer_audio", [{"array": a_wav.tolist(), "sampling_rate": sr}] + [None] * 5)
     ds.save_to_disk(str(tmp_path / "va"))
 
@@ -59,12 +63,15 @@ def test_exports_audio_cells_of_every_shape_and_skips_bad_rows(tmp_path, speech)
 
 def test_dataset_dict_custom_columns_and_cli(tmp_path, speech):
     def split(n):
-        return datasets.Dataset.from_dict({
-            "uid": [f"u{n}{i}" for i in range(2)],
-            "instruction": ["Say hello.", "Say hi."],
-            "response": ["Hello.", "Hi."],
-            "speech": [{"array": sf.read(speech[1])[0].tolist(), "sampling_rate": 22050}] * 2,
-        })
+        return datasets.Dataset.from_dict(
+            {
+                "uid": [f"u{n}{i}" for i in range(2)],
+                "instruction": ["Say hello.", "Say hi."],
+                "response": ["Hello.", "Hi."],
+                "speech": [{"array": sf.read(speech[1])[0].tolist(), "sampling_rate": 22050}] * 2,
+            }
+        )
+
     datasets.DatasetDict({"train": split(0), "test": split(1)}).save_to_disk(str(tmp_path / "dd"))
     cols = HFColumns(question_text="instruction", answer_text="response", question_audio="speech", id="uid")
     written, stats = export_hf(tmp_path / "dd", tmp_path / "out", cols, splits=["test"], progress=False)
@@ -73,8 +80,25 @@ def test_dataset_dict_custom_columns_and_cli(tmp_path, speech):
     assert [it.id for it in items] == ["u10", "u11"] and all(it.question_audio.is_file() for it in items)
     with pytest.raises(ValueError, match="no column 'question'"):
         export_hf(tmp_path / "dd", tmp_path / "out2", progress=False)
-    assert main(["data", "hf", str(tmp_path / "dd"), str(tmp_path / "out3"), "--question-col", "instruction",
-                 "--answer-col", "response", "--question-audio-col", "speech", "--max-items", "1"]) == 0
+    assert (
+        main(
+            [
+                "data",
+                "hf",
+                str(tmp_path / "dd"),
+                str(tmp_path / "out3"),
+                "--question-col",
+                "instruction",
+                "--answer-col",
+                "response",
+                "--question-audio-col",
+                "speech",
+                "--max-items",
+                "1",
+            ]
+        )
+        == 0
+    )
     assert len(read_manifest(tmp_path / "out3" / "train.jsonl")[0]) == 1
     assert main(["data", "hf", str(tmp_path / "nowhere"), str(tmp_path / "o")]) == 2
 

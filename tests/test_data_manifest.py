@@ -21,10 +21,24 @@ def _line(i, **kw):
 def test_round_trip_keeps_every_field(tmp_path):
     corpus = tmp_path / "corpus"
     items = [
-        Item("a", "What is two plus three?", "Two plus three is five.", corpus / "audio/q/a.wav",
-             corpus / "audio/ans/5.wav", "qa", {"skill": "arithmetic", "voice": "espeak:en-gb", "n": 3}),
-        Item("b", "Hello there.", "Hello there.", corpus / "libri/b.flac", corpus / "libri/b.flac", "utterance",
-             {"speaker": "19"}),
+        Item(
+            "a",
+            "What is two plus three?",
+            "Two plus three is five.",
+            corpus / "audio/q/a.wav",
+            corpus / "audio/ans/5.wav",
+            "qa",
+            {"skill": "arithmetic", "voice": "espeak:en-gb", "n": 3},
+        ),
+        Item(
+            "b",
+            "Hello there.",
+            "Hello there.",
+            corpus / "libri/b.flac",
+            corpus / "libri/b.flac",
+            "utterance",
+            {"speaker": "19"},
+        ),
         Item("c", "Text only?", "Yes, text only.", None, None),
     ]
     write_manifest(corpus / "train.jsonl", items)
@@ -45,16 +59,19 @@ def test_write_rejects_audio_outside_the_corpus_and_duplicate_ids(tmp_path):
 
 
 def test_paths_are_relative_to_the_manifest_and_may_not_escape(tmp_path):
-    m = _write_lines(tmp_path / "corpus" / "m.jsonl", [
-        _line(0, question_audio="a/q.wav"),
-        _line(1, question_audio="a/../b/q.wav"),  # `..` that stays inside is fine
-        _line(2, question_audio="/etc/passwd"),
-        _line(3, question_audio="../secret.wav"),
-        _line(4, answer_audio="a/../../../x.wav"),
-        _line(5, question_audio="~/x.wav"),
-        _line(6, question_audio="C:/x.wav"),
-        _line(7, question_audio=""),
-    ])
+    m = _write_lines(
+        tmp_path / "corpus" / "m.jsonl",
+        [
+            _line(0, question_audio="a/q.wav"),
+            _line(1, question_audio="a/../b/q.wav"),  # `..` that stays inside is fine
+            _line(2, question_audio="/etc/passwd"),
+            _line(3, question_audio="../secret.wav"),
+            _line(4, answer_audio="a/../../../x.wav"),
+            _line(5, question_audio="~/x.wav"),
+            _line(6, question_audio="C:/x.wav"),
+            _line(7, question_audio=""),
+        ],
+    )
     items, stats = read_manifest(m)
     assert [it.id for it in items] == ["x0", "x1"]
     assert items[0].question_audio == tmp_path / "corpus" / "a" / "q.wav"
@@ -70,18 +87,21 @@ def test_paths_are_relative_to_the_manifest_and_may_not_escape(tmp_path):
 
 
 def test_bad_lines_are_skipped_and_counted_by_reason(tmp_path, caplog):
-    m = _write_lines(tmp_path / "m.jsonl", [
-        _line(0),
-        "{not json",
-        "[1, 2]",
-        {"id": "x9", "answer_text": "no question"},
-        {"question_text": "q", "answer_text": "no id"},
-        _line(0),  # duplicate id: first one kept
-        _line(1, kind="video"),
-        _line(2, question_text=7),
-        "",  # blank lines are not problems
-        _line(3, kind="utterance", answer_text=None, answer_audio=None, question_audio="u.flac"),
-    ])
+    m = _write_lines(
+        tmp_path / "m.jsonl",
+        [
+            _line(0),
+            "{not json",
+            "[1, 2]",
+            {"id": "x9", "answer_text": "no question"},
+            {"question_text": "q", "answer_text": "no id"},
+            _line(0),  # duplicate id: first one kept
+            _line(1, kind="video"),
+            _line(2, question_text=7),
+            "",  # blank lines are not problems
+            _line(3, kind="utterance", answer_text=None, answer_audio=None, question_audio="u.flac"),
+        ],
+    )
     items, stats = read_manifest(m)
     assert [it.id for it in items] == ["x0", "x3"]
     assert stats.counts == {"bad json": 1, "not an object": 1, "missing field": 2, "duplicate id": 1, "bad field": 2}
@@ -94,8 +114,9 @@ def test_bad_lines_are_skipped_and_counted_by_reason(tmp_path, caplog):
 
 
 def test_utterance_answer_audio_defaults_to_question_audio(tmp_path):
-    m = _write_lines(tmp_path / "m.jsonl",
-                     [{"id": 1, "question_text": "Hi.", "question_audio": "u.flac", "kind": "utterance"}])
+    m = _write_lines(
+        tmp_path / "m.jsonl", [{"id": 1, "question_text": "Hi.", "question_audio": "u.flac", "kind": "utterance"}]
+    )
     (item,), _ = read_manifest(m)
     assert item.id == "1" and item.answer_text == "Hi." and item.answer_audio == item.question_audio
 

@@ -115,18 +115,21 @@ def test_template_grammar():
     assert "what does {a} plus {b} equal" in t.expansions()
 
 
-@pytest.mark.parametrize("skill,group,values,mode,slots,answer", [
-    ("arithmetic", "plus", (7, 2), "", {}, "Seven plus two is nine."),
-    ("comparison", "pair", (4, 9), "bigger", {"x": "nine", "y": "four"}, "Nine is bigger than four."),
-    ("comparison", "pair", (4, 9), "is_bigger", {"x": "four", "y": "nine"}, "No, four is smaller than nine."),
-    ("comparison", "pair", (4, 9), "is_smaller", {"x": "four", "y": "nine"}, "Yes, four is smaller than nine."),
-    ("sequence", "day", (6,), "after", {}, "Monday comes after Sunday."),
-    ("facts", "capital", ("France",), "", {"x": "France"}, "The capital of France is Paris."),
-    ("repeat", "three", ("big", "red", "ball"), "", {"p": "big red ball"}, "Big red ball."),
-    ("calendar", "month_length", (1,), "", {}, "February has twenty eight days."),
-    ("calendar", "weekend", (5,), "weekday", {}, "No, Saturday is a weekend day."),
-    ("counting", "down", (6, 3), "", {}, "Six, five, four, three."),
-])
+@pytest.mark.parametrize(
+    "skill,group,values,mode,slots,answer",
+    [
+        ("arithmetic", "plus", (7, 2), "", {}, "Seven plus two is nine."),
+        ("comparison", "pair", (4, 9), "bigger", {"x": "nine", "y": "four"}, "Nine is bigger than four."),
+        ("comparison", "pair", (4, 9), "is_bigger", {"x": "four", "y": "nine"}, "No, four is smaller than nine."),
+        ("comparison", "pair", (4, 9), "is_smaller", {"x": "four", "y": "nine"}, "Yes, four is smaller than nine."),
+        ("sequence", "day", (6,), "after", {}, "Monday comes after Sunday."),
+        ("facts", "capital", ("France",), "", {"x": "France"}, "The capital of France is Paris."),
+        ("repeat", "three", ("big", "red", "ball"), "", {"p": "big red ball"}, "Big red ball."),
+        ("calendar", "month_length", (1,), "", {}, "February has twenty eight days."),
+        ("calendar", "weekend", (5,), "weekday", {}, "No, Saturday is a weekend day."),
+        ("counting", "down", (6, 3), "", {}, "Six, five, four, three."),
+    ],
+)
 def test_known_answers(skill, group, values, mode, slots, answer):
     from flowomni.data.skills import Combo
 
@@ -150,6 +153,14 @@ def test_grammar_size_counts_phrasings(pools):
 
 def test_number_words():
     assert [number_words(n) for n in (0, 7, 13, 20, 21, 99, 100, 365)] == [
-        "zero", "seven", "thirteen", "twenty", "twenty one", "ninety nine", "one hundred", "three hundred sixty five"]
+        "zero",
+        "seven",
+        "thirteen",
+        "twenty",
+        "twenty one",
+        "ninety nine",
+        "one hundred",
+        "three hundred sixty five",
+    ]
     with pytest.raises(ValueError):
         number_words(1000)

@@ -15,8 +15,14 @@ from flowomni.data.voices import ANSWER_VOICE, seen_espeak_voices
 
 pytestmark = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng not installed")
 
-MANIFESTS = ["train.jsonl", "valid.jsonl", "test.jsonl", "test_seen_voices.jsonl", "test_shifted_voices.jsonl",
-             "train_text.jsonl"]
+MANIFESTS = [
+    "train.jsonl",
+    "valid.jsonl",
+    "test.jsonl",
+    "test_seen_voices.jsonl",
+    "test_shifted_voices.jsonl",
+    "train_text.jsonl",
+]
 
 
 def _files(root):
@@ -39,8 +45,14 @@ def test_same_seed_same_items_and_same_audio_bytes(built):
     assert fa.keys() == fb.keys() and all(fa[k] == fb[k] for k in fa)
     assert ra.synthesized == rb.synthesized == len(fa)
     sizes = {k: v["items"] for k, v in json.loads((a / "corpus.json").read_text())["splits"].items()}
-    assert sizes == {"train": 10, "valid": 1, "test": 1, "test_seen_voices": 1, "test_shifted_voices": 1,
-                     "train_text": 20}
+    assert sizes == {
+        "train": 10,
+        "valid": 1,
+        "test": 1,
+        "test_seen_voices": 1,
+        "test_shifted_voices": 1,
+        "train_text": 20,
+    }
     other = plan(SynthConfig(size=12, seed=8))
     assert [p.qa for p in other["train"]] != [p.qa for p in plan(SynthConfig(size=12, seed=7))["train"]]
 
@@ -97,8 +109,9 @@ def test_rerun_resumes_and_rebuilds_only_missing_clips(built, tmp_path):
 
 
 def test_cli_prints_items_per_second_and_hours(tmp_path, capsys):
-    assert main(["data", "synth", str(tmp_path / "c"), "--size", "4", "--workers", "1", "--quiet",
-                 "--no-voice-sets"]) == 0
+    assert (
+        main(["data", "synth", str(tmp_path / "c"), "--size", "4", "--workers", "1", "--quiet", "--no-voice-sets"]) == 0
+    )
     out = capsys.readouterr().out
     assert "items/s" in out and "questions" in out and " h" in out
     assert not (tmp_path / "c" / "test_seen_voices.jsonl").exists()

@@ -17,8 +17,12 @@ def test_every_espeak_voice_renders_distinctly():
     caleb are one voice): a voice list must be verified by rendering."""
     renders: dict[str, list[str]] = {}
     for voice in seen_espeak_voices() + unseen_espeak_voices():
-        wav = subprocess.run(["espeak-ng", "-v", voice, "-s", "160", "-p", "50", "--stdout", "What is seven plus two?"],
-                             capture_output=True, check=True, timeout=30).stdout
+        wav = subprocess.run(
+            ["espeak-ng", "-v", voice, "-s", "160", "-p", "50", "--stdout", "What is seven plus two?"],
+            capture_output=True,
+            check=True,
+            timeout=30,
+        ).stdout
         renders.setdefault(hashlib.sha1(wav[44:]).hexdigest(), []).append(voice)
     same = [voices for voices in renders.values() if len(voices) > 1]
     assert not same, f"voices that render identically: {same}"
@@ -34,8 +38,18 @@ def test_word_spans_from_phoneme_durations():
     from flowomni.data.voices import word_spans
 
     # ^ b i g _ r e d . $  (piper's sentence marks, a word gap and a pause belong to no word)
-    phonemes = [("^", 100), ("b", 10), ("ɪ", 20), ("ɡ", 10), (" ", 50), ("ɹ", 10), ("ɛ", 30), ("d", 10), (".", 40),
-                ("$", 5)]
+    phonemes = [
+        ("^", 100),
+        ("b", 10),
+        ("ɪ", 20),
+        ("ɡ", 10),
+        (" ", 50),
+        ("ɹ", 10),
+        ("ɛ", 30),
+        ("d", 10),
+        (".", 40),
+        ("$", 5),
+    ]
     assert word_spans(phonemes) == [(100, 140), (190, 240)]
 
 

@@ -25,8 +25,13 @@ from helpers.speech import MemoryFeatures
 @pytest.fixture(scope="module")
 def model() -> FlowOmni:
     cfg = ModelConfig()
-    cfg.backbone.config = {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 1,
-                           "num_attention_heads": 2, "num_key_value_heads": 1}
+    cfg.backbone.config = {
+        "hidden_size": 64,
+        "intermediate_size": 128,
+        "num_hidden_layers": 1,
+        "num_attention_heads": 2,
+        "num_key_value_heads": 1,
+    }
     cfg.flow.width, cfg.flow.depth = 64, 1
     cfg.encoder.pretrained = "whisper-tiny.en"
     torch.manual_seed(0)
@@ -76,8 +81,16 @@ def test_training_on_cached_outputs_equals_training_on_log_mel(model, spoken_ite
     out_feats = MemoryFeatures(cfg.output_mel)
     common = dict(group=cfg.group, delay=cfg.delay, stack=cfg.encoder.stack)
     by_mel = TaskDataset(spoken_items, [Task.S2S.value], tok, MemoryFeatures(cfg.input_mel), out_feats, **common)
-    by_enc = TaskDataset(spoken_items, [Task.S2S.value], tok, EncoderCache(tmp_path, model), out_feats, encoded=True,
-                         in_frame_rate=50.0, **common)
+    by_enc = TaskDataset(
+        spoken_items,
+        [Task.S2S.value],
+        tok,
+        EncoderCache(tmp_path, model),
+        out_feats,
+        encoded=True,
+        in_frame_rate=50.0,
+        **common,
+    )
     assert by_mel.lengths == by_enc.lengths
     col = partial(collate, group=cfg.group, pad_id=tok.pad_id, silence=math.log(cfg.output_mel.log_floor))
     a, b = col([by_mel[i] for i in range(4)]), col([by_enc[i] for i in range(4)])
@@ -98,8 +111,17 @@ def test_each_epoch_reads_another_version(model, spoken_items, tmp_path):
             return np.full((20, 384), variant, np.float16)
 
     cfg = model.cfg
-    ds = TaskDataset(spoken_items, [Task.S2T.value], model.tokenizer, Versions(), MemoryFeatures(cfg.output_mel),
-                     group=cfg.group, delay=cfg.delay, stack=cfg.encoder.stack, encoded=True)
+    ds = TaskDataset(
+        spoken_items,
+        [Task.S2T.value],
+        model.tokenizer,
+        Versions(),
+        MemoryFeatures(cfg.output_mel),
+        group=cfg.group,
+        delay=cfg.delay,
+        stack=cfg.encoder.stack,
+        encoded=True,
+    )
     seen = set()
     for epoch in range(8):
         ds.set_epoch(epoch)

@@ -36,16 +36,45 @@ def test_greedy_ctc_collapses_repeats_and_drops_blanks():
 def test_train_encoder_cli_output_loads_into_new_and_running_models(tmp_path, spoken_items):
     make_corpus(tmp_path / "corpus", spoken_items)
     mcfg = tiny_config()
-    cfg = {"run_dir": str(tmp_path / "run"), "model": to_dict(mcfg),
-           "data": {"train_manifest": str(tmp_path / "corpus/train.jsonl"),
-                    "valid_manifest": str(tmp_path / "corpus/valid.jsonl"), "cache_dir": str(tmp_path / "cache")},
-           "train": {"batch_size": 4, "max_steps": 1, "lr": 1e-12, "min_lr": 1e-12, "warmup_steps": 0,
-                     "tensorboard": False, "eval_every": 100}}
+    cfg = {
+        "run_dir": str(tmp_path / "run"),
+        "model": to_dict(mcfg),
+        "data": {
+            "train_manifest": str(tmp_path / "corpus/train.jsonl"),
+            "valid_manifest": str(tmp_path / "corpus/valid.jsonl"),
+            "cache_dir": str(tmp_path / "cache"),
+        },
+        "train": {
+            "batch_size": 4,
+            "max_steps": 1,
+            "lr": 1e-12,
+            "min_lr": 1e-12,
+            "warmup_steps": 0,
+            "tensorboard": False,
+            "eval_every": 100,
+        },
+    }
     (tmp_path / "cfg.yaml").write_text(yaml.safe_dump(cfg))
     enc_dir = tmp_path / "enc"
-    r = subprocess.run([sys.executable, "-m", "flowomni.cli", "train-encoder", str(tmp_path / "cfg.yaml"),
-                        "--out", str(enc_dir), "--steps", "3", "--batch-size", "2"],
-                       capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "flowomni.cli",
+            "train-encoder",
+            str(tmp_path / "cfg.yaml"),
+            "--out",
+            str(enc_dir),
+            "--steps",
+            "3",
+            "--batch-size",
+            "2",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=tmp_path,
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     out = json.loads(r.stdout.strip().splitlines()[-1])
     assert out["train_clips"] == len(spoken_items) and out["skipped"] >= 1  # the corrupt clip
@@ -61,8 +90,13 @@ def test_train_encoder_cli_output_loads_into_new_and_running_models(tmp_path, sp
     assert model.in_stats_fixed
 
     # a running model: --load-encoder swaps them in after loading (lr ~0: the step keeps them)
-    r = subprocess.run([sys.executable, "-m", "flowomni.cli", "train", str(tmp_path / "cfg.yaml"),
-                        "--load-encoder", str(enc_dir)], capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    r = subprocess.run(
+        [sys.executable, "-m", "flowomni.cli", "train", str(tmp_path / "cfg.yaml"), "--load-encoder", str(enc_dir)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=tmp_path,
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     ckpt = load_file(str(tmp_path / "run/step_00000001/model.safetensors"))
     for k, v in model.encoder.state_dict().items():
@@ -73,8 +107,16 @@ def test_mismatched_pretrained_encoder_is_a_clear_error(tmp_path):
     from flowomni.checkpoint import save_checkpoint
 
     small = SpeechEncoder(EncoderConfig(d_model=16, n_layers=1, n_heads=2, ffn_dim=32))
-    save_checkpoint(tmp_path / "enc", model_state={**{f"encoder.{k}": v for k, v in small.state_dict().items()},
-                                                    "in_mean": torch.zeros(80), "in_std": torch.ones(80)},
-                    config_yaml="{}\n", meta={"step": 1}, save_rng=False)
+    save_checkpoint(
+        tmp_path / "enc",
+        model_state={
+            **{f"encoder.{k}": v for k, v in small.state_dict().items()},
+            "in_mean": torch.zeros(80),
+            "in_std": torch.ones(80),
+        },
+        config_yaml="{}\n",
+        meta={"step": 1},
+        save_rng=False,
+    )
     with pytest.raises(ValueError, match="does not match model.encoder"):
         SpeechEncoder(EncoderConfig()).load_pretrained(str(tmp_path / "enc"))

@@ -36,18 +36,30 @@ def test_scores_of_hand_made_answers():
 
 
 def test_target_accuracy_leaves_out_held_out_world_facts():
-    rows = [row("A.", "A.", "a"), row("The capital of Peru is Lima.", "The capital of Peru is Rome.", "x",
-                                      skill="facts_heldout")]
+    rows = [
+        row("A.", "A.", "a"),
+        row("The capital of Peru is Lima.", "The capital of Peru is Rome.", "x", skill="facts_heldout"),
+    ]
     s = score(rows)
     assert s["accuracy"] == 0.5 and s["accuracy_target"] == 1.0
 
 
 def test_report_has_tables_plots_and_json(tmp_path):
     clean = score([row("A b.", "A b.", "a b")])
-    res = {"clean": clean, "latency": {"first_packet_ms_median": 120.0, "rtf_median": 0.1},
-           "sweeps": {"noise": [{"snr_db": 10.0, **clean}], "speed": [{"speed": 0.8, **clean}]}}
-    ex = {"id": "i", "question": "q?", "text": "A b.", "heard": "a b", "mel": torch.randn(40, 80),
-          "audio": np.zeros(1000, np.float32) + 0.1, "sample_rate": 22050}
+    res = {
+        "clean": clean,
+        "latency": {"first_packet_ms_median": 120.0, "rtf_median": 0.1},
+        "sweeps": {"noise": [{"snr_db": 10.0, **clean}], "speed": [{"speed": 0.8, **clean}]},
+    }
+    ex = {
+        "id": "i",
+        "question": "q?",
+        "text": "A b.",
+        "heard": "a b",
+        "mel": torch.randn(40, 80),
+        "audio": np.zeros(1000, np.float32) + 0.1,
+        "sample_rate": 22050,
+    }
     path = write_report({"continuous": res, "discrete": res}, {"continuous": [ex]}, tmp_path, "flowomni eval x")
     md = path.read_text()
     assert "| continuous | 100.0% [100.0, 100.0] | 100.0% [100.0, 100.0] | 0.0% |" in md
@@ -60,8 +72,9 @@ def test_report_has_tables_plots_and_json(tmp_path):
 def test_report_leaves_out_conditions_that_were_not_run(tmp_path):
     clean = score([row("A b.", "A b.", "a b")])
     base = {"clean": clean, "latency": {}}
-    md = write_report({"m": {**base, "sweeps": {"noise": [], "speed": [{"speed": 0.8, **clean}]}}}, {},
-                      tmp_path / "a", "x").read_text()
+    md = write_report(
+        {"m": {**base, "sweeps": {"noise": [], "speed": [{"speed": 0.8, **clean}]}}}, {}, tmp_path / "a", "x"
+    ).read_text()
     assert "### Question speed" in md and "| 0.8 |" in md
     assert "Noise on the question" not in md and "wer_vs_snr.png" not in md and "Written questions" not in md
     md = write_report({"m": {**base, "sweeps": {"noise": [], "speed": []}}}, {}, tmp_path / "b", "x").read_text()

@@ -38,7 +38,15 @@ def test_number_words() -> None:
     assert number_to_words(2_000_019) == "two million nineteen"
     assert number_to_words(-40) == "minus forty"
     assert [ordinal_words(n) for n in (1, 2, 3, 5, 12, 20, 42, 100)] == [
-        "first", "second", "third", "fifth", "twelfth", "twentieth", "forty second", "one hundredth"]
+        "first",
+        "second",
+        "third",
+        "fifth",
+        "twelfth",
+        "twentieth",
+        "forty second",
+        "one hundredth",
+    ]
 
 
 def test_wer_ignores_spelling_conventions() -> None:

@@ -42,8 +42,12 @@ def test_flow_head_student_sampler():
     plain = FlowHead(FlowHeadConfig(width=32, depth=1, prior="mean"), cond_dim=16, frame_dim=5, group=2)
     with pytest.raises(ValueError, match="distill-flow"):
         plain.sample(h, method="student")
-    head = FlowHead(FlowHeadConfig(width=32, depth=1, prior="mean", student_width=24, student_depth=1),
-                    cond_dim=16, frame_dim=5, group=2)
+    head = FlowHead(
+        FlowHeadConfig(width=32, depth=1, prior="mean", student_width=24, student_depth=1),
+        cond_dim=16,
+        frame_dim=5,
+        group=2,
+    )
     out = head.sample(h, method="student", temperature=0.0)
     assert out.shape == (3, 2, 5)
     assert torch.allclose(out.flatten(1), head.prior(h))  # untrained student at T=0: the prior mean
@@ -55,8 +59,17 @@ def test_flow_head_student_sampler():
     assert torch.allclose(head.sample(h, steps=3, method="midpoint", temperature=0.7, generator=g2).flatten(1), x)
 
 
-@pytest.mark.parametrize("spec,ok", [("euler:4", ("euler", 4)), ("midpoint:2", ("midpoint", 2)), ("student:1", None),
-                                     ("euler", None), ("rk4:3", None), ("euler:0", None)])
+@pytest.mark.parametrize(
+    "spec,ok",
+    [
+        ("euler:4", ("euler", 4)),
+        ("midpoint:2", ("midpoint", 2)),
+        ("student:1", None),
+        ("euler", None),
+        ("rk4:3", None),
+        ("euler:0", None),
+    ],
+)
 def test_teacher_spec(spec, ok):
     if ok:
         assert parse_teacher(spec) == ok
@@ -66,8 +79,13 @@ def test_teacher_spec(spec, ok):
 
 
 def distill(args, cwd):
-    return subprocess.run([sys.executable, "-m", "flowomni.cli", "distill-flow", *args], capture_output=True,
-                          text=True, timeout=600, cwd=cwd)
+    return subprocess.run(
+        [sys.executable, "-m", "flowomni.cli", "distill-flow", *args],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=cwd,
+    )
 
 
 @pytest.mark.slow
@@ -80,14 +98,47 @@ def test_distill_flow_cli_trains_resumes_and_writes_a_model(tmp_path, spoken_ite
     with torch.no_grad():  # a fresh velocity MLP is zero (x1 = x0): give the teacher something to teach
         for p in model.speech.flow.net.parameters():
             p.normal_(0, 0.05)
-    conf = {"model": to_dict(cfg),
-            "data": {"train_manifest": str(tmp_path / "corpus/train.jsonl"),
-                     "valid_manifest": str(tmp_path / "corpus/valid.jsonl"), "cache_dir": str(tmp_path / "cache")}}
-    src = save_checkpoint(tmp_path / "model", model_state=model.checkpoint_state(), config_yaml=yaml.safe_dump(conf),
-                          meta={"step": 0}, files=model.checkpoint_files(), save_rng=False)
-    common = [str(src), "--out", str(tmp_path / "student"), "--run-dir", str(tmp_path / "run"), "--width", "64",
-              "--depth", "1", "--groups", "400", "--valid-groups", "40", "--batch-size", "64", "--eval-every", "10",
-              "--save-every", "10", "--lr", "3e-3", "--warmup-steps", "1"]
+    conf = {
+        "model": to_dict(cfg),
+        "data": {
+            "train_manifest": str(tmp_path / "corpus/train.jsonl"),
+            "valid_manifest": str(tmp_path / "corpus/valid.jsonl"),
+            "cache_dir": str(tmp_path / "cache"),
+        },
+    }
+    src = save_checkpoint(
+        tmp_path / "model",
+        model_state=model.checkpoint_state(),
+        config_yaml=yaml.safe_dump(conf),
+        meta={"step": 0},
+        files=model.checkpoint_files(),
+        save_rng=False,
+    )
+    common = [
+        str(src),
+        "--out",
+        str(tmp_path / "student"),
+        "--run-dir",
+        str(tmp_path / "run"),
+        "--width",
+        "64",
+        "--depth",
+        "1",
+        "--groups",
+        "400",
+        "--valid-groups",
+        "40",
+        "--batch-size",
+        "64",
+        "--eval-every",
+        "10",
+        "--save-every",
+        "10",
+        "--lr",
+        "3e-3",
+        "--warmup-steps",
+        "1",
+    ]
     r = distill([*common, "--steps", "20"], tmp_path)
     assert r.returncode == 0, r.stderr[-3000:]
     first = json.loads(r.stdout)

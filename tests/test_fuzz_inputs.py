@@ -17,8 +17,9 @@ from flowomni.data.manifest import read_manifest
 from flowomni.training.experiment import ExperimentConfig
 
 # derandomize: CI sees the same cases every run (found bugs were fixed and stay covered)
-FAST = settings(max_examples=150, deadline=None, derandomize=True,
-                suppress_health_check=[HealthCheck.function_scoped_fixture])
+FAST = settings(
+    max_examples=150, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 
 
 def wav_bytes(samples: np.ndarray, sr: int, subtype: str = "PCM_16") -> bytes:

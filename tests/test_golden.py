@@ -16,7 +16,8 @@ def test_the_shipped_model_answers_as_its_golden_file_says():
     model = SHIPPED_MODEL / "model.safetensors"
     assert meta["model_sha256"] == sha256(model), (
         f"{GOLDEN.name} was made from another model than {model} (replaced?): check the new model's answer, "
-        f"then regenerate it: {REGENERATE}")
+        f"then regenerate it: {REGENERATE}"
+    )
     want = load_file(str(GOLDEN))
     got, got_meta = answer(SHIPPED_MODEL)
     assert got_meta["text"] == meta["text"]

@@ -63,22 +63,39 @@ def tone(path: Path, seconds: float, rate: int = 16000) -> Path:
 # ---------------------------------------------------------------- 6: flowomni chat on a long question
 
 
-def test_chat_refuses_a_ten_minute_question_and_can_be_told_otherwise(checkpoint: Path, tmp_path: Path,
-                                                                      capsys: pytest.CaptureFixture[str]) -> None:
+def test_chat_refuses_a_ten_minute_question_and_can_be_told_otherwise(
+    checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     long = tone(tmp_path / "ten_minutes.wav", 600, rate=8000)
     refused(["chat", str(long), "--checkpoint", str(checkpoint)], capsys, "600.0 s", "limit of 30 s", "--max-seconds")
     q = tone(tmp_path / "forty_seconds.wav", 40)
     refused(["chat", str(q), "--checkpoint", str(checkpoint)], capsys, "40.0 s")
-    assert main(["chat", str(q), "--checkpoint", str(checkpoint), "--max-seconds", "45", "--no-speech",
-                 "--set", "max_steps=3", "--json"]) == 0
+    assert (
+        main(
+            [
+                "chat",
+                str(q),
+                "--checkpoint",
+                str(checkpoint),
+                "--max-seconds",
+                "45",
+                "--no-speech",
+                "--set",
+                "max_steps=3",
+                "--json",
+            ]
+        )
+        == 0
+    )
     assert "text" in json.loads(capsys.readouterr().out.strip().splitlines()[-1])
 
 
 # ---------------------------------------------------------------- 7: manifest lines that break the reader
 
 
-def test_manifest_lines_failing_for_any_reason_are_skipped_and_counted(tmp_path: Path,
-                                                                      capsys: pytest.CaptureFixture[str]) -> None:
+def test_manifest_lines_failing_for_any_reason_are_skipped_and_counted(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     tone(tmp_path / "q.wav", 1.0)
     good = {"id": "good", "question_text": "q?", "answer_text": "a.", "question_audio": "q.wav"}
     lines = [
@@ -105,8 +122,12 @@ def test_data_check_counts_an_audio_file_that_fails_in_any_way(tmp_path: Path, m
     for name in ("a.wav", "b.wav"):
         tone(tmp_path / name, 1.0)
     path = tmp_path / "m.jsonl"
-    path.write_text("".join(json.dumps({"id": n, "question_text": "q", "answer_text": "a", "question_audio": n}) + "\n"
-                            for n in ("a.wav", "b.wav")))
+    path.write_text(
+        "".join(
+            json.dumps({"id": n, "question_text": "q", "answer_text": "a", "question_audio": n}) + "\n"
+            for n in ("a.wav", "b.wav")
+        )
+    )
     real = check.load_audio
 
     def flaky(p: Path, **kw: object) -> np.ndarray:
@@ -128,8 +149,9 @@ def damaged(checkpoint: Path, tmp_path: Path, name: str) -> Path:
     return out
 
 
-def test_corrupt_checkpoints_are_named_not_tracebacks(checkpoint: Path, tmp_path: Path,
-                                                      capsys: pytest.CaptureFixture[str]) -> None:
+def test_corrupt_checkpoints_are_named_not_tracebacks(
+    checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     def chat(path: Path, *words: str) -> None:
         refused(["chat", "--text", "hi", "--checkpoint", str(path)], capsys, *words)
 
@@ -139,7 +161,7 @@ def test_corrupt_checkpoints_are_named_not_tracebacks(checkpoint: Path, tmp_path
     chat(truncated, "model.safetensors", "unreadable")
 
     garbled = damaged(checkpoint, tmp_path, "garbled")
-    (garbled / "model.safetensors").write_bytes(data[:8] + b"\x00garbage{" * 50 + data[8 + 450:])
+    (garbled / "model.safetensors").write_bytes(data[:8] + b"\x00garbage{" * 50 + data[8 + 450 :])
     chat(garbled, "model.safetensors", "unreadable")
 
     shape = damaged(checkpoint, tmp_path, "shape")
@@ -160,14 +182,17 @@ def test_corrupt_checkpoints_are_named_not_tracebacks(checkpoint: Path, tmp_path
     chat(meta, "config.yaml")
 
 
-@pytest.mark.parametrize("edit, words", [
-    ({"flow": {"width": 1_000_000_000}}, ("config.yaml", "model.flow.width", "1 to 65536")),
-    ({"backbone": {"config": {"hidden_size": 10_000_000}}}, ("parameters", "GB", "more than this machine")),
-    ({"group": -1}, ("model.group", "out of range")),
-])
-def test_absurd_checkpoint_configs_are_refused_before_allocation(checkpoint: Path, tmp_path: Path, edit: dict,
-                                                                 words: tuple[str, ...],
-                                                                 capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.parametrize(
+    "edit, words",
+    [
+        ({"flow": {"width": 1_000_000_000}}, ("config.yaml", "model.flow.width", "1 to 65536")),
+        ({"backbone": {"config": {"hidden_size": 10_000_000}}}, ("parameters", "GB", "more than this machine")),
+        ({"group": -1}, ("model.group", "out of range")),
+    ],
+)
+def test_absurd_checkpoint_configs_are_refused_before_allocation(
+    checkpoint: Path, tmp_path: Path, edit: dict, words: tuple[str, ...], capsys: pytest.CaptureFixture[str]
+) -> None:
     ckpt = damaged(checkpoint, tmp_path, "absurd")
     cfg = yaml.safe_load((ckpt / "config.yaml").read_text())
     for section, value in edit.items():
@@ -179,15 +204,19 @@ def test_absurd_checkpoint_configs_are_refused_before_allocation(checkpoint: Pat
     refused(["chat", "--text", "hi", "--checkpoint", str(ckpt)], capsys, *words)
 
 
-@pytest.mark.parametrize("override, words", [
-    ("train.lr=.nan", ("train.lr", "nan")),
-    ("train.batch_size=-1", ("train.batch_size", "1 to 65536")),
-    ("model.flow.width=1000000000", ("model.flow.width", "1 to 65536")),
-    ("model.backbone.config.hidden_size=10000000", ("parameters", "GB")),
-    ("train.betas=[0.9, 1.5]", ("train.betas", "1.5")),
-])
-def test_absurd_training_configs_exit_2_before_building(override: str, words: tuple[str, ...], tmp_path: Path,
-                                                        capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.parametrize(
+    "override, words",
+    [
+        ("train.lr=.nan", ("train.lr", "nan")),
+        ("train.batch_size=-1", ("train.batch_size", "1 to 65536")),
+        ("model.flow.width=1000000000", ("model.flow.width", "1 to 65536")),
+        ("model.backbone.config.hidden_size=10000000", ("parameters", "GB")),
+        ("train.betas=[0.9, 1.5]", ("train.betas", "1.5")),
+    ],
+)
+def test_absurd_training_configs_exit_2_before_building(
+    override: str, words: tuple[str, ...], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     refused(["train", str(CONFIG), "--run-dir", str(tmp_path / "run"), "--set", override], capsys, *words)
     assert not (tmp_path / "run").exists()
 
@@ -214,8 +243,16 @@ class Poisoned(FlowOmni):
 @pytest.fixture(scope="module")
 def dataset(spoken_items: list) -> tuple:
     cfg, tok = tiny_config(), CharTokenizer()
-    ds = TaskDataset(spoken_items, [t.value for t in Task], tok, MemoryFeatures(cfg.input_mel),
-                     MemoryFeatures(cfg.output_mel), group=cfg.group, delay=cfg.delay, stack=cfg.encoder.stack)
+    ds = TaskDataset(
+        spoken_items,
+        [t.value for t in Task],
+        tok,
+        MemoryFeatures(cfg.input_mel),
+        MemoryFeatures(cfg.output_mel),
+        group=cfg.group,
+        delay=cfg.delay,
+        stack=cfg.encoder.stack,
+    )
     return cfg, tok, ds
 
 
@@ -223,10 +260,28 @@ def run(dataset: tuple, run_dir: Path, bad: set[int], *, steps: int, **train_kw:
     cfg, tok, ds = dataset
     torch.manual_seed(0)
     model = Poisoned(cfg, tok, bad=bad)
-    tcfg = TrainConfig(max_steps=steps, batch_size=4, lr=1e-3, warmup_steps=1, log_every=1, eval_every=1000,
-                       save_every=2, keep_checkpoints=10, tensorboard=False, **train_kw)
-    out = train(model, ds, None, partial(collate, group=cfg.group, pad_id=tok.pad_id, silence=math.log(1e-5)), tcfg,
-                run_dir, config_yaml=yaml.safe_dump({"model": to_dict(cfg)}), files=model.checkpoint_files())
+    tcfg = TrainConfig(
+        max_steps=steps,
+        batch_size=4,
+        lr=1e-3,
+        warmup_steps=1,
+        log_every=1,
+        eval_every=1000,
+        save_every=2,
+        keep_checkpoints=10,
+        tensorboard=False,
+        **train_kw,
+    )
+    out = train(
+        model,
+        ds,
+        None,
+        partial(collate, group=cfg.group, pad_id=tok.pad_id, silence=math.log(1e-5)),
+        tcfg,
+        run_dir,
+        config_yaml=yaml.safe_dump({"model": to_dict(cfg)}),
+        files=model.checkpoint_files(),
+    )
     return model, out
 
 
@@ -248,8 +303,9 @@ def test_a_diverged_run_stops_and_keeps_its_last_good_checkpoint(dataset: tuple,
     assert not nonfinite_tensors(load_model_state(last))
 
 
-def test_nonfinite_weights_are_never_saved_over_a_good_checkpoint(dataset: tuple, tmp_path: Path,
-                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+def test_nonfinite_weights_are_never_saved_over_a_good_checkpoint(
+    dataset: tuple, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     original = Poisoned.forward
 
     def forward(self: Poisoned, batch: dict) -> dict:

@@ -54,8 +54,13 @@ def start(engine: Any, **cfg_kw: Any) -> ServerThread:
 @pytest.fixture(scope="module")
 def server(checkpoint: Path):
     engine = Engine.load(checkpoint, gen=GenerationConfig(max_steps=8, seed=0))
-    srv = start(engine, max_prompt_positions=600, header_timeout_s=HEADER_S, body_timeout_s=BODY_S,
-                max_connections=MAX_CONNECTIONS)
+    srv = start(
+        engine,
+        max_prompt_positions=600,
+        header_timeout_s=HEADER_S,
+        body_timeout_s=BODY_S,
+        max_connections=MAX_CONNECTIONS,
+    )
     yield srv
     srv.stop()
 
@@ -69,8 +74,14 @@ def slow_server(checkpoint: Path):
     srv.stop()
 
 
-def request(srv: ServerThread, method: str, path: str, body: bytes | None = None,
-            headers: dict[str, str] | None = None, timeout: float = 30) -> tuple[int, dict[str, Any]]:
+def request(
+    srv: ServerThread,
+    method: str,
+    path: str,
+    body: bytes | None = None,
+    headers: dict[str, str] | None = None,
+    timeout: float = 30,
+) -> tuple[int, dict[str, Any]]:
     req = urllib.request.Request(srv.url + path, data=body, method=method, headers=headers or {})
     try:
         with urllib.request.urlopen(req, timeout=timeout) as r:
@@ -107,6 +118,7 @@ def read_until_closed(s: socket.socket, limit_s: float) -> tuple[bytes, float]:
 
 def ws_messages(srv: ServerThread, frames: list[str | bytes], n_replies: int) -> list[dict[str, Any]]:
     """Send frames on one WebSocket and collect the JSON replies (then check it is still up)."""
+
     async def go() -> list[dict[str, Any]]:
         async with connect(srv.ws_url, max_size=None) as ws:
             out = []
@@ -126,14 +138,18 @@ def ws_messages(srv: ServerThread, frames: list[str | bytes], n_replies: int) ->
 # ---------------------------------------------------------------- 1: client VAD settings
 
 
-@pytest.mark.parametrize("raw, key, allowed", [
-    ('{"type": "start", "mode": "vad", "vad": {"frame_ms": 0.0625}}', "vad.frame_ms", "5 to 100"),
-    ('{"type": "start", "mode": "vad", "vad": {"preroll_ms": 1e12}}', "vad.preroll_ms", "0 to 2000"),
-    ('{"type": "start", "mode": "vad", "vad": {"frame_ms": Infinity}}', "vad.frame_ms", "5 to 100"),
-    ('{"type": "start", "mode": "vad", "vad": {"silence_ms": NaN}}', "vad.silence_ms", "50 to 10000"),
-])
-def test_vad_settings_out_of_range_are_refused_with_the_range(server: ServerThread, raw: str, key: str,
-                                                               allowed: str) -> None:
+@pytest.mark.parametrize(
+    "raw, key, allowed",
+    [
+        ('{"type": "start", "mode": "vad", "vad": {"frame_ms": 0.0625}}', "vad.frame_ms", "5 to 100"),
+        ('{"type": "start", "mode": "vad", "vad": {"preroll_ms": 1e12}}', "vad.preroll_ms", "0 to 2000"),
+        ('{"type": "start", "mode": "vad", "vad": {"frame_ms": Infinity}}', "vad.frame_ms", "5 to 100"),
+        ('{"type": "start", "mode": "vad", "vad": {"silence_ms": NaN}}', "vad.silence_ms", "50 to 10000"),
+    ],
+)
+def test_vad_settings_out_of_range_are_refused_with_the_range(
+    server: ServerThread, raw: str, key: str, allowed: str
+) -> None:
     (err,) = ws_messages(server, [raw], 1)
     assert err["type"] == "error" and err["code"] == "bad_message", err
     assert key in err["message"] and allowed in err["message"], err
@@ -178,17 +194,31 @@ def test_costliest_allowed_vad_settings_keep_the_server_responsive(server: Serve
 def test_history_and_prompt_length_are_limited(server: ServerThread) -> None:
     hist = [["q" * 8000, "a" * 8000]]  # the audit's 16 K characters
     t0 = time.perf_counter()
-    status, out = request(server, "POST", "/v1/respond", json.dumps({"text": "hi", "history": hist}).encode(),
-                          {"Content-Type": "application/json"})
+    status, out = request(
+        server,
+        "POST",
+        "/v1/respond",
+        json.dumps({"text": "hi", "history": hist}).encode(),
+        {"Content-Type": "application/json"},
+    )
     assert (status, out["error"]["code"]) == (413, "history_too_long") and "2000" in out["error"]["message"]
     assert time.perf_counter() - t0 < 5
     # within the history limit but over this server's prompt limit (600 positions): refused before the prefill
-    status, out = request(server, "POST", "/v1/respond",
-                          json.dumps({"text": "hi", "history": [["q" * 500, "a" * 500]]}).encode(),
-                          {"Content-Type": "application/json"})
+    status, out = request(
+        server,
+        "POST",
+        "/v1/respond",
+        json.dumps({"text": "hi", "history": [["q" * 500, "a" * 500]]}).encode(),
+        {"Content-Type": "application/json"},
+    )
     assert (status, out["error"]["code"]) == (413, "prompt_too_long") and "600" in out["error"]["message"]
-    status, out = request(server, "POST", "/v1/respond", json.dumps({"text": "hi", "history": [["q", "a"]]}).encode(),
-                          {"Content-Type": "application/json"})
+    status, out = request(
+        server,
+        "POST",
+        "/v1/respond",
+        json.dumps({"text": "hi", "history": [["q", "a"]]}).encode(),
+        {"Content-Type": "application/json"},
+    )
     assert status == 200 and out["text"]
 
 
@@ -201,8 +231,10 @@ def test_a_session_keeps_only_the_history_that_fits() -> None:
 def test_answer_stops_when_the_http_client_goes_away(slow_server: ServerThread) -> None:
     body = json.dumps({"text": "What is two plus three?"}).encode()
     s = raw_socket(slow_server)
-    s.sendall(b"POST /v1/respond HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-              b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+    s.sendall(
+        b"POST /v1/respond HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+        b"Content-Length: %d\r\n\r\n%s" % (len(body), body)
+    )
     deadline = time.monotonic() + 20
     while request(slow_server, "GET", "/health")[1]["queue"]["running"] == 0:
         assert time.monotonic() < deadline, "the answer never started"
@@ -221,8 +253,14 @@ def test_answer_stops_when_the_http_client_goes_away(slow_server: ServerThread) 
 def handshake(srv: ServerThread, host: str, origin: str | None) -> int:
     """Status of a WebSocket handshake with these Host and Origin headers."""
     s = raw_socket(srv)
-    lines = ["GET /ws HTTP/1.1", f"Host: {host}", "Upgrade: websocket", "Connection: Upgrade",
-             "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==", "Sec-WebSocket-Version: 13"]
+    lines = [
+        "GET /ws HTTP/1.1",
+        f"Host: {host}",
+        "Upgrade: websocket",
+        "Connection: Upgrade",
+        "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==",
+        "Sec-WebSocket-Version: 13",
+    ]
     if origin:
         lines.append(f"Origin: {origin}")
     s.sendall(("\r\n".join(lines) + "\r\n\r\n").encode())
@@ -242,8 +280,13 @@ def wav_upload(seconds: float = 1.0, rate: int = 16000, channels: int = 1, fmt: 
 def test_dns_rebinding_host_names_are_refused(server: ServerThread) -> None:
     evil = f"evil.example:{server.port}"
     assert handshake(server, evil, f"http://{evil}") == 403  # was 101
-    status, out = request(server, "POST", "/v1/respond", json.dumps({"text": "hi"}).encode(),
-                          {"Host": evil, "Origin": f"http://{evil}", "Content-Type": "application/json"})
+    status, out = request(
+        server,
+        "POST",
+        "/v1/respond",
+        json.dumps({"text": "hi"}).encode(),
+        {"Host": evil, "Origin": f"http://{evil}", "Content-Type": "application/json"},
+    )
     assert (status, out["error"]["code"]) == (403, "forbidden_host") and "--allow-host" in out["error"]["message"]
     assert request(server, "GET", "/health", headers={"Host": evil})[0] == 403
     # the names this machine is reached by still work, with or without their own page's origin
@@ -322,8 +365,10 @@ def test_slow_clients_are_dropped_without_tracebacks(server: ServerThread) -> No
         assert data.startswith(b"HTTP/1.1 408") and time.perf_counter() - t0 < HEADER_S + 1.5, data
 
         promise = raw_socket(server)  # 1 MB promised, 10 bytes sent
-        promise.sendall(b"POST /v1/respond HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: audio/wav\r\n"
-                        b"Content-Length: 1000000\r\n\r\n0123456789")
+        promise.sendall(
+            b"POST /v1/respond HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: audio/wav\r\n"
+            b"Content-Length: 1000000\r\n\r\n0123456789"
+        )
         _, took = read_until_closed(promise, 10)
         assert took < BODY_S + 1.5, took
         time.sleep(0.2)
@@ -350,16 +395,25 @@ def test_connections_over_the_cap_are_refused_until_idle_ones_time_out(server: S
 # ---------------------------------------------------------------- 5: uploads
 
 
-@pytest.mark.parametrize("rate, channels, fmt, words", [
-    (384000, 8, "FLAC", "384000 Hz"),  # the audit's 878 KB FLAC that decoded to 362 MB
-    (48000, 8, "FLAC", "8 channels"),
-    (8000, 1, "WAV", "longer than 30 s"),
-])
-def test_uploads_are_checked_from_their_header(server: ServerThread, rate: int, channels: int, fmt: str,
-                                               words: str) -> None:
+@pytest.mark.parametrize(
+    "rate, channels, fmt, words",
+    [
+        (384000, 8, "FLAC", "384000 Hz"),  # the audit's 878 KB FLAC that decoded to 362 MB
+        (48000, 8, "FLAC", "8 channels"),
+        (8000, 1, "WAV", "longer than 30 s"),
+    ],
+)
+def test_uploads_are_checked_from_their_header(
+    server: ServerThread, rate: int, channels: int, fmt: str, words: str
+) -> None:
     seconds = 31.0 if words.startswith("longer") else 0.5
-    status, out = request(server, "POST", "/v1/respond", wav_upload(seconds, rate, channels, fmt),
-                          {"Content-Type": f"audio/{fmt.lower()}"})
+    status, out = request(
+        server,
+        "POST",
+        "/v1/respond",
+        wav_upload(seconds, rate, channels, fmt),
+        {"Content-Type": f"audio/{fmt.lower()}"},
+    )
     assert (status, out["error"]["code"]) == (400, "bad_audio") and words in out["error"]["message"], out
 
 
@@ -373,8 +427,11 @@ def test_uploads_are_decoded_off_the_event_loop(server: ServerThread, monkeypatc
 
     monkeypatch.setattr(app_module, "decode_upload", slow_decode)
     done: list[int] = []
-    t = threading.Thread(target=lambda: done.append(request(server, "POST", "/v1/respond", wav_upload(),
-                                                            {"Content-Type": "audio/wav"})[0]))
+    t = threading.Thread(
+        target=lambda: done.append(
+            request(server, "POST", "/v1/respond", wav_upload(), {"Content-Type": "audio/wav"})[0]
+        )
+    )
     t.start()
     time.sleep(0.3)
     assert timed_health(server) < 0.5  # was blocked for the whole decode

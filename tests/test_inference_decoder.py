@@ -26,8 +26,12 @@ def question_mel(spoken_items, model):
 
 
 def test_batched_decoding_equals_single(model, question_mel):
-    prompts = [Prompt(Task.S2S, audio_mel=question_mel), Prompt(Task.T2T, text="What is two plus two?"),
-               Prompt(Task.T2S, text="Hi?"), Prompt(Task.T2T, text="And three?", history=[("Two plus two?", "Four.")])]
+    prompts = [
+        Prompt(Task.S2S, audio_mel=question_mel),
+        Prompt(Task.T2T, text="What is two plus two?"),
+        Prompt(Task.T2S, text="Hi?"),
+        Prompt(Task.T2T, text="And three?", history=[("Two plus two?", "Four.")]),
+    ]
     # (fp32 steps: exact comparisons; fp16 steps are test_inference_precision.py's)
     assert_batched_equals_single(model, prompts, 12, flow_temperature=0.0, decode_dtype="float32")
 

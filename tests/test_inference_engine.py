@@ -1,5 +1,6 @@
 """The streaming engine: events, timings, text/speech modes, batches, errors, `flowomni chat`."""
 
+import itertools
 import json
 import subprocess
 import sys
@@ -84,11 +85,15 @@ def test_bad_inputs_are_clear_errors(engine, tmp_path):
         list(engine.respond(np.zeros(16000, dtype=np.float32), sample_rate=16000))
 
 
-def test_batch_answers_match_streaming_answers(engine, spoken_items):
+def test_batch_answers_match_streaming_answers(engine, spoken_items, monkeypatch):
     """A padded batch answers each question as streaming it alone does: the same text, the
     same mel (drawn without noise, flow_temperature 0: a batch draws its noise in another
     order) and audio of the same length and spectrum (the batch vocodes each answer in one
-    piece, streaming in chunks: compared as in the test above)."""
+    piece, streaming in chunks: compared as in the test above). The stream's chunks follow its
+    clock: a fake one (a producer far faster than real time) keeps them off the machine's load."""
+    ticks = itertools.count()
+    stream = engine.vocoder.stream
+    monkeypatch.setattr(engine.vocoder, "stream", lambda *a, **k: stream(*a, clock=lambda: next(ticks) * 1e-4, **k))
     qs = [{"audio": str(spoken_items[0].question_audio)}, {"text": "Hi?"}]
     gen = GenerationConfig(max_steps=12, seed=3, flow_temperature=0.0, decode_dtype="float32")
     batch = engine.answer_batch(qs, gen=gen)
@@ -107,19 +112,44 @@ def test_chat_cli_json(tmp_path, spoken_items):
     model = speaking_model()
     cfg = model.cfg
     cfg.vocoder = "griffin-lim-4"
-    ckpt = save_checkpoint(tmp_path / "ckpt", model_state=model.checkpoint_state(),
-                           config_yaml=yaml.safe_dump({"model": to_dict(cfg)}), meta={"step": 0},
-                           files=model.checkpoint_files(), save_rng=False)
+    ckpt = save_checkpoint(
+        tmp_path / "ckpt",
+        model_state=model.checkpoint_state(),
+        config_yaml=yaml.safe_dump({"model": to_dict(cfg)}),
+        meta={"step": 0},
+        files=model.checkpoint_files(),
+        save_rng=False,
+    )
     out = tmp_path / "answer.wav"
-    r = subprocess.run([sys.executable, "-m", "flowomni.cli", "chat", str(spoken_items[1].question_audio),
-                        "--checkpoint", str(ckpt), "-o", str(out), "--json", "--set", "max_steps=10"],
-                       capture_output=True, text=True, timeout=300)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "flowomni.cli",
+            "chat",
+            str(spoken_items[1].question_audio),
+            "--checkpoint",
+            str(ckpt),
+            "-o",
+            str(out),
+            "--json",
+            "--set",
+            "max_steps=10",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert r.returncode == 0, r.stderr
     res = json.loads(r.stdout)
     assert {"text", "first_audio_ms", "rtf", "audio_seconds"} <= set(res)
     assert res["audio_seconds"] > 0 and out.stat().st_size > 1000
-    r = subprocess.run([sys.executable, "-m", "flowomni.cli", "chat", "--text", "hi",
-                        "--checkpoint", str(tmp_path / "nope")], capture_output=True, text=True, timeout=300)
+    r = subprocess.run(
+        [sys.executable, "-m", "flowomni.cli", "chat", "--text", "hi", "--checkpoint", str(tmp_path / "nope")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert r.returncode == 2 and "nope" in r.stderr
 
 
@@ -141,8 +171,16 @@ def test_exported_model_folder_is_self_contained(tmp_path):
 
     ckpt = make_tiny_checkpoint(tmp_path / "ckpt")
     root = __import__("pathlib").Path(__file__).resolve().parents[1]
-    out = export_model(ckpt, tmp_path / "moved" / "model", vocoder=str(root / "models/vocoder"), half=True,
-                       flow_steps=2, flow_method="euler", flow_temperature=0.5, cfg_scale=1.5)
+    out = export_model(
+        ckpt,
+        tmp_path / "moved" / "model",
+        vocoder=str(root / "models/vocoder"),
+        half=True,
+        flow_steps=2,
+        flow_method="euler",
+        flow_temperature=0.5,
+        cfg_scale=1.5,
+    )
     assert (out / "vocoder" / "model.safetensors").is_file() and not (out / "optimizer.safetensors").exists()
     engine = Engine.load(out, gen=GenerationConfig(max_steps=6, seed=0))
     flow = engine.model.cfg.flow
@@ -171,8 +209,9 @@ def test_an_engine_on_a_loaded_model_finds_the_vocoder_beside_it(tmp_path):
     from flowomni.vocoder.vocos import NeuralVocoder
 
     root = __import__("pathlib").Path(__file__).resolve().parents[1]
-    out = export_model(make_tiny_checkpoint(tmp_path / "ckpt"), tmp_path / "model",
-                       vocoder=str(root / "models/vocoder"))
+    out = export_model(
+        make_tiny_checkpoint(tmp_path / "ckpt"), tmp_path / "model", vocoder=str(root / "models/vocoder")
+    )
     model = FlowOmni.from_checkpoint(out)
     assert model.cfg.vocoder == "vocoder" and model.checkpoint_path == out
     by_model, by_path = Engine(model), Engine.load(out)

@@ -16,13 +16,20 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "flowomni"
 # rank of each top-level module or folder of src/flowomni; an import must go to a lower rank
 # (or stay inside its own folder). The base modules import nothing of flowomni.
 LAYERS = {
-    "config": 0, "hardware": 0, "paths": 0, "checkpoint": 0,
+    "config": 0,
+    "hardware": 0,
+    "paths": 0,
+    "checkpoint": 0,
     "audio": 1,
     "data": 2,
-    "model": 3, "vocoder": 3,
-    "training": 4, "inference": 4,
-    "serving": 5, "evaluation": 5,
-    "cli": 6, "bench_cli": 6,  # the `flowomni` command: dispatches to every layer's CLI
+    "model": 3,
+    "vocoder": 3,
+    "training": 4,
+    "inference": 4,
+    "serving": 5,
+    "evaluation": 5,
+    "cli": 6,
+    "bench_cli": 6,  # the `flowomni` command: dispatches to every layer's CLI
 }
 
 
@@ -123,8 +130,12 @@ def test_no_import_cycles():
 
 
 def test_the_checks_catch_what_they_are_for():
-    graph = {"flowomni.model.a": {"flowomni.inference.b"}, "flowomni.inference.b": {"flowomni.model.c"},
-             "flowomni.model.c": {"flowomni.model.a"}, "flowomni.training.d": {"flowomni.inference.b"}}
+    graph = {
+        "flowomni.model.a": {"flowomni.inference.b"},
+        "flowomni.inference.b": {"flowomni.model.c"},
+        "flowomni.model.c": {"flowomni.model.a"},
+        "flowomni.training.d": {"flowomni.inference.b"},
+    }
     assert layer_violations(graph) == [
         "flowomni.model.a (model, layer 3) imports flowomni.inference.b (inference, layer 4)",
         "flowomni.training.d (training, layer 4) imports flowomni.inference.b (inference, layer 4)",

@@ -112,16 +112,24 @@ def test_train_codec_cli_fits_reports_and_feeds_a_discrete_model(spoken_items, t
     lines = []
     for i, it in enumerate(spoken_items):
         shutil.copy(it.answer_audio, corpus / f"a{i}.wav")
-        lines.append({"id": it.id, "question_text": it.question_text, "answer_text": it.answer_text,
-                      "answer_audio": f"a{i}.wav"})
+        lines.append(
+            {"id": it.id, "question_text": it.question_text, "answer_text": it.answer_text, "answer_audio": f"a{i}.wav"}
+        )
     (corpus / "broken.wav").write_bytes(b"not audio")
     lines.append({"id": "bad", "question_text": "q", "answer_text": "a", "answer_audio": "broken.wav"})
     (corpus / "train.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
     (corpus / "valid.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines[:2]))
-    cfg = {"model": {"speech_head": "discrete", "codec": {"n_q": 2, "codebook_size": 16, "iters": 3,
-                                                          "path": str(tmp_path / "codec")}},
-           "data": {"train_manifest": str(corpus / "train.jsonl"), "valid_manifest": str(corpus / "valid.jsonl"),
-                    "cache_dir": str(tmp_path / "cache")}}
+    cfg = {
+        "model": {
+            "speech_head": "discrete",
+            "codec": {"n_q": 2, "codebook_size": 16, "iters": 3, "path": str(tmp_path / "codec")},
+        },
+        "data": {
+            "train_manifest": str(corpus / "train.jsonl"),
+            "valid_manifest": str(corpus / "valid.jsonl"),
+            "cache_dir": str(tmp_path / "cache"),
+        },
+    }
     (tmp_path / "exp.yaml").write_text(yaml.safe_dump(cfg))
     assert main(["train-codec", str(tmp_path / "exp.yaml")]) == 0
     report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])

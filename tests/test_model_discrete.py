@@ -43,14 +43,24 @@ def setup(one_thread, spoken_items, tmp_path_factory):
     torch.manual_seed(0)
     cfg, tok = discrete_config(), CharTokenizer()
     fin, fout = MemoryFeatures(cfg.input_mel), MemoryFeatures(cfg.output_mel)
-    groups = torch.cat([to_groups(torch.from_numpy(fout.get(i.answer_audio)), cfg.group, SILENCE)
-                        for i in spoken_items])
+    groups = torch.cat(
+        [to_groups(torch.from_numpy(fout.get(i.answer_audio)), cfg.group, SILENCE) for i in spoken_items]
+    )
     codec = MelCodec(N_Q, SIZE, cfg.group, cfg.output_mel.n_mels)
     codec.fit(groups, iters=5)
     path = codec.save(tmp_path_factory.mktemp("codec") / "codec")
     cfg.codec.path = str(path)
-    ds = TaskDataset(spoken_items, [t.value for t in Task], tok, fin, fout, group=cfg.group, delay=cfg.delay,
-                     stack=cfg.encoder.stack, extra_groups=cfg.extra_groups)
+    ds = TaskDataset(
+        spoken_items,
+        [t.value for t in Task],
+        tok,
+        fin,
+        fout,
+        group=cfg.group,
+        delay=cfg.delay,
+        stack=cfg.encoder.stack,
+        extra_groups=cfg.extra_groups,
+    )
     model = FlowOmni(cfg, tok)  # a fresh model loads the codec named by model.codec.path
     model.set_stats(
         FeatureStats.estimate([torch.from_numpy(fin.get(i.question_audio)) for i in spoken_items]),
@@ -61,8 +71,7 @@ def setup(one_thread, spoken_items, tmp_path_factory):
 
 def test_delayed_codes_by_hand():
     # item 0: 3 real groups (codes 10+g, 20+g, 30+g in codebooks 0..2); item 1: 1 real group
-    codes = torch.tensor([[[10, 20, 30], [11, 21, 31], [12, 22, 32]],
-                          [[15, 25, 35], [99, 99, 99], [99, 99, 99]]])
+    codes = torch.tensor([[[10, 20, 30], [11, 21, 31], [12, 22, 32]], [[15, 25, 35], [99, 99, 99], [99, 99, 99]]])
     out = delay_codes(codes, torch.tensor([3, 1]), pad=64)
     print("\nitem 0, step x codebook:\n", out[0], "\nitem 1:\n", out[1])
     P = 64
@@ -107,9 +116,14 @@ def test_checkpoint_round_trip_and_padding_invariance(setup, tmp_path):
     cfg, tok, ds, model, _ = setup
     import yaml
 
-    save_checkpoint(tmp_path / "ckpt", model_state=model.checkpoint_state(),
-                    config_yaml=yaml.safe_dump({"model": __import__("dataclasses").asdict(cfg)}), meta={"step": 0},
-                    files=model.checkpoint_files(), save_rng=False)
+    save_checkpoint(
+        tmp_path / "ckpt",
+        model_state=model.checkpoint_state(),
+        config_yaml=yaml.safe_dump({"model": __import__("dataclasses").asdict(cfg)}),
+        meta={"step": 0},
+        files=model.checkpoint_files(),
+        save_rng=False,
+    )
     cfg_moved = tmp_path / "ckpt" / "config.yaml"
     data = yaml.safe_load(cfg_moved.read_text())
     data["model"]["codec"]["path"] = str(tmp_path / "gone")  # the codec travels inside the checkpoint
@@ -133,13 +147,21 @@ def test_checkpoint_round_trip_and_padding_invariance(setup, tmp_path):
     units_pair = model.speech_units(batch_of(ds, [short, long_], tok, cfg))[0]
     assert units_pair.shape[0] > units_alone.shape[0]
     assert torch.equal(units_alone, units_pair[: units_alone.shape[0]])
-    assert (units_pair[units_alone.shape[0]:] == IGNORE).all()
+    assert (units_pair[units_alone.shape[0] :] == IGNORE).all()
 
 
 def pad_batch(batch, positions, groups):
     """The same batch with `positions` padding positions and `groups` silent mel groups more."""
-    fills = {"text": 0, "kind": 0, "audio_index": -1, "group_index": -1, "text_target": IGNORE,
-             "state_target": IGNORE, "flow_target": -1, "attention_mask": 0}
+    fills = {
+        "text": 0,
+        "kind": 0,
+        "audio_index": -1,
+        "group_index": -1,
+        "text_target": IGNORE,
+        "state_target": IGNORE,
+        "flow_target": -1,
+        "attention_mask": 0,
+    }
     out = dict(batch)
     for k, fill in fills.items():
         out[k] = torch.nn.functional.pad(batch[k], (0, positions), value=fill)
@@ -174,9 +196,11 @@ def test_overfit_then_decode_batched_equals_single(setup, spoken_items):
     model.eval()
 
     fin = MemoryFeatures(cfg.input_mel)
-    prompts = [Prompt(Task.S2S, audio_mel=torch.from_numpy(fin.get(spoken_items[0].question_audio))),
-               Prompt(Task.T2T, text=spoken_items[1].question_text),
-               Prompt(Task.S2S, audio_mel=torch.from_numpy(fin.get(spoken_items[2].question_audio)))]
+    prompts = [
+        Prompt(Task.S2S, audio_mel=torch.from_numpy(fin.get(spoken_items[0].question_audio))),
+        Prompt(Task.T2T, text=spoken_items[1].question_text),
+        Prompt(Task.S2S, audio_mel=torch.from_numpy(fin.get(spoken_items[2].question_audio))),
+    ]
     steps = 90
     dec, batched = assert_batched_equals_single(model, prompts, steps)
     stream = dec.stream
@@ -224,16 +248,31 @@ def test_train_codec_then_train_end_to_end(tmp_path, spoken_items):
     make_corpus(tmp_path / "corpus", spoken_items)
     model_cfg = to_dict(discrete_config(tmp_path / "codec"))
     model_cfg["codec"].update(iters=3)
-    cfg = {"run_dir": str(tmp_path / "run"), "model": model_cfg,
-           "data": {"train_manifest": str(tmp_path / "corpus/train.jsonl"), "cache_dir": str(tmp_path / "cache")},
-           "train": {"batch_size": 4, "max_steps": 2, "eval_every": 2, "save_every": 2, "warmup_steps": 1,
-                     "tensorboard": False}}
+    cfg = {
+        "run_dir": str(tmp_path / "run"),
+        "model": model_cfg,
+        "data": {"train_manifest": str(tmp_path / "corpus/train.jsonl"), "cache_dir": str(tmp_path / "cache")},
+        "train": {
+            "batch_size": 4,
+            "max_steps": 2,
+            "eval_every": 2,
+            "save_every": 2,
+            "warmup_steps": 1,
+            "tensorboard": False,
+        },
+    }
     (tmp_path / "cfg.yaml").write_text(yaml.safe_dump(cfg))
 
     def train():
         env = {**os.environ, "OMP_NUM_THREADS": "1"}
-        return subprocess.run([sys.executable, "-m", "flowomni.cli", "train", str(tmp_path / "cfg.yaml")],
-                              capture_output=True, text=True, timeout=600, cwd=tmp_path, env=env)
+        return subprocess.run(
+            [sys.executable, "-m", "flowomni.cli", "train", str(tmp_path / "cfg.yaml")],
+            capture_output=True,
+            text=True,
+            timeout=600,
+            cwd=tmp_path,
+            env=env,
+        )
 
     r = train()
     assert r.returncode == 2 and "train-codec" in r.stderr  # no codec yet: a clear error, not random codes

@@ -31,8 +31,15 @@ def test_padding_does_not_change_features():
 
 def test_loads_pretrained_whisper_encoder(tmp_path):
     wcfg = WhisperConfig(
-        num_mel_bins=16, d_model=32, encoder_layers=2, encoder_attention_heads=4, encoder_ffn_dim=64,
-        decoder_layers=1, decoder_attention_heads=4, decoder_ffn_dim=64, max_source_positions=50,
+        num_mel_bins=16,
+        d_model=32,
+        encoder_layers=2,
+        encoder_attention_heads=4,
+        encoder_ffn_dim=64,
+        decoder_layers=1,
+        decoder_attention_heads=4,
+        decoder_ffn_dim=64,
+        max_source_positions=50,
         vocab_size=51866,
     )
     WhisperModel(wcfg).save_pretrained(tmp_path)

@@ -107,6 +107,7 @@ def test_cached_time_embeddings_follow_weight_updates():
     want = fresh.sample(h, steps=2, method="euler", generator=torch.Generator().manual_seed(0))
     torch.testing.assert_close(got, want)
     fh.load_state_dict(head(0).state_dict())  # a load replaces the weights in place
+
     def euler2(fh: FlowHead) -> torch.Tensor:
         return fh.sample(h, steps=2, method="euler", generator=torch.Generator().manual_seed(0))
 

@@ -22,8 +22,9 @@ def setup(spoken_items):
     torch.manual_seed(0)
     cfg, tok = tiny_config(), CharTokenizer()
     fin, fout = MemoryFeatures(cfg.input_mel), MemoryFeatures(cfg.output_mel)
-    ds = TaskDataset(spoken_items, [t.value for t in Task], tok, fin, fout,
-                     group=cfg.group, delay=cfg.delay, stack=cfg.encoder.stack)
+    ds = TaskDataset(
+        spoken_items, [t.value for t in Task], tok, fin, fout, group=cfg.group, delay=cfg.delay, stack=cfg.encoder.stack
+    )
     model = FlowOmni(cfg, tok).eval()
     model.set_stats(
         FeatureStats.estimate([torch.from_numpy(fin.get(i.question_audio)) for i in spoken_items]),
@@ -55,15 +56,30 @@ def test_padding_does_not_change_the_loss(setup):
         # same rows for the flow loss: compare the short item's rows only, by padding a copy of itself
         padded_self = batch_of(ds, [short], tok, cfg)
         extra = padded["text"].shape[1] - padded_self["text"].shape[1]
-        keys = ("text", "kind", "audio_index", "group_index", "text_target", "state_target", "flow_target",
-                "attention_mask")
+        keys = (
+            "text",
+            "kind",
+            "audio_index",
+            "group_index",
+            "text_target",
+            "state_target",
+            "flow_target",
+            "attention_mask",
+        )
         for k in keys:
-            fill = {"text": tok.pad_id, "text_target": -100, "state_target": -100, "audio_index": -1,
-                    "group_index": -1, "flow_target": -1}.get(k, 0)
+            fill = {
+                "text": tok.pad_id,
+                "text_target": -100,
+                "state_target": -100,
+                "audio_index": -1,
+                "group_index": -1,
+                "flow_target": -1,
+            }.get(k, 0)
             padded_self[k] = torch.nn.functional.pad(padded_self[k], (0, extra), value=fill)
         padded_self["in_mel"] = torch.nn.functional.pad(padded_self["in_mel"], (0, 0, 0, 50))
-        padded_self["out_groups"] = torch.nn.functional.pad(padded_self["out_groups"], (0, 0, 0, 0, 0, 7),
-                                                            value=SILENCE)
+        padded_self["out_groups"] = torch.nn.functional.pad(
+            padded_self["out_groups"], (0, 0, 0, 0, 0, 7), value=SILENCE
+        )
         torch.manual_seed(3)
         b = model(padded_self)
     for key in ("text_ce", "state_ce", "flow", "loss"):
@@ -73,8 +89,9 @@ def test_padding_does_not_change_the_loss(setup):
         other = batch_of(ds, [long_], tok, cfg)
         both, o = model(padded), model(other)
     n_a, n_o = (alone["text_target"] != -100).sum(), (other["text_target"] != -100).sum()
-    torch.testing.assert_close(both["text_ce"], (a["text_ce"] * n_a + o["text_ce"] * n_o) / (n_a + n_o),
-                               atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(
+        both["text_ce"], (a["text_ce"] * n_a + o["text_ce"] * n_o) / (n_a + n_o), atol=1e-5, rtol=1e-5
+    )
 
 
 def test_stage_one_freezes_backbone_and_encoder(setup):
@@ -119,30 +136,65 @@ def test_plot_example_writes_png(setup, tmp_path):
 
 def test_history_examples_have_exact_lengths(spoken_items):
     cfg, tok = tiny_config(), CharTokenizer()
-    ds = TaskDataset(spoken_items, ["s2t", "t2t"], tok, MemoryFeatures(cfg.input_mel), MemoryFeatures(cfg.output_mel),
-                     group=cfg.group, delay=cfg.delay, stack=cfg.encoder.stack, history_prob=0.5)
+    ds = TaskDataset(
+        spoken_items,
+        ["s2t", "t2t"],
+        tok,
+        MemoryFeatures(cfg.input_mel),
+        MemoryFeatures(cfg.output_mel),
+        group=cfg.group,
+        delay=cfg.delay,
+        stack=cfg.encoder.stack,
+        history_prob=0.5,
+    )
     with_history = [i for i in range(len(ds)) if ds.history_of(i)]
     assert 0 < len(with_history) < len(ds)
     assert ds.lengths == [len(ds[i]["layout"]) for i in range(len(ds))]
     # fixed per index: another dataset, built under other random states and read in another
     # epoch, gives every example the same earlier turn (a resumed run sees the same sequences)
     random.seed(1), np.random.seed(1), torch.manual_seed(1)
-    twin = TaskDataset(spoken_items, ["s2t", "t2t"], tok, MemoryFeatures(cfg.input_mel),
-                       MemoryFeatures(cfg.output_mel), group=cfg.group, delay=cfg.delay, stack=cfg.encoder.stack,
-                       history_prob=0.5)
+    twin = TaskDataset(
+        spoken_items,
+        ["s2t", "t2t"],
+        tok,
+        MemoryFeatures(cfg.input_mel),
+        MemoryFeatures(cfg.output_mel),
+        group=cfg.group,
+        delay=cfg.delay,
+        stack=cfg.encoder.stack,
+        history_prob=0.5,
+    )
     twin.set_epoch(3)
     assert [twin.history_of(i) for i in range(len(ds))] == [ds.history_of(i) for i in range(len(ds))]
 
 
 def test_an_earlier_turn_never_asks_the_examples_own_question(spoken_items):
     cfg, tok = tiny_config(), CharTokenizer()
-    ds = TaskDataset(spoken_items, ["s2t", "t2t"], tok, MemoryFeatures(cfg.input_mel), MemoryFeatures(cfg.output_mel),
-                     group=cfg.group, delay=cfg.delay, stack=cfg.encoder.stack, history_prob=1.0)
+    ds = TaskDataset(
+        spoken_items,
+        ["s2t", "t2t"],
+        tok,
+        MemoryFeatures(cfg.input_mel),
+        MemoryFeatures(cfg.output_mel),
+        group=cfg.group,
+        delay=cfg.delay,
+        stack=cfg.encoder.stack,
+        history_prob=1.0,
+    )
     for i, ex in enumerate(ds.examples):
-        (question, _), = ds.history_of(i)
+        ((question, _),) = ds.history_of(i)
         assert tok.decode(question) != ex.item.question_text
-    alone = TaskDataset(spoken_items[:1], ["t2t"], tok, MemoryFeatures(cfg.input_mel), MemoryFeatures(cfg.output_mel),
-                        group=cfg.group, delay=cfg.delay, stack=cfg.encoder.stack, history_prob=1.0)
+    alone = TaskDataset(
+        spoken_items[:1],
+        ["t2t"],
+        tok,
+        MemoryFeatures(cfg.input_mel),
+        MemoryFeatures(cfg.output_mel),
+        group=cfg.group,
+        delay=cfg.delay,
+        stack=cfg.encoder.stack,
+        history_prob=1.0,
+    )
     assert alone.history_of(0) == []  # no other item to take a turn from
 
 

@@ -43,11 +43,10 @@ def test_asr_and_tts_use_their_instructions():
     print(asr.render(tok), tts.render(tok), sep="\n")
     assert asr.render(tok).startswith("text:   <bos> <transcribe> <tpad> <tpad> <reply_text> h i")
     assert tts.render(tok) == (
-        "text:   <bos> <repeat> q ? <reply_speech> h i <eos> <tpad>\n"
-        "speech: PAD PAD PAD PAD PAD PAD START G0 G1"
+        "text:   <bos> <repeat> q ? <reply_speech> h i <eos> <tpad>\nspeech: PAD PAD PAD PAD PAD PAD START G0 G1"
     )
-    assert tts.kind[tts.prefix_len:] == [PAD, START, GEN, GEN]
-    assert tts.state_target[tts.prefix_len - 1:] == [PAD, START, GEN, GEN, STOP]
+    assert tts.kind[tts.prefix_len :] == [PAD, START, GEN, GEN]
+    assert tts.state_target[tts.prefix_len - 1 :] == [PAD, START, GEN, GEN, STOP]
 
 
 @pytest.mark.parametrize("delay", [0, 1, 4])

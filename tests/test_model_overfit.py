@@ -1,6 +1,5 @@
 """The whole model can fit a handful of real spoken utterances (all six tasks)."""
 
-
 import pytest
 import torch
 
@@ -20,8 +19,9 @@ def test_overfit_handful_of_spoken_utterances(spoken_items, tmp_path):
     cfg, tok = tiny_config(), CharTokenizer()
     cfg.flow.p_uncond = 0.0
     fin, fout = MemoryFeatures(cfg.input_mel), MemoryFeatures(cfg.output_mel)
-    ds = TaskDataset(spoken_items, [t.value for t in Task], tok, fin, fout,
-                     group=cfg.group, delay=cfg.delay, stack=cfg.encoder.stack)
+    ds = TaskDataset(
+        spoken_items, [t.value for t in Task], tok, fin, fout, group=cfg.group, delay=cfg.delay, stack=cfg.encoder.stack
+    )
     model = FlowOmni(cfg, tok)
     model.set_stats(
         FeatureStats.estimate([torch.from_numpy(fin.get(i.question_audio)) for i in spoken_items]),

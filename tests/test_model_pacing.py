@@ -77,8 +77,18 @@ def test_dataset_paces_spoken_replies_only(spoken_items):
     item.answer_text = "Two plus three is five."
     item.meta["answer_words"].append([1.25, 1.6])
     tok = CharTokenizer()
-    ds = TaskDataset([item], ["s2s", "s2t"], tok, Frames(120), Frames(150), group=4, delay=2, stack=2,
-                     text_pacing="aligned", text_lead=3)
+    ds = TaskDataset(
+        [item],
+        ["s2s", "s2t"],
+        tok,
+        Frames(120),
+        Frames(150),
+        group=4,
+        delay=2,
+        stack=2,
+        text_pacing="aligned",
+        text_lead=3,
+    )
     by_task = {ds.examples[i].task: ds[i]["layout"] for i in range(len(ds))}
     spoken, written = by_task[Task.S2S], by_task[Task.S2T]
     tpad = tok.token_id(tk.TEXT_PAD)

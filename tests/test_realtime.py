@@ -51,8 +51,9 @@ def serve(checkpoint: Path, steps: int, **cfg_kw: Any) -> ServerThread:
 
 @pytest.fixture(scope="module")
 def server(checkpoint: Path):
-    srv = serve(checkpoint, SHORT_STEPS, max_message_bytes=256 * 1024, max_turn_seconds=6.0,
-                vad=VadConfig(silence_ms=300))
+    srv = serve(
+        checkpoint, SHORT_STEPS, max_message_bytes=256 * 1024, max_turn_seconds=6.0, vad=VadConfig(silence_ms=300)
+    )
     yield srv
     srv.stop()
 
@@ -83,8 +84,9 @@ def b64(data: bytes) -> str:
 
 
 def sdk_connect(srv: ServerThread, beta: bool = False) -> Any:
-    client = AsyncOpenAI(api_key=KEY, base_url=srv.url + "/v1",
-                         websocket_base_url=srv.url.replace("http", "ws") + "/v1")
+    client = AsyncOpenAI(
+        api_key=KEY, base_url=srv.url + "/v1", websocket_base_url=srv.url.replace("http", "ws") + "/v1"
+    )
     if beta:  # the SDK's beta client (it sends `OpenAI-Beta: realtime=v1`)
         return client.beta.realtime.connect(model="flowomni-tiny")
     return client.realtime.connect(model="flowomni-tiny", max_retries=0)
@@ -111,8 +113,9 @@ async def append_chunks(conn: Any, pcm: bytes, ms: int = 20) -> None:
         await conn.input_audio_buffer.append(audio=b64(pcm[i : i + step]))
 
 
-def check_response(events: list[Any], *, speak: bool = True, audio_prefix: str = "response.output_audio",
-                   steps: int = SHORT_STEPS) -> tuple[bytes, str, Any]:
+def check_response(
+    events: list[Any], *, speak: bool = True, audio_prefix: str = "response.output_audio", steps: int = SHORT_STEPS
+) -> tuple[bytes, str, Any]:
     """The invariants of one complete response: (its audio, its transcript, response.done)."""
     types = [e.type for e in events]
     done = events[-1]
@@ -152,10 +155,17 @@ def test_sdk_session_update_appended_audio_commit_and_response(server: ServerThr
         async with sdk_connect(server) as conn:
             created = await conn.recv()
             assert created.type == "session.created" and created.session.audio.input.format.rate == 24000
-            await conn.session.update(session={
-                "type": "realtime", "instructions": "Answer briefly.", "output_modalities": ["audio"],
-                "audio": {"input": {"format": {"type": "audio/pcm", "rate": 24000}, "turn_detection": None},
-                          "output": {"format": {"type": "audio/pcm", "rate": 24000}, "voice": "marin"}}})
+            await conn.session.update(
+                session={
+                    "type": "realtime",
+                    "instructions": "Answer briefly.",
+                    "output_modalities": ["audio"],
+                    "audio": {
+                        "input": {"format": {"type": "audio/pcm", "rate": 24000}, "turn_detection": None},
+                        "output": {"format": {"type": "audio/pcm", "rate": 24000}, "voice": "marin"},
+                    },
+                }
+            )
             updated = await conn.recv()
             assert updated.type == "session.updated"
             assert updated.session.instructions == "Answer briefly." and updated.session.audio.output.voice == "marin"
@@ -180,16 +190,21 @@ def test_sdk_text_item_answered_in_speech(server: ServerThread) -> None:
     async def go() -> None:
         async with sdk_connect(server) as conn:
             await until(conn, "session.created")
-            await conn.conversation.item.create(item={
-                "type": "message", "role": "user",
-                "content": [{"type": "input_text", "text": "What is two plus two?"}]})
+            await conn.conversation.item.create(
+                item={
+                    "type": "message",
+                    "role": "user",
+                    "content": [{"type": "input_text", "text": "What is two plus two?"}],
+                }
+            )
             created = (await until(conn, "conversation.item.created"))[-1]
             assert created.item.content[0].text == "What is two plus two?"
             await conn.response.create()
             _, text, done = check_response(await until(conn, "response.done"))
             # a text-only answer to the next question, with the first turn as context
-            await conn.conversation.item.create(item={
-                "type": "message", "role": "user", "content": [{"type": "input_text", "text": "And three?"}]})
+            await conn.conversation.item.create(
+                item={"type": "message", "role": "user", "content": [{"type": "input_text", "text": "And three?"}]}
+            )
             await conn.response.create(response={"output_modalities": ["text"]})
             events = await until(conn, "response.done")
             _, _, done2 = check_response(events, speak=False)
@@ -203,17 +218,37 @@ def test_sdk_server_vad_turn_and_barge_in(slow_server: ServerThread, question: b
     async def go() -> None:
         async with sdk_connect(slow_server) as conn:
             await until(conn, "session.created")
-            await conn.session.update(session={"type": "realtime", "audio": {"input": {"turn_detection": {
-                "type": "server_vad", "threshold": 0.5, "silence_duration_ms": 400, "prefix_padding_ms": 200}}}})
+            await conn.session.update(
+                session={
+                    "type": "realtime",
+                    "audio": {
+                        "input": {
+                            "turn_detection": {
+                                "type": "server_vad",
+                                "threshold": 0.5,
+                                "silence_duration_ms": 400,
+                                "prefix_padding_ms": 200,
+                            }
+                        }
+                    },
+                }
+            )
             await until(conn, "session.updated")
             await append_chunks(conn, silence(0.5) + question + silence(0.8))
             events = await until(conn, "response.output_audio.delta")  # the VAD ended the turn and it answers
             types = [e.type for e in events]
-            for kind in ("input_audio_buffer.speech_started", "input_audio_buffer.speech_stopped",
-                         "input_audio_buffer.committed", "conversation.item.created", "response.created"):
+            for kind in (
+                "input_audio_buffer.speech_started",
+                "input_audio_buffer.speech_stopped",
+                "input_audio_buffer.committed",
+                "conversation.item.created",
+                "response.created",
+            ):
                 assert kind in types, kind
-            started, stopped = (next(e for e in events if e.type == t) for t in
-                                ("input_audio_buffer.speech_started", "input_audio_buffer.speech_stopped"))
+            started, stopped = (
+                next(e for e in events if e.type == t)
+                for t in ("input_audio_buffer.speech_started", "input_audio_buffer.speech_stopped")
+            )
             assert started.item_id == stopped.item_id
             assert 200 <= started.audio_start_ms <= 500 and stopped.audio_end_ms > started.audio_start_ms + 1000
             rid = next(e for e in events if e.type == "response.created").response.id
@@ -248,8 +283,9 @@ def test_sdk_response_cancel_and_malformed_events(slow_server: ServerThread) -> 
             err = (await until(conn, "error"))[-1]
             assert err.error.code == "invalid_audio" and err.error.event_id == "evt_b64"
             # the session goes on
-            await conn.conversation.item.create(item={"type": "message", "role": "user",
-                                                      "content": [{"type": "input_text", "text": "Go on."}]})
+            await conn.conversation.item.create(
+                item={"type": "message", "role": "user", "content": [{"type": "input_text", "text": "Go on."}]}
+            )
             await conn.response.create()
             await until(conn, "response.output_audio.delta")
             await conn.response.create(event_id="evt_twice")  # one response at a time
@@ -269,13 +305,20 @@ def test_sdk_beta_client_gets_beta_event_names(server: ServerThread) -> None:
         async with sdk_connect(server, beta=True) as conn:
             created = await conn.recv()
             assert created.type == "session.created" and created.session.input_audio_format == "pcm16"
-            await conn.session.update(session={"modalities": ["text", "audio"], "input_audio_format": "pcm16",
-                                               "output_audio_format": "pcm16", "turn_detection": None,
-                                               "voice": "alloy"})
+            await conn.session.update(
+                session={
+                    "modalities": ["text", "audio"],
+                    "input_audio_format": "pcm16",
+                    "output_audio_format": "pcm16",
+                    "turn_detection": None,
+                    "voice": "alloy",
+                }
+            )
             updated = (await until(conn, "session.updated"))[-1]
             assert updated.session.voice == "alloy" and updated.session.turn_detection is None
-            await conn.conversation.item.create(item={"type": "message", "role": "user",
-                                                      "content": [{"type": "input_text", "text": "Hello?"}]})
+            await conn.conversation.item.create(
+                item={"type": "message", "role": "user", "content": [{"type": "input_text", "text": "Hello?"}]}
+            )
             await conn.response.create()
             events = await until(conn, "response.done")
             types = {e.type for e in events}
@@ -291,8 +334,9 @@ def test_sdk_beta_client_gets_beta_event_names(server: ServerThread) -> None:
 
 def ws_connect(srv: ServerThread, key: str | None = KEY, **kw: Any) -> Any:
     headers = {"Authorization": f"Bearer {key}"} if key else {}
-    return connect(srv.url.replace("http", "ws") + "/v1/realtime?model=x", additional_headers=headers,
-                   max_size=None, **kw)
+    return connect(
+        srv.url.replace("http", "ws") + "/v1/realtime?model=x", additional_headers=headers, max_size=None, **kw
+    )
 
 
 class Raw:
@@ -352,36 +396,79 @@ def test_bad_input_gets_error_events_and_the_session_goes_on(server: ServerThrea
             await expect("invalid_audio", ev(type="input_audio_buffer.append"))
             await expect("too_large", ev(type="input_audio_buffer.append", audio=b64(bytes(limit))))
             # formats other than 24 kHz PCM16
-            await expect("unsupported_audio_format", ev(type="session.update", session={
-                "type": "realtime", "audio": {"input": {"format": {"type": "audio/pcm", "rate": 16000}}}}))
-            await expect("unsupported_audio_format", ev(type="session.update", session={
-                "type": "realtime", "audio": {"output": {"format": {"type": "audio/pcmu"}}}}))
-            await expect("unsupported_audio_format", ev(type="session.update", session={
-                "input_audio_format": "g711_ulaw"}))
+            await expect(
+                "unsupported_audio_format",
+                ev(
+                    type="session.update",
+                    session={"type": "realtime", "audio": {"input": {"format": {"type": "audio/pcm", "rate": 16000}}}},
+                ),
+            )
+            await expect(
+                "unsupported_audio_format",
+                ev(
+                    type="session.update",
+                    session={"type": "realtime", "audio": {"output": {"format": {"type": "audio/pcmu"}}}},
+                ),
+            )
+            await expect(
+                "unsupported_audio_format", ev(type="session.update", session={"input_audio_format": "g711_ulaw"})
+            )
             # VAD settings out of their bounds name the setting
-            err = await expect("invalid_value", ev(type="session.update", session={"turn_detection": {
-                "type": "server_vad", "silence_duration_ms": 20}}))
+            err = await expect(
+                "invalid_value",
+                ev(
+                    type="session.update", session={"turn_detection": {"type": "server_vad", "silence_duration_ms": 20}}
+                ),
+            )
             assert "100" in err["error"]["message"] and err["error"]["param"].endswith("silence_duration_ms")
-            await expect("invalid_value", ev(type="session.update", session={"turn_detection": {
-                "type": "server_vad", "threshold": 1.5}}))
-            await expect("unsupported_turn_detection", ev(type="session.update", session={"turn_detection": {
-                "type": "semantic_vad"}}))
+            await expect(
+                "invalid_value",
+                ev(type="session.update", session={"turn_detection": {"type": "server_vad", "threshold": 1.5}}),
+            )
+            await expect(
+                "unsupported_turn_detection",
+                ev(type="session.update", session={"turn_detection": {"type": "semantic_vad"}}),
+            )
             await expect("unknown_parameter", ev(type="session.update", session={"colour": "red"}))
             # unsupported features
-            await expect("unsupported_item", ev(type="conversation.item.create", item={
-                "type": "function_call", "name": "f", "arguments": "{}"}))
-            await expect("unsupported_content", ev(type="conversation.item.create", item={
-                "type": "message", "role": "user", "content": [{"type": "input_image", "image_url": "data:"}]}))
-            await expect("text_too_long", ev(type="conversation.item.create", item={
-                "type": "message", "role": "user", "content": [{"type": "input_text", "text": "x" * 501}]}))
+            await expect(
+                "unsupported_item",
+                ev(type="conversation.item.create", item={"type": "function_call", "name": "f", "arguments": "{}"}),
+            )
+            await expect(
+                "unsupported_content",
+                ev(
+                    type="conversation.item.create",
+                    item={
+                        "type": "message",
+                        "role": "user",
+                        "content": [{"type": "input_image", "image_url": "data:"}],
+                    },
+                ),
+            )
+            await expect(
+                "text_too_long",
+                ev(
+                    type="conversation.item.create",
+                    item={"type": "message", "role": "user", "content": [{"type": "input_text", "text": "x" * 501}]},
+                ),
+            )
             # events out of order
             await expect("input_audio_buffer_commit_empty", ev(type="input_audio_buffer.commit"))
             await expect("no_user_item", ev(type="response.create"))
             await expect("response_cancel_not_active", ev(type="response.cancel"))
-            await expect("item_not_found", ev(type="conversation.item.truncate", item_id="item_x", content_index=0,
-                                              audio_end_ms=10))
-            await expect("item_not_found", ev(type="conversation.item.create", previous_item_id="item_x", item={
-                "type": "message", "role": "user", "content": [{"type": "input_text", "text": "hi"}]}))
+            await expect(
+                "item_not_found",
+                ev(type="conversation.item.truncate", item_id="item_x", content_index=0, audio_end_ms=10),
+            )
+            await expect(
+                "item_not_found",
+                ev(
+                    type="conversation.item.create",
+                    previous_item_id="item_x",
+                    item={"type": "message", "role": "user", "content": [{"type": "input_text", "text": "hi"}]},
+                ),
+            )
             # a silent question is refused by the engine: its response fails, and says why
             await c.send(type="session.update", session={"turn_detection": None})
             await c.until("session.updated")
@@ -398,8 +485,11 @@ def test_bad_input_gets_error_events_and_the_session_goes_on(server: ServerThrea
                 await c.send(type="input_audio_buffer.append", audio=second)
             await expect("turn_too_long", ev(type="input_audio_buffer.append", audio=second))
             # tools in a session.update are named in an error; the rest of it applies
-            await c.send(type="session.update", event_id="evt_tools", session={
-                "instructions": "hi", "tools": [{"type": "function", "name": "f"}], "tool_choice": "auto"})
+            await c.send(
+                type="session.update",
+                event_id="evt_tools",
+                session={"instructions": "hi", "tools": [{"type": "function", "name": "f"}], "tool_choice": "auto"},
+            )
             err, updated = await c.recv(), await c.recv()
             assert err["error"]["code"] == "unsupported_parameter" and "session.tools" in err["error"]["message"]
             assert err["error"]["event_id"] == "evt_tools"
@@ -421,20 +511,33 @@ def test_truncate_delete_and_retrieve(server: ServerThread) -> None:
         async with ws_connect(server) as ws:
             c = Raw(ws)
             await c.recv()
-            await c.send(type="conversation.item.create", item={
-                "type": "message", "role": "user", "content": [{"type": "input_text", "text": "Hi there."}]})
+            await c.send(
+                type="conversation.item.create",
+                item={"type": "message", "role": "user", "content": [{"type": "input_text", "text": "Hi there."}]},
+            )
             await c.send(type="response.create")
             events = await c.until("response.done")
             item = events[-1]["response"]["output"][0]
             transcript = item["content"][0]["transcript"]
-            total_ms = round(1000 * sum(len(base64.b64decode(e["delta"])) // 2 for e in events
-                                        if e["type"] == "response.output_audio.delta") / 24000)
-            await c.send(type="conversation.item.truncate", item_id=item["id"], content_index=0,
-                         audio_end_ms=total_ms + 100, event_id="late")
+            total_ms = round(
+                1000
+                * sum(
+                    len(base64.b64decode(e["delta"])) // 2 for e in events if e["type"] == "response.output_audio.delta"
+                )
+                / 24000
+            )
+            await c.send(
+                type="conversation.item.truncate",
+                item_id=item["id"],
+                content_index=0,
+                audio_end_ms=total_ms + 100,
+                event_id="late",
+            )
             err = await c.recv()
             assert err["error"]["code"] == "invalid_value" and err["error"]["event_id"] == "late"
-            await c.send(type="conversation.item.truncate", item_id=item["id"], content_index=0,
-                         audio_end_ms=total_ms // 2)
+            await c.send(
+                type="conversation.item.truncate", item_id=item["id"], content_index=0, audio_end_ms=total_ms // 2
+            )
             truncated = await c.recv()
             assert truncated == {**truncated, "type": "conversation.item.truncated", "audio_end_ms": total_ms // 2}
             await c.send(type="conversation.item.retrieve", item_id=item["id"])
@@ -465,8 +568,10 @@ def test_busy_origin_and_api_key(slow_server: ServerThread) -> None:
                 pass
         assert e.value.response.status_code == 403
         # a browser offers the key as a subprotocol, beside the one it speaks
-        async with connect(slow_server.url.replace("http", "ws") + "/v1/realtime",
-                           subprotocols=["realtime", f"openai-insecure-api-key.{KEY}"]) as ws:
+        async with connect(
+            slow_server.url.replace("http", "ws") + "/v1/realtime",
+            subprotocols=["realtime", f"openai-insecure-api-key.{KEY}"],
+        ) as ws:
             assert ws.subprotocol == "realtime"
             assert json.loads(await ws.recv())["type"] == "session.created"
         # so does /ws, where the web page offers it as a subprotocol (opened as /#key=KEY)
@@ -484,8 +589,12 @@ def test_busy_origin_and_api_key(slow_server: ServerThread) -> None:
         import urllib.request
 
         def post(headers: dict[str, str]) -> int:
-            req = urllib.request.Request(slow_server.url + "/v1/respond?speak=false", data=b'{"text": "hi"}',
-                                         headers={"Content-Type": "application/json", **headers}, method="POST")
+            req = urllib.request.Request(
+                slow_server.url + "/v1/respond?speak=false",
+                data=b'{"text": "hi"}',
+                headers={"Content-Type": "application/json", **headers},
+                method="POST",
+            )
             try:
                 with urllib.request.urlopen(req, timeout=60) as r:
                     return r.status
@@ -500,8 +609,10 @@ def test_busy_origin_and_api_key(slow_server: ServerThread) -> None:
             ca, cb = Raw(a), Raw(b)
             for c in (ca, cb):
                 await c.recv()
-                await c.send(type="conversation.item.create", item={
-                    "type": "message", "role": "user", "content": [{"type": "input_text", "text": "Long one."}]})
+                await c.send(
+                    type="conversation.item.create",
+                    item={"type": "message", "role": "user", "content": [{"type": "input_text", "text": "Long one."}]},
+                )
                 await c.until("conversation.item.created")
             await ca.send(type="response.create")
             await ca.until("response.created")
@@ -524,8 +635,13 @@ def test_example_client_prints_the_transcript_and_writes_the_answer(server: Serv
 
     out = tmp_path / "answer.wav"
     env = {**os.environ, "FLOWOMNI_API_KEY": KEY}
-    proc = subprocess.run([sys.executable, str(EXAMPLE.parent / "realtime_client.py"), str(EXAMPLE), "-o", str(out),
-                           "--url", server.url], capture_output=True, text=True, timeout=120, env=env)
+    proc = subprocess.run(
+        [sys.executable, str(EXAMPLE.parent / "realtime_client.py"), str(EXAMPLE), "-o", str(out), "--url", server.url],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+    )
     assert proc.returncode == 0, proc.stderr
     transcript = proc.stdout.strip()
     assert len(transcript) >= SHORT_STEPS - 2  # one character a step (the random model never stops early)

@@ -148,9 +148,13 @@ def settings() -> Settings:
 
 
 def test_parse_event_errors_name_the_problem() -> None:
-    for raw, code in [("{", "invalid_json"), ("[]", "invalid_event"), ('{"type": 3}', "invalid_event"),
-                      ('{"type": "x.y", "event_id": "e"}', "unknown_event"),
-                      ('{"type": "output_audio_buffer.clear"}', "unsupported_event")]:
+    for raw, code in [
+        ("{", "invalid_json"),
+        ("[]", "invalid_event"),
+        ('{"type": 3}', "invalid_event"),
+        ('{"type": "x.y", "event_id": "e"}', "unknown_event"),
+        ('{"type": "output_audio_buffer.clear"}', "unsupported_event"),
+    ]:
         with pytest.raises(RealtimeError) as e:
             parse_event(raw)
         assert e.value.code == code
@@ -169,22 +173,50 @@ def test_decode_pcm16() -> None:
 
 
 def test_session_update_in_ga_and_beta_form() -> None:
-    ga, unsupported = apply_session_update(settings(), {
-        "type": "realtime", "instructions": "Be short.", "output_modalities": ["text"], "model": "x",
-        "audio": {"input": {"format": {"type": "audio/pcm", "rate": 24000}, "noise_reduction": None,
-                            "turn_detection": {"type": "server_vad", "threshold": 0.6, "silence_duration_ms": 400,
-                                               "prefix_padding_ms": 100, "min_speech_duration_ms": 200,
-                                               "create_response": False}},
-                  "output": {"voice": "cedar"}}, "tools": []}, VadConfig())
+    ga, unsupported = apply_session_update(
+        settings(),
+        {
+            "type": "realtime",
+            "instructions": "Be short.",
+            "output_modalities": ["text"],
+            "model": "x",
+            "audio": {
+                "input": {
+                    "format": {"type": "audio/pcm", "rate": 24000},
+                    "noise_reduction": None,
+                    "turn_detection": {
+                        "type": "server_vad",
+                        "threshold": 0.6,
+                        "silence_duration_ms": 400,
+                        "prefix_padding_ms": 100,
+                        "min_speech_duration_ms": 200,
+                        "create_response": False,
+                    },
+                },
+                "output": {"voice": "cedar"},
+            },
+            "tools": [],
+        },
+        VadConfig(),
+    )
     assert unsupported == []
     assert (ga.instructions, ga.speak, ga.voice, ga.model) == ("Be short.", False, "cedar", "x")
     assert (ga.vad.threshold, ga.vad.silence_ms, ga.vad.preroll_ms, ga.vad.min_speech_ms) == (0.6, 400, 100, 200)
     assert ga.create_response is False and ga.interrupt_response is True
     td = ga.to_json(beta=False)["audio"]["input"]["turn_detection"]
     assert td["silence_duration_ms"] == 400 and td["type"] == "server_vad"
-    beta, unsupported = apply_session_update(settings(), {
-        "modalities": ["text", "audio"], "input_audio_format": "pcm16", "turn_detection": None, "voice": "alloy",
-        "temperature": 0.8, "tools": [{"type": "function", "name": "f"}]}, VadConfig())
+    beta, unsupported = apply_session_update(
+        settings(),
+        {
+            "modalities": ["text", "audio"],
+            "input_audio_format": "pcm16",
+            "turn_detection": None,
+            "voice": "alloy",
+            "temperature": 0.8,
+            "tools": [{"type": "function", "name": "f"}],
+        },
+        VadConfig(),
+    )
     assert beta.speak and not beta.server_vad and beta.voice == "alloy"
     assert unsupported == ["session.temperature", "session.tools"]
     assert beta.to_json(beta=True)["turn_detection"] is None
@@ -195,8 +227,9 @@ def test_session_update_in_ga_and_beta_form() -> None:
 
 
 def test_response_create_options() -> None:
-    opts, unsupported = parse_response_create({"output_modalities": ["text"], "conversation": "none",
-                                               "metadata": {"a": "b"}, "tools": [{"x": 1}]}, settings())
+    opts, unsupported = parse_response_create(
+        {"output_modalities": ["text"], "conversation": "none", "metadata": {"a": "b"}, "tools": [{"x": 1}]}, settings()
+    )
     assert not opts.speak and not opts.in_conversation and opts.metadata == {"a": "b"}
     assert unsupported == ["response.tools"]
     with pytest.raises(RealtimeError, match="unknown"):
@@ -207,19 +240,25 @@ def test_items_and_what_was_heard() -> None:
     user = parse_item({"type": "message", "role": "user", "content": [{"type": "input_text", "text": " Hi. "}]}, 100)
     assert user.text == "Hi." and user.to_json(False)["content"] == [{"type": "input_text", "text": "Hi."}]
     audio = base64.b64encode(bytes(4800)).decode()
-    spoken = parse_item({"type": "message", "role": "user", "content": [{"type": "input_audio", "audio": audio}]},
-                        100)
+    spoken = parse_item({"type": "message", "role": "user", "content": [{"type": "input_audio", "audio": audio}]}, 100)
     assert spoken.spoken and spoken.audio_ms == 100
-    assistant = parse_item({"type": "message", "role": "assistant",
-                            "content": [{"type": "text", "text": "Hello there."}]}, 100)  # a beta content type
+    assistant = parse_item(
+        {"type": "message", "role": "assistant", "content": [{"type": "text", "text": "Hello there."}]}, 100
+    )  # a beta content type
     assert assistant.text == "Hello there." and assistant.to_json(True)["content"][0]["type"] == "text"
-    for bad, code in [({"type": "function_call_output"}, "unsupported_item"),
-                      ({"type": "message", "role": "user", "content": []}, "invalid_value"),
-                      ({"type": "message", "role": "user",
-                        "content": [{"type": "input_text", "text": "a"}, {"type": "input_audio", "audio": audio}]},
-                       "invalid_value"),
-                      ({"type": "message", "role": "user", "content": [{"type": "input_text", "text": "a" * 101}]},
-                       "text_too_long")]:
+    for bad, code in [
+        ({"type": "function_call_output"}, "unsupported_item"),
+        ({"type": "message", "role": "user", "content": []}, "invalid_value"),
+        (
+            {
+                "type": "message",
+                "role": "user",
+                "content": [{"type": "input_text", "text": "a"}, {"type": "input_audio", "audio": audio}],
+            },
+            "invalid_value",
+        ),
+        ({"type": "message", "role": "user", "content": [{"type": "input_text", "text": "a" * 101}]}, "text_too_long"),
+    ]:
         with pytest.raises(RealtimeError) as e:
             parse_item(bad, 100)
         assert e.value.code == code
@@ -234,5 +273,10 @@ def test_beta_names() -> None:
     assert beta.event("response.output_audio_transcript.done")["type"] == "response.audio_transcript.done"
     assert beta.event("conversation.item.added") is None and ga.event("conversation.item.added") is not None
     err = ga.error(RealtimeError("c", "m", "p"), "evt")
-    assert err["type"] == "error" and err["error"] == {"type": "invalid_request_error", "code": "c", "message": "m",
-                                                       "param": "p", "event_id": "evt"}
+    assert err["type"] == "error" and err["error"] == {
+        "type": "invalid_request_error",
+        "code": "c",
+        "message": "m",
+        "param": "p",
+        "event_id": "evt",
+    }

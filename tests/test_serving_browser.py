@@ -39,8 +39,10 @@ ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
 
 pytestmark = [
     pytest.mark.slow,
-    pytest.mark.skipif(not CHROMIUM.exists(), reason="/usr/bin/chromium is missing (apt-get install chromium; "
-                                                     "`make setup` installs it)"),
+    pytest.mark.skipif(
+        not CHROMIUM.exists(),
+        reason="/usr/bin/chromium is missing (apt-get install chromium; `make setup` installs it)",
+    ),
 ]
 
 
@@ -91,8 +93,9 @@ def fake_mic_wav(path: Path) -> Path:
     """The question as chromium's fake capture wants it: 16-bit, 48 kHz, with silence before
     (the mic starting) and a long one after (the file loops; the turn must end first)."""
     speech = load_audio(espeak("What is two plus three?", path.with_suffix(".espeak.wav")), 48000)
-    wav = np.concatenate([np.zeros(24000, np.float32), 0.8 * speech / np.abs(speech).max(),
-                          np.zeros(48000 * 8, np.float32)])
+    wav = np.concatenate(
+        [np.zeros(24000, np.float32), 0.8 * speech / np.abs(speech).max(), np.zeros(48000 * 8, np.float32)]
+    )
     sf.write(path, wav, 48000, subtype="PCM_16")
     return path
 
@@ -121,11 +124,25 @@ def server(tmp_path: Path):
 def test_browser_hands_free_turn(server: ServerThread, tmp_path: Path) -> None:
     wav = fake_mic_wav(tmp_path / "question.wav")
     profile = tmp_path / "profile"
-    args = [str(CHROMIUM), "--headless", "--no-sandbox", "--disable-gpu", "--use-fake-ui-for-media-stream",
-            "--use-fake-device-for-media-stream", f"--use-file-for-fake-audio-capture={wav}",
-            "--autoplay-policy=no-user-gesture-required", "--disable-background-networking",
-            "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-dev-shm-usage",
-            f"--user-data-dir={profile}", "--remote-debugging-port=0", "--window-size=900,1000", server.url + "/"]
+    args = [
+        str(CHROMIUM),
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--use-fake-ui-for-media-stream",
+        "--use-fake-device-for-media-stream",
+        f"--use-file-for-fake-audio-capture={wav}",
+        "--autoplay-policy=no-user-gesture-required",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+        "--disable-dev-shm-usage",
+        f"--user-data-dir={profile}",
+        "--remote-debugging-port=0",
+        "--window-size=900,1000",
+        server.url + "/",
+    ]
     proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env={**os.environ, "LANG": "C"})
     try:
         port = devtools_port(profile, proc)
@@ -151,8 +168,11 @@ async def drive(url: str) -> None:
         await dt.wait_for("flowomniStats.speechStarts >= 1", 20, "the server to hear speech")
         await dt.wait_for("flowomniStats.done >= 1", 40, "the answer to finish")
         await dt.js("flowomni.setHandsFree(false)")
-        await dt.wait_for("flowomniStats.chunksPlayed > 0 && flowomniStats.chunksPlayed === flowomniStats.audioChunks",
-                          20, "the answer's audio to play out")
+        await dt.wait_for(
+            "flowomniStats.chunksPlayed > 0 && flowomniStats.chunksPlayed === flowomniStats.audioChunks",
+            20,
+            "the answer's audio to play out",
+        )
         s = await dt.js("flowomniStats")
         took = time.monotonic() - t0
         # one whole turn, ended by the server's VAD, answered in text and speech

@@ -6,6 +6,7 @@ A bad request is still the client's."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import urllib.error
 import urllib.request
@@ -16,6 +17,7 @@ import pytest
 import torch
 from websockets.asyncio.client import connect
 
+from flowomni.config import SettingError
 from flowomni.inference.decoder import GenerationConfig
 from flowomni.inference.engine import Engine
 from flowomni.serving.app import create_app
@@ -27,19 +29,32 @@ from flowomni.serving.testing import make_tiny_checkpoint
 @pytest.fixture(scope="module")
 def misconfigured(tmp_path_factory: pytest.TempPathFactory):
     """A server whose engine samples with a one-step student the model does not have (the
-    random model speaks from its second step, so every answer reaches the flow head)."""
+    random model speaks from its second step, so every answer reaches the flow head). Engine.load
+    refuses such a setting (test below), so it is set after loading: a setup fault that only a
+    request reveals."""
     torch.set_num_threads(1)
     checkpoint = make_tiny_checkpoint(tmp_path_factory.mktemp("faults") / "model")
-    engine = Engine.load(checkpoint, gen=GenerationConfig(max_steps=8, seed=0, flow_method="student"))
+    engine = Engine.load(checkpoint, gen=GenerationConfig(max_steps=8, seed=0))
+    engine.gen = dataclasses.replace(engine.gen, flow_method="student")
     cfg = ServerConfig()
     srv = ServerThread(create_app(engine, cfg), cfg).start()
     yield srv
     srv.stop()
 
 
+def test_engine_refuses_a_sampler_the_model_lacks_when_built(tmp_path: Path) -> None:
+    checkpoint = make_tiny_checkpoint(tmp_path / "model")
+    with pytest.raises(SettingError, match="no one-step flow student"):
+        Engine.load(checkpoint, gen=GenerationConfig(max_steps=8, flow_method="student"))
+
+
 def post(srv: ServerThread, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
-    req = urllib.request.Request(srv.url + "/v1/respond", data=json.dumps(body).encode(), method="POST",
-                                 headers={"Content-Type": "application/json"})
+    req = urllib.request.Request(
+        srv.url + "/v1/respond",
+        data=json.dumps(body).encode(),
+        method="POST",
+        headers={"Content-Type": "application/json"},
+    )
     try:
         with urllib.request.urlopen(req, timeout=60) as r:
             return r.status, json.loads(r.read())

@@ -30,9 +30,9 @@ from flowomni.inference.decoder import GenerationConfig
 from flowomni.inference.engine import Engine
 from flowomni.serving.app import create_app
 from flowomni.serving.config import ServerConfig
-from flowomni.serving.vad_config import VadConfig
 from flowomni.serving.server import ServerThread
 from flowomni.serving.testing import make_tiny_checkpoint
+from flowomni.serving.vad_config import VadConfig
 
 from helpers.speech import espeak
 
@@ -65,8 +65,15 @@ def start_server(engine: Engine, **cfg_kw: Any) -> ServerThread:
 @pytest.fixture(scope="module")
 def server(checkpoint: Path):
     engine = Engine.load(checkpoint, gen=GenerationConfig(max_steps=SHORT_STEPS, seed=0))
-    srv = start_server(engine, max_message_bytes=256 * 1024, max_turn_seconds=6.0, history_turns=2,
-                       max_concurrent=1, max_waiting=4, vad=VadConfig(silence_ms=300))
+    srv = start_server(
+        engine,
+        max_message_bytes=256 * 1024,
+        max_turn_seconds=6.0,
+        history_turns=2,
+        max_concurrent=1,
+        max_waiting=4,
+        vad=VadConfig(silence_ms=300),
+    )
     yield srv
     srv.stop()
 
@@ -275,8 +282,9 @@ def test_busy_when_the_queue_is_full(slow_server: ServerThread) -> None:
             await cb.send(type="text", text="Me too?")
             busy = await cb.recv()
             assert busy["type"] == "busy" and "busy" in busy["message"] and busy["retry_after_ms"] > 0
-            status, body, headers = post(slow_server.url + "/v1/respond", json.dumps({"text": "hi"}).encode(),
-                                         "application/json")
+            status, body, headers = post(
+                slow_server.url + "/v1/respond", json.dumps({"text": "hi"}).encode(), "application/json"
+            )
             assert status == 503 and json.loads(body)["error"]["code"] == "busy" and headers["Retry-After"] == "1"
             await cb.alive()
             await ca.send(type="interrupt")
@@ -324,6 +332,30 @@ def test_session_limit_gives_busy_and_close(slow_server: ServerThread) -> None:
             await Client(a).alive()
 
     run(go())
+
+
+def test_concurrent_answers_are_decoded_in_one_batch(checkpoint: Path) -> None:
+    """Three sessions asking at once: the decode loop steps their answers together (far fewer
+    batch steps than the answers' steps added up), and each answer is complete."""
+    engine = Engine.load(checkpoint, gen=GenerationConfig(max_steps=SHORT_STEPS, seed=0))
+    with start_server(engine, max_concurrent=3) as srv:
+        before = get_json(srv.url + "/health")["decode_loop"]
+
+        async def ask(i: int) -> Any:
+            async with session(srv) as ws:
+                c = Client(ws)
+                await c.start()
+                await c.send(type="text", text=f"Question number {i}?")
+                return await c.until("done")
+
+        async def go() -> list[Any]:
+            return await asyncio.gather(*(ask(i) for i in range(3)))
+
+        for msgs, audio, done in run(go()):
+            check_answer(msgs, audio, done, 1)
+        after = get_json(srv.url + "/health")["decode_loop"]
+    assert after["slots"] == 3 and after["running"] == after["waiting"] == 0
+    assert after["steps"] - before["steps"] < 2 * SHORT_STEPS, (before, after)
 
 
 # ---------------------------------------------------------------- bad input and limits
@@ -434,7 +466,7 @@ def test_idle_timeout_and_turn_limit(checkpoint: Path) -> None:
                     await c.recv(5)
             async with session(srv) as ws:
                 c = Client(ws)
-                for i in range(2):
+                for _ in range(2):
                     await c.send(type="text", text="hi")
                     await c.until("done")
                 await c.send(type="text", text="hi")
@@ -482,21 +514,26 @@ def test_http_endpoints(server: ServerThread, question: np.ndarray) -> None:
     status, body, _ = post(server.url + "/v1/respond", buf.getvalue(), "audio/wav")
     assert status == 200, body
     out = json.loads(body)
-    assert out["text"] and out["sample_rate"] == 22050 and out["timings"]["first_audio_ms"] <= out["timings"]["total_ms"]
+    assert (
+        out["text"] and out["sample_rate"] == 22050 and out["timings"]["first_audio_ms"] <= out["timings"]["total_ms"]
+    )
     wav, sr = sf.read(io.BytesIO(base64.b64decode(out["audio_wav_base64"])))
     assert sr == 22050 and len(wav) / sr == pytest.approx(out["audio_seconds"], abs=1e-3) and np.abs(wav).max() > 0
 
-    status, body, headers = post(server.url + "/v1/respond?format=wav",
-                                 json.dumps({"text": "What is two plus three?", "history": [["hi", "hello"]]}).encode(),
-                                 "application/json")
+    status, body, headers = post(
+        server.url + "/v1/respond?format=wav",
+        json.dumps({"text": "What is two plus three?", "history": [["hi", "hello"]]}).encode(),
+        "application/json",
+    )
     assert status == 200 and headers["Content-Type"] == "audio/wav"
     wav, sr = sf.read(io.BytesIO(body))
     assert sr == 22050 and len(wav) > 0
     assert urllib.parse.unquote(headers["X-Flowomni-Text"])
     assert json.loads(headers["X-Flowomni-Timings"])["total_ms"] > 0
 
-    status, body, _ = post(server.url + "/v1/respond", json.dumps({"text": "hi", "speak": False}).encode(),
-                           "application/json")
+    status, body, _ = post(
+        server.url + "/v1/respond", json.dumps({"text": "hi", "speak": False}).encode(), "application/json"
+    )
     assert status == 200 and json.loads(body)["audio_wav_base64"] is None
 
     for body, ctype, code, err in [
@@ -521,9 +558,24 @@ def test_flowomni_serve_command(checkpoint: Path) -> None:
     from flowomni.serving.server import free_port
 
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "flowomni.cli", "serve", "--checkpoint", str(checkpoint),
-                             "--port", str(port), "--gen", "max_steps=8", "--log-level", "warning"],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "flowomni.cli",
+            "serve",
+            "--checkpoint",
+            str(checkpoint),
+            "--port",
+            str(port),
+            "--gen",
+            "max_steps=8",
+            "--log-level",
+            "warning",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
     try:
         deadline = time.monotonic() + 60
         while True:
@@ -535,8 +587,9 @@ def test_flowomni_serve_command(checkpoint: Path) -> None:
                 assert time.monotonic() < deadline, "flowomni serve did not come up"
                 time.sleep(0.2)
         assert health["status"] == "ok" and health["max_sessions"] == 8
-        status, body, _ = post(f"http://127.0.0.1:{port}/v1/respond", json.dumps({"text": "hi"}).encode(),
-                               "application/json")
+        status, body, _ = post(
+            f"http://127.0.0.1:{port}/v1/respond", json.dumps({"text": "hi"}).encode(), "application/json"
+        )
         assert status == 200 and json.loads(body)["timings"]["engine"]["steps"] == 8
     finally:
         proc.terminate()
@@ -602,9 +655,30 @@ def test_serve_load_benchmark_runs(tmp_path: Path) -> None:
     import sys
 
     bench = Path(__file__).resolve().parents[1] / "benchmarks" / "serve_load.py"
-    out = subprocess.run([sys.executable, str(bench), "--json", "--random", "--max-steps", "8", "--clients", "3",
-                          "--turns", "2", "--set", "max_waiting=1", "--threads", "1"],
-                         capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    out = subprocess.run(
+        [
+            sys.executable,
+            str(bench),
+            "--json",
+            "--random",
+            "--max-steps",
+            "8",
+            "--clients",
+            "3",
+            "--turns",
+            "2",
+            "--set",
+            "max_concurrent=1",
+            "--set",
+            "max_waiting=1",
+            "--threads",
+            "1",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     r = json.loads(out.stdout)
     # 3 clients, 1 running + 1 waiting: turns that meet `busy` are retried, so all complete

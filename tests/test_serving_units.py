@@ -61,11 +61,18 @@ def test_vad_segments_an_utterance_with_preroll_and_short_tail() -> None:
 
 def test_vad_utterance_holds_all_the_speech() -> None:
     vad = EnergyVAD(VadConfig(silence_ms=300), SR)
-    x = np.concatenate([np.zeros(8000, np.float32), tone(0.4, -20), np.zeros(4000, np.float32), tone(0.4, -20),
-                        np.zeros(16000, np.float32)])
-    (_, ), (ev,) = vad.push(x[:12000]), vad.push(x[12000:])  # a gap shorter than silence_ms does not end it
+    x = np.concatenate(
+        [
+            np.zeros(8000, np.float32),
+            tone(0.4, -20),
+            np.zeros(4000, np.float32),
+            tone(0.4, -20),
+            np.zeros(16000, np.float32),
+        ]
+    )
+    (_,), (ev,) = vad.push(x[:12000]), vad.push(x[12000:])  # a gap shorter than silence_ms does not end it
     assert ev.kind == "end"
-    assert float(np.sum(ev.audio ** 2)) == pytest.approx(float(np.sum(x ** 2)), rel=1e-4)
+    assert float(np.sum(ev.audio**2)) == pytest.approx(float(np.sum(x**2)), rel=1e-4)
 
 
 def test_vad_ignores_clicks_quiet_noise_and_steady_hum() -> None:
@@ -79,7 +86,7 @@ def test_vad_ignores_clicks_quiet_noise_and_steady_hum() -> None:
     assert [k for k, _ in evs] == ["start", "end"] and evs[1][1] < 1.6
     assert events(vad, noise(3.0, -25, seed=2)) == []
     # ... while speech well above the hum is still heard
-    assert [k for k, _ in events(vad, np.concatenate([tone(0.5, -5), noise(0.6, -25, seed=3)]) )] == ["start", "end"]
+    assert [k for k, _ in events(vad, np.concatenate([tone(0.5, -5), noise(0.6, -25, seed=3)]))] == ["start", "end"]
 
 
 def test_vad_chunking_does_not_matter_and_flush_ends_early() -> None:
@@ -199,10 +206,16 @@ def test_pcm_conversions() -> None:
     assert e.value.code == "bad_audio"
 
 
-@pytest.mark.parametrize("raw, code", [
-    ("nope", "bad_json"), ("3", "bad_message"), ('{"type": null}', "bad_message"), ('{"type": "x"}', "unknown_type"),
-    ('{"type": "text", "text": 5}', "bad_message"),
-])
+@pytest.mark.parametrize(
+    "raw, code",
+    [
+        ("nope", "bad_json"),
+        ("3", "bad_message"),
+        ('{"type": null}', "bad_message"),
+        ('{"type": "x"}', "unknown_type"),
+        ('{"type": "text", "text": 5}', "bad_message"),
+    ],
+)
 def test_parse_message_errors(raw: str, code: str) -> None:
     with pytest.raises(P.ProtocolError) as e:
         P.parse_message(raw)
@@ -211,8 +224,9 @@ def test_parse_message_errors(raw: str, code: str) -> None:
 
 def test_parse_start() -> None:
     keys = ("silence_ms",)
-    opts = P.parse_start({"type": "start", "sample_rate": 48000, "mode": "vad", "speak": False,
-                          "vad": {"silence_ms": 500}}, keys)
+    opts = P.parse_start(
+        {"type": "start", "sample_rate": 48000, "mode": "vad", "speak": False, "vad": {"silence_ms": 500}}, keys
+    )
     assert (opts.sample_rate, opts.mode, opts.speak, opts.vad) == (48000, "vad", False, {"silence_ms": 500})
     assert P.parse_start({"type": "start"}, keys) == P.StartOptions()
     for bad in ({"sample_rate": True}, {"speak": 1}, {"vad": {"silence_ms": "long"}}, {"vad": []}):
@@ -224,8 +238,20 @@ def test_server_config_from_flags_and_overrides(tmp_path) -> None:
     p = argparse.ArgumentParser()
     cli.add_arguments(p)
     (tmp_path / "s.yaml").write_text("max_waiting: 2\nvad:\n  silence_ms: 400\n")
-    args = p.parse_args(["--port", "9001", "--max-concurrent", "2", "--config", str(tmp_path / "s.yaml"),
-                         "--set", "vad.threshold_db=-50", "--set", "history_turns=1"])
+    args = p.parse_args(
+        [
+            "--port",
+            "9001",
+            "--max-concurrent",
+            "2",
+            "--config",
+            str(tmp_path / "s.yaml"),
+            "--set",
+            "vad.threshold_db=-50",
+            "--set",
+            "history_turns=1",
+        ]
+    )
     cfg = cli.server_config(args)
     assert (cfg.host, cfg.port, cfg.max_concurrent, cfg.max_waiting, cfg.history_turns) == ("127.0.0.1", 9001, 2, 2, 1)
     assert (cfg.vad.silence_ms, cfg.vad.threshold_db) == (400, -50)

@@ -13,8 +13,9 @@ from helpers.models import tiny_config
 
 
 def train(args, cwd):
-    return subprocess.run([sys.executable, "-m", "flowomni.cli", "train", *args], capture_output=True, text=True,
-                          timeout=600, cwd=cwd)
+    return subprocess.run(
+        [sys.executable, "-m", "flowomni.cli", "train", *args], capture_output=True, text=True, timeout=600, cwd=cwd
+    )
 
 
 def test_train_cli_runs_skips_bad_input_and_resumes(tmp_path, spoken_items):
@@ -22,10 +23,20 @@ def test_train_cli_runs_skips_bad_input_and_resumes(tmp_path, spoken_items):
     cfg = {
         "run_dir": str(tmp_path / "run"),
         "model": to_dict(tiny_config()),
-        "data": {"train_manifest": str(tmp_path / "corpus/train.jsonl"),
-                 "valid_manifest": str(tmp_path / "corpus/valid.jsonl"), "cache_dir": str(tmp_path / "cache")},
-        "train": {"batch_size": 4, "max_steps": 4, "eval_every": 2, "save_every": 2, "log_every": 1,
-                  "warmup_steps": 1, "tensorboard": False},
+        "data": {
+            "train_manifest": str(tmp_path / "corpus/train.jsonl"),
+            "valid_manifest": str(tmp_path / "corpus/valid.jsonl"),
+            "cache_dir": str(tmp_path / "cache"),
+        },
+        "train": {
+            "batch_size": 4,
+            "max_steps": 4,
+            "eval_every": 2,
+            "save_every": 2,
+            "log_every": 1,
+            "warmup_steps": 1,
+            "tensorboard": False,
+        },
     }
     (tmp_path / "cfg.yaml").write_text(yaml.safe_dump(cfg))
     r = train([str(tmp_path / "cfg.yaml"), "--max-steps", "2"], tmp_path)

@@ -19,8 +19,12 @@ SCRIPT = Path(__file__).parent / "helpers" / "train_tiny.py"
 
 
 def run(out, *extra):
-    r = subprocess.run([sys.executable, str(SCRIPT), str(out), "2", "--steps", "6", *extra],
-                       capture_output=True, text=True, timeout=600)
+    r = subprocess.run(
+        [sys.executable, str(SCRIPT), str(out), "2", "--steps", "6", *extra],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert r.returncode == 0, r.stderr[-3000:]
 
 
@@ -34,8 +38,11 @@ def test_sigkill_during_checkpoint_write_then_resume_matches_uninterrupted(tmp_p
     run(tmp_path / "clean")
 
     crash = tmp_path / "crash"
-    proc = subprocess.Popen([sys.executable, str(SCRIPT), str(crash), "2", "--steps", "6", "--hang-in-save", "4"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, str(SCRIPT), str(crash), "2", "--steps", "6", "--hang-in-save", "4"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.time() + 300
     while not (crash / "HANGING").exists():
         assert proc.poll() is None and time.time() < deadline, "trainer never reached the 4th checkpoint write"

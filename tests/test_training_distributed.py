@@ -21,15 +21,33 @@ def free_port() -> int:
 
 @pytest.mark.slow
 def run_one(out: Path, batch_size: int, *extra: str) -> None:
-    one = subprocess.run([sys.executable, str(SCRIPT), str(out), str(batch_size), *extra], capture_output=True,
-                         text=True, timeout=600)
+    one = subprocess.run(
+        [sys.executable, str(SCRIPT), str(out), str(batch_size), *extra], capture_output=True, text=True, timeout=600
+    )
     assert one.returncode == 0, one.stderr[-3000:]
 
 
 def run_two(out: Path, batch_size: int, *extra: str) -> None:
-    two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
-                          "--master_addr", "127.0.0.1", "--master_port", str(free_port()),
-                          str(SCRIPT), str(out), str(batch_size), *extra], capture_output=True, text=True, timeout=600)
+    two = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nproc_per_node",
+            "2",
+            "--master_addr",
+            "127.0.0.1",
+            "--master_port",
+            str(free_port()),
+            str(SCRIPT),
+            str(out),
+            str(batch_size),
+            *extra,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert two.returncode == 0, two.stderr[-3000:]
 
 

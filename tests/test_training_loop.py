@@ -28,8 +28,9 @@ from helpers.speech import MemoryFeatures
 def parts(spoken_items):
     cfg, tok = tiny_config(), CharTokenizer()
     fin, fout = MemoryFeatures(cfg.input_mel), MemoryFeatures(cfg.output_mel)
-    ds = TaskDataset(spoken_items, [t.value for t in Task], tok, fin, fout,
-                     group=cfg.group, delay=cfg.delay, stack=cfg.encoder.stack)
+    ds = TaskDataset(
+        spoken_items, [t.value for t in Task], tok, fin, fout, group=cfg.group, delay=cfg.delay, stack=cfg.encoder.stack
+    )
     stats = (
         FeatureStats.estimate([torch.from_numpy(fin.get(i.question_audio)) for i in spoken_items]),
         FeatureStats.estimate([torch.from_numpy(fout.get(i.answer_audio)) for i in spoken_items]),
@@ -42,11 +43,32 @@ def run(parts, run_dir, *, max_steps, resume=False, total=6):
     torch.manual_seed(0)
     model = FlowOmni(cfg, tok)
     model.set_stats(*stats)
-    tcfg = TrainConfig(max_steps=total, batch_size=5, grad_accum=2, lr=3e-3, warmup_steps=2, log_every=1,
-                       eval_every=3, eval_batches=2, save_every=3, keep_checkpoints=5, tensorboard=True)
+    tcfg = TrainConfig(
+        max_steps=total,
+        batch_size=5,
+        grad_accum=2,
+        lr=3e-3,
+        warmup_steps=2,
+        log_every=1,
+        eval_every=3,
+        eval_batches=2,
+        save_every=3,
+        keep_checkpoints=5,
+        tensorboard=True,
+    )
     collate_fn = partial(collate, group=cfg.group, pad_id=tok.pad_id, silence=math.log(1e-5))
-    out = train(model, ds, ds, collate_fn, tcfg, run_dir, config_yaml=yaml.safe_dump({"model": to_dict(cfg)}),
-                resume=resume, max_steps=max_steps, files=model.checkpoint_files())
+    out = train(
+        model,
+        ds,
+        ds,
+        collate_fn,
+        tcfg,
+        run_dir,
+        config_yaml=yaml.safe_dump({"model": to_dict(cfg)}),
+        resume=resume,
+        max_steps=max_steps,
+        files=model.checkpoint_files(),
+    )
     return model, out
 
 
@@ -74,8 +96,15 @@ def test_run_writes_checkpoints_logs_and_pictures(parts, tmp_path):
     ckpt = latest_checkpoint(tmp_path)
     assert ckpt.name == "step_00000006" and (tmp_path / "step_00000003").is_dir()
     names = {p.name for p in ckpt.iterdir()}
-    assert {"model.safetensors", "config.yaml", "meta.json", "optimizer.safetensors", "rng.safetensors",
-            "tokenizer", "backbone"} <= names, names
+    assert {
+        "model.safetensors",
+        "config.yaml",
+        "meta.json",
+        "optimizer.safetensors",
+        "rng.safetensors",
+        "tokenizer",
+        "backbone",
+    } <= names, names
     assert "out_mean" in load_file(str(ckpt / "model.safetensors")), "normalisation stats travel with the weights"
     reloaded = FlowOmni.from_checkpoint(ckpt)
     trained = load_file(str(ckpt / "model.safetensors"))

@@ -20,11 +20,21 @@ from helpers.speech import espeak
 
 ROOT = Path(__file__).resolve().parent.parent
 SMALL = [
-    "model.dim=32", "model.intermediate=64", "model.layers=2",
-    "disc.periods=[2,3]", "disc.period_channels=[4,8]", "disc.resolutions=[[256,64,256]]",
-    "disc.resolution_channels=4", "train.stft_resolutions=[[256,64,256],[512,128,512]]",
-    "data.segment_frames=16", "data.batch_size=4", "data.valid_items=1",
-    "train.warmup_steps=1", "train.log_every=1", "train.eval_every=2", "train.threads=1",
+    "model.dim=32",
+    "model.intermediate=64",
+    "model.layers=2",
+    "disc.periods=[2,3]",
+    "disc.period_channels=[4,8]",
+    "disc.resolutions=[[256,64,256]]",
+    "disc.resolution_channels=4",
+    "train.stft_resolutions=[[256,64,256],[512,128,512]]",
+    "data.segment_frames=16",
+    "data.batch_size=4",
+    "data.valid_items=1",
+    "train.warmup_steps=1",
+    "train.log_every=1",
+    "train.eval_every=2",
+    "train.threads=1",
 ]
 
 
@@ -123,8 +133,14 @@ def test_training_steps_decrease_loss_on_a_tiny_batch(voice_dir: Path, tmp_path:
 def test_bf16_autocast_trains_with_fp32_weights(voice_dir: Path, tmp_path: Path) -> None:
     """bf16 autocast (run here on the CPU): products in bf16, weights, optimizer states and
     losses fp32, and it still learns."""
-    cfg = small_config(voice_dir, tmp_path / "run", "train.gan_start_step=0", "train.lr=0.003",
-                       "train.device=cpu", "train.mixed_precision=bf16")
+    cfg = small_config(
+        voice_dir,
+        tmp_path / "run",
+        "train.gan_start_step=0",
+        "train.lr=0.003",
+        "train.device=cpu",
+        "train.mixed_precision=bf16",
+    )
     trainer = VocoderTrainer(cfg)
     assert trainer.amp_dtype == torch.bfloat16 and trainer.device.type == "cpu"
     mel, wav = Clips(cfg.data.train, cfg.mel).batch(4, 16)
@@ -175,9 +191,17 @@ def test_resume_continues_exactly(voice_dir: Path, tmp_path: Path) -> None:
     extra = ["train.gan_start_step=1", "train.save_every=2"]
     straight = small_config(voice_dir, tmp_path / "straight", *extra)
     train_vocoder(straight, max_steps=4)
-    base = ["train-vocoder", str(ROOT / "configs" / "vocoder.yaml"), *[a for s in SMALL + extra for a in ("--set", s)],
-            "--set", f"data.train=[{voice_dir / 'train.jsonl'}]", "--set", f"data.valid=[{voice_dir / 'valid.jsonl'}]",
-            "--run-dir", str(tmp_path / "resumed")]
+    base = [
+        "train-vocoder",
+        str(ROOT / "configs" / "vocoder.yaml"),
+        *[a for s in SMALL + extra for a in ("--set", s)],
+        "--set",
+        f"data.train=[{voice_dir / 'train.jsonl'}]",
+        "--set",
+        f"data.valid=[{voice_dir / 'valid.jsonl'}]",
+        "--run-dir",
+        str(tmp_path / "resumed"),
+    ]
     assert cli_main([*base, "--max-steps", "2"]) == 0
     assert cli_main([*base, "--max-steps", "4", "--resume", "--export", str(tmp_path / "export")]) == 0
     read = lambda p: {m["step"]: m for m in map(json.loads, (p / "metrics.jsonl").read_text().splitlines())}  # noqa: E731
@@ -224,8 +248,9 @@ def test_discriminators_give_finite_gradients_on_silence() -> None:
     once sent an infinite gradient through the resolution discriminators' |STFT| ** 0.5."""
     from flowomni.vocoder.discriminators import DiscriminatorConfig, Discriminators
 
-    disc = Discriminators(DiscriminatorConfig(periods=[2], period_channels=[4, 8], resolutions=[[256, 64, 256]],
-                                              resolution_channels=4))
+    disc = Discriminators(
+        DiscriminatorConfig(periods=[2], period_channels=[4, 8], resolutions=[[256, 64, 256]], resolution_channels=4)
+    )
     wav = torch.zeros(2, 4096, requires_grad=True)
     logits, feats = disc(wav)
     (sum(lg.sum() for lg in logits) + sum(f.abs().sum() for fs in feats for f in fs)).backward()
@@ -254,8 +279,14 @@ def test_init_from_starts_the_generator_from_a_trained_vocoder(voice_dir: Path, 
     starts from the given weights, everything else fresh; a model mismatch is a clear error."""
     first = small_config(voice_dir, tmp_path / "first")
     train_vocoder(first, max_steps=2, export=str(tmp_path / "export"))
-    second = small_config(voice_dir, tmp_path / "second", f"init_from={tmp_path / 'export'}", "train.gan_start_step=0",
-                          "train.lr=1e-12", "train.lr_min=1e-12")  # lr ~0
+    second = small_config(
+        voice_dir,
+        tmp_path / "second",
+        f"init_from={tmp_path / 'export'}",
+        "train.gan_start_step=0",
+        "train.lr=1e-12",
+        "train.lr_min=1e-12",
+    )  # lr ~0
     metrics = train_vocoder(second, max_steps=1)
     assert metrics["step"] == 1 and "adv" in metrics
     trained = load_vocoder(str(tmp_path / "export"), first.mel).generator.state_dict()

@@ -133,10 +133,24 @@ def test_train_cli_names_a_truncated_encoder(tmp_path):
     folder = _copy_split(tmp_path, src, [1_000_000])
     shutil.copy(Path(__file__).resolve().parents[1] / "configs" / "tiny.yaml", tmp_path / "c.yaml")
     (tmp_path / "m.jsonl").write_text("")
-    r = subprocess.run([sys.executable, "-m", "flowomni.cli", "train", str(tmp_path / "c.yaml"),
-                        "--set", f"model.encoder.pretrained={folder}",
-                        "--set", f"data.train_manifest={tmp_path / 'm.jsonl'}",
-                        "--set", f"run_dir={tmp_path / 'run'}"], capture_output=True, text=True, timeout=300)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "flowomni.cli",
+            "train",
+            str(tmp_path / "c.yaml"),
+            "--set",
+            f"model.encoder.pretrained={folder}",
+            "--set",
+            f"data.train_manifest={tmp_path / 'm.jsonl'}",
+            "--set",
+            f"run_dir={tmp_path / 'run'}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert r.returncode == 2, r.stderr
     assert "model.bin.part1 is truncated" in r.stderr and "Traceback" not in r.stderr
 
@@ -152,8 +166,13 @@ def test_frozen_whisper_is_not_saved_and_reloads(tmp_path, tiny_en):
     from flowomni.model.tokenizer import build_tokenizer
 
     cfg = ModelConfig()
-    cfg.backbone.config = {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 1,
-                           "num_attention_heads": 2, "num_key_value_heads": 1}
+    cfg.backbone.config = {
+        "hidden_size": 64,
+        "intermediate_size": 128,
+        "num_hidden_layers": 1,
+        "num_attention_heads": 2,
+        "num_key_value_heads": 1,
+    }
     cfg.encoder.pretrained = "whisper-tiny.en"
     model = FlowOmni(cfg, build_tokenizer("char"))
     assert cfg.input_mel.style == "whisper" and cfg.encoder.d_model == 384
@@ -164,8 +183,13 @@ def test_frozen_whisper_is_not_saved_and_reloads(tmp_path, tiny_en):
     state = model.checkpoint_state()
     assert not any(k.startswith("encoder.") for k in state)
     ckpt = tmp_path / "ckpt"
-    save_checkpoint(ckpt, model_state=state, config_yaml=yaml.safe_dump({"model": to_dict(cfg)}), meta={"step": 1},
-                    files=model.checkpoint_files())
+    save_checkpoint(
+        ckpt,
+        model_state=state,
+        config_yaml=yaml.safe_dump({"model": to_dict(cfg)}),
+        meta={"step": 1},
+        files=model.checkpoint_files(),
+    )
     loaded = FlowOmni.from_checkpoint(ckpt)
     for k, v in model.encoder.state_dict().items():
         torch.testing.assert_close(loaded.encoder.state_dict()[k], v)
@@ -180,9 +204,18 @@ def test_frozen_whisper_is_not_saved_and_reloads(tmp_path, tiny_en):
 def test_hf_folder_still_loads(tmp_path):
     from transformers import WhisperConfig, WhisperModel
 
-    wcfg = WhisperConfig(num_mel_bins=16, d_model=32, encoder_layers=2, encoder_attention_heads=4,
-                         encoder_ffn_dim=64, decoder_layers=1, decoder_attention_heads=4, decoder_ffn_dim=64,
-                         max_source_positions=50, vocab_size=51866)
+    wcfg = WhisperConfig(
+        num_mel_bins=16,
+        d_model=32,
+        encoder_layers=2,
+        encoder_attention_heads=4,
+        encoder_ffn_dim=64,
+        decoder_layers=1,
+        decoder_attention_heads=4,
+        decoder_ffn_dim=64,
+        max_source_positions=50,
+        vocab_size=51866,
+    )
     WhisperModel(wcfg).save_pretrained(tmp_path)
     w = whisper_weights(str(tmp_path))
     assert w.shape == {"n_mels": 16, "d_model": 32, "n_layers": 2, "n_heads": 4, "ffn_dim": 64}

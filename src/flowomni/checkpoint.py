@@ -179,8 +179,9 @@ def load_model_state(path: str | Path) -> dict[str, torch.Tensor]:
     file = check_safe(path) / "model.safetensors"
     state = read_tensors(file)
     if bad := nonfinite_tensors(state):
-        raise CheckpointError(f"{file}: {len(bad)} tensor(s) hold NaN or Inf values (e.g. {bad[0]}): "
-                              "the run that wrote it had diverged")
+        raise CheckpointError(
+            f"{file}: {len(bad)} tensor(s) hold NaN or Inf values (e.g. {bad[0]}): the run that wrote it had diverged"
+        )
     return state
 
 
@@ -221,7 +222,8 @@ def load_training_state(path: str | Path, optimizer: Any | None, scheduler: Any 
         raise
     except (KeyError, TypeError, ValueError, RuntimeError) as e:  # well-formed files that do not fit
         raise CheckpointError(
-            f"{path}: optimizer or RNG state does not fit this run ({type(e).__name__}: {e})") from None
+            f"{path}: optimizer or RNG state does not fit this run ({type(e).__name__}: {e})"
+        ) from None
 
 
 def step_dir(run_dir: str | Path, step: int) -> Path:

@@ -61,8 +61,13 @@ def _check_value(key: str, v: Any, lo: float | None, hi: float | None) -> None:
         return
     ok = isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
     if not ok or (lo is not None and v < lo) or (hi is not None and v > hi):
-        allowed = (f"{_number(lo)} to {_number(hi)}" if lo is not None and hi is not None
-                   else f"at least {_number(lo)}" if lo is not None else f"at most {_number(hi)}")
+        allowed = (
+            f"{_number(lo)} to {_number(hi)}"
+            if lo is not None and hi is not None
+            else f"at least {_number(lo)}"
+            if lo is not None
+            else f"at most {_number(hi)}"
+        )
         raise ConfigError(f"{key}: {v!r} is out of range (allowed: {allowed})")
 
 
@@ -94,8 +99,12 @@ def _coerce(tp: Any, value: Any, where: str) -> Any:
         return items if origin is list else tuple(items)
     if origin is dict or tp is Any:
         return value
-    if tp is float and (isinstance(value, (int, float)) and not isinstance(value, bool)
-                        or isinstance(value, str) and _FLOAT.fullmatch(value.strip())):
+    if tp is float and (
+        isinstance(value, (int, float))
+        and not isinstance(value, bool)
+        or isinstance(value, str)
+        and _FLOAT.fullmatch(value.strip())
+    ):
         # (YAML 1.1 reads "1e-4", without a dot, as a string; users write it anyway)
         number = float(value)
         if not math.isfinite(number):  # YAML .nan / .inf, JSON NaN / Infinity: never a useful setting
@@ -116,9 +125,7 @@ def from_dict(cls: type[T], data: dict[str, Any], where: str = "") -> T:
     types_ = _field_types(cls)
     unknown = set(data) - set(types_)
     if unknown:
-        raise ConfigError(
-            f"{where or cls.__name__}: unknown key(s) {sorted(unknown)}; known: {sorted(types_)}"
-        )
+        raise ConfigError(f"{where or cls.__name__}: unknown key(s) {sorted(unknown)}; known: {sorted(types_)}")
     for k, (lo, hi) in getattr(cls, "BOUNDS", {}).items():  # NaN/Inf in a bounded field: say the range
         if isinstance(data.get(k), float) and not math.isfinite(data[k]):
             _check_value(f"{where}.{k}".lstrip("."), data[k], lo, hi)
@@ -179,7 +186,11 @@ def read_yaml(path: str | Path, _seen: tuple[Path, ...] = ()) -> dict[str, Any]:
 
 
 def load_config(
-    cls: type[T], path: str | Path | None = None, overrides: list[str] | None = None, *, section: str | None = None,
+    cls: type[T],
+    path: str | Path | None = None,
+    overrides: list[str] | None = None,
+    *,
+    section: str | None = None,
     defaults: T | None = None,
 ) -> T:
     """Read YAML `path` (optional; only its `section` if given, a dotted path such as
@@ -212,8 +223,14 @@ def add_config_arguments(p: Any, what: str, *, run: bool = True) -> None:
         p.add_argument("--max-steps", type=int, default=None, help="stop after this many steps (default: the config's)")
         p.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in run_dir")
         p.add_argument("--run-dir", default=None, help="override run_dir")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override any config field, e.g. --set train.batch_size=8 (repeatable)")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override any config field, e.g. --set train.batch_size=8 (repeatable)",
+    )
 
 
 def config_from_args(cls: type[T], args: Any) -> T:

@@ -21,5 +21,6 @@ def shipped_model_path() -> Path:
             "To make one: `flowomni data synth data/spoken_qa && flowomni train-encoder configs/tiny.yaml --out "
             "runs/encoder_ctc && flowomni train configs/flowomni_tiny.yaml && "
             f"flowomni export runs/flowomni_tiny/step_N {SHIPPED_MODEL.relative_to(REPO_ROOT)} "
-            "--vocoder models/vocoder --half`")
+            "--vocoder models/vocoder --half`"
+        )
     return path

@@ -16,8 +16,9 @@ def decode(model: FlowOmni, prompts: list[Prompt], steps: int, **gen: Any) -> tu
     return dec, [dec.step() for _ in range(steps)]
 
 
-def assert_batched_equals_single(model: FlowOmni, prompts: list[Prompt], steps: int, **gen: Any
-                                 ) -> tuple[Decoder, list[list[StepOutput]]]:
+def assert_batched_equals_single(
+    model: FlowOmni, prompts: list[Prompt], steps: int, **gen: Any
+) -> tuple[Decoder, list[list[StepOutput]]]:
     """Decode the prompts together and each alone: the same tokens, states and mel groups.
     Returns the batched decoder and its steps' outputs."""
     dec, batched = decode(model, prompts, steps, **gen)

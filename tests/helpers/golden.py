@@ -43,8 +43,9 @@ def answer(model_dir: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     model = FlowOmni.from_checkpoint(model_dir).float()
     cfg = model.cfg.input_mel
     mel = MelSpectrogram(cfg)(torch.from_numpy(load_audio(QUESTION, cfg.sample_rate)))
-    dec = Decoder(model, [Prompt(Task.S2S, audio_mel=mel)],
-                  GenerationConfig(max_steps=MAX_STEPS, seed=0, decode_dtype="float32"))
+    dec = Decoder(
+        model, [Prompt(Task.S2S, audio_mel=mel)], GenerationConfig(max_steps=MAX_STEPS, seed=0, decode_dtype="float32")
+    )
     tokens, gen, speech_done, first = [], [], [], None
     while not dec.done:
         (out,) = dec.step()
@@ -56,10 +57,18 @@ def answer(model_dir: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     if first is None:
         raise RuntimeError(f"{model_dir} did not speak its answer to {QUESTION.name} in {MAX_STEPS} steps")
     ids = [t for t in tokens if t >= 0]
-    tensors = {"tokens": torch.tensor(tokens), "gen": torch.tensor(gen), "speech_done": torch.tensor(speech_done),
-               "first_group": first.contiguous()}
-    meta = {"model_sha256": sha256(Path(model_dir) / "model.safetensors"), "question": QUESTION.name,
-            "text": model.tokenizer.decode(ids), "torch": torch.__version__}
+    tensors = {
+        "tokens": torch.tensor(tokens),
+        "gen": torch.tensor(gen),
+        "speech_done": torch.tensor(speech_done),
+        "first_group": first.contiguous(),
+    }
+    meta = {
+        "model_sha256": sha256(Path(model_dir) / "model.safetensors"),
+        "question": QUESTION.name,
+        "text": model.tokenizer.decode(ids),
+        "torch": torch.__version__,
+    }
     return tensors, meta
 
 

@@ -20,8 +20,9 @@ SILENCE = math.log(1e-5)  # the log-mel of padding groups
 def tiny_config() -> ModelConfig:
     """A 2-layer, 64-wide backbone with a small encoder and flow head: builds and steps in milliseconds."""
     cfg = ModelConfig()
-    cfg.backbone.config.update(hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                               num_attention_heads=4, num_key_value_heads=2)
+    cfg.backbone.config.update(
+        hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2
+    )
     cfg.encoder.d_model, cfg.encoder.n_layers, cfg.encoder.ffn_dim = 64, 1, 128
     cfg.flow.width, cfg.flow.depth = 256, 2
     return cfg

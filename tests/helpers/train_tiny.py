@@ -78,18 +78,50 @@ def main(out: str, batch_size: int, steps: int, resume: bool, sharding: str = "d
     cfg = tiny_config()
     cfg.feedback_noise, cfg.flow.p_uncond = 0.0, 0.0
     tok = CharTokenizer()
-    qa = [("What is one plus two?", "One plus two is three."), ("What is two plus one?", "Two plus one is three."),
-          ("What is six plus two?", "Six plus two is eight."), ("What is two plus six?", "Two plus six is eight.")]
-    items = [SimpleNamespace(id=f"i{i}", question_text=q, answer_text=a, question_audio=Path(f"q{i}"),
-                             answer_audio=Path(f"a{i}"), kind="qa") for i, (q, a) in enumerate(qa)]
-    ds = TaskDataset(items, ["s2s"], tok, Features(120), Features(40), group=cfg.group, delay=cfg.delay,
-                     stack=cfg.encoder.stack)
+    qa = [
+        ("What is one plus two?", "One plus two is three."),
+        ("What is two plus one?", "Two plus one is three."),
+        ("What is six plus two?", "Six plus two is eight."),
+        ("What is two plus six?", "Two plus six is eight."),
+    ]
+    items = [
+        SimpleNamespace(
+            id=f"i{i}",
+            question_text=q,
+            answer_text=a,
+            question_audio=Path(f"q{i}"),
+            answer_audio=Path(f"a{i}"),
+            kind="qa",
+        )
+        for i, (q, a) in enumerate(qa)
+    ]
+    ds = TaskDataset(
+        items, ["s2s"], tok, Features(120), Features(40), group=cfg.group, delay=cfg.delay, stack=cfg.encoder.stack
+    )
     model = FlowOmni(cfg, tok)
-    tcfg = TrainConfig(max_steps=steps, batch_size=batch_size, lr=1e-3, weight_decay=0.0, warmup_steps=0,
-                       eval_every=100, save_every=1, log_every=1, tensorboard=False, grad_clip=0.0,
-                       sharding=sharding)
-    train(model, ds, None, partial(collate, group=cfg.group, pad_id=tok.pad_id, silence=math.log(1e-5)), tcfg,
-          Path(out), config_yaml="{}\n", resume=resume)
+    tcfg = TrainConfig(
+        max_steps=steps,
+        batch_size=batch_size,
+        lr=1e-3,
+        weight_decay=0.0,
+        warmup_steps=0,
+        eval_every=100,
+        save_every=1,
+        log_every=1,
+        tensorboard=False,
+        grad_clip=0.0,
+        sharding=sharding,
+    )
+    train(
+        model,
+        ds,
+        None,
+        partial(collate, group=cfg.group, pad_id=tok.pad_id, silence=math.log(1e-5)),
+        tcfg,
+        Path(out),
+        config_yaml="{}\n",
+        resume=resume,
+    )
 
 
 if __name__ == "__main__":

@@ -24,7 +24,12 @@ MIN_SAMPLE_RATE, MAX_SAMPLE_RATE = 1000, 384000
 SILENCE_PEAK = 1e-4  # a clip whose peak stays below this is silence
 # why audio is unusable (AudioError.reason, the keys of skip counts): the file ...
 MISSING, EMPTY_FILE, UNREADABLE, NOT_AUDIO, TRUNCATED, TOO_LONG = (
-    "missing file", "empty file", "unreadable file", "not audio", "truncated audio", "too long",
+    "missing file",
+    "empty file",
+    "unreadable file",
+    "not audio",
+    "truncated audio",
+    "too long",
 )
 # ... or its samples
 CORRUPT, EMPTY_AUDIO, SILENT = "corrupt audio", "empty audio", "silent audio"
@@ -114,13 +119,15 @@ def check_file(path: Path, max_seconds: float | None = None) -> Any:
         fmt = sniff_format(head)
         if fmt is None:
             looks_text = all(32 <= b < 127 or b in b"\t\r\n" for b in head)
-            raise AudioError(f"{path}: not audio ({'looks like text' if looks_text else 'unknown file format'})",
-                             NOT_AUDIO)
+            raise AudioError(
+                f"{path}: not audio ({'looks like text' if looks_text else 'unknown file format'})", NOT_AUDIO
+            )
         if fmt == "wav" and (detail := wav_truncation(path)):
             raise AudioError(f"{path}: truncated audio ({detail})", TRUNCATED)
     except OSError as e:  # a name too long for the file system, no permission, an I/O error
-        raise AudioError(f"{str(path)[:200]}: unreadable file ({type(e).__name__}: {e.strerror or e})",
-                         UNREADABLE) from e
+        raise AudioError(
+            f"{str(path)[:200]}: unreadable file ({type(e).__name__}: {e.strerror or e})", UNREADABLE
+        ) from e
     try:
         info = sf.info(str(path))
     except Exception as e:  # soundfile raises several types for corrupt/unknown data
@@ -128,8 +135,9 @@ def check_file(path: Path, max_seconds: float | None = None) -> Any:
     if info.frames == 0:
         raise AudioError(f"{path}: audio is empty (no samples)", EMPTY_AUDIO)
     if max_seconds is not None and info.duration > max_seconds:
-        raise AudioError(f"{path}: too long: {info.duration:.1f} s is longer than the limit of {max_seconds:.1f} s",
-                         TOO_LONG)
+        raise AudioError(
+            f"{path}: too long: {info.duration:.1f} s is longer than the limit of {max_seconds:.1f} s", TOO_LONG
+        )
     return info
 
 

@@ -27,8 +27,14 @@ from flowomni.config import Bounds
 class MelConfig:
     # allowed ranges, checked when read (flowomni.config.check_bounds)
     BOUNDS: ClassVar[Bounds] = {
-        "sample_rate": (1000, 384000), "n_fft": (8, 16384), "hop_length": (1, 16384), "win_length": (1, 16384),
-        "n_mels": (1, 512), "f_min": (0, None), "f_max": (0, None), "log_floor": (1e-12, 1.0)
+        "sample_rate": (1000, 384000),
+        "n_fft": (8, 16384),
+        "hop_length": (1, 16384),
+        "win_length": (1, 16384),
+        "n_mels": (1, 512),
+        "f_min": (0, None),
+        "f_max": (0, None),
+        "log_floor": (1e-12, 1.0),
     }
 
     sample_rate: int = 16000

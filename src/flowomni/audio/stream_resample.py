@@ -16,8 +16,9 @@ import numpy as np
 
 
 class StreamResampler:
-    def __init__(self, orig_sr: int, target_sr: int, half_width: int = 16, rolloff: float = 0.94,
-                 beta: float = 8.0) -> None:
+    def __init__(
+        self, orig_sr: int, target_sr: int, half_width: int = 16, rolloff: float = 0.94, beta: float = 8.0
+    ) -> None:
         """`half_width` taps each side (at the lower of the two rates), a Kaiser-windowed sinc
         with its cutoff at `rolloff` of the lower Nyquist frequency."""
         if orig_sr <= 0 or target_sr <= 0:

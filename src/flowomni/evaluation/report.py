@@ -24,9 +24,11 @@ def _ci(row: dict[str, Any], key: str) -> str:
 
 
 def summary_table(results: dict[str, dict[str, Any]]) -> str:
-    head = ("| model | accuracy (target skills) | accuracy (all) | text WER | speech WER vs reference "
-            "| speech WER vs own text | spoken answers | first packet (ms, median) | RTF | answer length (s) |\n"
-            "|---|---|---|---|---|---|---|---|---|---|\n")
+    head = (
+        "| model | accuracy (target skills) | accuracy (all) | text WER | speech WER vs reference "
+        "| speech WER vs own text | spoken answers | first packet (ms, median) | RTF | answer length (s) |\n"
+        "|---|---|---|---|---|---|---|---|---|---|\n"
+    )
     rows = []
     for name, r in results.items():
         c, lat = r["clean"], r["latency"]
@@ -67,8 +69,10 @@ def skill_table(results: dict[str, dict[str, Any]]) -> str:
     names = list(results)
     skills = sorted({s for r in results.values() for s in r["clean"].get("accuracy_by_skill", {})})
     head = "| skill | " + " | ".join(names) + " |\n" + "|---" * (1 + len(names)) + "|\n"
-    lines = [f"| {s} | " + " | ".join(_pct(results[n]["clean"]["accuracy_by_skill"].get(s)) for n in names) + " |"
-             for s in skills]
+    lines = [
+        f"| {s} | " + " | ".join(_pct(results[n]["clean"]["accuracy_by_skill"].get(s)) for n in names) + " |"
+        for s in skills
+    ]
     return head + "\n".join(lines) + "\n"
 
 
@@ -98,8 +102,13 @@ def plot_sweeps(results: dict[str, dict[str, Any]], path: Path) -> None:
     plt.close(fig)
 
 
-def write_report(results: dict[str, dict[str, Any]], examples: dict[str, list[dict[str, Any]]], out_dir: Path,
-                 command: str, notes: str = "") -> Path:
+def write_report(
+    results: dict[str, dict[str, Any]],
+    examples: dict[str, list[dict[str, Any]]],
+    out_dir: Path,
+    command: str,
+    notes: str = "",
+) -> Path:
     """reports/<name>/: report.md, results.json, sweeps PNG, mel PNGs and example WAVs."""
     from flowomni.audio.io import save_audio
     from flowomni.model.plots import plot_mels
@@ -111,13 +120,17 @@ def write_report(results: dict[str, dict[str, Any]], examples: dict[str, list[di
     md = [f"# Evaluation report\n\nCommand:\n\n```\n{command}\n```\n"]
     if notes:
         md.append(notes + "\n")
-    md += ["## Clean test questions\n", summary_table(results),
-           "\nSpeech WER: the independent ASR (Whisper tiny.en) transcribes the spoken answer; "
-           "against the reference answer it measures what a listener gets, against the model's own "
-           "text it measures text-speech consistency. Silent answers count as fully deleted. "
-           "Transcripts where greedy Whisper looped were decoded again with beam search "
-           f"({redecoded}; flowomni.evaluation.asr).\n",
-           "\n### Accuracy by skill\n", skill_table(results)]
+    md += [
+        "## Clean test questions\n",
+        summary_table(results),
+        "\nSpeech WER: the independent ASR (Whisper tiny.en) transcribes the spoken answer; "
+        "against the reference answer it measures what a listener gets, against the model's own "
+        "text it measures text-speech consistency. Silent answers count as fully deleted. "
+        "Transcripts where greedy Whisper looped were decoded again with beam search "
+        f"({redecoded}; flowomni.evaluation.asr).\n",
+        "\n### Accuracy by skill\n",
+        skill_table(results),
+    ]
     run = [sw for sw in SWEEPS if all(r["sweeps"].get(sw[0]) for r in results.values())]  # not run: no section
     if run:
         md.append("\n## Robustness\n")
@@ -132,8 +145,10 @@ def write_report(results: dict[str, dict[str, Any]], examples: dict[str, list[di
             plot_mels({"generated answer": ex["mel"]}, out_dir / f"{stem}_mel.png")
             if ex.get("audio") is not None:
                 save_audio(out_dir / f"{stem}.wav", ex["audio"], ex["sample_rate"])
-            md.append(f"**{name}** — Q: {ex['question']}  \nA (text): {ex['text']}  \nA (heard by ASR): "
-                      f"{ex['heard']}  \n![mel]({stem}_mel.png) [audio]({stem}.wav)\n")
+            md.append(
+                f"**{name}** — Q: {ex['question']}  \nA (text): {ex['text']}  \nA (heard by ASR): "
+                f"{ex['heard']}  \n![mel]({stem}_mel.png) [audio]({stem}.wav)\n"
+            )
     path = out_dir / "report.md"
     path.write_text("\n".join(md))
     return path

@@ -13,24 +13,71 @@ import re
 
 import jiwer
 
-_ONES = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven",
-         "twelve", "thirteen", "fourteen", "fifteen", "sixteen", "seventeen", "eighteen", "nineteen"]
+_ONES = [
+    "zero",
+    "one",
+    "two",
+    "three",
+    "four",
+    "five",
+    "six",
+    "seven",
+    "eight",
+    "nine",
+    "ten",
+    "eleven",
+    "twelve",
+    "thirteen",
+    "fourteen",
+    "fifteen",
+    "sixteen",
+    "seventeen",
+    "eighteen",
+    "nineteen",
+]
 _TENS = ["", "", "twenty", "thirty", "forty", "fifty", "sixty", "seventy", "eighty", "ninety"]
 _SCALES = [(10**12, "trillion"), (10**9, "billion"), (10**6, "million"), (1000, "thousand")]
-_ORDINAL_IRREGULAR = {"one": "first", "two": "second", "three": "third", "five": "fifth", "eight": "eighth",
-                      "nine": "ninth", "twelve": "twelfth"}
+_ORDINAL_IRREGULAR = {
+    "one": "first",
+    "two": "second",
+    "three": "third",
+    "five": "fifth",
+    "eight": "eighth",
+    "nine": "ninth",
+    "twelve": "twelfth",
+}
 
 # Contractions both the references and the ASR use interchangeably with their long forms.
 _CONTRACTIONS = [
-    (r"\bcan't\b", "cannot"), (r"\bwon't\b", "will not"), (r"\bshan't\b", "shall not"), (r"\blet's\b", "let us"),
+    (r"\bcan't\b", "cannot"),
+    (r"\bwon't\b", "will not"),
+    (r"\bshan't\b", "shall not"),
+    (r"\blet's\b", "let us"),
     (r"\b(it|that|what|there|here|he|she|who|where|how)'s\b", r"\1 is"),
-    (r"n't\b", " not"), (r"'re\b", " are"), (r"'ll\b", " will"), (r"'ve\b", " have"), (r"'m\b", " am"),
+    (r"n't\b", " not"),
+    (r"'re\b", " are"),
+    (r"'ll\b", " will"),
+    (r"'ve\b", " have"),
+    (r"'m\b", " am"),
     (r"'d\b", " would"),
 ]
-_SPELLING = {"colour": "color", "colours": "colors", "favourite": "favorite", "grey": "gray", "centre": "center",
-             "metre": "meter", "metres": "meters", "litre": "liter", "litres": "liters", "theatre": "theater",
-             "neighbour": "neighbor", "honour": "honor", "organise": "organize", "realise": "realize",
-             "okay": "ok"}
+_SPELLING = {
+    "colour": "color",
+    "colours": "colors",
+    "favourite": "favorite",
+    "grey": "gray",
+    "centre": "center",
+    "metre": "meter",
+    "metres": "meters",
+    "litre": "liter",
+    "litres": "liters",
+    "theatre": "theater",
+    "neighbour": "neighbor",
+    "honour": "honor",
+    "organise": "organize",
+    "realise": "realize",
+    "okay": "ok",
+}
 
 
 def number_to_words(n: int) -> str:

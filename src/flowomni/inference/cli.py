@@ -19,21 +19,30 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-speech", action="store_true", help="answer in text only")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of streaming text")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="generation knobs, e.g. --set flow_steps=4 --set text_temperature=0.7 --set cfg_scale=1.5")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="generation knobs, e.g. --set flow_steps=4 --set text_temperature=0.7 --set cfg_scale=1.5",
+    )
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ...")
-    p.add_argument("--max-seconds", type=float, default=MAX_QUESTION_SECONDS,
-                   help=f"refuse longer question audio (default {MAX_QUESTION_SECONDS:g}, as the server; the cost "
-                        "of an answer grows about quadratically with the question's length)")
+    p.add_argument(
+        "--max-seconds",
+        type=float,
+        default=MAX_QUESTION_SECONDS,
+        help=f"refuse longer question audio (default {MAX_QUESTION_SECONDS:g}, as the server; the cost "
+        "of an answer grows about quadratically with the question's length)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
-    import numpy as np
 
     from flowomni.audio.io import AudioError, audio_duration, save_audio
     from flowomni.checkpoint import CheckpointError
     from flowomni.inference.decoder import GenerationConfig
-    from flowomni.inference.engine import AudioChunk, Done, Engine, TextDelta
+    from flowomni.inference.engine import Engine, Received, TextDelta
 
     if (args.question is None) == (args.text is None):
         print("flowomni chat: give a question audio file or --text (exactly one)", file=sys.stderr)
@@ -45,8 +54,11 @@ def run(args: argparse.Namespace) -> int:
             print(f"flowomni chat: {e}", file=sys.stderr)
             return 2
         if not seconds <= args.max_seconds:
-            print(f"flowomni chat: {args.question}: question of {seconds:.1f} s is longer than the limit of "
-                  f"{args.max_seconds:g} s (--max-seconds raises it)", file=sys.stderr)
+            print(
+                f"flowomni chat: {args.question}: question of {seconds:.1f} s is longer than the limit of "
+                f"{args.max_seconds:g} s (--max-seconds raises it)",
+                file=sys.stderr,
+            )
             return 2
     try:
         gen = from_dict(GenerationConfig, apply_overrides({"seed": args.seed}, args.overrides), "generation")
@@ -55,31 +67,40 @@ def run(args: argparse.Namespace) -> int:
         print(f"flowomni chat: {e}", file=sys.stderr)
         return 2
     speak = not args.no_speech
-    chunks: list[np.ndarray] = []
-    done = None
+    got = Received()
     try:
         for ev in engine.respond(args.question, text=args.text, speak=speak):
-            if isinstance(ev, TextDelta) and not args.json:
+            if isinstance(got.add(ev), TextDelta) and not args.json:
                 print(ev.text, end="", flush=True)
-            elif isinstance(ev, AudioChunk):
-                chunks.append(ev.pcm)
-            elif isinstance(ev, Done):
-                done = ev
     except (AudioError, ValueError) as e:
         print(f"flowomni chat: {e}", file=sys.stderr)
         return 2
-    assert done is not None
-    if args.output and chunks:
-        save_audio(args.output, np.concatenate(chunks), engine.vocoder.sample_rate)
+    done = got.final()
+    if args.output and got.chunks:
+        save_audio(args.output, got.audio(), engine.vocoder.sample_rate)
     t = done.timings
     if args.json:
-        print(json.dumps({"text": done.text, "first_audio_ms": t.get("first_audio_ms"), "rtf": t["rtf"],
-                          "audio_seconds": done.audio_seconds, "timings": t, "output": args.output}))
+        print(
+            json.dumps(
+                {
+                    "text": done.text,
+                    "first_audio_ms": t.get("first_audio_ms"),
+                    "rtf": t["rtf"],
+                    "audio_seconds": done.audio_seconds,
+                    "timings": t,
+                    "output": args.output,
+                }
+            )
+        )
     else:
         print()
         if speak:
             first = t.get("first_audio_ms")
-            print(f"[{done.audio_seconds:.2f} s of speech, first audio {first:.0f} ms, RTF {t['rtf']:.3f}"
-                  + (f", written to {args.output}]" if args.output else "]") if first is not None
-                  else "[no speech was generated]", file=sys.stderr)
+            print(
+                f"[{done.audio_seconds:.2f} s of speech, first audio {first:.0f} ms, RTF {t['rtf']:.3f}"
+                + (f", written to {args.output}]" if args.output else "]")
+                if first is not None
+                else "[no speech was generated]",
+                file=sys.stderr,
+            )
     return 0

@@ -12,8 +12,9 @@ each prompt sees exactly what it would alone.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 
@@ -23,7 +24,7 @@ from flowomni.model import tokenizer as tk
 from flowomni.model.encoder import n_adapter_frames
 from flowomni.model.flow_head import FLOW_METHODS
 from flowomni.model.flowomni import FlowOmni
-from flowomni.model.layout import AUDIO, GEN, PAD, START, STOP, Task, prefix
+from flowomni.model.layout import GEN, PAD, START, STOP, Task, prefix
 from flowomni.model.sampling import sample_tokens
 
 
@@ -31,9 +32,16 @@ from flowomni.model.sampling import sample_tokens
 class GenerationConfig:
     # allowed ranges, checked when read (flowomni.config.check_bounds)
     BOUNDS: ClassVar[Bounds] = {
-        "max_steps": (1, 100_000), "text_temperature": (0, 100), "top_k": (0, None), "top_p": (0, 1),
-        "flow_steps": (1, 1000), "flow_temperature": (0, 100), "cfg_scale": (0, 100),
-        "code_temperature": (0, 100), "code_top_k": (0, None), "max_prompt_positions": (0, None)
+        "max_steps": (1, 100_000),
+        "text_temperature": (0, 100),
+        "top_k": (0, None),
+        "top_p": (0, 1),
+        "flow_steps": (1, 1000),
+        "flow_temperature": (0, 100),
+        "cfg_scale": (0, 100),
+        "code_temperature": (0, 100),
+        "code_top_k": (0, None),
+        "max_prompt_positions": (0, None),
     }
 
     max_steps: int = 400  # hard cap on answer positions (about 18 s of speech at 21.5 Hz)
@@ -87,6 +95,84 @@ class DecodeTimings:
     per_step: list[float] = field(default_factory=list)
 
 
+@dataclass
+class Prefill:
+    """The prompts' positions run through the backbone: its KV cache and last hidden states."""
+
+    cache: Any  # transformers' DynamicCache, [B, kv_heads, L, head_dim] per layer
+    h: torch.Tensor  # [B, D] hidden state of each prompt's last position
+    mask: torch.Tensor  # [B, L] 1 on real positions (prompts are left-padded)
+    positions: torch.Tensor  # [B, L] position ids (each prompt from 0)
+    embeds: torch.Tensor  # [B, L, D] the inputs
+
+
+@torch.no_grad()
+def prefill(model: FlowOmni, prompts: list[Prompt], device: torch.device, limit: int = 0) -> Prefill:
+    """Lay out and embed the prompts (spoken questions through the encoder in one batch),
+    left-padded, and run them through the backbone in one pass. `limit` > 0: a prompt longer
+    than that many positions is refused (PromptTooLong) before the encoder runs."""
+    m, stack, tok = model, model.cfg.encoder.stack, model.tokenizer
+    layouts = []
+    for p in prompts:
+        hist = [(tok.encode(q), tok.encode(a)) for q, a in p.history or []]
+        if p.task.speech_in:
+            if p.audio_mel is None or p.audio_mel.shape[0] == 0:
+                raise ValueError(f"task {p.task.value} needs question audio")
+            n = n_adapter_frames(p.audio_mel.shape[0], stack)
+            layouts.append(prefix(p.task, tok, None, n, hist))
+        else:
+            if not p.text:
+                raise ValueError(f"task {p.task.value} needs question text")
+            layouts.append(prefix(p.task, tok, tok.encode(p.text), 0, hist))
+    if limit and (longest := max(len(lay) for lay in layouts)) > limit:
+        raise PromptTooLong(
+            f"the prompt (earlier turns + question) is {longest} positions long, over the limit of {limit}"
+        )
+    b, L = len(prompts), max(len(lay) for lay in layouts)
+    text = torch.zeros(b, L, dtype=torch.long, device=device)
+    kind = torch.full((b, L), PAD, dtype=torch.long, device=device)
+    audio_index = torch.full((b, L), -1, dtype=torch.long, device=device)
+    mask = torch.zeros(b, L, dtype=torch.long, device=device)
+    for i, lay in enumerate(layouts):
+        off = L - len(lay)  # left padding
+        text[i, off:] = torch.tensor(lay.text, device=device)
+        kind[i, off:] = torch.tensor(lay.kind, device=device)
+        audio_index[i, off:] = torch.tensor(lay.audio_index, device=device)
+        mask[i, off:] = 1
+    audio = None
+    audio_idx = [i for i, p in enumerate(prompts) if p.task.speech_in]
+    if audio_idx:  # all spoken questions through the encoder in one batch
+        mels = [prompts[i].audio_mel.to(device).float() for i in audio_idx]
+        lens = torch.tensor([x.shape[0] for x in mels], device=device)
+        feats, _ = m.encode_audio(torch.nn.utils.rnn.pad_sequence(mels, batch_first=True), lens)
+        audio = feats.new_zeros(b, *feats.shape[1:])
+        audio[audio_idx] = feats
+    emb = m.embed_prompt(text, kind, audio, audio_index) * mask[..., None].to(m.state_emb.weight.dtype)
+    pos = (mask.cumsum(1) - 1).clamp(min=0)
+    out = m.backbone(emb, mask, position_ids=pos, use_cache=True)
+    return Prefill(out.past_key_values, out.last_hidden_state[:, -1], mask, pos, emb)
+
+
+def next_states(
+    logits: torch.Tensor,
+    started: torch.Tensor,
+    speech_done: torch.Tensor,
+    constrain: Callable[[torch.Tensor], torch.Tensor] | None = None,
+) -> torch.Tensor:
+    """Next speech state per prompt from the state head's logits [B, NUM_STATES], greedy within
+    the grammar PAD* START GEN* STOP PAD* (`constrain`: a speech stream's further limits)."""
+    logits = logits.float()
+    allowed = torch.zeros_like(logits, dtype=torch.bool)
+    allowed[:, PAD] = ~started
+    allowed[:, START] = ~started
+    allowed[:, GEN] = started
+    allowed[:, STOP] = started
+    if constrain is not None:
+        allowed = constrain(allowed)
+    state = logits.masked_fill(~allowed, float("-inf")).argmax(-1)
+    return torch.where(speech_done, torch.full_like(state, PAD), state)
+
+
 class Decoder:
     """Decodes a batch of prompts one position at a time. Use `step()` until `done`."""
 
@@ -126,72 +212,21 @@ class Decoder:
 
     @torch.no_grad()
     def _prefill(self, prompts: list[Prompt]) -> None:
-        m, stack = self.model, self.model.cfg.encoder.stack
-        layouts, audio_frames = [], []
-        for p in prompts:
-            hist = [(self.tok.encode(q), self.tok.encode(a)) for q, a in p.history or []]
-            if p.task.speech_in:
-                if p.audio_mel is None or p.audio_mel.shape[0] == 0:
-                    raise ValueError(f"task {p.task.value} needs question audio")
-                n = n_adapter_frames(p.audio_mel.shape[0], stack)
-                layouts.append(prefix(p.task, self.tok, None, n, hist))
-            else:
-                if not p.text:
-                    raise ValueError(f"task {p.task.value} needs question text")
-                layouts.append(prefix(p.task, self.tok, self.tok.encode(p.text), 0, hist))
-        limit = self.gen.max_prompt_positions
-        if limit and (longest := max(len(lay) for lay in layouts)) > limit:
-            raise PromptTooLong(f"the prompt (earlier turns + question) is {longest} positions long, over the "
-                                f"limit of {limit}")
-        # encode all spoken questions in one batch
-        audio_idx = [i for i, p in enumerate(prompts) if p.task.speech_in]
-        if audio_idx:
-            mels = [prompts[i].audio_mel.to(self.device).float() for i in audio_idx]
-            lens = torch.tensor([x.shape[0] for x in mels], device=self.device)
-            padded = torch.nn.utils.rnn.pad_sequence(mels, batch_first=True)
-            feats, _ = m.encode_audio(padded, lens)
-            audio_frames = {i: feats[j] for j, i in enumerate(audio_idx)}
-        b, L = len(prompts), max(len(l) for l in layouts)
-        d = m.state_emb.embedding_dim
-        emb = torch.zeros(b, L, d, device=self.device, dtype=m.state_emb.weight.dtype)
-        mask = torch.zeros(b, L, dtype=torch.long, device=self.device)
-        for i, lay in enumerate(layouts):
-            off = L - len(lay)  # left padding
-            text = torch.tensor(lay.text, device=self.device)
-            kind = torch.tensor(lay.kind, device=self.device)
-            e = m.embed_text(text) + m.state_emb(kind)
-            if (kind == AUDIO).any():
-                idx = torch.tensor([a for a in lay.audio_index if a >= 0], device=self.device)
-                e[kind == AUDIO] += audio_frames[i][idx]
-            emb[i, off:] = e
-            mask[i, off:] = 1
-        self.mask = mask
-        pos = (mask.cumsum(1) - 1).clamp(min=0)
-        self.embeds, self.pos_all = [emb], pos
-        out = m.backbone(emb, mask, position_ids=pos, use_cache=True)
-        self.cache = out.past_key_values
-        self.h = out.last_hidden_state[:, -1]
-        self.next_pos = pos[:, -1] + 1
+        p = prefill(self.model, prompts, self.device, self.gen.max_prompt_positions)
+        self.mask, self.embeds, self.pos_all = p.mask, [p.embeds], p.positions
+        self.cache, self.h, self.next_pos = p.cache, p.h, p.positions[:, -1] + 1
 
     def _states(self, h: torch.Tensor) -> torch.Tensor:
-        """Next speech state per prompt, greedy within the grammar PAD* START GEN* STOP PAD*."""
-        logits = self.step_model.state_head(h).float()
-        allowed = torch.zeros_like(logits, dtype=torch.bool)
-        allowed[:, PAD] = ~self.started
-        allowed[:, START] = ~self.started
-        allowed[:, GEN] = self.started
-        allowed[:, STOP] = self.started
-        allowed = self.stream.constrain(allowed)
-        state = logits.masked_fill(~allowed, float("-inf")).argmax(-1)
-        return torch.where(self.speech_done, torch.full_like(state, PAD), state)
+        return next_states(self.step_model.state_head(h), self.started, self.speech_done, self.stream.constrain)
 
     @torch.no_grad()
     def step(self) -> list[StepOutput]:
         m, g = self.step_model, self.gen
         t0 = time.perf_counter()
         h = self.h
-        tokens = sample_tokens(m.text_logits(h), temperature=g.text_temperature, top_k=g.top_k,
-                               top_p=g.top_p, generator=self.generator)
+        tokens = sample_tokens(
+            m.text_logits(h), temperature=g.text_temperature, top_k=g.top_k, top_p=g.top_p, generator=self.generator
+        )
         tpad = self.tok.token_id(tk.TEXT_PAD)
         tokens = torch.where(self.text_done, torch.full_like(tokens, tpad), tokens)
         states = self._states(h)
@@ -217,8 +252,9 @@ class Decoder:
         self.mask = torch.cat([self.mask, torch.ones_like(self.mask[:, :1])], dim=1)
         self.embeds.append(e[:, None])
         self.pos_all = torch.cat([self.pos_all, self.next_pos[:, None]], dim=1)
-        out = m.backbone(e[:, None], self.mask, position_ids=self.next_pos[:, None],
-                         past_key_values=self.cache, use_cache=True)
+        out = m.backbone(
+            e[:, None], self.mask, position_ids=self.next_pos[:, None], past_key_values=self.cache, use_cache=True
+        )
         self.cache, self.h = out.past_key_values, out.last_hidden_state[:, -1]
         self.next_pos = self.next_pos + 1
         self.n_steps += 1

@@ -34,8 +34,9 @@ class BackboneConfig:
     attn_implementation: str = "sdpa"
 
 
-def build_backbone(cfg: BackboneConfig, vocab_size: int, saved_config: str | None = None, *,
-                   pretrained: bool = True) -> nn.Module:
+def build_backbone(
+    cfg: BackboneConfig, vocab_size: int, saved_config: str | None = None, *, pretrained: bool = True
+) -> nn.Module:
     """A causal LM whose embedding table fits `vocab_size` (grown for the control tokens).
 
     `saved_config` (a folder with an HF config.json) rebuilds the architecture of a trained

@@ -39,9 +39,7 @@ log = logging.getLogger(__name__)
 @dataclass
 class CodeHeadConfig:
     # allowed ranges, checked when read (flowomni.config.check_bounds)
-    BOUNDS: ClassVar[Bounds] = {
-        "hidden": (0, 65536), "temperature": (0, 100), "top_k": (0, None)
-    }
+    BOUNDS: ClassVar[Bounds] = {"hidden": (0, 65536), "temperature": (0, 100), "top_k": (0, None)}
 
     hidden: int = 0  # >0: an MLP of this width before the n_q linear heads
     temperature: float = 0.0  # code sampling at inference; 0: greedy (as Mini-Omni's top_k=1)
@@ -111,8 +109,9 @@ class CodeHead(nn.Module):
 
 
 class DiscreteSpeech(SpeechHead):
-    def __init__(self, cc: CodecConfig, cfg: CodeHeadConfig, d: int, n_mels: int, group: int, *,
-                 fresh: bool = True) -> None:
+    def __init__(
+        self, cc: CodecConfig, cfg: CodeHeadConfig, d: int, n_mels: int, group: int, *, fresh: bool = True
+    ) -> None:
         """`cc`: model.codec; `cfg`: model.code_head; `d`: the backbone width; `group`: mel
         frames per step; `fresh`: a new model, so the fitted codec `cc.path` names is loaded."""
         super().__init__()
@@ -184,8 +183,9 @@ class CodeStream(SpeechStream):
         allowed[:, GEN] &= ~done
         return allowed
 
-    def step(self, h: torch.Tensor, gen: torch.Tensor, generator: torch.Generator | None
-             ) -> tuple[torch.Tensor | None, list[torch.Tensor | None]]:
+    def step(
+        self, h: torch.Tensor, gen: torch.Tensor, generator: torch.Generator | None
+    ) -> tuple[torch.Tensor | None, list[torch.Tensor | None]]:
         b, head = h.shape[0], self.head
         out: list[torch.Tensor | None] = [None] * b
         if not gen.any():
@@ -199,8 +199,9 @@ class CodeStream(SpeechStream):
             pad_ok[:, 0] |= end < 0
         logits[..., : head.pad] = logits[..., : head.pad].masked_fill(forced[..., None], float("-inf"))
         logits[..., head.pad] = logits[..., head.pad].masked_fill(~pad_ok, float("-inf"))
-        codes = sample_tokens(logits.flatten(0, 1), temperature=self.temperature, top_k=self.top_k,
-                              generator=generator).view(len(rows), head.n_q)
+        codes = sample_tokens(
+            logits.flatten(0, 1), temperature=self.temperature, top_k=self.top_k, generator=generator
+        ).view(len(rows), head.n_q)
         self.end[rows] = torch.where((end < 0) & (codes[:, 0] == head.pad), j, end)
         if int(j.max()) >= self.history.shape[1]:
             self.history = torch.cat([self.history, torch.full_like(self.history, head.pad)], 1)

@@ -33,8 +33,11 @@ CHUNK = 8192  # vectors per distance computation (bounds memory at CHUNK x codeb
 class CodecConfig:
     # allowed ranges, checked when read (flowomni.config.check_bounds)
     BOUNDS: ClassVar[Bounds] = {
-        "n_q": (1, 64), "codebook_size": (2, 1 << 20), "iters": (0, 100_000), "init_vectors": (1, 1 << 30),
-        "max_groups": (1, 1 << 40)
+        "n_q": (1, 64),
+        "codebook_size": (2, 1 << 20),
+        "iters": (0, 100_000),
+        "init_vectors": (1, 1 << 30),
+        "max_groups": (1, 1 << 40),
     }
 
     n_q: int = 8  # codebooks (residual stages)
@@ -81,8 +84,11 @@ def kmeans_pp(x: torch.Tensor, k: int, generator: torch.Generator) -> torch.Tens
     d2 = (x - centres[0]).pow(2).sum(1)
     for i in range(1, k):
         total = d2.sum()
-        j = (torch.multinomial(d2 / total, 1, generator=generator) if total > 0
-             else torch.randint(n, (1,), generator=generator))
+        j = (
+            torch.multinomial(d2 / total, 1, generator=generator)
+            if total > 0
+            else torch.randint(n, (1,), generator=generator)
+        )
         centres[i] = x[j]
         d2 = torch.minimum(d2, (x - centres[i]).pow(2).sum(1))
     return centres
@@ -181,8 +187,10 @@ class MelCodec(nn.Module):
         stage. Deterministic for a given seed (CPU)."""
         n = groups.shape[0]
         if n < self.codebook_size:
-            raise CodecError(f"{n} training groups cannot fill a codebook of {self.codebook_size}: "
-                             f"use more data or a smaller codec.codebook_size")
+            raise CodecError(
+                f"{n} training groups cannot fill a codebook of {self.codebook_size}: "
+                f"use more data or a smaller codec.codebook_size"
+            )
         st = FeatureStats.estimate([groups.reshape(-1, self.n_mels).float().cpu()])
         self.mean.copy_(st.mean)
         self.std.copy_(st.std)
@@ -206,8 +214,13 @@ class MelCodec(nn.Module):
         from flowomni.checkpoint import save_checkpoint
 
         shape = {"n_q": self.n_q, "codebook_size": self.codebook_size, "group": self.group, "n_mels": self.n_mels}
-        return save_checkpoint(path, model_state=dict(self.state_dict()), config_yaml=yaml.safe_dump(shape),
-                               meta=json.loads(json.dumps(meta or {})), save_rng=False)
+        return save_checkpoint(
+            path,
+            model_state=dict(self.state_dict()),
+            config_yaml=yaml.safe_dump(shape),
+            meta=json.loads(json.dumps(meta or {})),
+            save_rng=False,
+        )
 
     @classmethod
     def load(cls, path: str | Path) -> MelCodec:
@@ -228,5 +241,6 @@ class MelCodec(nn.Module):
         want = (n_q, codebook_size, group, n_mels)
         have = (self.n_q, self.codebook_size, self.group, self.n_mels)
         if want != have:
-            raise CodecError(f"codec {where} has (n_q, codebook_size, group, n_mels) = {have} "
-                             f"but the model config asks for {want}")
+            raise CodecError(
+                f"codec {where} has (n_q, codebook_size, group, n_mels) = {have} but the model config asks for {want}"
+            )

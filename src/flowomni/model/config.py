@@ -21,7 +21,11 @@ SPEECH_HEADS = ("flow", "discrete")
 class ModelConfig:
     # allowed ranges, checked when read (flowomni.config.check_bounds)
     BOUNDS: ClassVar[Bounds] = {
-        "group": (1, 64), "delay": (0, 64), "w_flow": (0, 1e4), "w_state": (0, 1e4), "feedback_noise": (0, 100)
+        "group": (1, 64),
+        "delay": (0, 64),
+        "w_flow": (0, 1e4),
+        "w_state": (0, 1e4),
+        "feedback_noise": (0, 100),
     }
 
     input_mel: MelConfig = field(default_factory=input_mel_config)

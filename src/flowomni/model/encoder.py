@@ -29,8 +29,14 @@ if TYPE_CHECKING:
 class EncoderConfig:
     # allowed ranges, checked when read (flowomni.config.check_bounds)
     BOUNDS: ClassVar[Bounds] = {
-        "n_mels": (1, 512), "d_model": (1, 16384), "n_layers": (0, 256), "n_heads": (1, 256),
-        "ffn_dim": (1, 131072), "dropout": (0, 1), "stack": (1, 64), "pad_to": (0, 48000)
+        "n_mels": (1, 512),
+        "d_model": (1, 16384),
+        "n_layers": (0, 256),
+        "n_heads": (1, 256),
+        "ffn_dim": (1, 131072),
+        "dropout": (0, 1),
+        "stack": (1, 64),
+        "pad_to": (0, 48000),
     }
 
     n_mels: int = 80
@@ -169,8 +175,10 @@ class SpeechEncoder(nn.Module):
         own = self.state_dict()
         missing = [k for k in own if k not in weights.state or weights.state[k].shape != own[k].shape]
         if missing:
-            raise ValueError(f"Whisper encoder {name_or_path!r} does not match this config: {missing[:5]} "
-                             f"(its shape: {weights.shape})")
+            raise ValueError(
+                f"Whisper encoder {name_or_path!r} does not match this config: {missing[:5]} "
+                f"(its shape: {weights.shape})"
+            )
         self.load_state_dict({k: weights.state[k] for k in own})
         return weights.digest
 
@@ -187,8 +195,13 @@ def whisper_weights(name_or_path: str) -> WhisperEncoderWeights:
 
     hf = WhisperModel.from_pretrained(name_or_path)
     c = hf.config
-    shape = {"n_mels": c.num_mel_bins, "d_model": c.d_model, "n_layers": c.encoder_layers,
-             "n_heads": c.encoder_attention_heads, "ffn_dim": c.encoder_ffn_dim}
+    shape = {
+        "n_mels": c.num_mel_bins,
+        "d_model": c.d_model,
+        "n_layers": c.encoder_layers,
+        "n_heads": c.encoder_attention_heads,
+        "ffn_dim": c.encoder_ffn_dim,
+    }
     state = {k: v.float() for k, v in hf.encoder.state_dict().items() if not k.startswith("embed_positions")}
     return WhisperEncoderWeights(shape, state, hf.encoder.embed_positions.weight.detach().float(), name_or_path)
 

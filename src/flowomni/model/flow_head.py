@@ -42,9 +42,18 @@ T_SAMPLINGS = ("logit_normal", "uniform")  # where on the path training draws t
 class FlowHeadConfig:
     # allowed ranges, checked when read (flowomni.config.check_bounds)
     BOUNDS: ClassVar[Bounds] = {
-        "width": (1, 65536), "depth": (1, 256), "refiner_layers": (0, 64), "refiner_heads": (1, 256),
-        "p_uncond": (0, 1), "sigma_min": (0, 1), "steps": (1, 1000), "temperature": (0, 100),
-        "cfg_scale": (0, 100), "prior_weight": (0, 1e4), "student_width": (0, 65536), "student_depth": (0, 256)
+        "width": (1, 65536),
+        "depth": (1, 256),
+        "refiner_layers": (0, 64),
+        "refiner_heads": (1, 256),
+        "p_uncond": (0, 1),
+        "sigma_min": (0, 1),
+        "steps": (1, 1000),
+        "temperature": (0, 100),
+        "cfg_scale": (0, 100),
+        "prior_weight": (0, 1e4),
+        "student_width": (0, 65536),
+        "student_depth": (0, 256),
     }
 
     width: int = 256
@@ -114,8 +123,9 @@ class VelocityMLP(nn.Module):
             nn.init.zeros_(layer.weight)
             nn.init.zeros_(layer.bias)
 
-    def modulation(self, t: torch.Tensor | None, c: torch.Tensor, t_emb: torch.Tensor | None = None
-                   ) -> list[tuple[torch.Tensor, ...]]:
+    def modulation(
+        self, t: torch.Tensor | None, c: torch.Tensor, t_emb: torch.Tensor | None = None
+    ) -> list[tuple[torch.Tensor, ...]]:
         """adaLN shift/scale/gate of every block for (t, c). It does not depend on x, so a
         sampler computes it for all its time points in one batched call, before integrating
         (`t_emb`: the time embedding of `t`, when the caller has it already)."""
@@ -165,10 +175,16 @@ class FlowHead(nn.Module):
         self.refiner = ConditionRefiner(cond_dim, cfg.width, group, cfg.refiner_layers, cfg.refiner_heads)
         self.null_cond = nn.Parameter(torch.zeros(cond_dim))
         self.net = VelocityMLP(group * frame_dim, cfg.width, cfg.depth)
-        self.prior = (nn.Sequential(nn.Linear(cond_dim, cfg.width), nn.SiLU(), nn.Linear(cfg.width, group * frame_dim))
-                      if cfg.prior == "mean" else None)
-        self.student = (FlowStudent(group * frame_dim, cond_dim, cfg.student_width, cfg.student_depth)
-                        if cfg.student_width > 0 else None)
+        self.prior = (
+            nn.Sequential(nn.Linear(cond_dim, cfg.width), nn.SiLU(), nn.Linear(cfg.width, group * frame_dim))
+            if cfg.prior == "mean"
+            else None
+        )
+        self.student = (
+            FlowStudent(group * frame_dim, cond_dim, cfg.student_width, cfg.student_depth)
+            if cfg.student_width > 0
+            else None
+        )
         self._t_cache: tuple[Any, torch.Tensor] | None = None
 
     def _time_grid(self, times: list[float], like: torch.Tensor) -> torch.Tensor:
@@ -225,36 +241,96 @@ class FlowHead(nn.Module):
     ) -> torch.Tensor:
         """Draw mel groups [N, k, F] for conditions h [N, D] by integrating the learned ODE
         (or, with method "student", by the distilled one-step network)."""
+        method, steps, temperature, cfg_scale = self.sampler(steps, method, temperature, cfg_scale)
+        return self.carry(self.start(h, temperature, generator), h, steps=steps, method=method, cfg_scale=cfg_scale)
+
+    def sampler(
+        self,
+        steps: int | None = None,
+        method: str | None = None,
+        temperature: float | None = None,
+        cfg_scale: float | None = None,
+    ) -> tuple[str, int, float, float]:
+        """(method, steps, temperature, cfg_scale) with the config's defaults for None, checked."""
         cfg = self.cfg
         method = method or cfg.method
         temperature = cfg.temperature if temperature is None else temperature
         cfg_scale = cfg.cfg_scale if cfg_scale is None else cfg_scale
         if method not in FLOW_METHODS:
             raise SettingError(f"unknown flow sampler {method!r}: use one of {FLOW_METHODS}")
-        x = self.start(h, temperature, generator)
         if method == "student":
             if self.student is None:
-                raise SettingError("this model has no one-step flow student: make one with `flowomni distill-flow "
-                                   "MODEL --out DIR`, or sample with method euler/midpoint")
+                raise SettingError(
+                    "this model has no one-step flow student: make one with `flowomni distill-flow "
+                    "MODEL --out DIR`, or sample with method euler/midpoint"
+                )
             if cfg_scale != 1.0:
-                raise SettingError(f"the one-step student imitates its teacher ({cfg.student_teacher or 'unknown'}); "
-                                   f"it cannot apply cfg_scale {cfg_scale}: use method euler/midpoint for guidance")
+                raise SettingError(
+                    f"the one-step student imitates its teacher ({cfg.student_teacher or 'unknown'}); "
+                    f"it cannot apply cfg_scale {cfg_scale}: use method euler/midpoint for guidance"
+                )
+        return method, steps or cfg.steps, temperature, cfg_scale
+
+    def carry(
+        self,
+        x: torch.Tensor,
+        h: torch.Tensor,
+        *,
+        steps: int,
+        method: str,
+        cfg_scale: float,
+        t_grid: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Starting points x [N, k*F] -> mel groups [N, k, F], by the student or the ODE (`sampler`'s
+        arguments; `t_grid`: `time_grid`'s output, when the caller keeps it)."""
+        if method == "student":
             x = self.student(x, h)
         else:
-            x = self.integrate(x, h, steps=steps or cfg.steps, method=method, cfg_scale=cfg_scale)
+            x = self.integrate(x, h, steps=steps, method=method, cfg_scale=cfg_scale, t_grid=t_grid)
         return x.view(h.shape[0], self.group, self.frame_dim)
 
-    def start(self, h: torch.Tensor, temperature: float, generator: torch.Generator | None = None) -> torch.Tensor:
-        """The ODE's starting points [N, k*F]: temperature-scaled noise, around the prior mean if any."""
+    def start(
+        self,
+        h: torch.Tensor,
+        temperature: float,
+        generator: torch.Generator | None = None,
+        noise: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """The ODE's starting points [N, k*F]: temperature-scaled noise (drawn here, or `noise`
+        [N, k*F] drawn by the caller), around the prior mean if any."""
         shape = (h.shape[0], self.group * self.frame_dim)
         if temperature == 0:  # no noise to draw (the start is the prior mean, or zero)
             return self.prior(h) if self.prior is not None else h.new_zeros(shape)
-        x = torch.randn(shape, device=h.device, dtype=h.dtype, generator=generator) * temperature
+        if noise is None:
+            noise = torch.randn(shape, device=h.device, dtype=h.dtype, generator=generator)
+        x = noise * temperature
         return x + self.prior(h) if self.prior is not None else x
 
+    @staticmethod
+    def times(steps: int, method: str) -> list[float]:
+        """The time points an ODE sampler evaluates the velocity at."""
+        dt = 1.0 / steps
+        return (
+            [i * dt for i in range(steps)]
+            if method == "euler"
+            else [i * dt + j * 0.5 * dt for i in range(steps) for j in (0, 1)]
+        )
+
+    def time_grid(self, steps: int, method: str, like: torch.Tensor) -> torch.Tensor:
+        """Time embeddings of a sampler's time points [len(times), width] (cached in eval mode)."""
+        return self._time_grid(self.times(steps, method), like)
+
     @torch.no_grad()
-    def integrate(self, x: torch.Tensor, h: torch.Tensor, *, steps: int, method: str, cfg_scale: float = 1.0
-                  ) -> torch.Tensor:
+    def integrate(
+        self,
+        x: torch.Tensor,
+        h: torch.Tensor,
+        *,
+        steps: int,
+        method: str,
+        cfg_scale: float = 1.0,
+        t_grid: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         """Carry starting points x [N, k*F] from t=0 to t=1 along the learned velocity field."""
         guided = cfg_scale != 1.0
         if guided:  # one batched pass for conditional and unconditional velocities
@@ -262,16 +338,17 @@ class FlowHead(nn.Module):
         c = self.refiner(h)
 
         dt = 1.0 / steps
-        times = [i * dt for i in range(steps)] if method == "euler" else \
-            [i * dt + j * 0.5 * dt for i in range(steps) for j in (0, 1)]
+        times = self.times(steps, method)
         m = c.shape[0]  # rows per time point (2n with guidance)
-        t_emb = self._time_grid(times, c).repeat_interleave(m, dim=0)
+        t_emb = (self._time_grid(times, c) if t_grid is None else t_grid).repeat_interleave(m, dim=0)
         mods_all = self.net.modulation(None, c.repeat(len(times), 1), t_emb)  # every time point at once
         evals = iter(range(len(times)))
 
         def velocity(x: torch.Tensor) -> torch.Tensor:
             i = next(evals)
-            mods = mods_all if len(times) == 1 else [tuple(part[i * m : (i + 1) * m] for part in mod) for mod in mods_all]
+            mods = (
+                mods_all if len(times) == 1 else [tuple(part[i * m : (i + 1) * m] for part in mod) for mod in mods_all]
+            )
             v = self.net.velocity(torch.cat([x, x]) if guided else x, mods)
             if guided:
                 v_c, v_u = v.chunk(2)

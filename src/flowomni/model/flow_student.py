@@ -23,7 +23,8 @@ class FlowStudent(nn.Module):
         self.cond = nn.Linear(cond_dim, width)
         self.blocks = nn.ModuleList(
             nn.Sequential(nn.LayerNorm(width), nn.Linear(width, width), nn.SiLU(), nn.Linear(width, width))
-            for _ in range(depth))
+            for _ in range(depth)
+        )
         self.norm = nn.LayerNorm(width)
         self.out = nn.Linear(width, dim)
         nn.init.zeros_(self.out.weight)  # starts as the identity: x1 = x0 (the prior mean at T=0)

@@ -37,8 +37,10 @@ def adopt_whisper(cfg: ModelConfig) -> Any:
     with one Whisper refuses to load with different weights under the same name)."""
     w = whisper_weights(cfg.encoder.pretrained)
     if cfg.encoder.pretrained_digest and cfg.encoder.pretrained_digest != w.digest:
-        raise ValueError(f"model.encoder.pretrained {cfg.encoder.pretrained!r} now holds different weights "
-                         f"(digest {w.digest}) than the model was trained with ({cfg.encoder.pretrained_digest})")
+        raise ValueError(
+            f"model.encoder.pretrained {cfg.encoder.pretrained!r} now holds different weights "
+            f"(digest {w.digest}) than the model was trained with ({cfg.encoder.pretrained_digest})"
+        )
     for k, v in w.shape.items():
         setattr(cfg.encoder, k, v)
     cfg.encoder.pretrained_digest = w.digest
@@ -51,8 +53,9 @@ def build_speech_head(cfg: ModelConfig, d: int, *, fresh: bool = True, init_std:
     """The one place that picks the variant (`model.speech_head`). `fresh`: a new model (not
     one about to load a checkpoint), so pretrained parts such as a codec are loaded here."""
     if cfg.speech_head == "flow":
-        return FlowSpeech(cfg.flow, d, cfg.output_mel.n_mels, cfg.group, feedback_noise=cfg.feedback_noise,
-                          init_std=init_std)
+        return FlowSpeech(
+            cfg.flow, d, cfg.output_mel.n_mels, cfg.group, feedback_noise=cfg.feedback_noise, init_std=init_std
+        )
     if cfg.speech_head == "discrete":
         from flowomni.model.code_head import DiscreteSpeech
 
@@ -63,9 +66,17 @@ def build_speech_head(cfg: ModelConfig, d: int, *, fresh: bool = True, init_std:
 SPEECH = "speech."  # the speech head's weights: `speech.flow.*` in the model, `flow.*` in checkpoint files
 
 
+def _rows(batch: dict[str, Any], key: str, mask: Any) -> torch.Tensor:
+    """Flat indices of the positions where mask() holds: the collate function's (no host sync),
+    or computed here for batches made another way."""
+    rows = batch.get(key)
+    return rows if rows is not None else mask().flatten().nonzero().squeeze(1)
+
+
 class FlowOmni(nn.Module):
-    def __init__(self, cfg: ModelConfig, tokenizer: Tokenizer, *, saved_backbone: str | None = None,
-                 pretrained: bool = True) -> None:
+    def __init__(
+        self, cfg: ModelConfig, tokenizer: Tokenizer, *, saved_backbone: str | None = None, pretrained: bool = True
+    ) -> None:
         """`saved_backbone`: rebuild a checkpoint's backbone from its config.json (weights
         follow). `pretrained=False`: the architecture only, nothing pretrained is read (to
         count parameters on the meta device before anything is allocated: model/size.py)."""
@@ -77,8 +88,11 @@ class FlowOmni(nn.Module):
         self.lm = build_backbone(cfg.backbone, tokenizer.vocab_size, saved_backbone, pretrained=pretrained)
         d = hidden_size(self.lm)
         # a Whisper encoder: read for a new model, and for a saved one that does not hold it (frozen)
-        whisper_source = bool(cfg.encoder.pretrained) and pretrained and (
-            cfg.encoder.external if saved_backbone is not None else not is_own_encoder(cfg.encoder.pretrained))
+        whisper_source = (
+            bool(cfg.encoder.pretrained)
+            and pretrained
+            and (cfg.encoder.external if saved_backbone is not None else not is_own_encoder(cfg.encoder.pretrained))
+        )
         whisper = adopt_whisper(cfg) if whisper_source else None
         self.encoder = SpeechEncoder(cfg.encoder)
         self.in_stats_fixed = False  # True once a pretrained encoder brought its feature stats
@@ -166,36 +180,58 @@ class FlowOmni(nn.Module):
         """The unit of every GEN index of the batch's answers: [B, K + extra_groups, ...]."""
         return self.speech.units(batch["out_groups"], self.n_real_groups(batch), self.out_stats)
 
+    def embed_prompt(
+        self,
+        text: torch.Tensor,
+        kind: torch.Tensor,
+        audio: torch.Tensor | None = None,
+        audio_index: torch.Tensor | None = None,
+        audio_rows: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Inputs [B, N, D] of the positions before the answer's speech: text and state
+        embeddings, plus the question's encoder frames `audio` [B, T, D] at its AUDIO positions
+        (frame `audio_index` [B, N]; `audio_rows`: their flat indices, when known). The one
+        assembly behind training batches (`embed`) and inference prompts (decoder.prefill)."""
+        b, n = kind.shape
+        x = self.embed_text(text) + self.state_emb(kind)
+        if audio is not None:
+            rows = audio_rows if audio_rows is not None else (kind == AUDIO).flatten().nonzero().squeeze(1)
+            frames = audio[rows // n, audio_index.flatten()[rows]].to(x.dtype)
+            x = x.flatten(0, 1).index_add(0, rows, frames).view(b, n, -1)
+        return x
+
     def embed(self, batch: dict[str, Any], units: torch.Tensor | None = None) -> torch.Tensor:
         """Sum of text and speech inputs for every position of a training batch."""
         kind = batch["kind"]
-        x = self.embed_text(batch["text"]) + self.state_emb(kind)
+        b, n = kind.shape
         audio = self.question_frames(batch)
-        if audio is not None:
-            pos = kind == AUDIO
-            b_idx = torch.nonzero(pos, as_tuple=True)[0]
-            x = x.masked_scatter(pos[..., None], x[pos] + audio[b_idx, batch["audio_index"][pos]].to(x.dtype))
-        gen = kind == GEN
-        if gen.any():
+        x = self.embed_prompt(batch["text"], kind, audio, batch.get("audio_index"), batch.get("audio_rows"))
+        rows = _rows(batch, "gen_rows", lambda: kind == GEN)
+        if rows.numel():
             units = self.speech_units(batch) if units is None else units
-            b_idx = torch.nonzero(gen, as_tuple=True)[0]
-            feats = self.speech.embed(units[b_idx, batch["group_index"][gen]], noisy=self.training).to(x.dtype)
-            x = x.masked_scatter(gen[..., None], x[gen] + feats)
+            feats = self.speech.embed(units[rows // n, batch["group_index"].flatten()[rows]], noisy=self.training)
+            x = x.flatten(0, 1).index_add(0, rows, feats.to(x.dtype)).view(b, n, -1)
         return x
 
     # ---- training ----
     def forward(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
         """Losses of a training batch. "flow" is the speech loss of either head (flow matching,
-        or the mean code cross-entropy of the discrete head): one key for both variants."""
-        units = self.speech_units(batch) if (batch["kind"] == GEN).any() else None
+        or the mean code cross-entropy of the discrete head): one key for both variants.
+        Positions are selected by the index lists the collate function made (dataset.position_rows):
+        nothing here waits for the device to say how many there are."""
+        kind = batch["kind"]
+        n = kind.shape[1]
+        units = self.speech_units(batch) if _rows(batch, "gen_rows", lambda: kind == GEN).numel() else None
         h = self.backbone(self.embed(batch, units), batch["attention_mask"]).last_hidden_state
+        hf = h.flatten(0, 1)
         tt, st, ft = batch["text_target"], batch["state_target"], batch["flow_target"]
-        tm, sm, fm = tt != IGNORE, st != IGNORE, ft >= 0
-        text_ce = F.cross_entropy(self.text_logits(h[tm]).float(), tt[tm]) if tm.any() else h.sum() * 0
-        state_ce = F.cross_entropy(self.state_head(h[sm]).float(), st[sm]) if sm.any() else h.sum() * 0
-        if fm.any() and units is not None:
-            b_idx = torch.nonzero(fm, as_tuple=True)[0]
-            flow = self.speech.loss(h[fm], units[b_idx, ft[fm]])
+        tr = _rows(batch, "text_rows", lambda: tt != IGNORE)
+        sr = _rows(batch, "state_rows", lambda: st != IGNORE)
+        fr = _rows(batch, "flow_rows", lambda: ft >= 0)
+        text_ce = F.cross_entropy(self.text_logits(hf[tr]).float(), tt.flatten()[tr]) if tr.numel() else h.sum() * 0
+        state_ce = F.cross_entropy(self.state_head(hf[sr]).float(), st.flatten()[sr]) if sr.numel() else h.sum() * 0
+        if fr.numel() and units is not None:
+            flow = self.speech.loss(hf[fr], units[fr // n, ft.flatten()[fr]])
         else:  # keep every parameter in the graph (DDP) at zero weight
             flow = self.speech.zero_loss(h)
         loss = text_ce + self.cfg.w_flow * flow + self.cfg.w_state * state_ce
@@ -244,8 +280,11 @@ class FlowOmni(nn.Module):
         try:
             tokenizer = load_tokenizer(path)
             # count the parameters on the meta device first: an absurd config is refused, not allocated
-            check_fits(lambda: cls(cfg, tokenizer, saved_backbone=backbone, pretrained=False), INFERENCE_BYTES,
-                       f"the model in {path}")
+            check_fits(
+                lambda: cls(cfg, tokenizer, saved_backbone=backbone, pretrained=False),
+                INFERENCE_BYTES,
+                f"the model in {path}",
+            )
         except (OSError, ValueError) as e:
             raise CheckpointError(f"{path}: {e}") from None
         model = cls(cfg, tokenizer, saved_backbone=backbone)
@@ -287,18 +326,25 @@ class FlowOmni(nn.Module):
         parts = tuple(f"{name}." for name, _ in self.speech.named_children())
         sd = {SPEECH + k if k.startswith(parts) else k: v for k, v in sd.items()}
         own = self.state_dict()
-        wrong = [f"{k} is {list(v.shape)} in the file but {list(own[k].shape)} in the model"
-                 for k, v in sd.items() if k in own and v.shape != own[k].shape]
+        wrong = [
+            f"{k} is {list(v.shape)} in the file but {list(own[k].shape)} in the model"
+            for k, v in sd.items()
+            if k in own and v.shape != own[k].shape
+        ]
         if wrong:
-            raise ValueError(f"checkpoint does not fit the model: {'; '.join(wrong[:3])}"
-                             + (f" (and {len(wrong) - 3} more)" if len(wrong) > 3 else ""))
+            raise ValueError(
+                f"checkpoint does not fit the model: {'; '.join(wrong[:3])}"
+                + (f" (and {len(wrong) - 3} more)" if len(wrong) > 3 else "")
+            )
         missing, unexpected = self.load_state_dict(sd, strict=False)
         tied = {k for k in missing if k.endswith("lm_head.weight")} if self.lm.config.tie_word_embeddings else set()
         if self.cfg.encoder.external:  # loaded from its source in __init__
             tied |= {k for k in missing if k.startswith("encoder.")}
         if set(missing) - tied or unexpected:
-            raise ValueError(f"checkpoint does not fit the model: missing {sorted(set(missing) - tied)[:5]}, "
-                             f"unexpected {sorted(unexpected)[:5]}")
+            raise ValueError(
+                f"checkpoint does not fit the model: missing {sorted(set(missing) - tied)[:5]}, "
+                f"unexpected {sorted(unexpected)[:5]}"
+            )
         if tied:
             self.lm.tie_weights()
 

@@ -98,8 +98,14 @@ def history_ids(tok: tk.Tokenizer, history: list[Turn] | None) -> list[int]:
     <bos> <answer> question <reply_text> answer <eos>."""
     out: list[int] = []
     for q, a in history or []:
-        out += [tok.token_id(tk.BOS), tok.token_id(tk.ANSWER), *q, tok.token_id(tk.REPLY_TEXT), *a,
-                tok.token_id(tk.EOS)]
+        out += [
+            tok.token_id(tk.BOS),
+            tok.token_id(tk.ANSWER),
+            *q,
+            tok.token_id(tk.REPLY_TEXT),
+            *a,
+            tok.token_id(tk.EOS),
+        ]
     return out
 
 
@@ -192,7 +198,14 @@ def layout(
             lay.flow_target[src] = ans_group[j]
     # The final position would predict past the end of the answer: causality makes its
     # input irrelevant to every loss, so it is dropped.
-    for lst in (lay.text, lay.kind, lay.audio_index, lay.group_index, lay.text_target,
-                lay.state_target, lay.flow_target):
+    for lst in (
+        lay.text,
+        lay.kind,
+        lay.audio_index,
+        lay.group_index,
+        lay.text_target,
+        lay.state_target,
+        lay.flow_target,
+    ):
         lst.pop()
     return lay

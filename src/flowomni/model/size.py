@@ -46,7 +46,9 @@ def check_fits(build: Callable[[], nn.Module], bytes_per_param: float, what: str
         raise ConfigError(f"{what}: cannot build this model ({type(e).__name__}: {e})") from None
     need, have = n * bytes_per_param, memory_bytes()
     if need > have:
-        raise ConfigError(f"{what} has {n:.3g} parameters: at {bytes_per_param:g} bytes each that is "
-                          f"{need / 1e9:,.0f} GB, more than this machine's {have / 1e9:,.0f} GB of memory "
-                          "(RAM and GPUs together); check the model's sizes in its config")
+        raise ConfigError(
+            f"{what} has {n:.3g} parameters: at {bytes_per_param:g} bytes each that is "
+            f"{need / 1e9:,.0f} GB, more than this machine's {have / 1e9:,.0f} GB of memory "
+            "(RAM and GPUs together); check the model's sizes in its config"
+        )
     return n

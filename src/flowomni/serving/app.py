@@ -2,7 +2,8 @@
 
 `create_app(engine_or_factory, config)` builds it in-process (tests, benchmarks); a factory
 is called once at startup, off the event loop, so a server can bind before a big model is
-in memory. One engine serves everyone through one bounded `WorkQueue`.
+in memory. One engine serves everyone through one bounded `WorkQueue`; its decode loop steps
+the running answers (up to `max_concurrent`) together, in one batch.
 """
 
 from __future__ import annotations
@@ -32,10 +33,9 @@ from starlette.websockets import WebSocketDisconnect, WebSocketState
 from flowomni.audio.io import AudioError
 from flowomni.config import SettingError
 from flowomni.inference.decoder import PromptTooLong
-from flowomni.inference.engine import AudioChunk, Done, TextDelta
-from flowomni.serving import auth
+from flowomni.inference.engine import Received
+from flowomni.serving import auth, realtime_events
 from flowomni.serving import protocol as P
-from flowomni.serving import realtime_events
 from flowomni.serving.config import ServerConfig
 from flowomni.serving.guards import HostOriginGuard
 from flowomni.serving.limits import history_chars
@@ -54,14 +54,21 @@ TOO_LONG = ("too_large", "text_too_long", "history_too_long")  # HTTP 413
 RESPOND_BODY = {
     "required": True,
     "content": {
-        "application/json": {"schema": {
-            "type": "object", "required": ["text"],
-            "properties": {
-                "text": {"type": "string", "description": "the question"},
-                "speak": {"type": "boolean", "default": True, "description": "also answer in speech"},
-                "history": {"type": "array", "description": "earlier [question, answer] text pairs",
-                            "items": {"type": "array", "items": {"type": "string"}, "minItems": 2, "maxItems": 2}},
-            }}},
+        "application/json": {
+            "schema": {
+                "type": "object",
+                "required": ["text"],
+                "properties": {
+                    "text": {"type": "string", "description": "the question"},
+                    "speak": {"type": "boolean", "default": True, "description": "also answer in speech"},
+                    "history": {
+                        "type": "array",
+                        "description": "earlier [question, answer] text pairs",
+                        "items": {"type": "array", "items": {"type": "string"}, "minItems": 2, "maxItems": 2},
+                    },
+                },
+            }
+        },
         **{t: {"schema": {"type": "string", "format": "binary"}} for t in AUDIO_TYPES},
     },
 }
@@ -97,30 +104,39 @@ def parse_json_question(body: bytes, cfg: ServerConfig) -> dict[str, Any]:
     if unknown:
         raise P.ProtocolError("bad_message", f"unknown field(s) {sorted(unknown)}")
     if len(data["text"]) > cfg.max_text_chars:
-        raise P.ProtocolError("text_too_long", f"question of {len(data['text'])} characters is over the limit "
-                                               f"of {cfg.max_text_chars}")
+        raise P.ProtocolError(
+            "text_too_long", f"question of {len(data['text'])} characters is over the limit of {cfg.max_text_chars}"
+        )
     if not isinstance(data.get("speak", True), bool):
         raise P.ProtocolError("bad_message", '"speak" must be true or false')
     hist = data.get("history") or []
-    if not (isinstance(hist, list) and all(isinstance(t, list) and len(t) == 2 and all(isinstance(s, str) for s in t)
-                                            for t in hist)):
+    if not (
+        isinstance(hist, list)
+        and all(isinstance(t, list) and len(t) == 2 and all(isinstance(s, str) for s in t) for t in hist)
+    ):
         raise P.ProtocolError("bad_message", '"history" must be a list of [question, answer] string pairs')
-    data["history"] = [tuple(t) for t in hist[-cfg.history_turns:]] if cfg.history_turns else []
+    data["history"] = [tuple(t) for t in hist[-cfg.history_turns :]] if cfg.history_turns else []
     if (n := history_chars(data["history"])) > cfg.max_history_chars:
-        raise P.ProtocolError("history_too_long", f"history of {n} characters (the last {cfg.history_turns} turns) "
-                                                  f"is over the limit of {cfg.max_history_chars}")
+        raise P.ProtocolError(
+            "history_too_long",
+            f"history of {n} characters (the last {cfg.history_turns} turns) "
+            f"is over the limit of {cfg.max_history_chars}",
+        )
     return data
 
 
 def content_kind(request: Request) -> str:
-    """"json" or "audio" from the Content-Type; anything else is refused (415)."""
+    """ "json" or "audio" from the Content-Type; anything else is refused (415)."""
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if ctype == "application/json":
         return "json"
     if ctype.startswith("audio/") or ctype == "application/octet-stream":
         return "audio"
-    raise P.ProtocolError("unsupported_media_type", f"Content-Type {ctype or '(none)'!r} is not accepted: send "
-                                                    "application/json, or audio with its type (e.g. audio/wav)")
+    raise P.ProtocolError(
+        "unsupported_media_type",
+        f"Content-Type {ctype or '(none)'!r} is not accepted: send "
+        "application/json, or audio with its type (e.g. audio/wav)",
+    )
 
 
 class ClientGone(Exception):
@@ -164,13 +180,20 @@ def create_app(engine_or_factory: Any, config: ServerConfig | None = None) -> Fa
         if state["engine"] is None:
             factory: Callable[[], Any] = engine_or_factory
             state["engine"] = await asyncio.to_thread(factory)
+        engine = state["engine"]
+        if getattr(engine, "static", False):  # one decode loop steps every running answer together
+            await asyncio.to_thread(engine.start_loop, cfg.max_concurrent)
         yield
         queue.shutdown()
 
-    app = FastAPI(title="flowomni", version="0.1.0", lifespan=lifespan,
-                  description="Flow-Omni voice chat: WebSocket protocol at /ws and an OpenAI Realtime-compatible "
-                              "WebSocket at /v1/realtime (both documented at /protocol), one-shot answers at "
-                              "POST /v1/respond, the web page at /.")
+    app = FastAPI(
+        title="flowomni",
+        version="0.1.0",
+        lifespan=lifespan,
+        description="Flow-Omni voice chat: WebSocket protocol at /ws and an OpenAI Realtime-compatible "
+        "WebSocket at /v1/realtime (both documented at /protocol), one-shot answers at "
+        "POST /v1/respond, the web page at /.",
+    )
     app.state.cfg, app.state.queue, app.state.server = cfg, queue, state
     app.add_middleware(HostOriginGuard, cfg=cfg)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
@@ -186,21 +209,37 @@ def create_app(engine_or_factory: Any, config: ServerConfig | None = None) -> Fa
     @app.get("/health", summary="Liveness, load and limits")
     async def health() -> dict[str, Any]:
         engine = state["engine"]
-        return {"status": "ok" if engine is not None else "loading", "sessions": state["sessions"],
-                "max_sessions": cfg.max_sessions, "queue": queue.stats(),
-                "output_sample_rate": engine.vocoder.sample_rate if engine is not None else None,
-                "limits": cfg.limits(), "rss_mb": rss_mb(), "uptime_s": round(time.time() - state["started"], 1)}
+        loop = getattr(engine, "loop", None)
+        return {
+            "status": "ok" if engine is not None else "loading",
+            "sessions": state["sessions"],
+            "max_sessions": cfg.max_sessions,
+            "queue": queue.stats(),
+            "decode_loop": loop.stats() if loop is not None else None,
+            "output_sample_rate": engine.vocoder.sample_rate if engine is not None else None,
+            "limits": cfg.limits(),
+            "rss_mb": rss_mb(),
+            "uptime_s": round(time.time() - state["started"], 1),
+        }
 
-    @app.post("/v1/respond", summary="Answer one question (audio file or JSON text)",
-              openapi_extra={"requestBody": RESPOND_BODY},
-              responses={200: {"description": "JSON answer (format=json) or the spoken answer as WAV "
-                                              "(format=wav; text in the X-Flowomni-Text header, URL-encoded)",
-                               "content": {"audio/wav": {}}},
-                         400: {"description": "bad audio or request"}, 413: {"description": "over a limit"},
-                         403: {"description": "Host or Origin not allowed"},
-                         415: {"description": "Content-Type neither JSON nor audio"},
-                         500: {"description": "the server failed, or cannot answer as it is set up (its fault)"},
-                         503: {"description": "busy: too many answers running and waiting"}})
+    @app.post(
+        "/v1/respond",
+        summary="Answer one question (audio file or JSON text)",
+        openapi_extra={"requestBody": RESPOND_BODY},
+        responses={
+            200: {
+                "description": "JSON answer (format=json) or the spoken answer as WAV "
+                "(format=wav; text in the X-Flowomni-Text header, URL-encoded)",
+                "content": {"audio/wav": {}},
+            },
+            400: {"description": "bad audio or request"},
+            413: {"description": "over a limit"},
+            403: {"description": "Host or Origin not allowed"},
+            415: {"description": "Content-Type neither JSON nor audio"},
+            500: {"description": "the server failed, or cannot answer as it is set up (its fault)"},
+            503: {"description": "busy: too many answers running and waiting"},
+        },
+    )
     async def respond(request: Request, format: str = "json", speak: bool | None = None) -> Response:
         t_end = time.perf_counter()
         if not auth.authorized(request.headers, cfg.api_key):
@@ -213,8 +252,11 @@ def create_app(engine_or_factory: Any, config: ServerConfig | None = None) -> Fa
             t_end = time.perf_counter()
             if kind == "json":
                 q = parse_json_question(body, cfg)
-                kwargs = {"text": q["text"].strip(), "speak": q.get("speak", True) if speak is None else speak,
-                          "history": q["history"] or None}
+                kwargs = {
+                    "text": q["text"].strip(),
+                    "speak": q.get("speak", True) if speak is None else speak,
+                    "history": q["history"] or None,
+                }
                 audio = None
             else:
                 if not body:
@@ -235,25 +277,22 @@ def create_app(engine_or_factory: Any, config: ServerConfig | None = None) -> Fa
             ticket = queue.admit()
         except Busy as e:
             return http_error(503, "busy", str(e), {"Retry-After": "1"})
-        chunks: list[np.ndarray] = []
-        timings: dict[str, float] = {}
-        done: Done | None = None
 
         def ms() -> float:
             return (time.perf_counter() - t_end) * 1000
 
+        got = Received(clock=ms)
+
         async def generate() -> None:
-            nonlocal done
-            async with contextlib.aclosing(queue.stream(ticket, lambda stop: engine.respond(audio, should_stop=stop.is_set, **kwargs),
-                                                        lambda w: timings.update(queue_ms=w * 1000))) as events:
+            async with contextlib.aclosing(
+                queue.stream(
+                    ticket,
+                    lambda stop: engine.submit(audio, should_stop=stop.is_set, **kwargs),
+                    lambda w: got.timings.update(queue_ms=w * 1000),
+                )
+            ) as events:
                 async for ev in events:
-                    if isinstance(ev, TextDelta):
-                        timings.setdefault("first_text_ms", ms())
-                    elif isinstance(ev, AudioChunk):
-                        timings.setdefault("first_audio_ms", ms())
-                        chunks.append(ev.pcm)
-                    elif isinstance(ev, Done):
-                        done = ev
+                    got.add(ev)
 
         try:
             await unless_disconnected(request, generate())
@@ -274,17 +313,27 @@ def create_app(engine_or_factory: Any, config: ServerConfig | None = None) -> Fa
             return http_error(500, "internal", f"the answer failed ({type(e).__name__}); see the server log")
         finally:
             ticket.close()
-        assert done is not None
+        done = got.final()
         sr = engine.vocoder.sample_rate
-        pcm = np.concatenate(chunks) if chunks else np.zeros(0, np.float32)
-        timings.update(total_ms=ms(), audio_seconds=done.audio_seconds, rtf=done.timings.get("rtf", 0.0))
-        timings = rounded(timings)
+        pcm = got.audio() if got.chunks else np.zeros(0, np.float32)
+        timings = rounded(
+            {**got.timings, "total_ms": ms(), "audio_seconds": done.audio_seconds, "rtf": done.timings.get("rtf", 0.0)}
+        )
         if format == "wav":
-            return Response(wav_bytes(pcm, sr), media_type="audio/wav", headers={
-                "X-Flowomni-Text": urllib.parse.quote(done.text), "X-Flowomni-Timings": json.dumps(timings)})
-        return JSONResponse({"text": done.text, "audio_seconds": round(done.audio_seconds, 3), "sample_rate": sr,
-                             "timings": {**timings, "engine": rounded(done.timings)},
-                             "audio_wav_base64": base64.b64encode(wav_bytes(pcm, sr)).decode() if chunks else None})
+            return Response(
+                wav_bytes(pcm, sr),
+                media_type="audio/wav",
+                headers={"X-Flowomni-Text": urllib.parse.quote(done.text), "X-Flowomni-Timings": json.dumps(timings)},
+            )
+        return JSONResponse(
+            {
+                "text": done.text,
+                "audio_seconds": round(done.audio_seconds, 3),
+                "sample_rate": sr,
+                "timings": {**timings, "engine": rounded(done.timings)},
+                "audio_wav_base64": base64.b64encode(wav_bytes(pcm, sr)).decode() if got.chunks else None,
+            }
+        )
 
     @app.websocket("/ws")
     async def chat(ws: WebSocket) -> None:  # (Host and Origin were checked by HostOriginGuard)
@@ -293,19 +342,22 @@ def create_app(engine_or_factory: Any, config: ServerConfig | None = None) -> Fa
     @app.websocket("/v1/realtime")
     async def realtime(ws: WebSocket, model: str | None = None) -> None:
         beta = "realtime=v1" in (ws.headers.get("openai-beta") or "")  # what the SDK's beta client sends
-        await serve_socket(ws, cfg, state, lambda: RealtimeSession(state["engine"], queue, cfg, ws.send_json,
-                                                                   beta=beta, model=model))
+        await serve_socket(
+            ws, cfg, state, lambda: RealtimeSession(state["engine"], queue, cfg, ws.send_json, beta=beta, model=model)
+        )
 
     return app
 
 
-async def serve_socket(ws: WebSocket, cfg: ServerConfig, state: dict[str, Any], make_session: Callable[[], Session]
-                       ) -> None:
+async def serve_socket(
+    ws: WebSocket, cfg: ServerConfig, state: dict[str, Any], make_session: Callable[[], Session]
+) -> None:
     """Admit one WebSocket (the API key, the session limit; Host and Origin were checked by
     HostOriginGuard), then serve its session until either side ends it."""
     if not auth.authorized(ws.headers, cfg.api_key):
-        await ws.send_denial_response(http_error(401, "invalid_api_key", "missing or wrong API key: send "
-                                                 "Authorization: Bearer <key>"))
+        await ws.send_denial_response(
+            http_error(401, "invalid_api_key", "missing or wrong API key: send Authorization: Bearer <key>")
+        )
         return
     await ws.accept(subprotocol=auth.chosen_protocol(ws.headers))
     session = make_session()
@@ -349,7 +401,7 @@ async def serve_session(ws: WebSocket, session: Session, cfg: ServerConfig) -> N
     while session.close_code is None:
         try:
             msg = await asyncio.wait_for(ws.receive(), timeout=cfg.idle_timeout_s)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             if session.answer is not None:  # quiet while listening to an answer is not idle
                 continue
             await session.error("idle_timeout", f"no message for {cfg.idle_timeout_s:g} s: closing")

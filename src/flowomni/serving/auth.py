@@ -29,7 +29,7 @@ def presented_key(headers: Mapping[str, str]) -> str | None:
         return token.strip()
     for proto in offered_protocols(headers):
         if proto.startswith(KEY_PROTOCOL):
-            return proto[len(KEY_PROTOCOL):]
+            return proto[len(KEY_PROTOCOL) :]
     return None
 
 

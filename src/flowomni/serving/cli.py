@@ -22,32 +22,66 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--host", default=None, help="bind address (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=int, default=None, help="default 8000")
     p.add_argument("--max-sessions", type=int, default=None, help="open WebSockets at once (default 8)")
-    p.add_argument("--max-concurrent", type=int, default=None, help="answers generated at once (default 1)")
+    p.add_argument("--max-concurrent", type=int, default=None, help="answers decoded at once, as one batch (default 4)")
     p.add_argument("--max-waiting", type=int, default=None, help="answers queued beyond those (default 4)")
     p.add_argument("--max-turn-seconds", type=float, default=None, help="question audio per turn (default 30)")
     p.add_argument("--idle-timeout", type=float, default=None, help="close idle sessions after this many s")
-    p.add_argument("--api-key", default=None, help="clients must send `Authorization: Bearer KEY` (default: "
-                   "$FLOWOMNI_API_KEY; required with a --host other machines can reach)")
-    p.add_argument("--allow-host", dest="allow_hosts", action="append", default=[], metavar="NAME",
-                   help="also answer requests for this host name (default: loopback names and the --host "
-                        "address only, against DNS rebinding); '*' answers any (repeatable)")
-    p.add_argument("--allow-origin", dest="allow_origins", action="append", default=[], metavar="ORIGIN",
-                   help="also accept browser pages from this origin, e.g. http://localhost:3000 (repeatable)")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="any server setting, e.g. --set vad.silence_ms=500 --set history_turns=2")
-    p.add_argument("--gen", dest="gen_overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="generation knobs, e.g. --gen max_steps=300 --gen flow_steps=4")
+    p.add_argument(
+        "--api-key",
+        default=None,
+        help="clients must send `Authorization: Bearer KEY` (default: "
+        "$FLOWOMNI_API_KEY; required with a --host other machines can reach)",
+    )
+    p.add_argument(
+        "--allow-host",
+        dest="allow_hosts",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="also answer requests for this host name (default: loopback names and the --host "
+        "address only, against DNS rebinding); '*' answers any (repeatable)",
+    )
+    p.add_argument(
+        "--allow-origin",
+        dest="allow_origins",
+        action="append",
+        default=[],
+        metavar="ORIGIN",
+        help="also accept browser pages from this origin, e.g. http://localhost:3000 (repeatable)",
+    )
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="any server setting, e.g. --set vad.silence_ms=500 --set history_turns=2",
+    )
+    p.add_argument(
+        "--gen",
+        dest="gen_overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="generation knobs, e.g. --gen max_steps=300 --gen flow_steps=4",
+    )
     p.add_argument("--seed", type=int, default=None, help="fixed sampling seed (default: random per answer)")
     p.add_argument("--log-level", default="info")
 
 
-def server_config(args: argparse.Namespace) -> "ServerConfig":
+def server_config(args: argparse.Namespace) -> ServerConfig:
     """Settings from --config YAML, then the flags, then --set overrides."""
     from flowomni.serving.config import ServerConfig
 
-    flags = {"host": args.host, "port": args.port, "max_sessions": args.max_sessions,
-             "max_concurrent": args.max_concurrent, "max_waiting": args.max_waiting,
-             "max_turn_seconds": args.max_turn_seconds, "idle_timeout_s": args.idle_timeout}
+    flags = {
+        "host": args.host,
+        "port": args.port,
+        "max_sessions": args.max_sessions,
+        "max_concurrent": args.max_concurrent,
+        "max_waiting": args.max_waiting,
+        "max_turn_seconds": args.max_turn_seconds,
+        "idle_timeout_s": args.idle_timeout,
+    }
     overrides = [f"{k}={v}" for k, v in flags.items() if v is not None] + args.overrides
     cfg = load_config(ServerConfig, args.config, overrides)
     cfg.api_key = args.api_key or os.environ.get(ENV) or cfg.api_key  # not through --set: a key is text as given
@@ -79,9 +113,15 @@ def run(args: argparse.Namespace) -> int:
     if not is_loopback(cfg.host):
         print(f"flowomni serve: listening on {cfg.host}: clients need the API key", file=sys.stderr)
         if cfg.host in ("0.0.0.0", "::") and not cfg.allowed_hosts:
-            print("flowomni serve: requests are answered for loopback names only: add --allow-host NAME for each "
-                  "name or address clients use to reach this machine", file=sys.stderr)
-    print(f"flowomni serve: http://{cfg.host}:{cfg.port}/ (page), /docs (API), /protocol (WebSocket protocols: "
-          "/ws and the OpenAI Realtime-compatible /v1/realtime)", file=sys.stderr)
+            print(
+                "flowomni serve: requests are answered for loopback names only: add --allow-host NAME for each "
+                "name or address clients use to reach this machine",
+                file=sys.stderr,
+            )
+    print(
+        f"flowomni serve: http://{cfg.host}:{cfg.port}/ (page), /docs (API), /protocol (WebSocket protocols: "
+        "/ws and the OpenAI Realtime-compatible /v1/realtime)",
+        file=sys.stderr,
+    )
     uvicorn.Server(uvicorn_config(create_app(engine, cfg), cfg, log_level=args.log_level)).run()
     return 0

@@ -15,18 +15,28 @@ LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1")  # Host names served without 
 @dataclass
 class ServerConfig:
     BOUNDS: ClassVar[Bounds] = {
-        "port": (0, 65535), "max_sessions": (1, 100_000), "max_concurrent": (1, 1024), "max_waiting": (0, 100_000),
-        "max_message_bytes": (1024, 1 << 30), "max_turn_seconds": (0.1, 3600), "max_text_chars": (1, 1_000_000),
-        "max_session_turns": (1, None), "idle_timeout_s": (0.01, None), "history_turns": (0, 1000),
-        "max_history_chars": (0, 1_000_000), "max_prompt_positions": (16, 1_000_000),
-        "max_upload_channels": (1, 64), "max_connections": (1, 100_000), "header_timeout_s": (0.01, 3600),
+        "port": (0, 65535),
+        "max_sessions": (1, 100_000),
+        "max_concurrent": (1, 1024),
+        "max_waiting": (0, 100_000),
+        "max_message_bytes": (1024, 1 << 30),
+        "max_turn_seconds": (0.1, 3600),
+        "max_text_chars": (1, 1_000_000),
+        "max_session_turns": (1, None),
+        "idle_timeout_s": (0.01, None),
+        "history_turns": (0, 1000),
+        "max_history_chars": (0, 1_000_000),
+        "max_prompt_positions": (16, 1_000_000),
+        "max_upload_channels": (1, 64),
+        "max_connections": (1, 100_000),
+        "header_timeout_s": (0.01, 3600),
         "body_timeout_s": (0.01, 3600),
     }
 
     host: str = "127.0.0.1"
     port: int = 8000
     max_sessions: int = 8  # open WebSockets; more get `busy` and close 1013
-    max_concurrent: int = 1  # answers generated at the same time (they share one model)
+    max_concurrent: int = 4  # answers decoded at the same time, as one batch (slots of the decode loop)
     max_waiting: int = 4  # answers queued behind them; beyond that `busy` / HTTP 503
     max_message_bytes: int = 2 * 1024 * 1024  # one WebSocket message (and one HTTP upload)
     max_turn_seconds: float = MAX_QUESTION_SECONDS  # question audio per turn (uploads: checked from the header)
@@ -73,8 +83,10 @@ class ServerConfig:
         if not isinstance(self.allowed_hosts, list) or not all(isinstance(h, str) and h for h in self.allowed_hosts):
             raise ConfigError(f"allowed_hosts must be a list of host names, got {self.allowed_hosts!r}")
         if not is_loopback(self.host) and not self.api_key:
-            raise ConfigError(f"listening on {self.host} (reachable from other machines) needs an API key: "
-                              f"pass --api-key or set ${ENV}")
+            raise ConfigError(
+                f"listening on {self.host} (reachable from other machines) needs an API key: "
+                f"pass --api-key or set ${ENV}"
+            )
         check_vad(self.vad)
         if self.vad.kind == "silero":
             try:

@@ -61,15 +61,24 @@ class HostOriginGuard:
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"] if k in (b"host", b"origin")}
         host = split_host(headers.get("host", ""))
         if "host" in headers and not self.any_host and (host is None or host[0] not in self.hosts):
-            return await self.refuse(scope, receive, send, "forbidden_host",
-                                     f"this server does not answer to the name {headers['host'][:100]!r}: "
-                                     f"start it with --allow-host NAME to serve it")
+            return await self.refuse(
+                scope,
+                receive,
+                send,
+                "forbidden_host",
+                f"this server does not answer to the name {headers['host'][:100]!r}: "
+                f"start it with --allow-host NAME to serve it",
+            )
         origin = headers.get("origin")
         checks_origin = scope["type"] == "websocket" or scope.get("method") not in ("GET", "HEAD", "OPTIONS")
         if origin is not None and checks_origin and not self.origin_allowed(origin, host):
-            return await self.refuse(scope, receive, send, "forbidden_origin",
-                                     f"pages from {origin[:100]!r} may not use this server (allowed_origins: "
-                                     f"{sorted(self.origins)})")
+            return await self.refuse(
+                scope,
+                receive,
+                send,
+                "forbidden_origin",
+                f"pages from {origin[:100]!r} may not use this server (allowed_origins: {sorted(self.origins)})",
+            )
         await self.app(scope, receive, send)
 
     def origin_allowed(self, origin: str, host: tuple[str, int | None] | None) -> bool:
@@ -93,6 +102,11 @@ class HostOriginGuard:
             await send({"type": "websocket.close", "code": 1008})
             return
         body = json.dumps({"error": {"code": code, "message": message}}).encode()
-        await send({"type": "http.response.start", "status": 403,
-                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 403,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+            }
+        )
         await send({"type": "http.response.body", "body": body})

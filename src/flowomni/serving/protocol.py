@@ -140,8 +140,10 @@ def parse_start(msg: dict[str, Any], vad_keys: tuple[str, ...]) -> StartOptions:
         bad = set(vad) - set(vad_keys)
         if bad:
             raise ProtocolError("bad_message", f"start: unknown vad setting(s) {sorted(bad)}; known: {list(vad_keys)}")
-        if not all(isinstance(v, str) if k == "kind" else isinstance(v, (int, float)) and not isinstance(v, bool)
-                   for k, v in vad.items()):
+        if not all(
+            isinstance(v, str) if k == "kind" else isinstance(v, (int, float)) and not isinstance(v, bool)
+            for k, v in vad.items()
+        ):
             raise ProtocolError("bad_message", 'start: vad settings must be numbers ("kind" a name)')
     return StartOptions(rate, fmt, _field(msg, "speak", bool, True), mode, vad)
 

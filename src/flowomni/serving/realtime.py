@@ -70,8 +70,16 @@ class Reply:
 
 
 class RealtimeSession(Session):
-    def __init__(self, engine: Any, queue: WorkQueue, cfg: ServerConfig, send_json: SendJson, *,
-                 beta: bool = False, model: str | None = None) -> None:
+    def __init__(
+        self,
+        engine: Any,
+        queue: WorkQueue,
+        cfg: ServerConfig,
+        send_json: SendJson,
+        *,
+        beta: bool = False,
+        model: str | None = None,
+    ) -> None:
         super().__init__(engine, queue, cfg, send_json, _no_binary)
         self.names = Namer(beta)
         self.settings = Settings(new_id("sess"), model or "flowomni", VadConfig(**to_dict(cfg.vad)))
@@ -115,8 +123,9 @@ class RealtimeSession(Session):
             await self.error(msg["code"], msg["message"], msg.get("turn"))
         elif kind == "busy":
             self._admitting = None
-            await self.fail(RealtimeError("busy", msg["message"] + "; try again shortly", kind="server_error"),
-                            self.event_id)
+            await self.fail(
+                RealtimeError("busy", msg["message"] + "; try again shortly", kind="server_error"), self.event_id
+            )
 
     async def send_audio(self, data: bytes) -> None:
         reply = self.reply
@@ -130,8 +139,9 @@ class RealtimeSession(Session):
         if turn is not None and self.reply is not None and self.reply.turn == turn:
             await self._response_finished(turn, "failed", {"type": "server_error", "code": code, "message": message})
         else:
-            await self.fail(RealtimeError(code, message, kind="server_error" if code == "internal" else
-                                          "invalid_request_error"))
+            await self.fail(
+                RealtimeError(code, message, kind="server_error" if code == "internal" else "invalid_request_error")
+            )
 
     # ---- client events ----
     async def handle_text(self, raw: str) -> None:
@@ -141,8 +151,11 @@ class RealtimeSession(Session):
             event = parse_event(raw)  # before the size check, which names the event (the transport bounds it)
             event_id = self.event_id = event.get("event_id")
             if len(raw.encode()) > self.cfg.max_message_bytes:
-                raise RealtimeError("too_large", f"event of {len(raw.encode())} bytes is over the limit of "
-                                    f"{self.cfg.max_message_bytes}: send audio in smaller appends")
+                raise RealtimeError(
+                    "too_large",
+                    f"event of {len(raw.encode())} bytes is over the limit of "
+                    f"{self.cfg.max_message_bytes}: send audio in smaller appends",
+                )
             await HANDLERS[event["type"]](self, event, t_end)
         except RealtimeError as e:
             await self.fail(e, event_id or e.event_id)
@@ -150,8 +163,13 @@ class RealtimeSession(Session):
             await self.fail(RealtimeError(e.code, e.message), event_id)
 
     async def handle_bytes(self, data: bytes) -> None:
-        await self.fail(RealtimeError("invalid_event", "binary frames are not part of the Realtime protocol: send "
-                                      "input_audio_buffer.append events with base64 audio"))
+        await self.fail(
+            RealtimeError(
+                "invalid_event",
+                "binary frames are not part of the Realtime protocol: send "
+                "input_audio_buffer.append events with base64 audio",
+            )
+        )
 
     async def _session_update(self, event: dict[str, Any], t_end: float) -> None:
         new, unsupported = apply_session_update(self.settings, event.get("session"), self.cfg.vad)
@@ -164,8 +182,14 @@ class RealtimeSession(Session):
             self.vad, self.speech_item = vad, None
         self.settings = new
         if unsupported:
-            await self.fail(RealtimeError("unsupported_parameter", f"not supported, left out: {unsupported}; the "
-                                          "rest of the update was applied", unsupported[0]), event.get("event_id"))
+            await self.fail(
+                RealtimeError(
+                    "unsupported_parameter",
+                    f"not supported, left out: {unsupported}; the rest of the update was applied",
+                    unsupported[0],
+                ),
+                event.get("event_id"),
+            )
         await self.emit("session.updated", session=new.to_json(self.names.beta))
 
     async def _append(self, event: dict[str, Any], t_end: float) -> None:
@@ -176,8 +200,11 @@ class RealtimeSession(Session):
             return
         limit = self.cfg.max_turn_seconds * RATE
         if self.buffered + len(pcm) > limit:
-            raise RealtimeError("turn_too_long", f"the input audio buffer would hold more than "
-                                f"{self.cfg.max_turn_seconds:g} s: this append was not added (commit or clear first)")
+            raise RealtimeError(
+                "turn_too_long",
+                f"the input audio buffer would hold more than "
+                f"{self.cfg.max_turn_seconds:g} s: this append was not added (commit or clear first)",
+            )
         self.input_samples += len(pcm)
         self.buffer.append(pcm)
         self.buffered += len(pcm)
@@ -189,23 +216,28 @@ class RealtimeSession(Session):
             if ev.kind == "start":
                 self.speech_item = new_id("item")
                 self.speech_start_ms = max(0, now_ms - round(1000 * self.vad.speech_seconds))
-                await self.emit("input_audio_buffer.speech_started", audio_start_ms=self.speech_start_ms,
-                                item_id=self.speech_item)
+                await self.emit(
+                    "input_audio_buffer.speech_started", audio_start_ms=self.speech_start_ms, item_id=self.speech_item
+                )
                 if self.settings.interrupt_response and self.reply is not None:
                     await self._barge_in(self.reply)
             else:
                 assert ev.audio is not None
                 item_id = self.speech_item or new_id("item")
-                await self.emit("input_audio_buffer.speech_stopped", item_id=item_id,
-                                audio_end_ms=self.speech_start_ms + round(1000 * len(ev.audio) / RATE))
+                await self.emit(
+                    "input_audio_buffer.speech_stopped",
+                    item_id=item_id,
+                    audio_end_ms=self.speech_start_ms + round(1000 * len(ev.audio) / RATE),
+                )
                 await self._commit(ev.audio, item_id)
                 if self.settings.create_response:
                     await self._respond(ResponseOptions(self.settings.speak), time.perf_counter())
         if self.vad.speech_seconds > self.cfg.max_turn_seconds:
             self.vad.reset()
             self.speech_item = None
-            raise RealtimeError("turn_too_long", f"speech went on for more than {self.cfg.max_turn_seconds:g} s: "
-                                "dropped")
+            raise RealtimeError(
+                "turn_too_long", f"speech went on for more than {self.cfg.max_turn_seconds:g} s: dropped"
+            )
 
     async def _barge_in(self, reply: Reply) -> None:
         """The user talks over the answer: stop it now and cut its item at what was played
@@ -231,8 +263,10 @@ class RealtimeSession(Session):
         self.speech_item = None
         n = 0 if audio is None else len(audio)
         if n < MIN_COMMIT_MS * RATE // 1000:
-            raise RealtimeError("input_audio_buffer_commit_empty", f"buffer too small: {1000 * n / RATE:.0f} ms of "
-                                f"audio, at least {MIN_COMMIT_MS} ms are needed")
+            raise RealtimeError(
+                "input_audio_buffer_commit_empty",
+                f"buffer too small: {1000 * n / RATE:.0f} ms of audio, at least {MIN_COMMIT_MS} ms are needed",
+            )
         item = Item(item_id, "user", audio=audio, spoken=True, audio_ms=round(1000 * n / RATE))
         previous = self.items[-1].id if self.items else None
         await self.emit("input_audio_buffer.committed", item_id=item.id, previous_item_id=previous)
@@ -246,14 +280,20 @@ class RealtimeSession(Session):
     async def _item_create(self, event: dict[str, Any], t_end: float) -> None:
         item = parse_item(event.get("item"), self.cfg.max_text_chars)
         if item.audio is not None and len(item.audio) > self.cfg.max_turn_seconds * RATE:
-            raise RealtimeError("turn_too_long", f"item audio of {len(item.audio) / RATE:.1f} s is longer than "
-                                f"{self.cfg.max_turn_seconds:g} s", "item.content")
+            raise RealtimeError(
+                "turn_too_long",
+                f"item audio of {len(item.audio) / RATE:.1f} s is longer than {self.cfg.max_turn_seconds:g} s",
+                "item.content",
+            )
         if self._find(item.id) is not None:
             raise RealtimeError("duplicate_item_id", f"an item with id {item.id!r} exists", "item.id")
         previous = event.get("previous_item_id", None)
         if previous is not None and previous != "root" and self._find(previous) is None:
-            raise RealtimeError("item_not_found", f"previous_item_id {str(previous)[:64]!r} is not in the "
-                                "conversation", "previous_item_id")
+            raise RealtimeError(
+                "item_not_found",
+                f"previous_item_id {str(previous)[:64]!r} is not in the conversation",
+                "previous_item_id",
+            )
         await self._add_item(item, previous)
 
     async def _add_item(self, item: Item, previous: str | None) -> None:
@@ -282,8 +322,9 @@ class RealtimeSession(Session):
     def _item_arg(self, event: dict[str, Any]) -> Item:
         item = self._find(event.get("item_id"))
         if item is None:
-            raise RealtimeError("item_not_found", f"item_id {str(event.get('item_id'))[:64]!r} is not in the "
-                                "conversation", "item_id")
+            raise RealtimeError(
+                "item_not_found", f"item_id {str(event.get('item_id'))[:64]!r} is not in the conversation", "item_id"
+            )
         return item
 
     async def _item_truncate(self, event: dict[str, Any], t_end: float) -> None:
@@ -292,16 +333,17 @@ class RealtimeSession(Session):
         if item.role != "assistant" or not item.spoken:
             raise RealtimeError("invalid_value", "only assistant items with audio can be truncated", "item_id")
         if event.get("content_index", 0) != 0:
-            raise RealtimeError("invalid_value", "content_index must be 0 (an answer has one content part)",
-                                "content_index")
+            raise RealtimeError(
+                "invalid_value", "content_index must be 0 (an answer has one content part)", "content_index"
+            )
         if isinstance(end, bool) or not isinstance(end, int) or end < 0:
-            raise RealtimeError("invalid_value", "audio_end_ms must be a whole number of ms, 0 or more",
-                                "audio_end_ms")
+            raise RealtimeError("invalid_value", "audio_end_ms must be a whole number of ms, 0 or more", "audio_end_ms")
         if self.reply is not None and self.reply.item is item:  # cut while still being written: stop it first
             await self.cancel_answer()
         if end > item.audio_ms:
-            raise RealtimeError("invalid_value", f"audio_end_ms {end} is past the item's {item.audio_ms} ms of audio",
-                                "audio_end_ms")
+            raise RealtimeError(
+                "invalid_value", f"audio_end_ms {end} is past the item's {item.audio_ms} ms of audio", "audio_end_ms"
+            )
         await self._truncate(item, end)
 
     async def _truncate(self, item: Item, end_ms: int) -> None:
@@ -312,8 +354,9 @@ class RealtimeSession(Session):
     async def _item_delete(self, event: dict[str, Any], t_end: float) -> None:
         item = self._item_arg(event)
         if self.reply is not None and self.reply.item is item:
-            raise RealtimeError("invalid_value", "the item of a response in progress cannot be deleted: cancel it "
-                                "first", "item_id")
+            raise RealtimeError(
+                "invalid_value", "the item of a response in progress cannot be deleted: cancel it first", "item_id"
+            )
         self.items.remove(item)
         await self.emit("conversation.item.deleted", item_id=item.id)
 
@@ -323,18 +366,25 @@ class RealtimeSession(Session):
     async def _response_create(self, event: dict[str, Any], t_end: float) -> None:
         opts, unsupported = parse_response_create(event.get("response"), self.settings)
         if self.reply is not None:
-            raise RealtimeError("conversation_already_has_active_response", f"response {self.reply.id} is in "
-                                "progress: cancel it or wait for its response.done")
+            raise RealtimeError(
+                "conversation_already_has_active_response",
+                f"response {self.reply.id} is in progress: cancel it or wait for its response.done",
+            )
         if unsupported:
-            await self.fail(RealtimeError("unsupported_parameter", f"not supported, left out: {unsupported}",
-                                          unsupported[0]), event.get("event_id"))
+            await self.fail(
+                RealtimeError("unsupported_parameter", f"not supported, left out: {unsupported}", unsupported[0]),
+                event.get("event_id"),
+            )
         await self._respond(opts, t_end)
 
     async def _response_cancel(self, event: dict[str, Any], t_end: float) -> None:
         wanted = event.get("response_id")
         if self.reply is None or (wanted is not None and wanted != self.reply.id):
-            raise RealtimeError("response_cancel_not_active", "there is no response in progress" +
-                                (f" with id {str(wanted)[:64]!r}" if wanted is not None else ""), "response_id")
+            raise RealtimeError(
+                "response_cancel_not_active",
+                "there is no response in progress" + (f" with id {str(wanted)[:64]!r}" if wanted is not None else ""),
+                "response_id",
+            )
         await self.cancel_answer()
 
     # ---- responses ----
@@ -342,13 +392,21 @@ class RealtimeSession(Session):
         """Answer the latest user item, with the turns before it as context."""
         at = next((i for i in range(len(self.items) - 1, -1, -1) if self.items[i].role == "user"), None)
         if at is None:
-            raise RealtimeError("no_user_item", "the conversation has no user item to answer: commit audio or "
-                                "create a user message first")
+            raise RealtimeError(
+                "no_user_item",
+                "the conversation has no user item to answer: commit audio or create a user message first",
+            )
         question = self.items[at]
         if question.spoken and question.audio is None:
             raise RealtimeError("no_user_item", "the latest user item's audio is no longer held")
-        reply = Reply(new_id("resp"), Item(new_id("item"), "assistant", spoken=opts.speak, status="in_progress"),
-                      opts, question, self._context(at), StreamResampler(self.engine.vocoder.sample_rate, RATE))
+        reply = Reply(
+            new_id("resp"),
+            Item(new_id("item"), "assistant", spoken=opts.speak, status="in_progress"),
+            opts,
+            question,
+            self._context(at),
+            StreamResampler(self.engine.vocoder.sample_rate, RATE),
+        )
         self._admitting = reply
         self.options.speak = opts.speak
         self.history = deque(reply.history, maxlen=self.cfg.history_turns)
@@ -370,7 +428,7 @@ class RealtimeSession(Session):
             elif it.role == "assistant" and question is not None and it.text:
                 pairs.append((question, it.text))
                 question = None
-        return pairs[-self.cfg.history_turns:] if self.cfg.history_turns else []
+        return pairs[-self.cfg.history_turns :] if self.cfg.history_turns else []
 
     def _ids(self, reply: Reply) -> dict[str, Any]:
         return {"response_id": reply.id, "item_id": reply.item.id, "output_index": 0, "content_index": 0}
@@ -378,10 +436,15 @@ class RealtimeSession(Session):
     def _response_json(self, reply: Reply, status: str, details: dict[str, Any] | None = None) -> dict[str, Any]:
         fmt = {"type": "audio/pcm", "rate": RATE}
         out: dict[str, Any] = {
-            "id": reply.id, "object": "realtime.response", "status": status, "status_details": details,
+            "id": reply.id,
+            "object": "realtime.response",
+            "status": status,
+            "status_details": details,
             "output": [reply.item.to_json(self.names.beta)] if status != "in_progress" else [],
             "conversation_id": "conv_default" if reply.opts.in_conversation else None,
-            "metadata": reply.opts.metadata, "max_output_tokens": "inf", "usage": None,
+            "metadata": reply.opts.metadata,
+            "max_output_tokens": "inf",
+            "usage": None,
         }
         if self.names.beta:
             out["modalities"] = ["text", "audio"] if reply.opts.speak else ["text"]
@@ -444,8 +507,7 @@ class RealtimeSession(Session):
         await self.emit("response.output_item.done", response_id=reply.id, output_index=0, item=body)
         if reply.opts.in_conversation and item in self.items:
             at = self.items.index(item)
-            await self.emit("conversation.item.done", previous_item_id=self.items[at - 1].id if at else None,
-                            item=body)
+            await self.emit("conversation.item.done", previous_item_id=self.items[at - 1].id if at else None, item=body)
         details: dict[str, Any] | None = None
         if status == "cancelled":
             details = {"type": "cancelled", "reason": reply.reason}
@@ -471,10 +533,13 @@ class RealtimeSession(Session):
         out_mel = model.cfg.output_mel
         n_audio_out = round(reply.vocoder_samples / (out_mel.hop_length * model.cfg.group))
         n_text_out = len(tok.encode(reply.item.text)) if reply.item.text else 0
-        return {"total_tokens": n_text_in + n_audio_in + n_text_out + n_audio_out,
-                "input_tokens": n_text_in + n_audio_in, "output_tokens": n_text_out + n_audio_out,
-                "input_token_details": {"text_tokens": n_text_in, "audio_tokens": n_audio_in, "cached_tokens": 0},
-                "output_token_details": {"text_tokens": n_text_out, "audio_tokens": n_audio_out}}
+        return {
+            "total_tokens": n_text_in + n_audio_in + n_text_out + n_audio_out,
+            "input_tokens": n_text_in + n_audio_in,
+            "output_tokens": n_text_out + n_audio_out,
+            "input_token_details": {"text_tokens": n_text_in, "audio_tokens": n_audio_in, "cached_tokens": 0},
+            "output_token_details": {"text_tokens": n_text_out, "audio_tokens": n_audio_out},
+        }
 
 
 async def _no_binary(data: bytes) -> None:

@@ -98,9 +98,18 @@ from flowomni.serving.vad_config import VadConfig
 RATE = 24000  # the Realtime API's PCM rate, both ways
 MIN_COMMIT_MS = 100  # shorter commits are refused, as by the OpenAI service
 
-CLIENT_EVENTS = ("session.update", "input_audio_buffer.append", "input_audio_buffer.commit",
-                 "input_audio_buffer.clear", "conversation.item.create", "conversation.item.truncate",
-                 "conversation.item.delete", "conversation.item.retrieve", "response.create", "response.cancel")
+CLIENT_EVENTS = (
+    "session.update",
+    "input_audio_buffer.append",
+    "input_audio_buffer.commit",
+    "input_audio_buffer.clear",
+    "conversation.item.create",
+    "conversation.item.truncate",
+    "conversation.item.delete",
+    "conversation.item.retrieve",
+    "response.create",
+    "response.cancel",
+)
 UNSUPPORTED_EVENTS = {
     "output_audio_buffer.clear": "is for WebRTC/SIP connections; over a WebSocket the client owns playback",
     "transcription_session.update": "transcription sessions are not served (the model answers, it does not transcribe)",
@@ -116,8 +125,12 @@ BETA_NAMES = {
 GA_ONLY = ("conversation.item.added", "conversation.item.done")
 BETA_CONTENT = {"output_audio": "audio", "output_text": "text"}
 # realtime turn_detection key -> VadConfig field
-VAD_KEYS = {"threshold": "threshold", "prefix_padding_ms": "preroll_ms", "silence_duration_ms": "silence_ms",
-            "min_speech_duration_ms": "min_speech_ms"}
+VAD_KEYS = {
+    "threshold": "threshold",
+    "prefix_padding_ms": "preroll_ms",
+    "silence_duration_ms": "silence_ms",
+    "min_speech_duration_ms": "min_speech_ms",
+}
 TURN_FLAGS = ("create_response", "interrupt_response")
 
 
@@ -161,8 +174,9 @@ def _known(event: dict[str, Any]) -> dict[str, Any]:
     if kind in UNSUPPORTED_EVENTS:
         raise RealtimeError("unsupported_event", f"{kind} is not supported: {UNSUPPORTED_EVENTS[kind]}", "type")
     if kind not in CLIENT_EVENTS:
-        raise RealtimeError("unknown_event", f"unknown event type {kind[:60]!r}; supported: {list(CLIENT_EVENTS)}",
-                            "type")
+        raise RealtimeError(
+            "unknown_event", f"unknown event type {kind[:60]!r}; supported: {list(CLIENT_EVENTS)}", "type"
+        )
     return event
 
 
@@ -175,8 +189,7 @@ def decode_pcm16(b64: Any, param: str) -> np.ndarray:
     except (binascii.Error, ValueError) as e:
         raise RealtimeError("invalid_audio", f"{param} is not valid base64 ({e})", param) from None
     if len(data) % 2:
-        raise RealtimeError("invalid_audio", f"{param} holds {len(data)} bytes: 16-bit PCM needs an even number",
-                            param)
+        raise RealtimeError("invalid_audio", f"{param} holds {len(data)} bytes: 16-bit PCM needs an even number", param)
     return np.frombuffer(data, dtype="<i2").astype(np.float32) / 32768.0
 
 
@@ -188,8 +201,9 @@ def _typed(obj: dict[str, Any], key: str, tp: type, where: str) -> Any:
     """obj[key] when it is a `tp` (a bool is no number here), None when absent or null."""
     value = obj.get(key)
     if value is not None and (not isinstance(value, tp) or (isinstance(value, bool) and tp is not bool)):
-        raise RealtimeError("invalid_value", f"{where}{key} must be {tp.__name__}, got {type(value).__name__}",
-                            f"{where}{key}")
+        raise RealtimeError(
+            "invalid_value", f"{where}{key} must be {tp.__name__}, got {type(value).__name__}", f"{where}{key}"
+        )
     return value
 
 
@@ -210,41 +224,86 @@ class Settings:
     def turn_detection(self) -> dict[str, Any] | None:
         if not self.server_vad:
             return None
-        out: dict[str, Any] = {"type": "server_vad", "threshold": self.vad.threshold,
-                               "prefix_padding_ms": round(self.vad.preroll_ms),
-                               "silence_duration_ms": round(self.vad.silence_ms),
-                               "min_speech_duration_ms": round(self.vad.min_speech_ms),
-                               "create_response": self.create_response,
-                               "interrupt_response": self.interrupt_response, "idle_timeout_ms": None}
+        out: dict[str, Any] = {
+            "type": "server_vad",
+            "threshold": self.vad.threshold,
+            "prefix_padding_ms": round(self.vad.preroll_ms),
+            "silence_duration_ms": round(self.vad.silence_ms),
+            "min_speech_duration_ms": round(self.vad.min_speech_ms),
+            "create_response": self.create_response,
+            "interrupt_response": self.interrupt_response,
+            "idle_timeout_ms": None,
+        }
         return out
 
     def to_json(self, beta: bool) -> dict[str, Any]:
         if beta:
-            return {"id": self.id, "object": "realtime.session", "model": self.model,
-                    "modalities": ["text", "audio"] if self.speak else ["text"], "instructions": self.instructions,
-                    "voice": self.voice, "input_audio_format": "pcm16", "output_audio_format": "pcm16",
-                    "input_audio_transcription": None, "turn_detection": self.turn_detection(), "tools": [],
-                    "tool_choice": "auto", "max_response_output_tokens": "inf"}
+            return {
+                "id": self.id,
+                "object": "realtime.session",
+                "model": self.model,
+                "modalities": ["text", "audio"] if self.speak else ["text"],
+                "instructions": self.instructions,
+                "voice": self.voice,
+                "input_audio_format": "pcm16",
+                "output_audio_format": "pcm16",
+                "input_audio_transcription": None,
+                "turn_detection": self.turn_detection(),
+                "tools": [],
+                "tool_choice": "auto",
+                "max_response_output_tokens": "inf",
+            }
         fmt = {"type": "audio/pcm", "rate": RATE}
-        return {"type": "realtime", "object": "realtime.session", "id": self.id, "model": self.model,
-                "output_modalities": ["audio"] if self.speak else ["text"], "instructions": self.instructions,
-                "audio": {"input": {"format": fmt, "transcription": None, "noise_reduction": None,
-                                    "turn_detection": self.turn_detection()},
-                          "output": {"format": fmt, "voice": self.voice, "speed": 1.0}},
-                "tools": [], "tool_choice": "auto", "max_output_tokens": "inf", "tracing": None,
-                "truncation": "auto", "prompt": None, "include": None}
+        return {
+            "type": "realtime",
+            "object": "realtime.session",
+            "id": self.id,
+            "model": self.model,
+            "output_modalities": ["audio"] if self.speak else ["text"],
+            "instructions": self.instructions,
+            "audio": {
+                "input": {
+                    "format": fmt,
+                    "transcription": None,
+                    "noise_reduction": None,
+                    "turn_detection": self.turn_detection(),
+                },
+                "output": {"format": fmt, "voice": self.voice, "speed": 1.0},
+            },
+            "tools": [],
+            "tool_choice": "auto",
+            "max_output_tokens": "inf",
+            "tracing": None,
+            "truncation": "auto",
+            "prompt": None,
+            "include": None,
+        }
 
 
 # Fields accepted only at their "off" value: named in an error otherwise (the rest of the update applies).
 NEUTRAL: dict[str, tuple[Any, ...]] = {
-    "tools": (None, []), "tool_choice": (None, "auto", "none"), "tracing": (None,), "prompt": (None,),
-    "include": (None, []), "truncation": (None, "auto"), "max_output_tokens": (None, "inf"),
-    "max_response_output_tokens": (None, "inf"), "input_audio_transcription": (None,),
-    "input_audio_noise_reduction": (None,), "temperature": (None,), "speed": (None, 1, 1.0),
-    "client_secret": (None,), "parallel_tool_calls": (None, False), "reasoning": (None,),
+    "tools": (None, []),
+    "tool_choice": (None, "auto", "none"),
+    "tracing": (None,),
+    "prompt": (None,),
+    "include": (None, []),
+    "truncation": (None, "auto"),
+    "max_output_tokens": (None, "inf"),
+    "max_response_output_tokens": (None, "inf"),
+    "input_audio_transcription": (None,),
+    "input_audio_noise_reduction": (None,),
+    "temperature": (None,),
+    "speed": (None, 1, 1.0),
+    "client_secret": (None,),
+    "parallel_tool_calls": (None, False),
+    "reasoning": (None,),
 }
-WHY = {"tools": "tools and function calls", "tool_choice": "tools and function calls",
-       "input_audio_transcription": "input transcription", "temperature": "sampling settings over the API"}
+WHY = {
+    "tools": "tools and function calls",
+    "tool_choice": "tools and function calls",
+    "input_audio_transcription": "input transcription",
+    "temperature": "sampling settings over the API",
+}
 
 
 def _unsupported(key: str, value: Any, where: str, out: list[str]) -> None:
@@ -256,11 +315,19 @@ def _format(value: Any, param: str) -> None:
     """An audio format: PCM16 at 24 kHz is the only one (GA object or beta name)."""
     if value is None or value == "pcm16":
         return
-    if isinstance(value, dict) and value.get("type", "audio/pcm") == "audio/pcm" and value.get("rate", RATE) == RATE \
-            and set(value) <= {"type", "rate"}:
+    if (
+        isinstance(value, dict)
+        and value.get("type", "audio/pcm") == "audio/pcm"
+        and value.get("rate", RATE) == RATE
+        and set(value) <= {"type", "rate"}
+    ):
         return
-    raise RealtimeError("unsupported_audio_format", f"{param} {json.dumps(value)[:80]} is not supported: audio is "
-                        f'16-bit PCM at {RATE} Hz mono ({{"type": "audio/pcm", "rate": {RATE}}} or "pcm16")', param)
+    raise RealtimeError(
+        "unsupported_audio_format",
+        f"{param} {json.dumps(value)[:80]} is not supported: audio is "
+        f'16-bit PCM at {RATE} Hz mono ({{"type": "audio/pcm", "rate": {RATE}}} or "pcm16")',
+        param,
+    )
 
 
 def apply_turn_detection(settings: Settings, value: Any, defaults: VadConfig, param: str) -> None:
@@ -272,8 +339,11 @@ def apply_turn_detection(settings: Settings, value: Any, defaults: VadConfig, pa
         raise RealtimeError("invalid_value", f"{param} must be an object or null", param)
     kind = value.get("type", "server_vad")
     if kind != "server_vad":
-        raise RealtimeError("unsupported_turn_detection", f"{param}.type {kind!r} is not supported (only "
-                            "server_vad, or null to commit by hand)", f"{param}.type")
+        raise RealtimeError(
+            "unsupported_turn_detection",
+            f"{param}.type {kind!r} is not supported (only server_vad, or null to commit by hand)",
+            f"{param}.type",
+        )
     known = {"type", *VAD_KEYS, *TURN_FLAGS, "idle_timeout_ms"}
     unknown = sorted(set(value) - known)
     if unknown:
@@ -287,8 +357,9 @@ def apply_turn_detection(settings: Settings, value: Any, defaults: VadConfig, pa
         v = value[key]
         lo, hi = VadConfig.BOUNDS[attr]
         if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or not lo <= v <= hi:
-            raise RealtimeError("invalid_value", f"{param}.{key} must be a number from {lo:g} to {hi:g}, got {v!r}",
-                                f"{param}.{key}")
+            raise RealtimeError(
+                "invalid_value", f"{param}.{key} must be a number from {lo:g} to {hi:g}, got {v!r}", f"{param}.{key}"
+            )
         setattr(vad, attr, float(v))
     flags = {k: _typed(value, k, bool, f"{param}.") for k in TURN_FLAGS}
     settings.vad, settings.server_vad = vad, True
@@ -311,8 +382,11 @@ def apply_session_update(settings: Settings, session: Any, defaults: VadConfig) 
     new = Settings(**settings.__dict__)
     unsupported: list[str] = []
     if session.get("type", "realtime") != "realtime":
-        raise RealtimeError("unsupported_session_type", f"session.type {session.get('type')!r} is not supported "
-                            "(only realtime)", "session.type")
+        raise RealtimeError(
+            "unsupported_session_type",
+            f"session.type {session.get('type')!r} is not supported (only realtime)",
+            "session.type",
+        )
     for key, value in session.items():
         p = f"session.{key}"
         if key in ("type", "object", "id"):
@@ -343,8 +417,9 @@ def _apply_audio(new: Settings, audio: Any, defaults: VadConfig, unsupported: li
         raise RealtimeError("invalid_value", "session.audio must be an object", "session.audio")
     for side in audio:
         if side not in ("input", "output") or not isinstance(audio[side], dict):
-            raise RealtimeError("unknown_parameter", f"session.audio.{side[:40]} is not a known object",
-                                f"session.audio.{side[:40]}")
+            raise RealtimeError(
+                "unknown_parameter", f"session.audio.{side[:40]} is not a known object", f"session.audio.{side[:40]}"
+            )
     inp, out = audio.get("input") or {}, audio.get("output") or {}
     for key, value in inp.items():
         p = f"session.audio.input.{key}"
@@ -369,8 +444,17 @@ def _apply_audio(new: Settings, audio: Any, defaults: VadConfig, unsupported: li
             raise RealtimeError("unknown_parameter", f"unknown field {p[:80]}", p)
 
 
-RESPONSE_FIELDS = {"output_modalities", "modalities", "instructions", "voice", "conversation", "metadata", "audio",
-                   "output_audio_format", *NEUTRAL}
+RESPONSE_FIELDS = {
+    "output_modalities",
+    "modalities",
+    "instructions",
+    "voice",
+    "conversation",
+    "metadata",
+    "audio",
+    "output_audio_format",
+    *NEUTRAL,
+}
 
 
 @dataclass
@@ -396,8 +480,9 @@ def parse_response_create(params: Any, settings: Settings) -> tuple[ResponseOpti
             opts.speak = _modalities(value, f"response.{key}")
         elif key == "conversation":
             if value not in (None, "auto", "none"):
-                raise RealtimeError("invalid_value", 'response.conversation must be "auto" or "none"',
-                                    "response.conversation")
+                raise RealtimeError(
+                    "invalid_value", 'response.conversation must be "auto" or "none"', "response.conversation"
+                )
             opts.in_conversation = value != "none"
         elif key == "metadata":
             opts.metadata = _typed(params, key, dict, "response.")
@@ -439,8 +524,14 @@ class Item:
             part = {"type": "input_audio", "transcript": None}
         else:
             part = {"type": "input_text", "text": self.text}
-        return {"id": self.id, "object": "realtime.item", "type": "message", "role": self.role,
-                "status": self.status, "content": [part]}
+        return {
+            "id": self.id,
+            "object": "realtime.item",
+            "type": "message",
+            "role": self.role,
+            "status": self.status,
+            "content": [part],
+        }
 
 
 def parse_item(item: Any, max_chars: int) -> Item:
@@ -448,16 +539,23 @@ def parse_item(item: Any, max_chars: int) -> Item:
     if not isinstance(item, dict):
         raise RealtimeError("invalid_value", "item must be an object", "item")
     if item.get("type", "message") != "message":
-        raise RealtimeError("unsupported_item", f"item type {item.get('type')!r} is not supported (function calls "
-                            "and their outputs need tools, which this model does not have)", "item.type")
+        raise RealtimeError(
+            "unsupported_item",
+            f"item type {item.get('type')!r} is not supported (function calls "
+            "and their outputs need tools, which this model does not have)",
+            "item.type",
+        )
     role = item.get("role")
     if role not in ("user", "assistant", "system"):
         raise RealtimeError("invalid_value", 'item.role must be "user", "assistant" or "system"', "item.role")
     content = item.get("content")
     if not isinstance(content, list) or not content:
         raise RealtimeError("invalid_value", "item.content must be a non-empty list", "item.content")
-    allowed = {"user": ("input_text", "input_audio"), "system": ("input_text",),
-               "assistant": ("output_text", "text", "output_audio", "audio")}[role]
+    allowed = {
+        "user": ("input_text", "input_audio"),
+        "system": ("input_text",),
+        "assistant": ("output_text", "text", "output_audio", "audio"),
+    }[role]
     texts: list[str] = []
     audio: list[np.ndarray] = []
     for i, part in enumerate(content):
@@ -471,28 +569,33 @@ def parse_item(item: Any, max_chars: int) -> Item:
             audio.append(decode_pcm16(part.get("audio"), f"{p}.audio"))
         elif kind in ("output_audio", "audio"):
             if part.get("audio") is not None:
-                raise RealtimeError("unsupported_content", f"{p}: assistant audio cannot be added (give its "
-                                    "transcript)", p)
+                raise RealtimeError(
+                    "unsupported_content", f"{p}: assistant audio cannot be added (give its transcript)", p
+                )
             texts.append(_typed(part, "transcript", str, f"{p}.") or "")
         else:
             texts.append(_typed(part, "text", str, f"{p}.") or "")
     if audio and texts:
-        raise RealtimeError("invalid_value", "a user item holds text or audio, not both (the model takes one "
-                            "question at a time)", "item.content")
+        raise RealtimeError(
+            "invalid_value",
+            "a user item holds text or audio, not both (the model takes one question at a time)",
+            "item.content",
+        )
     text = " ".join(t.strip() for t in texts if t.strip())
     if len(text) > max_chars:
-        raise RealtimeError("text_too_long", f"item text of {len(text)} characters is over the limit of {max_chars}",
-                            "item.content")
+        raise RealtimeError(
+            "text_too_long", f"item text of {len(text)} characters is over the limit of {max_chars}", "item.content"
+        )
     if not audio and not text and role != "assistant":
         raise RealtimeError("invalid_value", "item has no text or audio", "item.content")
     pcm = np.concatenate(audio) if audio else None
-    spoken = pcm is not None or any(isinstance(c, dict) and c.get("type") in ("output_audio", "audio")
-                                    for c in content)
+    spoken = pcm is not None or any(isinstance(c, dict) and c.get("type") in ("output_audio", "audio") for c in content)
     item_id = item.get("id")
     if item_id is not None and (not isinstance(item_id, str) or not 0 < len(item_id) <= 64):
         raise RealtimeError("invalid_value", "item.id must be a string of 1-64 characters", "item.id")
-    return Item(item_id or new_id("item"), role, text, pcm, spoken,
-                round(1000 * len(pcm) / RATE) if pcm is not None else 0)
+    return Item(
+        item_id or new_id("item"), role, text, pcm, spoken, round(1000 * len(pcm) / RATE) if pcm is not None else 0
+    )
 
 
 def heard(text: str, played_ms: int, total_ms: int) -> str:
@@ -522,5 +625,13 @@ class Namer:
         return {"type": BETA_NAMES.get(kind, kind) if self.beta else kind, "event_id": new_id("event"), **fields}
 
     def error(self, err: RealtimeError, event_id: str | None) -> dict[str, Any]:
-        return self.event("error", error={"type": err.kind, "code": err.code, "message": err.message,
-                                          "param": err.param, "event_id": event_id})  # type: ignore[return-value]
+        return self.event(
+            "error",
+            error={
+                "type": err.kind,
+                "code": err.code,
+                "message": err.message,
+                "param": err.param,
+                "event_id": event_id,
+            },
+        )  # type: ignore[return-value]

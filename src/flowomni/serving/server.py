@@ -16,10 +16,18 @@ TRANSPORT_SLACK = 4  # the socket layer accepts messages up to 4x the app's limi
 
 
 def uvicorn_config(app: Any, cfg: ServerConfig, *, port: int | None = None, log_level: str = "info") -> uvicorn.Config:
-    return uvicorn.Config(app, host=cfg.host, port=cfg.port if port is None else port, log_level=log_level,
-                          http=guarded_protocol(cfg.max_connections, cfg.header_timeout_s, cfg.body_timeout_s),
-                          ws="websockets-sansio", ws_max_size=TRANSPORT_SLACK * cfg.max_message_bytes,
-                          ws_ping_interval=20.0, ws_ping_timeout=20.0, lifespan="on")
+    return uvicorn.Config(
+        app,
+        host=cfg.host,
+        port=cfg.port if port is None else port,
+        log_level=log_level,
+        http=guarded_protocol(cfg.max_connections, cfg.header_timeout_s, cfg.body_timeout_s),
+        ws="websockets-sansio",
+        ws_max_size=TRANSPORT_SLACK * cfg.max_message_bytes,
+        ws_ping_interval=20.0,
+        ws_ping_timeout=20.0,
+        lifespan="on",
+    )
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -31,8 +39,8 @@ def free_port(host: str = "127.0.0.1") -> int:
 class ServerThread:
     """A uvicorn server on a free loopback port in a background thread.
 
-        with ServerThread(app, cfg) as srv:
-            urllib.request.urlopen(srv.url + "/health")
+    with ServerThread(app, cfg) as srv:
+        urllib.request.urlopen(srv.url + "/health")
     """
 
     def __init__(self, app: Any, cfg: ServerConfig, *, port: int | None = None, log_level: str = "warning") -> None:

@@ -22,7 +22,7 @@ import numpy as np
 from flowomni.audio.io import AudioError
 from flowomni.config import ConfigError, SettingError, from_dict, to_dict
 from flowomni.inference.decoder import PromptTooLong
-from flowomni.inference.engine import AudioChunk, Done, TextDelta
+from flowomni.inference.engine import AudioChunk, Received, TextDelta
 from flowomni.serving import protocol as P
 from flowomni.serving.config import ServerConfig
 from flowomni.serving.detectors import make_vad
@@ -47,25 +47,32 @@ class AnswerState:
     turn: int
     t_end: float  # perf_counter when the user's turn ended
     question: str  # text of the question ("" when spoken)
-    text: str = ""
-    samples: int = 0
-    sample_rate: int = 0
-    timings: dict[str, float] = field(default_factory=dict)
-    engine_timings: dict[str, float] = field(default_factory=dict)
+    got: Received = field(init=False)  # text, samples and first-event times sent so far; queue_ms
     task: asyncio.Task[None] | None = None
     finishing: bool = False  # the answer ended by itself: its task sends the final message
     reported: bool = False  # the final message (done or error) was sent
+
+    def __post_init__(self) -> None:
+        self.got = Received(clock=self.ms, keep_audio=False)  # the audio went to the client
 
     def ms(self) -> float:
         return (time.perf_counter() - self.t_end) * 1000
 
     def done_message(self, interrupted: bool, history: int) -> dict[str, Any]:
-        audio_s = self.samples / self.sample_rate if self.sample_rate else 0.0
-        t = {**self.timings, "total_ms": self.ms(), "audio_seconds": audio_s,
-             "rtf": self.engine_timings.get("rtf", 0.0)}
-        return {"type": "done", "turn": self.turn, "text": self.text, "interrupted": interrupted,
-                "audio_seconds": round(audio_s, 3), "audio_samples": self.samples, "history": history,
-                "timings": {**rounded(t), "engine": rounded(self.engine_timings)}}
+        got = self.got
+        engine = got.done.timings if got.done is not None else {}
+        audio_s = got.samples / got.sample_rate if got.sample_rate else 0.0
+        t = {**got.timings, "total_ms": self.ms(), "audio_seconds": audio_s, "rtf": engine.get("rtf", 0.0)}
+        return {
+            "type": "done",
+            "turn": self.turn,
+            "text": got.text,
+            "interrupted": interrupted,
+            "audio_seconds": round(audio_s, 3),
+            "audio_samples": got.samples,
+            "history": history,
+            "timings": {**rounded(t), "engine": rounded(engine)},
+        }
 
 
 def rounded(timings: dict[str, float]) -> dict[str, float]:
@@ -74,8 +81,9 @@ def rounded(timings: dict[str, float]) -> dict[str, float]:
 
 
 class Session:
-    def __init__(self, engine: Any, queue: WorkQueue, cfg: ServerConfig, send_json: SendJson,
-                 send_bytes: SendBytes) -> None:
+    def __init__(
+        self, engine: Any, queue: WorkQueue, cfg: ServerConfig, send_json: SendJson, send_bytes: SendBytes
+    ) -> None:
         self.engine, self.queue, self.cfg = engine, queue, cfg
         self._send_json, self._send_bytes = send_json, send_bytes
         self._lock = asyncio.Lock()  # one message on the wire at a time, in order
@@ -115,8 +123,10 @@ class Session:
         t_end = time.perf_counter()
         try:
             if len(raw.encode()) > self.cfg.max_message_bytes:
-                raise P.ProtocolError("too_large", f"message of {len(raw.encode())} bytes is over the limit of "
-                                                   f"{self.cfg.max_message_bytes}")
+                raise P.ProtocolError(
+                    "too_large",
+                    f"message of {len(raw.encode())} bytes is over the limit of {self.cfg.max_message_bytes}",
+                )
             msg = P.parse_message(raw)
             kind = msg["type"]
             if kind == "start":
@@ -140,8 +150,9 @@ class Session:
     async def handle_bytes(self, data: bytes) -> None:
         try:
             if len(data) > self.cfg.max_message_bytes:
-                raise P.ProtocolError("too_large", f"audio frame of {len(data)} bytes is over the limit of "
-                                                   f"{self.cfg.max_message_bytes}")
+                raise P.ProtocolError(
+                    "too_large", f"audio frame of {len(data)} bytes is over the limit of {self.cfg.max_message_bytes}"
+                )
             if self.options is None:
                 raise P.ProtocolError("not_started", 'send {"type": "start", ...} before any audio')
             pcm = P.pcm16_to_float(data)
@@ -155,8 +166,9 @@ class Session:
                 if self.buffered > self.cfg.max_turn_seconds * self.options.sample_rate:
                     self._drop_audio()
                     self.overflow = True
-                    raise P.ProtocolError("turn_too_long", f"turn is longer than {self.cfg.max_turn_seconds:g} s "
-                                                           "of audio: dropped")
+                    raise P.ProtocolError(
+                        "turn_too_long", f"turn is longer than {self.cfg.max_turn_seconds:g} s of audio: dropped"
+                    )
         except P.ProtocolError as e:
             await self.error(e.code, e.message)
 
@@ -165,15 +177,25 @@ class Session:
         vad = None
         if opts.mode == "vad":
             try:
-                vad = make_vad(from_dict(VadConfig, {**to_dict(self.cfg.vad), **(opts.vad or {})}, "vad"),
-                               opts.sample_rate)
+                vad = make_vad(
+                    from_dict(VadConfig, {**to_dict(self.cfg.vad), **(opts.vad or {})}, "vad"), opts.sample_rate
+                )
             except (ConfigError, ValueError, SileroUnavailable) as e:
                 raise P.ProtocolError("bad_message", f"start: {e}") from None
         self._drop_audio()
         self.options, self.vad = opts, vad
-        await self.send({"type": "ready", "session": self.id, "sample_rate": opts.sample_rate, "mode": opts.mode,
-                         "speak": opts.speak, "output_sample_rate": self.engine.vocoder.sample_rate,
-                         "output_format": P.OUTPUT_FORMAT, "limits": self.cfg.limits()})
+        await self.send(
+            {
+                "type": "ready",
+                "session": self.id,
+                "sample_rate": opts.sample_rate,
+                "mode": opts.mode,
+                "speak": opts.speak,
+                "output_sample_rate": self.engine.vocoder.sample_rate,
+                "output_format": P.OUTPUT_FORMAT,
+                "limits": self.cfg.limits(),
+            }
+        )
 
     async def _vad_audio(self, pcm: np.ndarray) -> None:
         assert self.vad is not None and self.options is not None
@@ -186,8 +208,9 @@ class Session:
                 await self._begin_turn("vad", time.perf_counter(), audio=ev.audio)
         if self.vad.speech_seconds > self.cfg.max_turn_seconds:
             self.vad.reset()
-            raise P.ProtocolError("turn_too_long", f"speech went on for more than {self.cfg.max_turn_seconds:g} s: "
-                                                   "dropped")
+            raise P.ProtocolError(
+                "turn_too_long", f"speech went on for more than {self.cfg.max_turn_seconds:g} s: dropped"
+            )
 
     async def _end_of_turn(self, t_end: float) -> None:
         if self.options is None:
@@ -201,14 +224,17 @@ class Session:
             audio = np.concatenate(self.buffer) if self.buffer else None
             self._drop_audio()
         if audio is None or len(audio) == 0:
-            raise P.ProtocolError("empty_turn", "end_of_turn without audio" +
-                                  (" (no speech was detected)" if self.vad is not None else ""))
+            raise P.ProtocolError(
+                "empty_turn",
+                "end_of_turn without audio" + (" (no speech was detected)" if self.vad is not None else ""),
+            )
         await self._begin_turn("client", t_end, audio=audio)
 
     async def _text(self, text: str, t_end: float) -> None:
         if len(text) > self.cfg.max_text_chars:
-            raise P.ProtocolError("text_too_long", f"question of {len(text)} characters is over the limit of "
-                                                   f"{self.cfg.max_text_chars}")
+            raise P.ProtocolError(
+                "text_too_long", f"question of {len(text)} characters is over the limit of {self.cfg.max_text_chars}"
+            )
         await self._begin_turn("text", t_end, text=text.strip())
 
     def _drop_audio(self) -> None:
@@ -217,8 +243,9 @@ class Session:
             self.vad.reset()
 
     # ---- answers ----
-    async def _begin_turn(self, by: str, t_end: float, *, audio: np.ndarray | None = None,
-                          text: str | None = None) -> None:
+    async def _begin_turn(
+        self, by: str, t_end: float, *, audio: np.ndarray | None = None, text: str | None = None
+    ) -> None:
         await self.cancel_answer()
         if self.last_ticket is not None:
             # an interrupted answer's worker stops at its next event; until then it holds its
@@ -227,12 +254,15 @@ class Session:
                 await asyncio.wait_for(self.last_ticket.ended.wait(), WIND_DOWN_S)
         if self.turns >= self.cfg.max_session_turns:
             self.close_code = 1008
-            raise P.ProtocolError("session_limit", f"this session reached its limit of {self.cfg.max_session_turns} "
-                                                   "turns: start a new one")
+            raise P.ProtocolError(
+                "session_limit",
+                f"this session reached its limit of {self.cfg.max_session_turns} turns: start a new one",
+            )
         rate = self.options.sample_rate if self.options else 0
         if audio is not None and len(audio) > self.cfg.max_turn_seconds * rate:
-            raise P.ProtocolError("turn_too_long", f"turn of {len(audio) / rate:.1f} s is longer than "
-                                                   f"{self.cfg.max_turn_seconds:g} s")
+            raise P.ProtocolError(
+                "turn_too_long", f"turn of {len(audio) / rate:.1f} s is longer than {self.cfg.max_turn_seconds:g} s"
+            )
         try:
             ticket = self.queue.admit()
         except Busy as e:
@@ -242,8 +272,11 @@ class Session:
         self.last_ticket = ticket
         ans = AnswerState(self.turns, t_end, text or "")
         speak = self.options.speak if self.options else True
-        kwargs: dict[str, Any] = {"speak": speak, "history": fit_history(self.history, self.cfg.max_history_chars) or None,
-                                  "gen": replace(self.engine.gen, max_prompt_positions=self.cfg.max_prompt_positions)}
+        kwargs: dict[str, Any] = {
+            "speak": speak,
+            "history": fit_history(self.history, self.cfg.max_history_chars) or None,
+            "gen": replace(self.engine.gen, max_prompt_positions=self.cfg.max_prompt_positions),
+        }
         if audio is not None:
             kwargs.update(sample_rate=rate)
         else:
@@ -251,31 +284,25 @@ class Session:
         question_s = len(audio) / rate if audio is not None else 0.0
         await self.send({"type": "turn", "turn": ans.turn, "by": by, "question_seconds": round(question_s, 3)})
         self.answer = ans
-        ans.task = asyncio.create_task(self._run(ans, ticket, lambda stop: self.engine.respond(audio, should_stop=stop.is_set, **kwargs)))
+        ans.task = asyncio.create_task(
+            self._run(ans, ticket, lambda stop: self.engine.submit(audio, should_stop=stop.is_set, **kwargs))
+        )
         ans.task.add_done_callback(_reap)
 
     async def _run(self, ans: AnswerState, ticket: Ticket, make: Callable[[Any], Any]) -> None:
         def started(wait_s: float) -> None:
-            ans.timings["queue_ms"] = wait_s * 1000
+            ans.got.timings["queue_ms"] = wait_s * 1000
 
         try:
             async with contextlib.aclosing(self.queue.stream(ticket, make, started)) as events:
                 async for ev in events:
-                    if isinstance(ev, TextDelta):
-                        ans.timings.setdefault("first_text_ms", ans.ms())
-                        ans.text += ev.text
+                    if isinstance(ans.got.add(ev), TextDelta):
                         await self.send({"type": "text", "turn": ans.turn, "text": ev.text})
                     elif isinstance(ev, AudioChunk):
-                        ans.timings.setdefault("first_audio_ms", ans.ms())
-                        ans.sample_rate = ev.sample_rate
-                        ans.samples += len(ev.pcm)
                         await self.send_audio(P.float_to_pcm16(ev.pcm))
-                    elif isinstance(ev, Done):
-                        ans.text, ans.engine_timings = ev.text, dict(ev.timings)
-                        ans.sample_rate = ans.sample_rate or self.engine.vocoder.sample_rate
             ans.finishing = True
-            if ans.text:  # an answer that said nothing is no use as context
-                self.history.append((ans.question, ans.text))
+            if ans.got.text:  # an answer that said nothing is no use as context
+                self.history.append((ans.question, ans.got.text))
             await self.send(ans.done_message(False, len(self.history)))
         except asyncio.CancelledError:
             raise

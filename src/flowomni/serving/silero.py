@@ -37,8 +37,10 @@ class SileroUnavailable(RuntimeError):
 def model_path() -> Path:
     spec = importlib.util.find_spec("silero_vad")  # finds the package without running its torch imports
     if spec is None or not spec.submodule_search_locations:
-        raise SileroUnavailable("the Silero VAD needs the silero-vad package (`pip install --no-deps silero-vad`); "
-                                "or choose the energy detector (vad.kind=energy)")
+        raise SileroUnavailable(
+            "the Silero VAD needs the silero-vad package (`pip install --no-deps silero-vad`); "
+            "or choose the energy detector (vad.kind=energy)"
+        )
     path = Path(list(spec.submodule_search_locations)[0]) / "data" / "silero_vad.onnx"
     if not path.is_file():
         raise SileroUnavailable(f"the silero-vad package has no model at {path}")
@@ -70,8 +72,9 @@ class SileroVAD(EnergyVAD):
 
     def _score(self, window: np.ndarray) -> float:
         x = np.concatenate([self._context, window])[None, :]
-        out, self._state = self.session.run(None, {"input": x, "state": self._state,
-                                                   "sr": np.array(RATE, dtype=np.int64)})
+        out, self._state = self.session.run(
+            None, {"input": x, "state": self._state, "sr": np.array(RATE, dtype=np.int64)}
+        )
         self._context = window[-CONTEXT:]
         return float(out[0, 0])
 

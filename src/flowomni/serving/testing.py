@@ -35,8 +35,9 @@ def make_tiny_checkpoint(path: str | Path, *, force_speech: bool = True, seed: i
 
     torch.manual_seed(seed)
     cfg = ModelConfig()
-    cfg.backbone.config.update(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
-                               num_key_value_heads=2)
+    cfg.backbone.config.update(
+        hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2
+    )
     cfg.encoder.d_model, cfg.encoder.n_layers, cfg.encoder.ffn_dim = 64, 1, 128
     cfg.vocoder = "griffin-lim"
     model = FlowOmni(cfg, CharTokenizer())
@@ -53,6 +54,12 @@ def make_tiny_checkpoint(path: str | Path, *, force_speech: bool = True, seed: i
     if force_speech:
         force_speech_states(model)
     path = Path(path)
-    save_checkpoint(path, model_state=model.checkpoint_state(), config_yaml=yaml.safe_dump({"model": to_dict(cfg)}),
-                    meta={"step": 0}, files=model.checkpoint_files(), save_rng=False)
+    save_checkpoint(
+        path,
+        model_state=model.checkpoint_state(),
+        config_yaml=yaml.safe_dump({"model": to_dict(cfg)}),
+        meta={"step": 0},
+        files=model.checkpoint_files(),
+        save_rng=False,
+    )
     return path

@@ -23,8 +23,10 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 log = logging.getLogger("flowomni.serving")
 
 TIMEOUT_408 = b"HTTP/1.1 408 Request Timeout\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
-BUSY_503 = (b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: text/plain\r\nretry-after: 1\r\n"
-            b"content-length: 35\r\nconnection: close\r\n\r\nserver busy: too many connections\r\n")
+BUSY_503 = (
+    b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: text/plain\r\nretry-after: 1\r\n"
+    b"content-length: 35\r\nconnection: close\r\n\r\nserver busy: too many connections\r\n"
+)
 
 
 def guarded_protocol(max_connections: int, header_timeout_s: float, body_timeout_s: float) -> type[asyncio.Protocol]:

@@ -27,8 +27,10 @@ def decode_upload(body: bytes, cfg: ServerConfig) -> tuple[np.ndarray, int]:
             if not MIN_RATE <= rate <= MAX_RATE:
                 raise AudioError(f"uploaded audio at {rate} Hz: the sample rate must be {MIN_RATE}-{MAX_RATE} Hz")
             if channels > cfg.max_upload_channels:
-                raise AudioError(f"uploaded audio has {channels} channels: at most {cfg.max_upload_channels} "
-                                 "are accepted (mix it down)")
+                raise AudioError(
+                    f"uploaded audio has {channels} channels: at most {cfg.max_upload_channels} "
+                    "are accepted (mix it down)"
+                )
             limit = int(cfg.max_turn_seconds * rate)
             if frames > limit:
                 raise AudioError(f"question of {frames / rate:.1f} s is longer than {cfg.max_turn_seconds:g} s")

@@ -25,8 +25,13 @@ class VadConfig:
     memory, a 0 ms silence would end a turn at every pause."""
 
     BOUNDS: ClassVar[Bounds] = {
-        "threshold": (0.05, 0.95), "frame_ms": (5, 100), "threshold_db": (-120, 0), "margin_db": (0, 60),
-        "noise_window_ms": (100, 10_000), "min_speech_ms": (0, 2000), "silence_ms": (50, 10_000),
+        "threshold": (0.05, 0.95),
+        "frame_ms": (5, 100),
+        "threshold_db": (-120, 0),
+        "margin_db": (0, 60),
+        "noise_window_ms": (100, 10_000),
+        "min_speech_ms": (0, 2000),
+        "silence_ms": (50, 10_000),
         "preroll_ms": (0, 2000),
     }
 

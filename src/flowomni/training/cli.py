@@ -11,12 +11,19 @@ from flowomni.config import add_config_arguments, config_from_args
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     add_config_arguments(p, "experiment")
-    p.add_argument("--prepare-only", action="store_true",
-                   help="fill the caches (log-mel, a frozen encoder's outputs of every augmented version) and exit: "
-                        "e.g. while an earlier stage still trains")
-    p.add_argument("--load-encoder", default=None, metavar="PATH",
-                   help="after loading (fresh or --resume), replace the speech encoder's weights with "
-                        "pretrained ones: a `flowomni train-encoder` folder or a Whisper name/folder")
+    p.add_argument(
+        "--prepare-only",
+        action="store_true",
+        help="fill the caches (log-mel, a frozen encoder's outputs of every augmented version) and exit: "
+        "e.g. while an earlier stage still trains",
+    )
+    p.add_argument(
+        "--load-encoder",
+        default=None,
+        metavar="PATH",
+        help="after loading (fresh or --resume), replace the speech encoder's weights with "
+        "pretrained ones: a `flowomni train-encoder` folder or a Whisper name/folder",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -31,8 +38,11 @@ def run(args: argparse.Namespace) -> int:
     from flowomni.checkpoint import latest_checkpoint
 
     if not args.resume and (ckpt := latest_checkpoint(cfg.run_dir)) is not None:
-        print(f"flowomni train: {cfg.run_dir} already holds checkpoints (newest {ckpt.name}); pass --resume "
-              "to continue it, or choose another --run-dir", file=sys.stderr)
+        print(
+            f"flowomni train: {cfg.run_dir} already holds checkpoints (newest {ckpt.name}); pass --resume "
+            "to continue it, or choose another --run-dir",
+            file=sys.stderr,
+        )
         return 2
     if args.prepare_only:
         cfg.init_from = ""  # the caches do not depend on it (it may not exist yet)
@@ -42,17 +52,27 @@ def run(args: argparse.Namespace) -> int:
     except (ValueError, FileNotFoundError) as e:
         print(f"flowomni train: {e}", file=sys.stderr)
         return 2
-    print(f"train examples: {len(exp.train_set)}, valid: {len(exp.valid_set) if exp.valid_set else 0}, "
-          f"parameters: {sum(p.numel() for p in exp.model.parameters()) / 1e6:.2f} M", file=sys.stderr)
+    print(
+        f"train examples: {len(exp.train_set)}, valid: {len(exp.valid_set) if exp.valid_set else 0}, "
+        f"parameters: {sum(p.numel() for p in exp.model.parameters()) / 1e6:.2f} M",
+        file=sys.stderr,
+    )
     if args.prepare_only:
         return 0
     if exp.skipped:
         print(f"skipped (corpus problems, training goes on): {exp.skipped}", file=sys.stderr)
     try:
         metrics = train(
-            exp.model, exp.train_set, exp.valid_set, exp.collate_fn, cfg.train, Path(cfg.run_dir),
-            config_yaml=config_yaml(cfg), files=exp.model.checkpoint_files(),
-            resume=args.resume, max_steps=args.max_steps,
+            exp.model,
+            exp.train_set,
+            exp.valid_set,
+            exp.collate_fn,
+            cfg.train,
+            Path(cfg.run_dir),
+            config_yaml=config_yaml(cfg),
+            files=exp.model.checkpoint_files(),
+            resume=args.resume,
+            max_steps=args.max_steps,
             after_load=(lambda m: m.load_encoder(args.load_encoder)) if args.load_encoder else None,
         )
     except TrainingDiverged as e:

@@ -46,19 +46,34 @@ def answer_features(cache_dir: str, mel_cfg: Any) -> Any:
 def group_settings(cfg: Any) -> dict[str, Any]:
     """`collect_groups`' settings for an experiment config (fitting and evaluation agree on them)."""
     m = cfg.model
-    return dict(group=m.group, silence=math.log(m.output_mel.log_floor), max_items=cfg.data.max_items,
-                max_frames=int(cfg.data.max_answer_seconds * m.output_mel.frame_rate), seed=m.codec.seed)
+    return dict(
+        group=m.group,
+        silence=math.log(m.output_mel.log_floor),
+        max_items=cfg.data.max_items,
+        max_frames=int(cfg.data.max_answer_seconds * m.output_mel.frame_rate),
+        seed=m.codec.seed,
+    )
 
 
 def valid_groups(cfg: Any, feats: Any) -> tuple[torch.Tensor, Counter[str], set[str]]:
     """The valid manifest's held-out answer groups (as `collect_groups` returns them)."""
-    return collect_groups(cfg.data.valid_manifest, feats, max_groups=max(1000, cfg.model.codec.max_groups // 10),
-                          **group_settings(cfg))
+    return collect_groups(
+        cfg.data.valid_manifest, feats, max_groups=max(1000, cfg.model.codec.max_groups // 10), **group_settings(cfg)
+    )
 
 
-def collect_groups(manifest: str, feats: Any, *, group: int, silence: float, max_groups: int,
-                   max_frames: int, max_items: int = 0, seed: int = 0, exclude: set[str] = frozenset()
-                   ) -> tuple[torch.Tensor, Counter[str], set[str]]:
+def collect_groups(
+    manifest: str,
+    feats: Any,
+    *,
+    group: int,
+    silence: float,
+    max_groups: int,
+    max_frames: int,
+    max_items: int = 0,
+    seed: int = 0,
+    exclude: set[str] = frozenset(),
+) -> tuple[torch.Tensor, Counter[str], set[str]]:
     """Answer mel groups [N, k, n_mels] of a manifest's items, in a seeded random item order
     until `max_groups`, skipping answer files in `exclude`; problems are counted, never
     fatal. Also returns the answer files used."""
@@ -114,20 +129,31 @@ def run(args: argparse.Namespace) -> int:
             valid, vskip, held_out = valid_groups(cfg, feats)
             skipped.update({f"valid {k}": v for k, v in vskip.items()})
         # a corpus may share answer recordings between splits: the valid ones stay held out
-        train, tskip, used = collect_groups(cfg.data.train_manifest, feats, max_groups=cc.max_groups,
-                                            exclude=held_out, **group_settings(cfg))
+        train, tskip, used = collect_groups(
+            cfg.data.train_manifest, feats, max_groups=cc.max_groups, exclude=held_out, **group_settings(cfg)
+        )
         skipped.update(tskip)
-        print(f"fitting a codec ({cc.n_q} x {cc.codebook_size}) on {len(train)} groups "
-              f"({len(train) * m.group / m.output_mel.frame_rate / 3600:.2f} h of answers)", file=sys.stderr)
+        print(
+            f"fitting a codec ({cc.n_q} x {cc.codebook_size}) on {len(train)} groups "
+            f"({len(train) * m.group / m.output_mel.frame_rate / 3600:.2f} h of answers)",
+            file=sys.stderr,
+        )
         codec = MelCodec(cc.n_q, cc.codebook_size, m.group, m.output_mel.n_mels)
         train_mse = codec.fit(train, iters=cc.iters, init_vectors=cc.init_vectors, seed=cc.seed)
     except (ValueError, FileNotFoundError, CodecError) as e:
         print(f"flowomni train-codec: {e}", file=sys.stderr)
         return 2
     report = {
-        "codec": str(out), "n_q": cc.n_q, "codebook_size": cc.codebook_size, "train_groups": len(train),
-        "train_answers": len(used), "train_mse": train_mse, "fit_seconds": round(time.perf_counter() - t0, 1),
-        "skipped": dict(skipped), "config": str(args.config), "overrides": list(args.overrides),
+        "codec": str(out),
+        "n_q": cc.n_q,
+        "codebook_size": cc.codebook_size,
+        "train_groups": len(train),
+        "train_answers": len(used),
+        "train_mse": train_mse,
+        "fit_seconds": round(time.perf_counter() - t0, 1),
+        "skipped": dict(skipped),
+        "config": str(args.config),
+        "overrides": list(args.overrides),
     }
     if valid is not None:
         report.update(valid_answers=len(held_out), valid_groups=len(valid), **reconstruction_report(codec, valid))

@@ -12,11 +12,24 @@ from flowomni.config import Bounds
 class TrainConfig:
     # allowed ranges, checked when read (flowomni.config.check_bounds)
     BOUNDS: ClassVar[Bounds] = {
-        "max_steps": (1, 10**10), "batch_size": (1, 65536), "grad_accum": (1, 65536), "max_positions": (0, None),
-        "lr": (0, 10), "min_lr": (0, 10), "warmup_steps": (0, None), "weight_decay": (0, 100),
-        "betas": (0, 0.99999), "grad_clip": (0, None), "num_workers": (0, 256), "bucket_batches": (1, None),
-        "log_every": (1, None), "eval_every": (1, None), "eval_batches": (1, None), "save_every": (1, None),
-        "keep_checkpoints": (0, None), "max_nonfinite_steps": (1, None)
+        "max_steps": (1, 10**10),
+        "batch_size": (1, 65536),
+        "grad_accum": (1, 65536),
+        "max_positions": (0, None),
+        "lr": (0, 10),
+        "min_lr": (0, 10),
+        "warmup_steps": (0, None),
+        "weight_decay": (0, 100),
+        "betas": (0, 0.99999),
+        "grad_clip": (0, None),
+        "num_workers": (0, 256),
+        "bucket_batches": (1, None),
+        "log_every": (1, None),
+        "eval_every": (1, None),
+        "eval_batches": (1, None),
+        "save_every": (1, None),
+        "keep_checkpoints": (0, None),
+        "max_nonfinite_steps": (1, None),
     }
 
     stage: int = 2  # 1: frozen backbone + encoder, ASR/TTS only (paper); 2: everything, all tasks
@@ -32,7 +45,8 @@ class TrainConfig:
     grad_clip: float = 1.0
     mixed_precision: str = "auto"  # auto: bf16 on GPU, fp32 on CPU; or no / bf16 / fp16
     seed: int = 0
-    num_workers: int = 0  # DataLoader workers (features are memory-mapped, so 0 is fine on CPU)
+    num_workers: int = 0  # DataLoader workers (features are memory-mapped, so 0 is fine on CPU; a GPU wants some)
+    prefetch: int = 4  # batches each worker makes ahead
     bucket_batches: int = 50  # length bucketing: sort pools of this many batches by length
     log_every: int = 10
     eval_every: int = 250

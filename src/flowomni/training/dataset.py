@@ -36,8 +36,11 @@ class FeatureSource(Protocol):
 class DataConfig:
     # allowed ranges, checked when read (flowomni.config.check_bounds)
     BOUNDS: ClassVar[Bounds] = {
-        "max_question_seconds": (0.01, 3600), "max_answer_seconds": (0.01, 3600), "max_items": (0, None),
-        "stats_items": (0, None), "history_prob": (0, 1)
+        "max_question_seconds": (0.01, 3600),
+        "max_answer_seconds": (0.01, 3600),
+        "max_items": (0, None),
+        "stats_items": (0, None),
+        "history_prob": (0, 1),
     }
 
     train_manifest: str = ""
@@ -152,8 +155,11 @@ class TaskDataset(Dataset):
 
         text = self._answer_text(item, task)
         ids = self.tokenizer.encode(text)
-        chars = char_times(text, (item.meta or {}).get("answer_words") if hasattr(item, "meta") else None,
-                           n_out_frames / self.out_frame_rate)
+        chars = char_times(
+            text,
+            (item.meta or {}).get("answer_words") if hasattr(item, "meta") else None,
+            n_out_frames / self.out_frame_rate,
+        )
         times = token_times(text, ids, self.tokenizer.decode, chars)
         return aligned_slots(times, self.group / self.out_frame_rate, self.delay, self.text_lead)
 
@@ -228,8 +234,14 @@ class TaskDataset(Dataset):
         n_in = 0 if in_mel is None else in_mel.shape[0]
         n_groups = 0 if out_mel is None else self.n_groups(out_mel.shape[0])
         lay = self.build_layout(ex, n_in, n_groups, i, 0 if out_mel is None else out_mel.shape[0])
-        return {"layout": lay, "in_mel": in_mel, "out_mel": out_mel, "task": ex.task.value, "id": ex.item.id,
-                "in_key": "in_enc" if self.encoded else "in_mel"}
+        return {
+            "layout": lay,
+            "in_mel": in_mel,
+            "out_mel": out_mel,
+            "task": ex.task.value,
+            "id": ex.item.id,
+            "in_key": "in_enc" if self.encoded else "in_mel",
+        }
 
 
 def collate(examples: list[dict[str, Any]], *, group: int, pad_id: int, silence: float) -> dict[str, Any]:
@@ -284,7 +296,24 @@ def collate(examples: list[dict[str, Any]], *, group: int, pad_id: int, silence:
         if m is not None:
             groups[i, : m.shape[0]] = torch.from_numpy(m)
     batch["out_groups"] = groups.view(b, k_max, group, n_mels_out)
-    batch["num_frames"] = torch.tensor(
-        int(batch["in_len"].sum()) + sum(m.shape[0] for m in outs if m is not None)
-    )
+    batch["num_frames"] = torch.tensor(int(batch["in_len"].sum()) + sum(m.shape[0] for m in outs if m is not None))
+    batch.update(position_rows(batch))
     return batch
+
+
+def position_rows(batch: dict[str, Any]) -> dict[str, torch.Tensor]:
+    """Flat indices (b * L + t) of the positions each part of the model reads or predicts,
+    found here, in the data pipeline, so the training step on a GPU never waits to learn how
+    many there are (a boolean-mask index does: it syncs with the host)."""
+    from flowomni.model.layout import AUDIO, GEN, IGNORE
+
+    def rows(mask: torch.Tensor) -> torch.Tensor:
+        return mask.flatten().nonzero().squeeze(1)
+
+    return {
+        "text_rows": rows(batch["text_target"] != IGNORE),
+        "state_rows": rows(batch["state_target"] != IGNORE),
+        "flow_rows": rows(batch["flow_target"] >= 0),
+        "gen_rows": rows(batch["kind"] == GEN),
+        "audio_rows": rows(batch["kind"] == AUDIO),
+    }

@@ -42,9 +42,19 @@ from flowomni.model.flow_student import FlowStudent
 class DistillConfig:
     # allowed ranges, checked when read (flowomni.config.check_bounds)
     BOUNDS: ClassVar[Bounds] = {
-        "width": (1, 65536), "depth": (0, 256), "groups": (1, 10**9), "valid_groups": (1, 10**9), "steps": (1, 10**10),
-        "batch_size": (1, 1 << 20), "lr": (0, 10), "min_lr": (0, 10), "warmup_steps": (0, None),
-        "p_zero_temperature": (0, 1), "max_temperature": (0, 100), "eval_every": (1, None), "save_every": (1, None),
+        "width": (1, 65536),
+        "depth": (0, 256),
+        "groups": (1, 10**9),
+        "valid_groups": (1, 10**9),
+        "steps": (1, 10**10),
+        "batch_size": (1, 1 << 20),
+        "lr": (0, 10),
+        "min_lr": (0, 10),
+        "warmup_steps": (0, None),
+        "p_zero_temperature": (0, 1),
+        "max_temperature": (0, 100),
+        "eval_every": (1, None),
+        "save_every": (1, None),
     }
 
     width: int = 512
@@ -72,8 +82,9 @@ def parse_teacher(spec: str) -> tuple[str, int]:
 
 
 @torch.no_grad()
-def collect_conditions(model: Any, dataset: Any, collate_fn: Any, n_groups: int, *, batch_size: int = 16,
-                       seed: int = 0) -> torch.Tensor:
+def collect_conditions(
+    model: Any, dataset: Any, collate_fn: Any, n_groups: int, *, batch_size: int = 16, seed: int = 0
+) -> torch.Tensor:
     """Hidden states [n, D] at the GEN positions of up to `n_groups` groups of `dataset`'s
     spoken answers, teacher-forced (examples in a seeded random order)."""
     order = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(seed)).tolist()
@@ -96,8 +107,14 @@ def collect_conditions(model: Any, dataset: Any, collate_fn: Any, n_groups: int,
 
 
 @torch.no_grad()
-def teacher_pairs(flow: FlowHead, h: torch.Tensor, teacher: tuple[str, int], cfg: DistillConfig,
-                  generator: torch.Generator, chunk: int = 2048) -> tuple[torch.Tensor, torch.Tensor]:
+def teacher_pairs(
+    flow: FlowHead,
+    h: torch.Tensor,
+    teacher: tuple[str, int],
+    cfg: DistillConfig,
+    generator: torch.Generator,
+    chunk: int = 2048,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Start points x0 and the teacher sampler's end points x1, both [n, k*F]."""
     n = h.shape[0]
     temps = torch.rand(n, generator=generator) * cfg.max_temperature
@@ -116,14 +133,23 @@ def teacher_pairs(flow: FlowHead, h: torch.Tensor, teacher: tuple[str, int], cfg
 def student_mse(student: FlowStudent, data: dict[str, torch.Tensor], batch: int = 4096) -> float:
     """Mean squared error of the student against the teacher on a pair set."""
     with torch.no_grad():
-        err = sum(F.mse_loss(student(data["x0"][i : i + batch], data["h"][i : i + batch]),
-                             data["x1"][i : i + batch], reduction="sum").item()
-                  for i in range(0, data["h"].shape[0], batch))
+        err = sum(
+            F.mse_loss(
+                student(data["x0"][i : i + batch], data["h"][i : i + batch]), data["x1"][i : i + batch], reduction="sum"
+            ).item()
+            for i in range(0, data["h"].shape[0], batch)
+        )
     return err / data["x1"].numel()
 
 
-def train_student(student: FlowStudent, train: dict[str, torch.Tensor], valid: dict[str, torch.Tensor],
-                  cfg: DistillConfig, run_dir: Path, log: Any = print) -> dict[str, Any]:
+def train_student(
+    student: FlowStudent,
+    train: dict[str, torch.Tensor],
+    valid: dict[str, torch.Tensor],
+    cfg: DistillConfig,
+    run_dir: Path,
+    log: Any = print,
+) -> dict[str, Any]:
     """Fit the student to the pairs; resumes from run_dir/student if a save is there."""
     from flowomni.checkpoint import load_meta, load_model_state, load_training_state, save_checkpoint
     from flowomni.training.optim import build_optimizer, warmup_cosine
@@ -149,32 +175,55 @@ def train_student(student: FlowStudent, train: dict[str, torch.Tensor], valid: d
         sched.step()
         step += 1
         if step % cfg.eval_every == 0 or step == cfg.steps:
-            row = {"step": step, "train_mse": loss.item(), "valid_mse": student_mse(student, valid),
-                   "seconds": time.time() - t0}
+            row = {
+                "step": step,
+                "train_mse": loss.item(),
+                "valid_mse": student_mse(student, valid),
+                "seconds": time.time() - t0,
+            }
             history.append(row)
             log(json.dumps(row))
         if step % cfg.save_every == 0 or step == cfg.steps:
-            save_checkpoint(ckpt, model_state=student.state_dict(), config_yaml=yaml.safe_dump(asdict(cfg)),
-                            meta={"step": step}, optimizer=opt, scheduler=sched)
+            save_checkpoint(
+                ckpt,
+                model_state=student.state_dict(),
+                config_yaml=yaml.safe_dump(asdict(cfg)),
+                meta={"step": step},
+                optimizer=opt,
+                scheduler=sched,
+            )
     return {"steps": step, "valid_mse": student_mse(student, valid), "history": history}
 
 
-def load_or_make_pairs(model: Any, cfg: DistillConfig, teacher: tuple[str, int], run_dir: Path,
-                       log: Any = print) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+def load_or_make_pairs(
+    model: Any, cfg: DistillConfig, teacher: tuple[str, int], run_dir: Path, log: Any = print
+) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
     """Teacher pairs for training and validation, cached in run_dir (made once per settings)."""
     from safetensors.torch import load_file, save_file
 
     from flowomni.config import load_config
     from flowomni.training.experiment import ExperimentConfig, build_datasets
 
-    path, key = run_dir / "pairs.safetensors", json.dumps(
-        {"groups": cfg.groups, "valid_groups": cfg.valid_groups, "teacher": list(teacher), "seed": cfg.seed,
-         "p0": cfg.p_zero_temperature, "tmax": cfg.max_temperature})
+    path, key = (
+        run_dir / "pairs.safetensors",
+        json.dumps(
+            {
+                "groups": cfg.groups,
+                "valid_groups": cfg.valid_groups,
+                "teacher": list(teacher),
+                "seed": cfg.seed,
+                "p0": cfg.p_zero_temperature,
+                "tmax": cfg.max_temperature,
+            }
+        ),
+    )
     if path.is_file() and (run_dir / "pairs.json").is_file() and (run_dir / "pairs.json").read_text() == key:
         sd = load_file(str(path))
         log(f"reusing teacher pairs from {path}")
-        return ({k[6:]: v.float() for k, v in sd.items() if k.startswith("train.")},
-                {k[6:]: v.float() for k, v in sd.items() if k.startswith("valid.")})
+        return (
+            {k[6:]: v.float() for k, v in sd.items() if k.startswith("train.")},
+            {k[6:]: v.float() for k, v in sd.items() if k.startswith("valid.")},
+        )
     exp_cfg = load_config(ExperimentConfig, Path(model.checkpoint_path) / "config.yaml")
     data = build_datasets(exp_cfg, model.tokenizer, model)
     if data.valid_set is None:
@@ -193,8 +242,16 @@ def load_or_make_pairs(model: Any, cfg: DistillConfig, teacher: tuple[str, int],
     return sets["train"], sets["valid"]
 
 
-def write_model(src: Path, out: Path, student: FlowStudent, cfg: DistillConfig, teacher: tuple[str, int],
-                metrics: dict[str, Any], *, make_default: bool = True) -> Path:
+def write_model(
+    src: Path,
+    out: Path,
+    student: FlowStudent,
+    cfg: DistillConfig,
+    teacher: tuple[str, int],
+    metrics: dict[str, Any],
+    *,
+    make_default: bool = True,
+) -> Path:
     """Copy the model folder to `out` with the student's weights and config added."""
     from safetensors.torch import load_file, save_file
 
@@ -209,14 +266,18 @@ def write_model(src: Path, out: Path, student: FlowStudent, cfg: DistillConfig, 
     conf = yaml.safe_load((tmp / "config.yaml").read_text())
     flow = conf.setdefault("model", {}).setdefault("flow", {})
     cfg_scale = flow.get("cfg_scale", 1.0)
-    flow.update(student_width=cfg.width, student_depth=cfg.depth,
-                student_teacher=f"{teacher[0]}:{teacher[1]} cfg={cfg_scale}")
+    flow.update(
+        student_width=cfg.width, student_depth=cfg.depth, student_teacher=f"{teacher[0]}:{teacher[1]} cfg={cfg_scale}"
+    )
     if make_default:
         flow["method"] = "student"
     (tmp / "config.yaml").write_text(yaml.safe_dump(conf, sort_keys=False))
     meta = json.loads((tmp / "meta.json").read_text())
-    meta["flow_student"] = {"teacher": flow["student_teacher"], "distill": asdict(cfg),
-                            **{k: v for k, v in metrics.items() if k != "history"}}
+    meta["flow_student"] = {
+        "teacher": flow["student_teacher"],
+        "distill": asdict(cfg),
+        **{k: v for k, v in metrics.items() if k != "history"},
+    }
     (tmp / "meta.json").write_text(json.dumps(meta, indent=1))
     if out.exists():
         shutil.rmtree(out)
@@ -224,8 +285,16 @@ def write_model(src: Path, out: Path, student: FlowStudent, cfg: DistillConfig, 
     return out
 
 
-def distill(model_dir: str | Path, out: str | Path, cfg: DistillConfig, *, teacher: str | None = None,
-            run_dir: str | Path | None = None, make_default: bool = True, log: Any = print) -> dict[str, Any]:
+def distill(
+    model_dir: str | Path,
+    out: str | Path,
+    cfg: DistillConfig,
+    *,
+    teacher: str | None = None,
+    run_dir: str | Path | None = None,
+    make_default: bool = True,
+    log: Any = print,
+) -> dict[str, Any]:
     from flowomni.model.flowomni import FlowOmni
 
     src, out = Path(model_dir), Path(out)
@@ -252,8 +321,12 @@ def distill(model_dir: str | Path, out: str | Path, cfg: DistillConfig, *, teach
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("model", help="a model folder (flowomni export) or training checkpoint")
     p.add_argument("--out", required=True, help="model folder to write (the model plus its student)")
-    p.add_argument("--teacher", default=None, metavar="METHOD:STEPS",
-                   help="sampler to imitate (default: the model's own, e.g. euler:4)")
+    p.add_argument(
+        "--teacher",
+        default=None,
+        metavar="METHOD:STEPS",
+        help="sampler to imitate (default: the model's own, e.g. euler:4)",
+    )
     p.add_argument("--run-dir", default=None, help="where pairs and student saves go (default runs/distill_<out>)")
     p.add_argument("--keep-method", action="store_true", help="add the student but keep the model's default sampler")
     for f in fields(DistillConfig):
@@ -266,8 +339,15 @@ def run(args: argparse.Namespace) -> int:
     cfg = DistillConfig(**{f.name: getattr(args, f.name) for f in fields(DistillConfig)})
     try:
         check_bounds(cfg)  # ConfigError (a ValueError) naming the option and its range
-        metrics = distill(args.model, args.out, cfg, teacher=args.teacher, run_dir=args.run_dir,
-                          make_default=not args.keep_method, log=lambda s: print(s, file=sys.stderr))
+        metrics = distill(
+            args.model,
+            args.out,
+            cfg,
+            teacher=args.teacher,
+            run_dir=args.run_dir,
+            make_default=not args.keep_method,
+            log=lambda s: print(s, file=sys.stderr),
+        )
     except (CheckpointError, FileNotFoundError, ValueError) as e:
         print(f"flowomni distill-flow: {e}", file=sys.stderr)
         return 2

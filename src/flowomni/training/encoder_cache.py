@@ -55,8 +55,12 @@ class EncoderCache:
             enc["weights"] = state_digest(model.encoder.state_dict())
         aug = asdict(self.aug)
         aug.pop("variants")  # version v is the same whatever the count: caches of 2 and 4 versions share files
-        spec = {"mel": asdict(cfg.input_mel), "encoder": enc, "augment": aug,
-                "stats": [float(self.stats.mean.sum()), float(self.stats.std.sum())]}
+        spec = {
+            "mel": asdict(cfg.input_mel),
+            "encoder": enc,
+            "augment": aug,
+            "stats": [float(self.stats.mean.sum()), float(self.stats.std.sum())],
+        }
         self.fingerprint = hashlib.sha1(json.dumps(spec, sort_keys=True, default=list).encode()).hexdigest()[:12]
         self.dir = Path(root) / f"enc-{self.fingerprint}"
         self._keys = FeatureCache(root, cfg.input_mel, memory_items=0)  # for its file keys
@@ -76,7 +80,9 @@ class EncoderCache:
         wav = load_audio(path, self.sample_rate)
         spec = self.spec(path, variant)
         if spec is not None:
-            seed = int.from_bytes(hashlib.sha1(f"noise/{self._keys.key(path)}/{variant}".encode()).digest()[:8], "little")
+            seed = int.from_bytes(
+                hashlib.sha1(f"noise/{self._keys.key(path)}/{variant}".encode()).digest()[:8], "little"
+            )
             wav = augment(wav, self.sample_rate, spec, np.random.default_rng(seed))
         return wav
 
@@ -163,4 +169,3 @@ class EncoderCache:
         flush()
         bar.close()
         return stats
-

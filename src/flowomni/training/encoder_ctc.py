@@ -140,8 +140,13 @@ def train_encoder(cfg: Any, out: Path, *, steps: int, batch_size: int, lr: float
         sched.step()
         losses.append(float(loss.detach()))
         if step % 100 == 0 or step == steps:
-            log.info("step %d/%d  ctc %.3f  (%.2f s/step)", step, steps, sum(losses[-100:]) / len(losses[-100:]),
-                     (time.perf_counter() - t0) / step)
+            log.info(
+                "step %d/%d  ctc %.3f  (%.2f s/step)",
+                step,
+                steps,
+                sum(losses[-100:]) / len(losses[-100:]),
+                (time.perf_counter() - t0) / step,
+            )
     model.eval()
     refs, hyps = [], []
     for i in range(0, min(valid_items, len(valid)), batch_size):
@@ -149,19 +154,32 @@ def train_encoder(cfg: Any, out: Path, *, steps: int, batch_size: int, lr: float
         mel, lengths = pad_batch([stats.normalize(x[0]) for x in b])
         hyps += [tok.decode(ids) for ids in model.greedy(mel, lengths)]
         refs += [x[2] for x in b]
-    meta = {"step": steps, "train_clips": len(train), "skipped": skipped,
-            "final_ctc": sum(losses[-100:]) / len(losses[-100:]),
-            "valid_cer": cer(refs, hyps) if refs else None, "valid_examples": list(zip(refs, hyps))[:5],
-            "wall_s": time.perf_counter() - t0}
-    state = {**{f"encoder.{k}": v for k, v in model.encoder.state_dict().items()},
-             **{f"ctc_head.{k}": v for k, v in model.head.state_dict().items()},
-             "in_mean": stats.mean, "in_std": stats.std}
+    meta = {
+        "step": steps,
+        "train_clips": len(train),
+        "skipped": skipped,
+        "final_ctc": sum(losses[-100:]) / len(losses[-100:]),
+        "valid_cer": cer(refs, hyps) if refs else None,
+        "valid_examples": list(zip(refs, hyps))[:5],
+        "wall_s": time.perf_counter() - t0,
+    }
+    state = {
+        **{f"encoder.{k}": v for k, v in model.encoder.state_dict().items()},
+        **{f"ctc_head.{k}": v for k, v in model.head.state_dict().items()},
+        "in_mean": stats.mean,
+        "in_std": stats.std,
+    }
     import yaml
 
     from flowomni.config import to_dict
 
-    save_checkpoint(out, model_state=state, config_yaml=yaml.safe_dump({"encoder": to_dict(mcfg.encoder)}),
-                    meta=meta, save_rng=False)
+    save_checkpoint(
+        out,
+        model_state=state,
+        config_yaml=yaml.safe_dump({"encoder": to_dict(mcfg.encoder)}),
+        meta=meta,
+        save_rng=False,
+    )
     return meta
 
 
@@ -171,8 +189,9 @@ def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     cfg = config_from_args(ExperimentConfig, args)
     try:
-        meta = train_encoder(cfg, Path(args.out), steps=args.steps, batch_size=args.batch_size, lr=args.lr,
-                             valid_items=args.valid_items)
+        meta = train_encoder(
+            cfg, Path(args.out), steps=args.steps, batch_size=args.batch_size, lr=args.lr, valid_items=args.valid_items
+        )
     except (ValueError, FileNotFoundError) as e:
         print(f"flowomni train-encoder: {e}", file=sys.stderr)
         return 2

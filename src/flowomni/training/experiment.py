@@ -73,8 +73,10 @@ def question_features(cfg: ExperimentConfig, model: FlowOmni | None) -> tuple[An
 
         return EncoderCache(cache, model, cfg.data.augment), True
     if cfg.data.augment.variants > 1:
-        raise ValueError("data.augment needs a frozen pretrained encoder (model.encoder.pretrained + freeze): "
-                         "augmented versions are cached encoder outputs")
+        raise ValueError(
+            "data.augment needs a frozen pretrained encoder (model.encoder.pretrained + freeze): "
+            "augmented versions are cached encoder outputs"
+        )
     return FeatureCache(cache, cfg.model.input_mel), False
 
 
@@ -106,12 +108,24 @@ def build_datasets(cfg: ExperimentConfig, tok: Tokenizer, model: FlowOmni | None
             for reason, n in stats.counts.items():
                 skipped[f"encoder: {reason}"] = skipped.get(f"encoder: {reason}", 0) + n
         ds = TaskDataset(
-            items, tasks, tok, in_feats, out_feats, written=more,
-            group=mcfg.group, delay=mcfg.delay, stack=mcfg.encoder.stack, encoded=encoded,
-            in_frame_rate=mcfg.input_mel.frame_rate / (2 if encoded else 1), out_frame_rate=mcfg.output_mel.frame_rate,
-            max_question_seconds=cfg.data.max_question_seconds, max_answer_seconds=cfg.data.max_answer_seconds,
-            history_prob=cfg.data.history_prob, extra_groups=mcfg.extra_groups,
-            text_pacing=mcfg.text_pacing, text_lead=mcfg.text_lead,
+            items,
+            tasks,
+            tok,
+            in_feats,
+            out_feats,
+            written=more,
+            group=mcfg.group,
+            delay=mcfg.delay,
+            stack=mcfg.encoder.stack,
+            encoded=encoded,
+            in_frame_rate=mcfg.input_mel.frame_rate / (2 if encoded else 1),
+            out_frame_rate=mcfg.output_mel.frame_rate,
+            max_question_seconds=cfg.data.max_question_seconds,
+            max_answer_seconds=cfg.data.max_answer_seconds,
+            history_prob=cfg.data.history_prob,
+            extra_groups=mcfg.extra_groups,
+            text_pacing=mcfg.text_pacing,
+            text_lead=mcfg.text_lead,
         )
         for reason, n in ds.skipped.items():
             skipped[reason] = skipped.get(reason, 0) + n
@@ -140,22 +154,30 @@ def build_experiment(cfg: ExperimentConfig, *, estimate_stats: bool = True) -> E
     data = build_datasets(cfg, tok, model)
     train_set = data.train_set
     if mcfg.speech_head == "discrete" and not cfg.init_from and not model.speech.codec.fitted:
-        raise ValueError("model.speech_head is discrete but model.codec.path names no trained codec: "
-                         "run `flowomni train-codec CONFIG` first (it writes model.codec.path)")
+        raise ValueError(
+            "model.speech_head is discrete but model.codec.path names no trained codec: "
+            "run `flowomni train-codec CONFIG` first (it writes model.codec.path)"
+        )
     if cfg.init_from:
         from flowomni.checkpoint import load_weights_into
 
         load_weights_into(model, cfg.init_from, skip=cfg.init_skip)
     never_measured = bool((model.out_mean == 0).all() and (model.out_std == 1).all())  # e.g. a text-only start
     if estimate_stats and (not cfg.init_from or never_measured):
-        in_stats, out_stats = estimate_feature_stats(train_set, cfg.data.stats_items, mcfg.input_mel.n_mels,
-                                                     mcfg.output_mel.n_mels, questions=not model.in_stats_fixed)
+        in_stats, out_stats = estimate_feature_stats(
+            train_set,
+            cfg.data.stats_items,
+            mcfg.input_mel.n_mels,
+            mcfg.output_mel.n_mels,
+            questions=not model.in_stats_fixed,
+        )
         model.set_stats(model.in_stats if model.in_stats_fixed else in_stats, out_stats)
     return Experiment(cfg, tok, model, train_set, data.valid_set, data.collate_fn, data.skipped)
 
 
-def estimate_feature_stats(ds: TaskDataset, n_items: int, in_dim: int, out_dim: int, *, questions: bool = True
-                           ) -> tuple[FeatureStats, FeatureStats]:
+def estimate_feature_stats(
+    ds: TaskDataset, n_items: int, in_dim: int, out_dim: int, *, questions: bool = True
+) -> tuple[FeatureStats, FeatureStats]:
     """Per-bin mean/std of question and answer features over the first `n_items` items
     (`questions=False`: the encoder brought its own input stats, only answers are measured)."""
     clips: dict[str, list[torch.Tensor]] = {"in": [], "out": []}

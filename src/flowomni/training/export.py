@@ -21,9 +21,17 @@ from flowomni.model.flow_head import FLOW_METHODS
 KEEP = ("model.safetensors", "config.yaml", "meta.json", "tokenizer", "backbone")
 
 
-def export_model(checkpoint: str | Path, out_dir: str | Path, *, vocoder: str | None = None,
-                 half: bool = False, flow_steps: int | None = None, flow_method: str | None = None,
-                 flow_temperature: float | None = None, cfg_scale: float | None = None) -> Path:
+def export_model(
+    checkpoint: str | Path,
+    out_dir: str | Path,
+    *,
+    vocoder: str | None = None,
+    half: bool = False,
+    flow_steps: int | None = None,
+    flow_method: str | None = None,
+    flow_temperature: float | None = None,
+    cfg_scale: float | None = None,
+) -> Path:
     """Write the model folder; `vocoder`: a vocoder folder to copy in, or a vocoder name;
     `flow_steps`/`flow_method`/`flow_temperature`/`cfg_scale`: the exported model's default flow
     sampler (benchmarks/flow_steps.py measures which one a model needs)."""
@@ -62,8 +70,9 @@ def export_model(checkpoint: str | Path, out_dir: str | Path, *, vocoder: str | 
         flow["steps"] = flow_steps
     if flow_method == "student" and not flow.get("student_width"):
         shutil.rmtree(tmp)
-        raise ValueError("--flow-method student: this checkpoint has no one-step student (make one with "
-                         "`flowomni distill-flow`)")
+        raise ValueError(
+            "--flow-method student: this checkpoint has no one-step student (make one with `flowomni distill-flow`)"
+        )
     if flow_method is not None:
         flow["method"] = flow_method
     if flow_temperature is not None:
@@ -87,8 +96,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--half", action="store_true", help="store weights as fp16 (half the size)")
     p.add_argument("--flow-steps", type=int, default=None, help="default flow ODE steps of the exported model")
     p.add_argument("--flow-method", default=None, choices=FLOW_METHODS, help="default flow ODE method")
-    p.add_argument("--flow-temperature", type=float, default=None,
-                   help="default flow temperature (scale of the ODE's starting noise; 0 starts on the prior's mean)")
+    p.add_argument(
+        "--flow-temperature",
+        type=float,
+        default=None,
+        help="default flow temperature (scale of the ODE's starting noise; 0 starts on the prior's mean)",
+    )
     p.add_argument("--cfg-scale", type=float, default=None, help="default classifier-free guidance scale (1: none)")
 
 
@@ -96,9 +109,16 @@ def run(args: argparse.Namespace) -> int:
     from flowomni.checkpoint import CheckpointError
 
     try:
-        out = export_model(args.checkpoint, args.out, vocoder=args.vocoder, half=args.half,
-                           flow_steps=args.flow_steps, flow_method=args.flow_method,
-                           flow_temperature=args.flow_temperature, cfg_scale=args.cfg_scale)
+        out = export_model(
+            args.checkpoint,
+            args.out,
+            vocoder=args.vocoder,
+            half=args.half,
+            flow_steps=args.flow_steps,
+            flow_method=args.flow_method,
+            flow_temperature=args.flow_temperature,
+            cfg_scale=args.cfg_scale,
+        )
     except (CheckpointError, FileNotFoundError, ValueError) as e:
         print(f"flowomni export: {e}", file=sys.stderr)
         return 2

@@ -35,11 +35,17 @@ class NonFiniteGuard:
         self.total += 1
         self.in_a_row += 1
         if self.total <= WARN_FIRST or self.total % WARN_EVERY == 0:
-            log.warning("step %d: non-finite %s: update skipped (%d in a row, %d in all)", step,
-                        detail or "loss or gradient", self.in_a_row, self.total)
+            log.warning(
+                "step %d: non-finite %s: update skipped (%d in a row, %d in all)",
+                step,
+                detail or "loss or gradient",
+                self.in_a_row,
+                self.total,
+            )
         if self.in_a_row >= self.max_in_a_row:
             raise TrainingDiverged(
                 f"training diverged: {self.in_a_row} steps in a row up to step {step} had a NaN/Inf loss or "
                 f"gradient (train.max_nonfinite_steps = {self.max_in_a_row}). The last checkpoint was written "
-                "before it and is kept; resume from it with a lower train.lr or a longer train.warmup_steps")
+                "before it and is kept; resume from it with a lower train.lr or a longer train.warmup_steps"
+            )
         return False

@@ -71,6 +71,23 @@ def to_device(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
     return {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
 
 
+def make_loader(
+    dataset: Dataset, batches: list[list[int]], collate_fn: Callable, cfg: TrainConfig, device: torch.device
+) -> DataLoader:
+    """Batches made by `num_workers` processes, each `prefetch` batches ahead, into pinned
+    memory on a GPU (so `to_device`'s copies do not block the host)."""
+    workers = cfg.num_workers
+    return DataLoader(
+        dataset,
+        batch_sampler=batches,
+        collate_fn=collate_fn,
+        num_workers=workers,
+        pin_memory=device.type == "cuda",
+        prefetch_factor=cfg.prefetch if workers else None,
+        persistent_workers=False,
+    )
+
+
 class Position:
     """Where in the data stream the next micro-batch comes from."""
 
@@ -112,21 +129,38 @@ def train(
         optimizer = acc.prepare(start.optimizer)
     else:
         model, optimizer = acc.prepare(model, start.optimizer)
-    runlog = RunLog(run_dir, tensorboard=cfg.tensorboard, resume_step=step if resume else None) \
-        if acc.is_main_process else None
+    runlog = (
+        RunLog(run_dir, tensorboard=cfg.tensorboard, resume_step=step if resume else None)
+        if acc.is_main_process
+        else None
+    )
     sampler = BucketBatchSampler(
-        train_set.lengths, cfg.batch_size, max_positions=cfg.max_positions, bucket_batches=cfg.bucket_batches,  # type: ignore[attr-defined]
-        seed=cfg.seed, rank=acc.process_index, world_size=acc.num_processes,
+        train_set.lengths,
+        cfg.batch_size,
+        max_positions=cfg.max_positions,
+        bucket_batches=cfg.bucket_batches,  # type: ignore[attr-defined]
+        seed=cfg.seed,
+        rank=acc.process_index,
+        world_size=acc.num_processes,
     )
     if not sampler.batches(0):
         raise ValueError(f"training set of {len(train_set)} examples gives no batch on {acc.num_processes} process(es)")
-    save = Saver(raw_model, optimizer, start.opt_io if sharded else None, scheduler, acc, run_dir, cfg,
-                 config_yaml=config_yaml, files=files)
+    save = Saver(
+        raw_model,
+        optimizer,
+        start.opt_io if sharded else None,
+        scheduler,
+        acc,
+        run_dir,
+        cfg,
+        config_yaml=config_yaml,
+        files=files,
+    )
 
     evaluator = Evaluator(raw_model, valid_set, collate_fn, cfg, run_dir, acc.device) if valid_set is not None else None
     bar = _progress(acc, step, stop_at)
     meter = LossMeter()
-    pending: dict[str, float] = {}  # losses of the step being accumulated
+    pending: dict[str, Any] = {}  # losses of the step being accumulated (on the device until it ends)
     guard = NonFiniteGuard(cfg.max_nonfinite_steps)
     n_micro, t_start = 0, time.perf_counter()
     last: dict[str, Any] = {}
@@ -138,34 +172,41 @@ def train(
             batches = sampler.batches(pos.epoch)[pos.batch :]
             if hasattr(train_set, "set_epoch"):  # before the loader copies it to workers
                 train_set.set_epoch(pos.epoch)
-            loader = DataLoader(train_set, batch_sampler=batches, collate_fn=collate_fn, num_workers=cfg.num_workers)
+            loader = make_loader(train_set, batches, collate_fn, cfg, acc.device)
             for batch in loader:
                 if n_micro % cfg.grad_accum == 0:
                     torch.manual_seed(step_seed(cfg.seed, step, acc.process_index))
                 sync = (n_micro + 1) % cfg.grad_accum == 0
+                meter.frames += int(batch["num_frames"]) * acc.num_processes  # still on the host: no sync
                 batch = to_device(batch, acc.device)
-                with (nullcontext() if sync else acc.no_sync(model)), acc.autocast():
+                with nullcontext() if sync else acc.no_sync(model), acc.autocast():
                     out = model(batch)
                     acc.backward(out["loss"] / cfg.grad_accum)
-                for k in LOSS_KEYS:
-                    pending[k] = pending.get(k, 0.0) + float(out[k].detach()) / cfg.grad_accum
-                meter.frames += int(batch["num_frames"]) * acc.num_processes
+                for k in LOSS_KEYS:  # summed on the device: one read per step, for the non-finite check
+                    pending[k] = pending.get(k, 0.0) + out[k].detach().float() / cfg.grad_accum
                 n_micro += 1
                 pos.batch += 1
                 if not sync:
                     continue
+                pending = dict(zip(pending, torch.stack(list(pending.values())).tolist()))
                 finite, grad_norm = optimizer_step(model, optimizer, scheduler, acc, guard, cfg, step, pending)
                 meter.add(pending, finite)
                 pending = {}
                 step += 1
                 boundary = Position(pos.epoch, pos.batch)
                 if step % cfg.log_every == 0 or step == stop_at:
-                    last = meter.line(lr=scheduler.get_last_lr()[0], grad_norm=grad_norm if finite else None,
-                                      nonfinite_steps=guard.total)
+                    last = meter.line(
+                        lr=scheduler.get_last_lr()[0],
+                        grad_norm=grad_norm if finite else None,
+                        nonfinite_steps=guard.total,
+                    )
                     if runlog:
                         runlog.log(step, "train", last)
-                    bar.set_postfix(loss=f"{last.get('loss', math.nan):.3f}", flow=f"{last.get('flow', math.nan):.3f}",
-                                    fps=f"{last['frames_per_s']:.0f}")
+                    bar.set_postfix(
+                        loss=f"{last.get('loss', math.nan):.3f}",
+                        flow=f"{last.get('flow', math.nan):.3f}",
+                        fps=f"{last['frames_per_s']:.0f}",
+                    )
                 bar.update(1)
                 if evaluator and (step % cfg.eval_every == 0 or step == stop_at):
                     valid = evaluator.run(step)
@@ -195,8 +236,13 @@ def train(
     if runlog:
         runlog.close()
     acc.wait_for_everyone()
-    return {"step": step, "interrupted": stop_signal.raised, "wall_s": time.perf_counter() - t_start,
-            "checkpoint": str(latest_checkpoint(run_dir)), **last}
+    return {
+        "step": step,
+        "interrupted": stop_signal.raised,
+        "wall_s": time.perf_counter() - t_start,
+        "checkpoint": str(latest_checkpoint(run_dir)),
+        **last,
+    }
 
 
 @dataclass
@@ -211,8 +257,16 @@ class Start:
     scheduler: torch.optim.lr_scheduler.LambdaLR
 
 
-def start_or_resume(model: torch.nn.Module, cfg: TrainConfig, acc: Any, run_dir: Path, *, resume: bool,
-                    sharded: bool, after_load: Callable[[torch.nn.Module], None] | None) -> Start:
+def start_or_resume(
+    model: torch.nn.Module,
+    cfg: TrainConfig,
+    acc: Any,
+    run_dir: Path,
+    *,
+    resume: bool,
+    sharded: bool,
+    after_load: Callable[[torch.nn.Module], None] | None,
+) -> Start:
     """Set the training stage, load the newest checkpoint's weights when resuming (before
     sharding: every rank reads the full file), shard, build the optimizer and schedule and
     restore their state. A run folder that holds checkpoints is refused unless resuming."""
@@ -250,13 +304,23 @@ def start_or_resume(model: torch.nn.Module, cfg: TrainConfig, acc: Any, run_dir:
     elif resume:
         log.warning("--resume: no checkpoint in %s yet, starting from scratch", run_dir)
     elif ckpt is not None and acc.is_main_process:
-        raise RunDirError(f"{run_dir} already holds checkpoints (newest {ckpt.name}); "
-                          "pass --resume to continue it, or choose another --run-dir")
+        raise RunDirError(
+            f"{run_dir} already holds checkpoints (newest {ckpt.name}); "
+            "pass --resume to continue it, or choose another --run-dir"
+        )
     return Start(step, pos, optimizer, opt_io, scheduler)
 
 
-def optimizer_step(model: torch.nn.Module, optimizer: Any, scheduler: Any, acc: Any, guard: NonFiniteGuard,
-                   cfg: TrainConfig, step: int, pending: dict[str, float]) -> tuple[bool, float]:
+def optimizer_step(
+    model: torch.nn.Module,
+    optimizer: Any,
+    scheduler: Any,
+    acc: Any,
+    guard: NonFiniteGuard,
+    cfg: TrainConfig,
+    step: int,
+    pending: dict[str, float],
+) -> tuple[bool, float]:
     """Clip, check and take (or skip) the step whose micro-batches are accumulated, and
     advance the schedule: (finite, grad norm). `pending`: the step's losses."""
     # (no clipping at grad_clip 0: an infinite bound only measures the norm)
@@ -306,9 +370,19 @@ class Saver:
     collective: every rank calls it, the main process writes. Weights holding NaN/Inf are
     never written (nor pruned for) over a good checkpoint: TrainingDiverged."""
 
-    def __init__(self, model: torch.nn.Module, optimizer: Any, full_optimizer: FullStateOptimizer | None,
-                 scheduler: Any, acc: Any, run_dir: Path, cfg: TrainConfig, *, config_yaml: str,
-                 files: dict[str, str | bytes] | None) -> None:
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        optimizer: Any,
+        full_optimizer: FullStateOptimizer | None,
+        scheduler: Any,
+        acc: Any,
+        run_dir: Path,
+        cfg: TrainConfig,
+        *,
+        config_yaml: str,
+        files: dict[str, str | bytes] | None,
+    ) -> None:
         self.model, self.optimizer, self.full_optimizer, self.scheduler = model, optimizer, full_optimizer, scheduler
         self.acc, self.run_dir, self.keep = acc, run_dir, cfg.keep_checkpoints
         self.config_yaml, self.files = config_yaml, files
@@ -321,12 +395,21 @@ class Saver:
             return None
         state = self.model.checkpoint_state(full)  # type: ignore[operator]
         if bad := nonfinite_tensors(state):
-            raise TrainingDiverged(f"training diverged: at step {step} {len(bad)} weight tensor(s) hold NaN/Inf "
-                                   f"(e.g. {bad[0]}); not saved, the last checkpoint "
-                                   f"({latest_checkpoint(self.run_dir)}) is kept")
+            raise TrainingDiverged(
+                f"training diverged: at step {step} {len(bad)} weight tensor(s) hold NaN/Inf "
+                f"(e.g. {bad[0]}); not saved, the last checkpoint "
+                f"({latest_checkpoint(self.run_dir)}) is kept"
+            )
         meta = {"step": step, "epoch": at.epoch, "batch_in_epoch": at.batch, "time": time.time()}
-        path = save_checkpoint(step_dir(self.run_dir, step), model_state=state, config_yaml=self.config_yaml,
-                               meta=meta, optimizer=opt_state, scheduler=self.scheduler, files=self.files)
+        path = save_checkpoint(
+            step_dir(self.run_dir, step),
+            model_state=state,
+            config_yaml=self.config_yaml,
+            meta=meta,
+            optimizer=opt_state,
+            scheduler=self.scheduler,
+            files=self.files,
+        )
         prune_checkpoints(self.run_dir, self.keep)
         return path
 
@@ -334,11 +417,23 @@ class Saver:
 class Evaluator:
     """Validation losses on fixed batches with fixed noise, plus a mel plot of one answer."""
 
-    def __init__(self, model: torch.nn.Module, valid_set: Dataset, collate_fn: Callable, cfg: TrainConfig,
-                 run_dir: Path, device: torch.device) -> None:
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        valid_set: Dataset,
+        collate_fn: Callable,
+        cfg: TrainConfig,
+        run_dir: Path,
+        device: torch.device,
+    ) -> None:
         self.model, self.device, self.run_dir = model, device, run_dir
-        sampler = BucketBatchSampler(valid_set.lengths, cfg.batch_size, bucket_batches=cfg.bucket_batches,  # type: ignore[attr-defined]
-                                     seed=cfg.seed, shuffle=True)
+        sampler = BucketBatchSampler(
+            valid_set.lengths,
+            cfg.batch_size,
+            bucket_batches=cfg.bucket_batches,  # type: ignore[attr-defined]
+            seed=cfg.seed,
+            shuffle=True,
+        )
         self.batches = [collate_fn([valid_set[i] for i in b]) for b in sampler.batches(0)[: cfg.eval_batches]]
         spoken = next((i for i, ex in enumerate(valid_set.examples) if ex.task.speech_out), None)  # type: ignore[attr-defined]
         self.plot_batch = collate_fn([valid_set[spoken]]) if spoken is not None else None
@@ -365,8 +460,15 @@ def _progress(acc: Any, start: int, total: int) -> Any:
     from tqdm import tqdm
 
     tty = sys.stderr.isatty()
-    return tqdm(total=total, initial=start, desc="train", unit="step", dynamic_ncols=True,
-                disable=not acc.is_main_process, mininterval=0.5 if tty else 30.0)
+    return tqdm(
+        total=total,
+        initial=start,
+        desc="train",
+        unit="step",
+        dynamic_ncols=True,
+        disable=not acc.is_main_process,
+        mininterval=0.5 if tty else 30.0,
+    )
 
 
 class _StopSignal:
@@ -391,4 +493,3 @@ def _in_main_thread() -> bool:
     import threading
 
     return threading.current_thread() is threading.main_thread()
-

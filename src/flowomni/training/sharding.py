@@ -96,8 +96,10 @@ class FullStateOptimizer:
         if not sd:
             return {}
         index = {fqn: i for i, fqn in enumerate(f for g in sd["param_groups"] for f in g["params"])}
-        return {"state": {index[k]: v for k, v in sd["state"].items()},
-                "param_groups": [{**g, "params": [index[f] for f in g["params"]]} for g in sd["param_groups"]]}
+        return {
+            "state": {index[k]: v for k, v in sd["state"].items()},
+            "param_groups": [{**g, "params": [index[f] for f in g["params"]]} for g in sd["param_groups"]],
+        }
 
     def load_state_dict(self, sd: dict[str, Any]) -> None:
         from torch.distributed.checkpoint.state_dict import StateDictOptions, set_optimizer_state_dict
@@ -106,5 +108,9 @@ class FullStateOptimizer:
         fqns = [names[id(p)] for g in self.optimizer.param_groups for p in g["params"]]  # position -> name
         groups = [{**g, "params": [fqns[i] for i in g["params"]]} for g in sd["param_groups"]]
         state = {fqns[int(i)]: v for i, v in sd["state"].items()}
-        set_optimizer_state_dict(self.model, self.optimizer, {"state": state, "param_groups": groups},
-                                 options=StateDictOptions(full_state_dict=True))
+        set_optimizer_state_dict(
+            self.model,
+            self.optimizer,
+            {"state": state, "param_groups": groups},
+            options=StateDictOptions(full_state_dict=True),
+        )

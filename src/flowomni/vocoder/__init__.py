@@ -1,8 +1,8 @@
 """Vocoders: mel frames -> waveform (Griffin-Lim, and a Vocos-style neural vocoder).
 
-    voc = load_vocoder("griffin-lim" | "griffin-lim-N" | "models/vocoder", answer_mel_config())
-    wav = voc(mel)                      # [T, n_mels] -> [T * hop]; batches too
-    s = voc.stream(); s.push(chunk) ... s.flush()
+voc = load_vocoder("griffin-lim" | "griffin-lim-N" | "models/vocoder", answer_mel_config())
+wav = voc(mel)                      # [T, n_mels] -> [T * hop]; batches too
+s = voc.stream(); s.push(chunk) ... s.flush()
 """
 
 from flowomni.vocoder.base import Vocoder, VocoderStream

@@ -11,8 +11,12 @@ from flowomni.config import add_config_arguments, config_from_args
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     add_config_arguments(p, "vocoder")
-    p.add_argument("--export", default=None, metavar="DIR",
-                   help="afterwards, write the shippable generator (weights + config) to DIR, e.g. models/vocoder")
+    p.add_argument(
+        "--export",
+        default=None,
+        metavar="DIR",
+        help="afterwards, write the shippable generator (weights + config) to DIR, e.g. models/vocoder",
+    )
 
 
 def run(args: argparse.Namespace) -> int:

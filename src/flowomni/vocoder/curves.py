@@ -11,8 +11,12 @@ import json
 import sys
 from pathlib import Path
 
-PANELS = (("mel", "mel L1 (log-mel)"), ("stft", "multi-resolution STFT"), ("adv", "adversarial (G)"),
-          ("fm", "feature matching"))
+PANELS = (
+    ("mel", "mel L1 (log-mel)"),
+    ("stft", "multi-resolution STFT"),
+    ("adv", "adversarial (G)"),
+    ("fm", "feature matching"),
+)
 
 
 def read_metrics(run_dir: str | Path) -> list[dict]:

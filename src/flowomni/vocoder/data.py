@@ -29,7 +29,10 @@ AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3")
 class VocoderDataConfig:
     # allowed ranges, checked when read (flowomni.config.check_bounds)
     BOUNDS: ClassVar[Bounds] = {
-        "segment_frames": (1, 100_000), "batch_size": (1, 65536), "max_seconds": (0.01, 3600), "valid_items": (0, None),
+        "segment_frames": (1, 100_000),
+        "batch_size": (1, 65536),
+        "max_seconds": (0.01, 3600),
+        "valid_items": (0, None),
     }
 
     train: list[str] = field(default_factory=lambda: ["data/voice/train.jsonl"])

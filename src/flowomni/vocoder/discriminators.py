@@ -30,7 +30,8 @@ class DiscriminatorConfig:
     periods: list[int] = field(default_factory=lambda: [2, 3, 5, 7, 11])
     period_channels: list[int] = field(default_factory=lambda: [16, 64, 128, 256])  # HiFi-GAN: 32..1024
     resolutions: list[list[int]] = field(
-        default_factory=lambda: [[512, 128, 512], [1024, 256, 1024], [2048, 512, 2048]])
+        default_factory=lambda: [[512, 128, 512], [1024, 256, 1024], [2048, 512, 2048]]
+    )
     resolution_channels: int = 32
 
 
@@ -71,13 +72,15 @@ class ResolutionDiscriminator(nn.Module):
         self.n_fft, self.hop, self.win = n_fft, hop, win
         self.register_buffer("window", torch.hann_window(win), persistent=False)
         c = channels
-        self.convs = nn.ModuleList([
-            weight_norm(nn.Conv2d(1, c, (7, 5), (2, 2), padding=(3, 2))),
-            weight_norm(nn.Conv2d(c, c, (5, 3), (2, 1), padding=(2, 1))),
-            weight_norm(nn.Conv2d(c, c, (5, 3), (2, 1), padding=(2, 1))),
-            weight_norm(nn.Conv2d(c, c, 3, (2, 1), padding=1)),
-            weight_norm(nn.Conv2d(c, c, 3, 1, padding=1)),
-        ])
+        self.convs = nn.ModuleList(
+            [
+                weight_norm(nn.Conv2d(1, c, (7, 5), (2, 2), padding=(3, 2))),
+                weight_norm(nn.Conv2d(c, c, (5, 3), (2, 1), padding=(2, 1))),
+                weight_norm(nn.Conv2d(c, c, (5, 3), (2, 1), padding=(2, 1))),
+                weight_norm(nn.Conv2d(c, c, 3, (2, 1), padding=1)),
+                weight_norm(nn.Conv2d(c, c, 3, 1, padding=1)),
+            ]
+        )
         self.out = weight_norm(nn.Conv2d(c, 1, 3, 1, padding=1))
 
     def forward(self, wav: torch.Tensor) -> tuple[torch.Tensor, Features]:

@@ -22,7 +22,7 @@ _NAME = re.compile(r"^griffin-lim(?:-(\d+))?$")
 
 
 def parse_name(name: str) -> int | None:
-    """"griffin-lim" -> 32, "griffin-lim-N" -> N, anything else -> None."""
+    """ "griffin-lim" -> 32, "griffin-lim-N" -> N, anything else -> None."""
     m = _NAME.match(name)
     if not m:
         return None
@@ -42,8 +42,9 @@ def _filterbank_inverse(sample_rate: int, n_fft: int, n_mels: int, f_min: float,
 class MelInverter:
     """log-mel [B, T, n_mels] -> linear STFT magnitude [B, T, n_fft//2+1], non-negative."""
 
-    def __init__(self, cfg: MelConfig, iters: int = 10) -> None:
-        self.fb, self.pinv, self.step = _filterbank_inverse(cfg.sample_rate, cfg.n_fft, cfg.n_mels, cfg.f_min, cfg.f_max)
+    def __init__(self, cfg: MelConfig, iters: int = 10, device: torch.device | str = "cpu") -> None:
+        fb, pinv, self.step = _filterbank_inverse(cfg.sample_rate, cfg.n_fft, cfg.n_mels, cfg.f_min, cfg.f_max)
+        self.fb, self.pinv = fb.to(device), pinv.to(device)
         self.iters = iters
 
     def __call__(self, log_mel: torch.Tensor) -> torch.Tensor:
@@ -69,6 +70,7 @@ class GriffinLim(Vocoder):
         lookahead_frames: int = 6,
         chunk_frames: int = 8,
         crossfade: int | None = None,
+        device: torch.device | str = "cpu",
     ) -> None:
         if n_iter < 1:
             raise ValueError(f"griffin-lim needs at least 1 iteration, got {n_iter}")
@@ -79,16 +81,25 @@ class GriffinLim(Vocoder):
         self.sample_rate, self.hop_length, self.n_mels = mel_cfg.sample_rate, mel_cfg.hop_length, mel_cfg.n_mels
         self.n_iter, self.momentum, self.seed = n_iter, momentum, seed
         self.win_length = mel_cfg.win_length or mel_cfg.n_fft
-        self.window = torch.hann_window(self.win_length)
-        self.inverter = MelInverter(mel_cfg, nnls_iters)
+        self.device = torch.device(device)
+        self.window = torch.hann_window(self.win_length, device=self.device)
+        self.inverter = MelInverter(mel_cfg, nnls_iters, self.device)
         self.left_context, self.lookahead_frames, self.chunk_frames = left_context, lookahead_frames, chunk_frames
         self.crossfade = self.hop_length if crossfade is None else crossfade
 
     def _stft(self, x: torch.Tensor) -> torch.Tensor:
         """T * hop samples -> T frames (the (T+1)-th, centred past the end, is not ours)."""
         pad_mode = "reflect" if x.shape[-1] > self.cfg.n_fft // 2 else "constant"  # reflect needs > pad samples
-        spec = torch.stft(x, self.cfg.n_fft, self.hop_length, self.win_length, self.window,
-                          center=True, pad_mode=pad_mode, return_complex=True)
+        spec = torch.stft(
+            x,
+            self.cfg.n_fft,
+            self.hop_length,
+            self.win_length,
+            self.window,
+            center=True,
+            pad_mode=pad_mode,
+            return_complex=True,
+        )
         return spec[..., : x.shape[-1] // self.hop_length]
 
     def _istft(self, spec: torch.Tensor, length: int) -> torch.Tensor:
@@ -99,7 +110,7 @@ class GriffinLim(Vocoder):
         length = mel.shape[1] * self.hop_length
         n_pre = 0 if prefix is None else prefix.shape[-1]
         gen = torch.Generator().manual_seed(self.seed)
-        phase = 2 * torch.pi * torch.rand(mag.shape, generator=gen)
+        phase = 2 * torch.pi * torch.rand(mag.shape, generator=gen).to(mag.device)  # the same on every device
         angles = torch.view_as_complex(torch.stack([torch.cos(phase), torch.sin(phase)], dim=-1))
         if n_pre:  # start the known part's frames from the phase of the samples already emitted
             x = self._istft(mag * angles, length)

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import asdict
 from pathlib import Path
 
+import torch
+
 from flowomni.audio.mel import MelConfig
 from flowomni.checkpoint import CheckpointError, check_safe, latest_checkpoint, load_model_state
 from flowomni.config import ConfigError, load_config
@@ -32,10 +34,16 @@ def _resolve(name_or_path: str) -> Path:
     return p
 
 
-def load_neural(path: str | Path, mel_cfg: MelConfig | None = None, name: str | None = None,
-                dtype: str = "auto", freeze: bool = True) -> NeuralVocoder:
-    """A trained Vocos-style vocoder (export or training checkpoint folder); `dtype`, `freeze`:
-    see NeuralVocoder."""
+def load_neural(
+    path: str | Path,
+    mel_cfg: MelConfig | None = None,
+    name: str | None = None,
+    dtype: str = "auto",
+    freeze: bool = True,
+    device: str | torch.device = "cpu",
+) -> NeuralVocoder:
+    """A trained Vocos-style vocoder (export or training checkpoint folder) on `device`;
+    `dtype`, `freeze`: see NeuralVocoder."""
     p = _resolve(str(path))
     try:
         check_safe(p)
@@ -54,14 +62,15 @@ def load_neural(path: str | Path, mel_cfg: MelConfig | None = None, name: str | 
         gen.load_state_dict(state)
     except RuntimeError as e:
         raise VocoderError(f"{p}: weights do not fit its config.yaml ({e})") from e
-    return NeuralVocoder(gen, name=name or str(path), dtype=dtype, freeze=freeze)
+    return NeuralVocoder(gen.to(device), name=name or str(path), dtype=dtype, freeze=freeze)
 
 
-def load_vocoder(name_or_path: str, mel_cfg: MelConfig) -> Vocoder:
-    """"griffin-lim" (32 iterations), "griffin-lim-N", or a path to a trained vocoder folder."""
+def load_vocoder(name_or_path: str, mel_cfg: MelConfig, device: str | torch.device = "cpu") -> Vocoder:
+    """ "griffin-lim" (32 iterations), "griffin-lim-N", or a path to a trained vocoder folder,
+    running on `device` (the model's: mel groups need not leave it until they are audio)."""
     if not isinstance(name_or_path, str) or not name_or_path:
         raise VocoderError(f"vocoder name must be a non-empty string, got {name_or_path!r}")
     n_iter = parse_name(name_or_path)
     if n_iter is not None:
-        return GriffinLim(mel_cfg, n_iter)
-    return load_neural(name_or_path, mel_cfg, name=name_or_path)
+        return GriffinLim(mel_cfg, n_iter, device=device)
+    return load_neural(name_or_path, mel_cfg, name=name_or_path, device=device)

@@ -26,8 +26,10 @@ class MultiResolutionSTFTLoss(nn.Module):
         total = y.new_zeros(())
         for n_fft, hop, win in self.resolutions:
             window = getattr(self, f"window_{n_fft}_{win}")
-            mags = [torch.stft(x, n_fft, hop, win, window, center=True, return_complex=True).abs().clamp(min=1e-7)
-                    for x in (y, target)]
+            mags = [
+                torch.stft(x, n_fft, hop, win, window, center=True, return_complex=True).abs().clamp(min=1e-7)
+                for x in (y, target)
+            ]
             sc = torch.linalg.norm(mags[1] - mags[0]) / torch.linalg.norm(mags[1]).clamp(min=1e-7)
             total = total + sc + F.l1_loss(torch.log(mags[0]), torch.log(mags[1]))
         return total / len(self.resolutions)

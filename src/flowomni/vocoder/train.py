@@ -61,10 +61,23 @@ log = logging.getLogger(__name__)
 class VocoderOptimConfig:
     # allowed ranges, checked when read (flowomni.config.check_bounds)
     BOUNDS: ClassVar[Bounds] = {
-        "max_steps": (1, 10**10), "lr": (0, 10), "lr_min": (0, 10), "warmup_steps": (0, None), "betas": (0, 0.99999),
-        "weight_decay": (0, 100), "grad_clip": (0, None), "gan_start_step": (0, None), "lambda_mel": (0, 1e4),
-        "lambda_stft": (0, 1e4), "lambda_adv": (0, 1e4), "lambda_fm": (0, 1e4), "log_every": (1, None),
-        "eval_every": (1, None), "save_every": (1, None), "keep_checkpoints": (0, None), "threads": (0, 1024),
+        "max_steps": (1, 10**10),
+        "lr": (0, 10),
+        "lr_min": (0, 10),
+        "warmup_steps": (0, None),
+        "betas": (0, 0.99999),
+        "weight_decay": (0, 100),
+        "grad_clip": (0, None),
+        "gan_start_step": (0, None),
+        "lambda_mel": (0, 1e4),
+        "lambda_stft": (0, 1e4),
+        "lambda_adv": (0, 1e4),
+        "lambda_fm": (0, 1e4),
+        "log_every": (1, None),
+        "eval_every": (1, None),
+        "save_every": (1, None),
+        "keep_checkpoints": (0, None),
+        "threads": (0, 1024),
     }
 
     max_steps: int = 20000
@@ -81,7 +94,8 @@ class VocoderOptimConfig:
     lambda_adv: float = 1.0
     lambda_fm: float = 2.0
     stft_resolutions: list[list[int]] = field(
-        default_factory=lambda: [[512, 128, 512], [1024, 256, 1024], [2048, 512, 2048]])
+        default_factory=lambda: [[512, 128, 512], [1024, 256, 1024], [2048, 512, 2048]]
+    )
     log_every: int = 50
     eval_every: int = 500
     save_every: int = 500
@@ -216,8 +230,13 @@ class VocoderTrainer:
         logs["grad_norm"] = self._apply(self.opt_g, self.generator, t.grad_clip)
         self.sched_g.step()
         self.step_count += 1
-        logs.update(loss=loss_g.item(), mel=rec["mel"].item(), stft=rec["stft"].item(),
-                    lr=self.sched_g.get_last_lr()[0], skipped_updates=self.skipped_updates)
+        logs.update(
+            loss=loss_g.item(),
+            mel=rec["mel"].item(),
+            stft=rec["stft"].item(),
+            lr=self.sched_g.get_last_lr()[0],
+            skipped_updates=self.skipped_updates,
+        )
         return logs
 
     def _apply(self, opt: torch.optim.Optimizer, module: nn.Module, clip: float) -> float:
@@ -228,8 +247,12 @@ class VocoderTrainer:
             opt.step()
         else:
             self.skipped_updates += 1
-            log.warning("non-finite gradient (norm %s) in %s at step %d: update skipped",
-                        norm, type(module).__name__, self.step_count)
+            log.warning(
+                "non-finite gradient (norm %s) in %s at step %d: update skipped",
+                norm,
+                type(module).__name__,
+                self.step_count,
+            )
         return norm
 
     @torch.inference_mode()
@@ -246,16 +269,21 @@ class VocoderTrainer:
         return {f"valid_{k}": v for k, v in totals.items()}
 
     def state(self) -> dict[str, torch.Tensor]:
-        return {**{f"generator.{k}": v for k, v in self.generator.state_dict().items()},
-                **{f"disc.{k}": v for k, v in self.disc.state_dict().items()}}
+        return {
+            **{f"generator.{k}": v for k, v in self.generator.state_dict().items()},
+            **{f"disc.{k}": v for k, v in self.disc.state_dict().items()},
+        }
 
     def save(self, path: Path, meta: dict[str, Any] | None = None) -> Path:
         d_tensors, d_js = optimizer_to_flat(self.opt_d)
         d_js["scheduler"] = self.sched_d.state_dict()
         return save_checkpoint(
-            path, model_state=self.state(), config_yaml=config_yaml(self.cfg),
+            path,
+            model_state=self.state(),
+            config_yaml=config_yaml(self.cfg),
             meta={"step": self.step_count, "kind": "vocoder", **(meta or {})},
-            optimizer=self.opt_g, scheduler=self.sched_g,
+            optimizer=self.opt_g,
+            scheduler=self.sched_g,
             files={"optimizer_d.safetensors": st_save(d_tensors), "optimizer_d.json": json.dumps(d_js)},
         )
 
@@ -265,8 +293,10 @@ class VocoderTrainer:
 
         trained = load_neural(path, self.cfg.mel, dtype="float32").generator
         if trained.cfg != self.generator.cfg:
-            raise ValueError(f"init_from {str(path)!r} has model {to_dict(trained.cfg)}, "
-                             f"this config asks for {to_dict(self.generator.cfg)}")
+            raise ValueError(
+                f"init_from {str(path)!r} has model {to_dict(trained.cfg)}, "
+                f"this config asks for {to_dict(self.generator.cfg)}"
+            )
         self.generator.load_state_dict(trained.state_dict())
 
     def load(self, path: Path) -> None:
@@ -287,8 +317,11 @@ def export_generator(checkpoint: str | Path, out_dir: str | Path, meta: dict[str
     state = {k: v for k, v in load_model_state(checkpoint).items() if k.startswith("generator.")}
     src_meta = load_meta(checkpoint)
     return save_checkpoint(
-        out_dir, model_state=state, config_yaml=(checkpoint / "config.yaml").read_text(),
-        meta={**src_meta, "exported_from": str(checkpoint), **(meta or {})}, save_rng=False,
+        out_dir,
+        model_state=state,
+        config_yaml=(checkpoint / "config.yaml").read_text(),
+        meta={**src_meta, "exported_from": str(checkpoint), **(meta or {})},
+        save_rng=False,
     )
 
 
@@ -303,12 +336,19 @@ def train_vocoder(
     run_dir.mkdir(parents=True, exist_ok=True)
     trainer = VocoderTrainer(cfg)
     train_clips = Clips(cfg.data.train, cfg.mel, cfg.data.max_seconds)
-    valid_clips = (Clips(cfg.data.valid, cfg.mel, cfg.data.max_seconds, limit=cfg.data.valid_items)
-                   if cfg.data.valid else None)
-    log.info("vocoder: %d train clips (%.0f s), %d valid; generator %.2f M params; skipped %s; on %s, autocast %s",
-             len(train_clips), train_clips.seconds(), len(valid_clips) if valid_clips else 0,
-             sum(p.numel() for p in trainer.generator.parameters()) / 1e6, dict(train_clips.skipped),
-             trainer.device, trainer.amp_dtype or "off")
+    valid_clips = (
+        Clips(cfg.data.valid, cfg.mel, cfg.data.max_seconds, limit=cfg.data.valid_items) if cfg.data.valid else None
+    )
+    log.info(
+        "vocoder: %d train clips (%.0f s), %d valid; generator %.2f M params; skipped %s; on %s, autocast %s",
+        len(train_clips),
+        train_clips.seconds(),
+        len(valid_clips) if valid_clips else 0,
+        sum(p.numel() for p in trainer.generator.parameters()) / 1e6,
+        dict(train_clips.skipped),
+        trainer.device,
+        trainer.amp_dtype or "off",
+    )
     if resume and (ckpt := latest_checkpoint(run_dir)) is not None:
         trainer.load(ckpt)
         log.info("resumed from %s at step %d", ckpt, trainer.step_count)
@@ -324,8 +364,11 @@ def train_vocoder(
             logs = trainer.step(mel, wav)
             s = trainer.step_count
             if s % t.log_every == 0 or s == end:
-                metrics = {"step": s, **{k: round(v, 5) for k, v in logs.items()},
-                           "s_per_step": round((time.time() - t0) / max(1, s - last), 3)}
+                metrics = {
+                    "step": s,
+                    **{k: round(v, 5) for k, v in logs.items()},
+                    "s_per_step": round((time.time() - t0) / max(1, s - last), 3),
+                }
                 t0, last = time.time(), s
                 if valid_clips is not None and (s % t.eval_every == 0 or s == end):
                     metrics.update({k: round(v, 5) for k, v in trainer.evaluate(valid_clips).items()})

@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import copy
 import logging
+import time
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -22,10 +24,10 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from flowomni.config import Bounds
 from flowomni.audio.istft import istft
 from flowomni.audio.mel import MelConfig
-from flowomni.vocoder.base import Vocoder
+from flowomni.config import Bounds
+from flowomni.vocoder.base import MAX_CHUNK_FRAMES, Vocoder, VocoderStream
 
 log = logging.getLogger(__name__)
 
@@ -34,8 +36,13 @@ log = logging.getLogger(__name__)
 class VocosConfig:
     # allowed ranges, checked when read (flowomni.config.check_bounds)
     BOUNDS: ClassVar[Bounds] = {
-        "dim": (1, 16384), "intermediate": (1, 65536), "layers": (1, 256), "kernel": (1, 255), "lookahead": (0, 254),
-        "max_log_mag": (0, 100), "layer_scale": (0, 100),
+        "dim": (1, 16384),
+        "intermediate": (1, 65536),
+        "layers": (1, 256),
+        "kernel": (1, 255),
+        "lookahead": (0, 254),
+        "max_log_mag": (0, 100),
+        "layer_scale": (0, 100),
     }
 
     dim: int = 128
@@ -77,8 +84,12 @@ class CausalishConv(nn.Conv1d):
         return lin.to(self.weight.dtype)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # [B, T, C_in] -> [B, T, C_out]
+        return self.valid(F.pad(x, (0, 0, *self.pad)))
+
+    def valid(self, x: torch.Tensor) -> torch.Tensor:
+        """The convolution without padding: [B, T, C_in] -> [B, T - kernel + 1, C_out] (streaming
+        feeds it the frames it kept from the last call in front of the new ones)."""
         k = self.kernel_size[0]
-        x = F.pad(x, (0, 0, *self.pad))
         if self.groups == 1:  # unfold gives [B, T, C_in, k], the order of weight.flatten(1)
             x = x.unfold(1, k, 1).flatten(2)
             return F.linear(x, self.weight.flatten(1), self.bias) if self.packed is None else self.packed(x)
@@ -103,7 +114,11 @@ class ConvNeXtBlock(nn.Module):
         self.gamma = nn.Parameter(torch.full((cfg.dim,), cfg.layer_scale))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # [B, T, C]
-        h = self.norm(self.dwconv(x)).to(self.pw1.weight.dtype)  # the MLP may run in bf16 (NeuralVocoder)
+        return self.mix(x, self.dwconv(x))
+
+    def mix(self, x: torch.Tensor, mixed: torch.Tensor) -> torch.Tensor:
+        """The block's output from its input x and the depthwise conv's output for the same frames."""
+        h = self.norm(mixed).to(self.pw1.weight.dtype)  # the MLP may run in bf16 (NeuralVocoder)
         return torch.addcmul(x, self.pw2(self.act(self.pw1(h))), self.gamma)  # adds in the residual's dtype
 
 
@@ -157,7 +172,13 @@ class VocosGenerator(nn.Module):
 
     def forward(self, mel: torch.Tensor, trunk_out: torch.Tensor | None = None) -> torch.Tensor:
         """log-mel [B, T, M] (and the trunk's output for it, if already computed) -> [B, T * hop]."""
-        return istft(self.spectrum(mel, trunk_out), self.n_fft, self.hop, self.window, mel.shape[1] * self.hop)
+        return self.waveform(self.trunk(mel) if trunk_out is None else trunk_out)
+
+    def waveform(self, trunk_out: torch.Tensor) -> torch.Tensor:
+        """The trunk's output for T frames [B, T, 2 * (n_fft//2+1)] -> [B, T * hop]."""
+        return istft(
+            self.spectrum(trunk_out, trunk_out), self.n_fft, self.hop, self.window, trunk_out.shape[1] * self.hop
+        )
 
 
 VOCODER_DTYPES = ("auto", "float32", "bfloat16")
@@ -184,23 +205,32 @@ class NeuralVocoder(Vocoder):
     `pack` (CPU): the MLPs' and head's weights pre-packed for oneDNN, GELU fused into the first
     MLP product (flowomni.vocoder.packed); `packed` says whether it took."""
 
-    def __init__(self, generator: VocosGenerator, name: str, chunk_frames: int = 4, dtype: str = "auto",
-                 freeze: bool = True, pack: bool = True) -> None:
+    def __init__(
+        self,
+        generator: VocosGenerator,
+        name: str,
+        chunk_frames: int = 4,
+        dtype: str = "auto",
+        freeze: bool = True,
+        pack: bool = True,
+    ) -> None:
         from flowomni.hardware import native_bf16
 
         if dtype not in VOCODER_DTYPES:
             raise ValueError(f"unknown vocoder dtype {dtype!r}: use one of {VOCODER_DTYPES}")
         self.generator = generator.eval()
-        bf16 = dtype == "bfloat16" or (dtype == "auto" and native_bf16()
-                                        and next(generator.parameters()).device.type == "cpu")
+        self.device = next(generator.parameters()).device
+        cpu = self.device.type == "cpu"
+        bf16 = dtype == "bfloat16" or (dtype == "auto" and native_bf16() and cpu)
         self.dtype = "bfloat16" if bf16 else "float32"
-        cpu = next(generator.parameters()).device.type == "cpu"
         self._run = copy.deepcopy(self.generator) if bf16 or (pack and cpu) else self.generator
         if bf16:
             for m in (self._run.embed, self._run.head, *(lin for b in self._run.blocks for lin in (b.pw1, b.pw2))):
                 m.to(torch.bfloat16)
         self.packed = pack and cpu and _pack_linears(self._run)
         self._trunk = _frozen_trunk(self._run) if freeze else self._run.trunk
+        self._freeze = freeze
+        self._stream_steps: dict[bool, nn.Module] = {}
         self.name = name
         mel_cfg = generator.mel_cfg
         self.sample_rate, self.hop_length, self.n_mels = mel_cfg.sample_rate, mel_cfg.hop_length, mel_cfg.n_mels
@@ -210,6 +240,25 @@ class NeuralVocoder(Vocoder):
         self.lookahead_frames = future + ist_future
         self.chunk_frames = chunk_frames
         self.crossfade = 0  # windows agree exactly: nothing to blend
+
+    def stream(
+        self, max_chunk_frames: int = MAX_CHUNK_FRAMES, clock: Callable[[], float] = time.perf_counter
+    ) -> VocoderStream:
+        """A stream that computes every frame's trunk once, keeping each convolution's last
+        inputs between calls (neural_stream.py), instead of re-running the receptive field."""
+        from flowomni.vocoder.neural_stream import NeuralStream
+
+        return NeuralStream(self, max_chunk_frames, clock)
+
+    def stream_step(self, like: torch.Tensor, final: bool) -> nn.Module:
+        """The streams' trunk step (neural_stream.StreamTrunk; `final`: the last one, with the end
+        padding), traced and frozen once per vocoder."""
+        if final not in self._stream_steps:
+            from flowomni.vocoder.neural_stream import StreamTrunk, frozen_step
+
+            step = StreamTrunk(self._run, final)
+            self._stream_steps[final] = frozen_step(step, self.n_mels, like) if self._freeze else step
+        return self._stream_steps[final]
 
     def synthesize(self, mel: torch.Tensor, prefix: torch.Tensor | None = None) -> torch.Tensor:
         with torch.jit.optimized_execution(False):  # thread-local: see the class docstring
@@ -230,7 +279,10 @@ def _pack_linears(generator: VocosGenerator) -> bool:
     (flowomni.vocoder.packed); False, and nothing changed, where packing is unavailable."""
     from flowomni.vocoder.packed import pack_linear
 
-    swaps = [(generator, "head", pack_linear(generator.head)), (generator.embed, "packed", pack_linear(generator.embed.as_linear()))]
+    swaps = [
+        (generator, "head", pack_linear(generator.head)),
+        (generator.embed, "packed", pack_linear(generator.embed.as_linear())),
+    ]
     for block in generator.blocks:
         swaps += [(block, "pw1", pack_linear(block.pw1, "gelu")), (block, "pw2", pack_linear(block.pw2))]
     if any(new is None for _, _, new in swaps):
@@ -253,7 +305,7 @@ class _Trunk(nn.Module):
 
 def _frozen_trunk(generator: VocosGenerator):
     """`generator.trunk` as a frozen TorchScript graph, or the eager method if that fails."""
-    example = torch.zeros(1, 64, generator.mel_cfg.n_mels)
+    example = torch.zeros(1, 64, generator.mel_cfg.n_mels, device=next(generator.parameters()).device)
     try:
         with torch.inference_mode(), warnings.catch_warnings():
             warnings.simplefilter("ignore")  # torch.jit's deprecation notices

@@ -22,26 +22,103 @@ import sys
 import wave
 from pathlib import Path
 
-ONES = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten",
-        "eleven", "twelve", "thirteen", "fourteen", "fifteen", "sixteen", "seventeen", "eighteen", "nineteen"]
+ONES = [
+    "zero",
+    "one",
+    "two",
+    "three",
+    "four",
+    "five",
+    "six",
+    "seven",
+    "eight",
+    "nine",
+    "ten",
+    "eleven",
+    "twelve",
+    "thirteen",
+    "fourteen",
+    "fifteen",
+    "sixteen",
+    "seventeen",
+    "eighteen",
+    "nineteen",
+]
 DAYS = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"]
-MONTHS = ["January", "February", "March", "April", "May", "June", "July", "August", "September",
-          "October", "November", "December"]
-CAPITALS = {"France": "Paris", "Germany": "Berlin", "Italy": "Rome", "Spain": "Madrid", "Japan": "Tokyo",
-            "Canada": "Ottawa", "Egypt": "Cairo", "Kenya": "Nairobi", "Peru": "Lima", "Norway": "Oslo",
-            "Greece": "Athens", "Poland": "Warsaw", "Ireland": "Dublin", "Portugal": "Lisbon",
-            "Australia": "Canberra", "China": "Beijing", "India": "New Delhi", "Russia": "Moscow",
-            "Sweden": "Stockholm", "Austria": "Vienna", "Chile": "Santiago", "Cuba": "Havana"}
-COLOURED = [("sky", "blue"), ("grass", "green"), ("snow", "white"), ("coal", "black"), ("a banana", "yellow"),
-            ("a tomato", "red"), ("an orange", "orange"), ("a plum", "purple"), ("chocolate", "brown"),
-            ("a lemon", "yellow"), ("the sea", "blue"), ("a carrot", "orange"), ("milk", "white")]
+MONTHS = [
+    "January",
+    "February",
+    "March",
+    "April",
+    "May",
+    "June",
+    "July",
+    "August",
+    "September",
+    "October",
+    "November",
+    "December",
+]
+CAPITALS = {
+    "France": "Paris",
+    "Germany": "Berlin",
+    "Italy": "Rome",
+    "Spain": "Madrid",
+    "Japan": "Tokyo",
+    "Canada": "Ottawa",
+    "Egypt": "Cairo",
+    "Kenya": "Nairobi",
+    "Peru": "Lima",
+    "Norway": "Oslo",
+    "Greece": "Athens",
+    "Poland": "Warsaw",
+    "Ireland": "Dublin",
+    "Portugal": "Lisbon",
+    "Australia": "Canberra",
+    "China": "Beijing",
+    "India": "New Delhi",
+    "Russia": "Moscow",
+    "Sweden": "Stockholm",
+    "Austria": "Vienna",
+    "Chile": "Santiago",
+    "Cuba": "Havana",
+}
+COLOURED = [
+    ("sky", "blue"),
+    ("grass", "green"),
+    ("snow", "white"),
+    ("coal", "black"),
+    ("a banana", "yellow"),
+    ("a tomato", "red"),
+    ("an orange", "orange"),
+    ("a plum", "purple"),
+    ("chocolate", "brown"),
+    ("a lemon", "yellow"),
+    ("the sea", "blue"),
+    ("a carrot", "orange"),
+    ("milk", "white"),
+]
 FACTS = [
-    "Water boils at one hundred degrees Celsius.", "A week has seven days.", "A year has twelve months.",
-    "The sun rises in the east.", "Cats are mammals.", "Bees make honey.", "Ice is frozen water.",
-    "A triangle has three sides.", "A square has four equal sides.", "Spiders have eight legs.",
-    "The moon goes around the earth.", "Plants need light to grow.", "Fish breathe through gills.",
-    "An hour has sixty minutes.", "A minute has sixty seconds.", "The earth goes around the sun.",
-    "Whales live in the ocean.", "Penguins cannot fly.", "A dozen is twelve.", "Sound travels slower than light.",
+    "Water boils at one hundred degrees Celsius.",
+    "A week has seven days.",
+    "A year has twelve months.",
+    "The sun rises in the east.",
+    "Cats are mammals.",
+    "Bees make honey.",
+    "Ice is frozen water.",
+    "A triangle has three sides.",
+    "A square has four equal sides.",
+    "Spiders have eight legs.",
+    "The moon goes around the earth.",
+    "Plants need light to grow.",
+    "Fish breathe through gills.",
+    "An hour has sixty minutes.",
+    "A minute has sixty seconds.",
+    "The earth goes around the sun.",
+    "Whales live in the ocean.",
+    "Penguins cannot fly.",
+    "A dozen is twelve.",
+    "Sound travels slower than light.",
 ]
 OPENERS = ["", "", "", "Sure. ", "Yes. ", "Let me see. ", "Of course. ", "Good question. "]
 
@@ -68,21 +145,32 @@ def sentence(rng: random.Random) -> str:
         s = f"{_num(rng, a)} minus {_num(rng, b)} equals {_num(rng, a - b)}."
     elif kind == 2:
         i = rng.randrange(7)
-        s = rng.choice([f"The day after {DAYS[i]} is {DAYS[(i + 1) % 7]}.",
-                        f"{DAYS[(i + 6) % 7]} comes before {DAYS[i]}.",
-                        f"Today is {DAYS[i]}, and tomorrow is {DAYS[(i + 1) % 7]}."])
+        s = rng.choice(
+            [
+                f"The day after {DAYS[i]} is {DAYS[(i + 1) % 7]}.",
+                f"{DAYS[(i + 6) % 7]} comes before {DAYS[i]}.",
+                f"Today is {DAYS[i]}, and tomorrow is {DAYS[(i + 1) % 7]}.",
+            ]
+        )
     elif kind == 3:
         i = rng.randrange(12)
-        s = rng.choice([f"The month after {MONTHS[i]} is {MONTHS[(i + 1) % 12]}.",
-                        f"{MONTHS[i]} is month number {_num(rng, i + 1)}.",
-                        f"My birthday is in {MONTHS[i]}."])
+        s = rng.choice(
+            [
+                f"The month after {MONTHS[i]} is {MONTHS[(i + 1) % 12]}.",
+                f"{MONTHS[i]} is month number {_num(rng, i + 1)}.",
+                f"My birthday is in {MONTHS[i]}.",
+            ]
+        )
     elif kind == 4:
         country, city = rng.choice(list(CAPITALS.items()))
         s = rng.choice([f"The capital of {country} is {city}.", f"{city} is the capital of {country}."])
     elif kind == 5:
         thing, colour = rng.choice(COLOURED)
-        s = (f"{thing[0].upper()}{thing[1:]} is {colour}." if rng.random() < 0.5
-             else f"The colour of {thing} is {colour}.")
+        s = (
+            f"{thing[0].upper()}{thing[1:]} is {colour}."
+            if rng.random() < 0.5
+            else f"The colour of {thing} is {colour}."
+        )
     elif kind == 6:
         s = rng.choice(FACTS)
     elif kind == 7:
@@ -90,8 +178,14 @@ def sentence(rng: random.Random) -> str:
         s = f"Counting up: {', '.join(ONES[i] for i in range(n - 2, n + 1))}."
     else:
         a = rng.randrange(1, 99)
-        s = rng.choice([f"There are {_num(rng, a)} apples in the basket.", f"The answer is {_num(rng, a)}.",
-                        f"It costs {_num(rng, a)} dollars.", f"The train leaves at {rng.randrange(1, 13)} o'clock."])
+        s = rng.choice(
+            [
+                f"There are {_num(rng, a)} apples in the basket.",
+                f"The answer is {_num(rng, a)}.",
+                f"It costs {_num(rng, a)} dollars.",
+                f"The train leaves at {rng.randrange(1, 13)} o'clock.",
+            ]
+        )
     return rng.choice(OPENERS) + s[0].upper() + s[1:]
 
 
