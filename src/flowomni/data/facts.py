@@ -7,11 +7,11 @@ tokenizer is printable ASCII).
 
 from __future__ import annotations
 
-_ONES = (
+ONES = (
     "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen "
     "fifteen sixteen seventeen eighteen nineteen"
 ).split()
-_TENS = "_ _ twenty thirty forty fifty sixty seventy eighty ninety".split()
+TENS = "_ _ twenty thirty forty fifty sixty seventy eighty ninety".split()
 
 
 def number_words(n: int) -> str:
@@ -22,12 +22,12 @@ def number_words(n: int) -> str:
     if not 0 <= n <= 999:
         raise ValueError(f"number_words supports 0..999, got {n}")
     if n < 20:
-        return _ONES[n]
+        return ONES[n]
     if n < 100:
         tens, ones = divmod(n, 10)
-        return _TENS[tens] + (f" {_ONES[ones]}" if ones else "")
+        return TENS[tens] + (f" {ONES[ones]}" if ones else "")
     hundreds, rest = divmod(n, 100)
-    return f"{_ONES[hundreds]} hundred" + (f" {number_words(rest)}" if rest else "")
+    return f"{ONES[hundreds]} hundred" + (f" {number_words(rest)}" if rest else "")
 
 
 ORDINALS = "first second third fourth fifth sixth seventh eighth ninth tenth eleventh twelfth".split()

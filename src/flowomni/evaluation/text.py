@@ -13,29 +13,8 @@ import re
 
 import jiwer
 
-_ONES = [
-    "zero",
-    "one",
-    "two",
-    "three",
-    "four",
-    "five",
-    "six",
-    "seven",
-    "eight",
-    "nine",
-    "ten",
-    "eleven",
-    "twelve",
-    "thirteen",
-    "fourteen",
-    "fifteen",
-    "sixteen",
-    "seventeen",
-    "eighteen",
-    "nineteen",
-]
-_TENS = ["", "", "twenty", "thirty", "forty", "fifty", "sixty", "seventy", "eighty", "ninety"]
+from flowomni.data.facts import ONES, TENS
+
 _SCALES = [(10**12, "trillion"), (10**9, "billion"), (10**6, "million"), (1000, "thousand")]
 _ORDINAL_IRREGULAR = {
     "one": "first",
@@ -85,11 +64,11 @@ def number_to_words(n: int) -> str:
     if n < 0:
         return "minus " + number_to_words(-n)
     if n < 20:
-        return _ONES[n]
+        return ONES[n]
     if n < 100:
-        return _TENS[n // 10] + ("" if n % 10 == 0 else " " + _ONES[n % 10])
+        return TENS[n // 10] + ("" if n % 10 == 0 else " " + ONES[n % 10])
     if n < 1000:
-        return _ONES[n // 100] + " hundred" + ("" if n % 100 == 0 else " " + number_to_words(n % 100))
+        return ONES[n // 100] + " hundred" + ("" if n % 100 == 0 else " " + number_to_words(n % 100))
     for value, word in _SCALES:
         if n >= value:
             head, rest = divmod(n, value)
@@ -113,7 +92,7 @@ def _number_words(m: re.Match) -> str:
     sign, whole, frac = m.group(1), m.group(2), m.group(3)
     words = number_to_words(int(whole))
     if frac is not None:
-        words += " point " + " ".join(_ONES[int(d)] for d in frac)
+        words += " point " + " ".join(ONES[int(d)] for d in frac)
     return (" minus " if sign else " ") + words + " "
 
 

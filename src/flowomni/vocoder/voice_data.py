@@ -22,43 +22,8 @@ import sys
 import wave
 from pathlib import Path
 
-ONES = [
-    "zero",
-    "one",
-    "two",
-    "three",
-    "four",
-    "five",
-    "six",
-    "seven",
-    "eight",
-    "nine",
-    "ten",
-    "eleven",
-    "twelve",
-    "thirteen",
-    "fourteen",
-    "fifteen",
-    "sixteen",
-    "seventeen",
-    "eighteen",
-    "nineteen",
-]
-DAYS = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"]
-MONTHS = [
-    "January",
-    "February",
-    "March",
-    "April",
-    "May",
-    "June",
-    "July",
-    "August",
-    "September",
-    "October",
-    "November",
-    "December",
-]
+from flowomni.data.facts import DAYS, MONTHS, ONES, TENS
+
 CAPITALS = {
     "France": "Paris",
     "Germany": "Berlin",
@@ -129,8 +94,7 @@ def _num(rng: random.Random, n: int) -> str:
 
 
 def _tens(n: int) -> str:
-    tens = ["", "", "twenty", "thirty", "forty", "fifty", "sixty", "seventy", "eighty", "ninety"]
-    return tens[n // 10] + ("" if n % 10 == 0 else "-" + ONES[n % 10])
+    return TENS[n // 10] + ("" if n % 10 == 0 else "-" + ONES[n % 10])
 
 
 def sentence(rng: random.Random) -> str:
