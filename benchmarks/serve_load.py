@@ -43,6 +43,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from flowomni.audio.io import load_audio  # noqa: E402
+from flowomni.config import add_set_option  # noqa: E402
 
 from common import describe, emit, environment, peak_rss_mb  # noqa: E402
 
@@ -259,14 +260,7 @@ def main() -> None:
     p.add_argument("--vocoder", default=None, help="override the model's vocoder")
     p.add_argument("--device", default="cpu", help="in-process server's device: cpu, cuda, ...")
     p.add_argument("--max-steps", type=int, default=None, help="generation cap per answer")
-    p.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="in-process server settings, e.g. --set max_concurrent=2",
-    )
+    add_set_option(p, "in-process server settings, e.g. --set max_concurrent=2")
     p.add_argument("--questions", nargs="*", default=[], help="question recordings (default examples/*.wav)")
     p.add_argument("--threads", type=int, default=None, help="torch threads for the in-process server")
     p.add_argument("--no-warmup", action="store_true", help="skip the unmeasured first turn (lazy init, compiling)")

@@ -223,14 +223,13 @@ def add_config_arguments(p: Any, what: str, *, run: bool = True) -> None:
         p.add_argument("--max-steps", type=int, default=None, help="stop after this many steps (default: the config's)")
         p.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in run_dir")
         p.add_argument("--run-dir", default=None, help="override run_dir")
-    p.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override any config field, e.g. --set train.batch_size=8 (repeatable)",
-    )
+    add_set_option(p, "override any config field, e.g. --set train.batch_size=8 (repeatable)")
+
+
+def add_set_option(p: Any, help: str) -> None:
+    """`--set KEY=VALUE` (repeatable, into `args.overrides`): every command's way to override
+    a setting; `apply_overrides` applies the list."""
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help=help)
 
 
 def config_from_args(cls: type[T], args: Any) -> T:

@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 
-from flowomni.config import ConfigError, apply_overrides, from_dict
+from flowomni.config import ConfigError, add_set_option, apply_overrides, from_dict
 from flowomni.inference.limits import MAX_QUESTION_SECONDS
 
 
@@ -19,14 +19,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-speech", action="store_true", help="answer in text only")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of streaming text")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="generation knobs, e.g. --set flow_steps=4 --set text_temperature=0.7 --set cfg_scale=1.5",
-    )
+    add_set_option(p, "generation knobs, e.g. --set flow_steps=4 --set text_temperature=0.7 --set cfg_scale=1.5")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ...")
     p.add_argument(
         "--max-seconds",

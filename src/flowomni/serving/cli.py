@@ -7,7 +7,7 @@ import os
 import sys
 from typing import TYPE_CHECKING
 
-from flowomni.config import ConfigError, apply_overrides, from_dict, load_config
+from flowomni.config import ConfigError, add_set_option, apply_overrides, from_dict, load_config
 from flowomni.serving.auth import ENV, is_loopback
 
 if TYPE_CHECKING:
@@ -49,14 +49,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         metavar="ORIGIN",
         help="also accept browser pages from this origin, e.g. http://localhost:3000 (repeatable)",
     )
-    p.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="any server setting, e.g. --set vad.silence_ms=500 --set history_turns=2",
-    )
+    add_set_option(p, "any server setting, e.g. --set vad.silence_ms=500 --set history_turns=2")
     p.add_argument(
         "--gen",
         dest="gen_overrides",
