@@ -134,67 +134,42 @@ def test_plot_example_writes_png(setup, tmp_path):
     assert (tmp_path / "mel.png").read_bytes()[:4] == b"\x89PNG"
 
 
-def test_history_examples_have_exact_lengths(spoken_items):
-    cfg, tok = tiny_config(), CharTokenizer()
-    ds = TaskDataset(
-        spoken_items,
-        ["s2t", "t2t"],
-        tok,
+def history_dataset(items, tasks: list[str], history_prob: float) -> TaskDataset:
+    """A dataset of `tasks` over `items` whose examples get an earlier turn with `history_prob`."""
+    cfg = tiny_config()
+    return TaskDataset(
+        items,
+        tasks,
+        CharTokenizer(),
         MemoryFeatures(cfg.input_mel),
         MemoryFeatures(cfg.output_mel),
         group=cfg.group,
         delay=cfg.delay,
         stack=cfg.encoder.stack,
-        history_prob=0.5,
+        history_prob=history_prob,
     )
+
+
+def test_history_examples_have_exact_lengths(spoken_items):
+    ds = history_dataset(spoken_items, ["s2t", "t2t"], 0.5)
     with_history = [i for i in range(len(ds)) if ds.history_of(i)]
     assert 0 < len(with_history) < len(ds)
     assert ds.lengths == [len(ds[i]["layout"]) for i in range(len(ds))]
     # fixed per index: another dataset, built under other random states and read in another
     # epoch, gives every example the same earlier turn (a resumed run sees the same sequences)
     random.seed(1), np.random.seed(1), torch.manual_seed(1)
-    twin = TaskDataset(
-        spoken_items,
-        ["s2t", "t2t"],
-        tok,
-        MemoryFeatures(cfg.input_mel),
-        MemoryFeatures(cfg.output_mel),
-        group=cfg.group,
-        delay=cfg.delay,
-        stack=cfg.encoder.stack,
-        history_prob=0.5,
-    )
+    twin = history_dataset(spoken_items, ["s2t", "t2t"], 0.5)
     twin.set_epoch(3)
     assert [twin.history_of(i) for i in range(len(ds))] == [ds.history_of(i) for i in range(len(ds))]
 
 
 def test_an_earlier_turn_never_asks_the_examples_own_question(spoken_items):
-    cfg, tok = tiny_config(), CharTokenizer()
-    ds = TaskDataset(
-        spoken_items,
-        ["s2t", "t2t"],
-        tok,
-        MemoryFeatures(cfg.input_mel),
-        MemoryFeatures(cfg.output_mel),
-        group=cfg.group,
-        delay=cfg.delay,
-        stack=cfg.encoder.stack,
-        history_prob=1.0,
-    )
+    tok = CharTokenizer()
+    ds = history_dataset(spoken_items, ["s2t", "t2t"], 1.0)
     for i, ex in enumerate(ds.examples):
         ((question, _),) = ds.history_of(i)
         assert tok.decode(question) != ex.item.question_text
-    alone = TaskDataset(
-        spoken_items[:1],
-        ["t2t"],
-        tok,
-        MemoryFeatures(cfg.input_mel),
-        MemoryFeatures(cfg.output_mel),
-        group=cfg.group,
-        delay=cfg.delay,
-        stack=cfg.encoder.stack,
-        history_prob=1.0,
-    )
+    alone = history_dataset(spoken_items[:1], ["t2t"], 1.0)
     assert alone.history_of(0) == []  # no other item to take a turn from
 
 
