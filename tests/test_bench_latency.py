@@ -1,43 +1,33 @@
 """benchmarks/latency.py runs on a random-weight model and reports what the issue asks for."""
 
-import json
-import subprocess
-import sys
 from pathlib import Path
+
+from helpers.bench import run_benchmark
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_latency_benchmark_json(spoken_items, tmp_path):
-    r = subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "benchmarks/latency.py"),
-            "--config",
-            str(ROOT / "configs/tiny.yaml"),
-            "--vocoder",
-            "griffin-lim-4",
-            "--questions",
-            str(spoken_items[0].question_audio),
-            "--repeats",
-            "1",
-            "--max-steps",
-            "6",
-            "--ratio-steps",
-            "4",
-            "--threads",
-            "2",
-            "--streams",
-            "2",
-            "--json",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=600,
+    res = run_benchmark(
+        "latency.py",
+        "--config",
+        str(ROOT / "configs/tiny.yaml"),
+        "--vocoder",
+        "griffin-lim-4",
+        "--questions",
+        str(spoken_items[0].question_audio),
+        "--repeats",
+        "1",
+        "--max-steps",
+        "6",
+        "--ratio-steps",
+        "4",
+        "--threads",
+        "2",
+        "--streams",
+        "2",
         cwd=tmp_path,
     )
-    assert r.returncode == 0, r.stderr[-3000:]
-    res = json.loads(r.stdout)
     assert res["decode_dtype"] == "float16"  # auto: batch-1 CPU steps in fp16
     assert res["first_packet_ms"]["n"] == 1 and res["first_packet_ms"]["median"] > 0
     assert res["speech_step_ms"] > 0 and res["backbone_step_ms"] > 0 and res["steady_state_rtf"] > 0

@@ -1,33 +1,16 @@
 """The VAD benchmark runs (on the example questions, briefly) and scores both detectors."""
 
-import json
-import subprocess
-import sys
 from pathlib import Path
+
+from helpers.bench import run_benchmark
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_vad_benchmark_quick_run():
-    r = subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "benchmarks/vad.py"),
-            "--quick",
-            "--noise",
-            "white",
-            "--noise-clips",
-            "1",
-            "--noise-seconds",
-            "4",
-            "--json",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
+    res = run_benchmark(
+        "vad.py", "--quick", "--noise", "white", "--noise-clips", "1", "--noise-seconds", "4", timeout=300
     )
-    assert r.returncode == 0, r.stderr[-3000:]
-    res = json.loads(r.stdout)
     assert res["clips"] == 4 and set(res["results"]) == {"silero", "energy"}
     for vad in ("silero", "energy"):
         conditions = res["results"][vad]

@@ -13,6 +13,8 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from vocoder import held_out, paired_wer_difference  # noqa: E402
 
+from helpers.bench import run_benchmark  # noqa: E402
+
 
 def test_paired_wer_difference() -> None:
     texts = ["the sky is blue", "one two three", "cats are mammals", "a dozen is twelve"]
@@ -39,30 +41,21 @@ def test_held_out_clips_grow_as_a_prefix(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_vocoder_benchmark_json(tmp_path: Path) -> None:
-    r = subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "benchmarks/vocoder.py"),
-            "--data",
-            str(tmp_path / "voice"),
-            "--items",
-            "3",
-            "--repeats",
-            "1",
-            "--griffin-lim-iters",
-            "4",
-            "32",
-            "--neural",
-            str(ROOT / "models/vocoder"),
-            f"again={ROOT / 'models/vocoder'}",
-            "--json",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=600,
+    res = run_benchmark(
+        "vocoder.py",
+        "--data",
+        str(tmp_path / "voice"),
+        "--items",
+        "3",
+        "--repeats",
+        "1",
+        "--griffin-lim-iters",
+        "4",
+        "32",
+        "--neural",
+        str(ROOT / "models/vocoder"),
+        f"again={ROOT / 'models/vocoder'}",
     )
-    assert r.returncode == 0, r.stderr[-3000:]
-    res = json.loads(r.stdout)
     assert res["items"] == 3 and set(res["vocoders"]) == {"griffin-lim-4", "griffin-lim-32", "neural", "again"}
     for name, v in res["vocoders"].items():
         assert 0 <= v["wer"] and v["rtf"] > 0 and v["mcd_db"] > 0 and v["speed_vs_griffin_lim_32"] > 0

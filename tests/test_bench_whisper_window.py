@@ -2,9 +2,9 @@
 
 import json
 import shutil
-import subprocess
-import sys
 from pathlib import Path
+
+from helpers.bench import run_benchmark
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -25,28 +25,9 @@ def test_whisper_window_benchmark_json(spoken_items, tmp_path):
     ]
     for split in ("train", "test"):
         (tmp_path / f"{split}.jsonl").write_text("\n".join(lines) + "\n")
-    r = subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "benchmarks/whisper_window.py"),
-            "--corpus",
-            str(tmp_path),
-            "--train",
-            "4",
-            "--test",
-            "2",
-            "--steps",
-            "5",
-            "--threads",
-            "1",
-            "--json",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=600,
+    res = run_benchmark(
+        "whisper_window.py", "--corpus", str(tmp_path), "--train", "4", "--test", "2", "--steps", "5", "--threads", "1"
     )
-    assert r.returncode == 0, r.stderr[-3000:]
-    res = json.loads(r.stdout)
     assert res["train_clips"] == 4 and res["test_clips"] == 2
     for mode in ("any_length", "window_30s"):
         assert 0.0 <= res["modes"][mode]["probe_cer_test"] and res["modes"][mode]["encode_ms_median"] > 0
