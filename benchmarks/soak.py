@@ -34,6 +34,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from serve_load import build_server, get_json, question_audio  # noqa: E402
 
+from flowomni.config import add_set_option  # noqa: E402
+
 from common import emit, environment  # noqa: E402
 
 VALID = ("spoken_turn", "text_turn", "http_text")
@@ -246,8 +248,11 @@ def main() -> None:
     p.add_argument("--url", default=None)
     p.add_argument("--checkpoint", default=None)
     p.add_argument("--random", action="store_true", help="tiny random model (costs only)")
+    p.add_argument("--config", default=None, help="random-weight model of this experiment config (costs only)")
+    p.add_argument("--vocoder", default=None, help="override the model's vocoder")
+    p.add_argument("--device", default="cpu", help="in-process server's device: cpu, cuda, ...")
     p.add_argument("--max-steps", type=int, default=None)
-    p.add_argument("--set", dest="overrides", action="append", default=[])
+    add_set_option(p, "in-process server settings, e.g. --set max_concurrent=2")
     p.add_argument("--questions", nargs="*", default=[])
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args()
