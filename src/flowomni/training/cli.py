@@ -78,5 +78,17 @@ def run(args: argparse.Namespace) -> int:
     except TrainingDiverged as e:
         print(f"flowomni train: {e}", file=sys.stderr)
         return 1
+    finally:
+        end_process_group()
     print(json.dumps({"run_dir": cfg.run_dir, **{k: v for k, v in (metrics or {}).items()}}, default=str))
     return 0
+
+
+def end_process_group() -> None:
+    """Take down a distributed run's process group before the interpreter exits: left to
+    process teardown, gloo's threads can abort a rank ("terminate called without an active
+    exception") after training has finished and saved."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
