@@ -12,6 +12,7 @@ import base64
 import json
 import logging
 import time
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -272,7 +273,23 @@ def test_sdk_server_vad_turn_and_barge_in(slow_server: ServerThread, question: b
     run(go())
 
 
+def wait_idle(srv: ServerThread, timeout: float = 5.0) -> None:
+    """Until the server has no session and no answer in flight: a closed session frees its
+    slot (the one of a max_concurrent=1 server), or the next test would be refused as busy."""
+    deadline = time.monotonic() + timeout
+    while True:
+        with urllib.request.urlopen(srv.url + "/health", timeout=10) as r:
+            h = json.loads(r.read())
+        loop = h["decode_loop"] or {"running": 0}
+        if h["sessions"] == 0 and h["queue"]["running"] == 0 and loop["running"] == 0:
+            return
+        assert time.monotonic() < deadline, f"the server is still busy {timeout} s after its sessions closed: {h}"
+        time.sleep(0.05)
+
+
 def test_sdk_response_cancel_and_malformed_events(slow_server: ServerThread) -> None:
+    wait_idle(slow_server)  # the barge-in test's session (same server) may still be closing
+
     async def go() -> None:
         async with sdk_connect(slow_server) as conn:
             await until(conn, "session.created")
