@@ -12,30 +12,19 @@ import pytest
 import torch
 
 from flowomni.data.augment import AugmentConfig
-from flowomni.model.config import ModelConfig
 from flowomni.model.flowomni import FlowOmni
 from flowomni.model.layout import Task
-from flowomni.model.tokenizer import build_tokenizer
 from flowomni.training.dataset import TaskDataset, collate
 from flowomni.training.encoder_cache import EncoderCache
 
+from helpers.models import whisper_tiny_model
 from helpers.speech import MemoryFeatures
 
 
 @pytest.fixture(scope="module")
 def model() -> FlowOmni:
-    cfg = ModelConfig()
-    cfg.backbone.config = {
-        "hidden_size": 64,
-        "intermediate_size": 128,
-        "num_hidden_layers": 1,
-        "num_attention_heads": 2,
-        "num_key_value_heads": 1,
-    }
-    cfg.flow.width, cfg.flow.depth = 64, 1
-    cfg.encoder.pretrained = "whisper-tiny.en"
     torch.manual_seed(0)
-    return FlowOmni(cfg, build_tokenizer("char")).eval()
+    return whisper_tiny_model().eval()
 
 
 def test_cached_outputs_equal_the_encoder(model, spoken_items, tmp_path):

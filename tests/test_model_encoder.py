@@ -1,9 +1,11 @@
 """Speech encoder: any length, padding-invariant, loads Whisper weights by name."""
 
 import torch
-from transformers import WhisperConfig, WhisperModel
+from transformers import WhisperModel
 
 from flowomni.model.encoder import Adapter, EncoderConfig, SpeechEncoder, n_adapter_frames
+
+from helpers.models import tiny_hf_whisper
 
 torch.manual_seed(0)
 CFG = EncoderConfig(n_mels=16, d_model=32, n_layers=2, n_heads=4, ffn_dim=64)
@@ -30,19 +32,7 @@ def test_padding_does_not_change_features():
 
 
 def test_loads_pretrained_whisper_encoder(tmp_path):
-    wcfg = WhisperConfig(
-        num_mel_bins=16,
-        d_model=32,
-        encoder_layers=2,
-        encoder_attention_heads=4,
-        encoder_ffn_dim=64,
-        decoder_layers=1,
-        decoder_attention_heads=4,
-        decoder_ffn_dim=64,
-        max_source_positions=50,
-        vocab_size=51866,
-    )
-    WhisperModel(wcfg).save_pretrained(tmp_path)
+    tiny_hf_whisper(tmp_path)
     ours = SpeechEncoder(CFG)
     ours.load_whisper(str(tmp_path))
     ref = WhisperModel.from_pretrained(tmp_path).encoder.eval()

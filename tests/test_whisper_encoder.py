@@ -13,6 +13,8 @@ from flowomni.audio import MelSpectrogram, input_mel_config, load_audio
 from flowomni.model.encoder import EncoderConfig, SpeechEncoder, sinusoids, whisper_weights
 from flowomni.model.whisper_ct2 import WhisperWeightsError, load_whisper_ct2, locate
 
+from helpers.models import tiny_hf_whisper, whisper_tiny_model
+
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "question_1.wav"
 
 
@@ -161,20 +163,10 @@ def test_frozen_whisper_is_not_saved_and_reloads(tmp_path, tiny_en):
 
     from flowomni.checkpoint import save_checkpoint
     from flowomni.config import to_dict
-    from flowomni.model.config import ModelConfig
     from flowomni.model.flowomni import FlowOmni
-    from flowomni.model.tokenizer import build_tokenizer
 
-    cfg = ModelConfig()
-    cfg.backbone.config = {
-        "hidden_size": 64,
-        "intermediate_size": 128,
-        "num_hidden_layers": 1,
-        "num_attention_heads": 2,
-        "num_key_value_heads": 1,
-    }
-    cfg.encoder.pretrained = "whisper-tiny.en"
-    model = FlowOmni(cfg, build_tokenizer("char"))
+    model = whisper_tiny_model()
+    cfg = model.cfg
     assert cfg.input_mel.style == "whisper" and cfg.encoder.d_model == 384
     assert cfg.encoder.pretrained_digest == tiny_en.digest
     assert not any(p.requires_grad for p in model.encoder.parameters())
@@ -202,20 +194,7 @@ def test_frozen_whisper_is_not_saved_and_reloads(tmp_path, tiny_en):
 
 
 def test_hf_folder_still_loads(tmp_path):
-    from transformers import WhisperConfig, WhisperModel
 
-    wcfg = WhisperConfig(
-        num_mel_bins=16,
-        d_model=32,
-        encoder_layers=2,
-        encoder_attention_heads=4,
-        encoder_ffn_dim=64,
-        decoder_layers=1,
-        decoder_attention_heads=4,
-        decoder_ffn_dim=64,
-        max_source_positions=50,
-        vocab_size=51866,
-    )
-    WhisperModel(wcfg).save_pretrained(tmp_path)
+    tiny_hf_whisper(tmp_path)
     w = whisper_weights(str(tmp_path))
     assert w.shape == {"n_mels": 16, "d_model": 32, "n_layers": 2, "n_heads": 4, "ffn_dim": 64}

