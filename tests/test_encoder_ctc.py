@@ -16,7 +16,7 @@ from flowomni.model.flowomni import FlowOmni
 from flowomni.model.tokenizer import CharTokenizer
 from flowomni.training.encoder_ctc import CTCEncoder
 
-from helpers.corpus import make_corpus
+from helpers.corpus import corpus_data, make_corpus
 from helpers.models import tiny_config
 
 
@@ -39,11 +39,7 @@ def test_train_encoder_cli_output_loads_into_new_and_running_models(tmp_path, sp
     cfg = {
         "run_dir": str(tmp_path / "run"),
         "model": to_dict(mcfg),
-        "data": {
-            "train_manifest": str(tmp_path / "corpus/train.jsonl"),
-            "valid_manifest": str(tmp_path / "corpus/valid.jsonl"),
-            "cache_dir": str(tmp_path / "cache"),
-        },
+        "data": corpus_data(tmp_path),
         "train": {
             "batch_size": 4,
             "max_steps": 1,

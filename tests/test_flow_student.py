@@ -18,7 +18,7 @@ from flowomni.model.flowomni import FlowOmni
 from flowomni.model.tokenizer import CharTokenizer
 from flowomni.training.distill_flow import parse_teacher
 
-from helpers.corpus import make_corpus
+from helpers.corpus import corpus_data, make_corpus
 from helpers.models import tiny_config
 
 
@@ -100,11 +100,7 @@ def test_distill_flow_cli_trains_resumes_and_writes_a_model(tmp_path, spoken_ite
             p.normal_(0, 0.05)
     conf = {
         "model": to_dict(cfg),
-        "data": {
-            "train_manifest": str(tmp_path / "corpus/train.jsonl"),
-            "valid_manifest": str(tmp_path / "corpus/valid.jsonl"),
-            "cache_dir": str(tmp_path / "cache"),
-        },
+        "data": corpus_data(tmp_path),
     }
     src = save_checkpoint(
         tmp_path / "model",

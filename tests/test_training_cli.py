@@ -8,7 +8,7 @@ import yaml
 
 from flowomni.config import to_dict
 
-from helpers.corpus import make_corpus
+from helpers.corpus import corpus_data, make_corpus
 from helpers.models import tiny_config
 
 
@@ -23,11 +23,7 @@ def test_train_cli_runs_skips_bad_input_and_resumes(tmp_path, spoken_items):
     cfg = {
         "run_dir": str(tmp_path / "run"),
         "model": to_dict(tiny_config()),
-        "data": {
-            "train_manifest": str(tmp_path / "corpus/train.jsonl"),
-            "valid_manifest": str(tmp_path / "corpus/valid.jsonl"),
-            "cache_dir": str(tmp_path / "cache"),
-        },
+        "data": corpus_data(tmp_path),
         "train": {
             "batch_size": 4,
             "max_steps": 4,

@@ -23,3 +23,13 @@ def make_corpus(root: Path, spoken_items: list[SimpleNamespace]) -> None:
     write_manifest(root / "train.jsonl", items)
     write_manifest(root / "valid.jsonl", items[:2])
     (root / "train.jsonl").write_text((root / "train.jsonl").read_text() + "{not json\n")
+
+
+def corpus_data(tmp_path: Path) -> dict[str, str]:
+    """The `data` section of an experiment config for the corpus `make_corpus(tmp_path / "corpus", ...)`
+    wrote, its features cached under tmp_path / "cache"."""
+    return {
+        "train_manifest": str(tmp_path / "corpus/train.jsonl"),
+        "valid_manifest": str(tmp_path / "corpus/valid.jsonl"),
+        "cache_dir": str(tmp_path / "cache"),
+    }
