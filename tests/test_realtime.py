@@ -12,7 +12,6 @@ import base64
 import json
 import logging
 import time
-import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +30,8 @@ from flowomni.serving.config import ServerConfig
 from flowomni.serving.server import ServerThread
 from flowomni.serving.testing import make_tiny_checkpoint
 from flowomni.serving.vad_config import VadConfig
+
+from helpers.server_calls import get_json
 
 KEY = "sk-local-test"
 SHORT_STEPS = 40  # ~1.8 s of answer audio
@@ -278,8 +279,7 @@ def wait_idle(srv: ServerThread, timeout: float = 5.0) -> None:
     slot (the one of a max_concurrent=1 server), or the next test would be refused as busy."""
     deadline = time.monotonic() + timeout
     while True:
-        with urllib.request.urlopen(srv.url + "/health", timeout=10) as r:
-            h = json.loads(r.read())
+        h = get_json(srv.url + "/health")
         loop = h["decode_loop"] or {"running": 0}
         if h["sessions"] == 0 and h["queue"]["running"] == 0 and loop["running"] == 0:
             return

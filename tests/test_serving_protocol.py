@@ -34,6 +34,7 @@ from flowomni.serving.server import ServerThread
 from flowomni.serving.testing import make_tiny_checkpoint
 from flowomni.serving.vad_config import VadConfig
 
+from helpers.server_calls import get_json
 from helpers.speech import espeak
 
 SHORT_STEPS = 40  # ~1.8 s of answer audio, well under a second to make
@@ -480,11 +481,6 @@ def test_idle_timeout_and_turn_limit(checkpoint: Path) -> None:
 
 
 # ---------------------------------------------------------------- HTTP
-
-
-def get_json(url: str) -> Any:
-    with urllib.request.urlopen(url, timeout=10) as r:
-        return json.loads(r.read())
 
 
 def post(url: str, body: bytes, ctype: str) -> tuple[int, bytes, Any]:

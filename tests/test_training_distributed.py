@@ -1,7 +1,6 @@
 """Two gloo processes (torchrun) take the same training step as one process with their
 combined batch."""
 
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -10,13 +9,9 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from flowomni.serving.server import free_port
+
 SCRIPT = Path(__file__).parent / "helpers" / "train_tiny.py"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.mark.slow
