@@ -1,5 +1,6 @@
 """Evaluation scores on hand-made answers, the report, and a whole (tiny) evaluation run."""
 
+import dataclasses
 import json
 
 import numpy as np
@@ -81,6 +82,36 @@ def test_report_leaves_out_conditions_that_were_not_run(tmp_path):
     assert "## Robustness" not in md and "### Accuracy by skill" in md
 
 
+def test_paired_differences_between_two_models(tmp_path):
+    """The report pairs the two models' answers item by item, per condition."""
+    from flowomni.evaluation.evaluate import condition
+    from flowomni.evaluation.intervals import paired_accuracy_difference
+
+    def answers(n_right, heard_wrong):
+        rows = []
+        for i in range(20):
+            right = i < n_right
+            r = row("Nine.", "Nine." if right else "Eight.", "nine" if i >= heard_wrong else "eight")
+            rows.append(dataclasses.replace(r, id=f"q{i}"))
+        return rows
+
+    def result(n_right, heard_wrong):
+        rows = answers(n_right, heard_wrong)
+        c = condition(rows)
+        return {"clean": score(rows), "rows": c["rows"], "latency": {}, "sweeps": {"noise": [{**c, "snr_db": 10.0}]}}
+
+    res = {"continuous": result(15, 2), "discrete": result(5, 10)}
+    md = write_report(res, {}, tmp_path, "x").read_text()
+    assert "## Paired differences" in md
+    # 15/20 vs 5/20 right: +50 points; speech WER 2/20 vs 10/20: -40 points
+    assert "| clean | 20 | 75.0% | 25.0% | +50.0 [" in md and "| 10.0% | 50.0% | -40.0 [" in md
+    assert "| SNR (dB) 10.0 | 20 |" in md
+    d = paired_accuracy_difference([True] * 15 + [False] * 5, [True] * 5 + [False] * 15)
+    assert d["difference"] == 0.5 and 0.0 < d["ci95_low"] < 0.5 < d["ci95_high"] <= 1.0
+    same = paired_accuracy_difference([True, False] * 10, [True, False] * 10)
+    assert same == {"difference": 0.0, "ci95_low": 0.0, "ci95_high": 0.0}
+
+
 class FakeASR:
     """Stands in for Whisper where only the plumbing is under test."""
 
@@ -110,6 +141,7 @@ def test_evaluator_runs_every_condition(tmp_path, spoken_items):
     assert res["clean"]["items"] == 2 and res["clean"]["spoken_share"] == 1.0
     assert res["sweeps"]["noise"][0]["snr_db"] == 5.0 and res["sweeps"]["noise"][0]["items"] == 2
     assert res["sweeps"]["speed"][0]["items"] == 2
+    assert [r["id"] for r in res["sweeps"]["speed"][0]["rows"]] == [i.id for i in items]  # for paired differences
     assert res["sweeps"]["text_input"][0]["items"] == 2  # the same questions, written
     assert res["latency"]["first_packet_ms_median"] > 0
     report = write_report({"m": res}, {"m": ev.examples}, tmp_path / "report", "flowomni eval x").read_text()

@@ -9,6 +9,7 @@ import logging
 import shlex
 import sys
 from pathlib import Path
+from typing import Any
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -87,6 +88,15 @@ def voice_sets(given: list[str] | None, corpus: Path) -> dict[str, str]:
     return out
 
 
+def without_rows(x: Any) -> Any:
+    """The results without their per-item rows (the summary --json prints)."""
+    if isinstance(x, dict):
+        return {k: without_rows(v) for k, v in x.items() if k != "rows"}
+    if isinstance(x, list):
+        return [without_rows(v) for v in x]
+    return x
+
+
 def run(args: argparse.Namespace) -> int:
     from flowomni.checkpoint import CheckpointError
     from flowomni.evaluation.evaluate import EvalConfig, Evaluator
@@ -141,5 +151,5 @@ def run(args: argparse.Namespace) -> int:
     path = write_report(results, examples, out, command)
     print(f"report: {path}", file=sys.stderr)
     if args.json:
-        print(json.dumps({n: {k: v for k, v in r.items() if k != "rows"} for n, r in results.items()}, default=str))
+        print(json.dumps({n: without_rows(r) for n, r in results.items()}, default=str))
     return 0

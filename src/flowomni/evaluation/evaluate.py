@@ -92,6 +92,12 @@ def score(rows: list[ItemResult]) -> dict[str, Any]:
     return out
 
 
+def condition(rows: list[ItemResult], **label: Any) -> dict[str, Any]:
+    """One condition's scores, with its per-item rows: two models' rows on the same items give
+    paired differences (flowomni.evaluation.report.paired_table)."""
+    return {**label, **score(rows), "rows": [asdict(r) for r in rows]}
+
+
 class Evaluator:
     def __init__(self, engine: Any, cfg: EvalConfig, transcriber: Any | None = None) -> None:
         from flowomni.evaluation.asr import Transcriber
@@ -216,13 +222,13 @@ class Evaluator:
         }
         for snr in cfg.snrs:
             rows = self.answer(items, AugmentSpec(noise_snr_db=snr, noise_kind=cfg.noise_kind))
-            result["sweeps"]["noise"].append({"snr_db": snr, **score(rows)})
+            result["sweeps"]["noise"].append(condition(rows, snr_db=snr))
         for speed in cfg.speeds:
             rows = self.answer(items, AugmentSpec(speed=speed))
-            result["sweeps"]["speed"].append({"speed": speed, **score(rows)})
+            result["sweeps"]["speed"].append(condition(rows, speed=speed))
         if cfg.text_questions:
-            result["sweeps"]["text_input"] = [{"input": "written question", **score(self.answer(items, as_text=True))}]
-        voices = [{"voices": name, **score(self.answer(self.items(path)))} for name, path in cfg.voice_sets.items()]
+            result["sweeps"]["text_input"] = [condition(self.answer(items, as_text=True), input="written question")]
+        voices = [condition(self.answer(self.items(path)), voices=name) for name, path in cfg.voice_sets.items()]
         if voices:
             result["sweeps"]["voices"] = voices
         result["asr_redecoded"] = getattr(self.asr, "redecoded", 0)  # looping transcripts decoded again

@@ -38,11 +38,23 @@ def wer_interval(references: list[str], hypotheses: list[str], **kw: int) -> tup
     return ratio_interval(*word_edits(references, hypotheses), **kw)
 
 
-def paired_wer_difference(
-    texts: list[str], heard_a: list[str], heard_b: list[str], *, rounds: int = 2000, seed: int = 0
+def paired_difference(
+    num_a: np.ndarray, num_b: np.ndarray, den: np.ndarray, *, rounds: int = 2000, seed: int = 0
 ) -> dict[str, float]:
-    """WER(a) - WER(b) on the same items, with a 95 % paired bootstrap interval over items."""
+    """(sum(num_a) - sum(num_b)) / sum(den) over the same items, with a 95 % paired bootstrap
+    interval: both models are resampled on the same items, so item difficulty cancels out."""
+    lo, hi = ratio_interval(num_a - num_b, den, rounds=rounds, seed=seed)
+    return {"difference": float((num_a - num_b).sum() / max(den.sum(), 1e-12)), "ci95_low": lo, "ci95_high": hi}
+
+
+def paired_wer_difference(texts: list[str], heard_a: list[str], heard_b: list[str], **kw: int) -> dict[str, float]:
+    """WER(a) - WER(b) against the same references."""
     edits_a, words = word_edits(texts, heard_a)
     edits_b, _ = word_edits(texts, heard_b)
-    lo, hi = ratio_interval(edits_a - edits_b, words, rounds=rounds, seed=seed)
-    return {"difference": float((edits_a - edits_b).sum() / words.sum()), "ci95_low": lo, "ci95_high": hi}
+    return paired_difference(edits_a, edits_b, words, **kw)
+
+
+def paired_accuracy_difference(correct_a: list[bool], correct_b: list[bool], **kw: int) -> dict[str, float]:
+    """accuracy(a) - accuracy(b) on the same items."""
+    a, b = np.asarray(correct_a, dtype=float), np.asarray(correct_b, dtype=float)
+    return paired_difference(a, b, np.ones_like(a), **kw)

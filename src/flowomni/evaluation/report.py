@@ -6,6 +6,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from flowomni.evaluation.text import wer
+
 
 def _pct(x: float | None) -> str:
     return "-" if x is None else f"{100 * x:.1f}%"
@@ -63,6 +65,53 @@ def sweep_table(results: dict[str, dict[str, Any]], sweep: str, key: str, label:
             cells += [_ci(row, "accuracy_target"), _ci(row, "speech_wer_vs_reference")]
         lines.append(f"| {cond} | " + " | ".join(cells) + " |")
     return head + "\n".join(lines) + "\n"
+
+
+def conditions(result: dict[str, Any]) -> list[tuple[str, dict[str, Any], list[dict[str, Any]]]]:
+    """(label, scores, per-item rows) of every condition a model was scored on, clean first."""
+    out = [("clean", result["clean"], result.get("rows", []))]
+    for sweep, key, label, _ in SWEEPS:
+        for row in result.get("sweeps", {}).get(sweep, []):
+            out.append((f"{label} {row[key]}", row, row.get("rows", [])))
+    return out
+
+
+def paired_table(results: dict[str, dict[str, Any]]) -> str:
+    """Each later model against the first, condition by condition, on the items both answered:
+    target-skill accuracy and speech WER vs reference, with the paired 95 % interval of the
+    difference (first - other). A difference counts only where its interval excludes zero."""
+    from flowomni.data.skills import HELD_OUT_FACTS
+    from flowomni.evaluation.intervals import paired_accuracy_difference, paired_wer_difference
+
+    names = list(results)
+    out = []
+    for other in names[1:]:
+        a_name = names[0]
+        out.append(
+            f"| condition | items | accuracy {a_name} | accuracy {other} | {a_name} - {other} [95 %] "
+            f"| speech WER {a_name} | speech WER {other} | {a_name} - {other} [95 %] |\n" + "|---" * 8 + "|\n"
+        )
+        theirs = {label: rows for label, _, rows in conditions(results[other])}
+        for label, _, rows in conditions(results[a_name]):
+            by_id = {r["id"]: r for r in theirs.get(label, [])}
+            pairs = [(r, by_id[r["id"]]) for r in rows if r["id"] in by_id and r["skill"] != HELD_OUT_FACTS]
+            if not pairs:
+                continue
+            a, b = [p[0] for p in pairs], [p[1] for p in pairs]
+            acc = paired_accuracy_difference([r["exact"] for r in a], [r["exact"] for r in b])
+            refs = [r["reference"] for r in a]
+            wer_a, wer_b = (wer(refs, [r["heard"] for r in x]) for x in (a, b))
+            dw = paired_wer_difference(refs, [r["heard"] for r in a], [r["heard"] for r in b])
+            acc_a, acc_b = (sum(r["exact"] for r in x) / len(x) for x in (a, b))
+            out.append(
+                f"| {label} | {len(pairs)} | {_pct(acc_a)} | {_pct(acc_b)} | {_diff(acc)} "
+                f"| {_pct(wer_a)} | {_pct(wer_b)} | {_diff(dw)} |\n"
+            )
+    return "".join(out)
+
+
+def _diff(d: dict[str, float]) -> str:
+    return f"{100 * d['difference']:+.1f} [{100 * d['ci95_low']:+.1f}, {100 * d['ci95_high']:+.1f}]"
 
 
 def skill_table(results: dict[str, dict[str, Any]]) -> str:
@@ -138,6 +187,16 @@ def write_report(
         md.append("\n![WER vs SNR](wer_vs_snr.png)\n")
     for sweep, key, label, title in run:
         md += [f"\n### {title}\n", sweep_table(results, sweep, key, label)]
+    paired = paired_table(results) if len(results) > 1 else ""
+    if paired:
+        md += [
+            "\n## Paired differences\n",
+            "\nThe same questions answered by both models, condition by condition (held-out world facts left "
+            "out): the difference of the first model minus the other, with its 95 % paired bootstrap interval "
+            "over items. A difference whose interval includes zero is not a difference these questions can "
+            "show.\n\n",
+            paired,
+        ]
     md.append("\n## Examples\n")
     for name, exs in examples.items():
         for i, ex in enumerate(exs):
