@@ -72,7 +72,8 @@ def conditions(result: dict[str, Any]) -> list[tuple[str, dict[str, Any], list[d
     out = [("clean", result["clean"], result.get("rows", []))]
     for sweep, key, label, _ in SWEEPS:
         for row in result.get("sweeps", {}).get(sweep, []):
-            out.append((f"{label} {row[key]}", row, row.get("rows", [])))
+            named = key in ("input", "voices")  # their values are names already
+            out.append((str(row[key]) if named else f"{label} {row[key]}", row, row.get("rows", [])))
     return out
 
 
