@@ -36,6 +36,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="clean spoken questions only (no noise, speed, unseen-voice or written-question conditions)",
     )
+    p.add_argument("--no-written", action="store_true", help="leave out the written-question condition")
     p.add_argument("--latency-items", type=int, default=8)
     p.add_argument(
         "--text-only",
@@ -121,7 +122,7 @@ def run(args: argparse.Namespace) -> int:
                 latency_items=args.latency_items,
                 voice_sets={} if args.no_sweeps else voice_sets(args.voices, manifest.parent),
             )
-            cfg.text_questions = not args.no_sweeps
+            cfg.text_questions = not (args.no_sweeps or args.no_written)
             cfg.speak = not args.text_only
             if args.snr is not None or args.no_sweeps:
                 cfg.snrs = [] if args.no_sweeps else args.snr
