@@ -39,9 +39,7 @@ class RunLog:
                 self.tb.add_scalar(f"{split}/{k}", v, step)
 
     def records(self) -> list[dict[str, Any]]:
-        if not self.path.is_file():
-            return []
-        return [json.loads(line) for line in self.path.read_text().splitlines() if line.strip()]
+        return read_records(self.path)
 
     def plot(self, path: Path, keys: tuple[str, ...] = ("loss", "text_ce", "flow", "state_ce")) -> None:
         """One panel per loss, train and valid on the same axes (log scale)."""
@@ -65,9 +63,39 @@ class RunLog:
         fig.savefig(path, dpi=90)
         plt.close(fig)
 
+    @staticmethod
+    def compare(runs: dict[str, Path], path: Path, keys: tuple[str, ...] = ("text_ce",)) -> None:
+        """Several runs' valid curves on one panel per key (e.g. the same recipe with two speech
+        heads): `python -c "from flowomni.training.runlog import RunLog; RunLog.compare(...)"`."""
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        fig, axes = plt.subplots(1, len(keys), figsize=(4.5 * len(keys), 3.2), squeeze=False)
+        for ax, key in zip(axes[0], keys):
+            for label, run_dir in runs.items():
+                recs = read_records(Path(run_dir) / "metrics.jsonl")
+                pts = [(r["step"], r[key]) for r in recs if r["split"] == "valid" and key in r]
+                if pts:
+                    ax.plot(*zip(*pts), "o-", label=label, markersize=3)
+            ax.set_title(f"valid {key}")
+            ax.set_xlabel("step")
+            ax.legend()
+        fig.tight_layout()
+        fig.savefig(path, dpi=90)
+        plt.close(fig)
+
     def close(self) -> None:
         if self.tb is not None:
             self.tb.close()
+
+
+def read_records(path: Path) -> list[dict[str, Any]]:
+    """The records of a metrics.jsonl (none if there is no file yet)."""
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
 def _step(line: str) -> int:
