@@ -92,20 +92,22 @@ def test_paired_differences_between_two_models(tmp_path):
         for i in range(20):
             right = i < n_right
             r = row("Nine.", "Nine." if right else "Eight.", "nine" if i >= heard_wrong else "eight")
-            rows.append(dataclasses.replace(r, id=f"q{i}"))
+            rows.append(dataclasses.replace(r, id=f"q{i}", question=f"question {i}"))
         return rows
 
-    def result(n_right, heard_wrong):
-        rows = answers(n_right, heard_wrong)
-        c = condition(rows)
-        return {"clean": score(rows), "rows": c["rows"], "latency": {}, "sweeps": {"noise": [{**c, "snr_db": 10.0}]}}
+    def result(n_right, heard_wrong, noisy_right):
+        rows, noisy = answers(n_right, heard_wrong), condition(answers(noisy_right, heard_wrong), snr_db=10.0)
+        return {"clean": score(rows), "rows": condition(rows)["rows"], "latency": {}, "sweeps": {"noise": [noisy]}}
 
-    res = {"continuous": result(15, 2), "discrete": result(5, 10)}
+    res = {"continuous": result(15, 2, 10), "discrete": result(5, 10, 5)}
     md = write_report(res, {}, tmp_path, "x").read_text()
     assert "## Paired differences" in md
     # 15/20 vs 5/20 right: +50 points; speech WER 2/20 vs 10/20: -40 points
     assert "| clean | 20 | 75.0% | 25.0% | +50.0 [" in md and "| 10.0% | 50.0% | -40.0 [" in md
-    assert "| SNR (dB) 10.0 | 20 |" in md
+    assert "| SNR (dB) 10.0 | 20 | 50.0% | 25.0% | +25.0 [" in md
+    # within one model, paired by question: continuous loses 5 of its 15 right answers at 10 dB
+    assert "**continuous**\n\n| condition | questions | accuracy minus clean [95 %] |" in md
+    assert "| SNR (dB) 10.0 | 20 | -25.0 [" in md and "| SNR (dB) 10.0 | 20 | +0.0 [+0.0, +0.0] |" in md
     d = paired_accuracy_difference([True] * 15 + [False] * 5, [True] * 5 + [False] * 15)
     assert d["difference"] == 0.5 and 0.0 < d["ci95_low"] < 0.5 < d["ci95_high"] <= 1.0
     same = paired_accuracy_difference([True, False] * 10, [True, False] * 10)

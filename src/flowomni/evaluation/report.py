@@ -111,6 +111,30 @@ def paired_table(results: dict[str, dict[str, Any]]) -> str:
     return "".join(out)
 
 
+def condition_gaps(result: dict[str, Any]) -> str:
+    """One model's accuracy in each condition minus its accuracy on the clean questions, paired
+    by question text (voice sets ask the same questions under other ids), with the 95 % paired
+    interval: how much hearing loses in noise or in other voices."""
+    from flowomni.data.skills import HELD_OUT_FACTS
+    from flowomni.evaluation.intervals import paired_accuracy_difference
+
+    def right(rows: list[dict[str, Any]]) -> dict[str, bool]:
+        return {r["question"]: r["exact"] for r in rows if r["skill"] != HELD_OUT_FACTS}
+
+    (_, _, clean), *others = conditions(result)
+    base = right(clean)
+    lines = []
+    for label, _, rows in others:
+        theirs = right(rows)
+        keys = [q for q in base if q in theirs]
+        if keys:
+            d = paired_accuracy_difference([theirs[q] for q in keys], [base[q] for q in keys])
+            lines.append(f"| {label} | {len(keys)} | {_diff(d)} |\n")
+    if not lines:
+        return ""
+    return "| condition | questions | accuracy minus clean [95 %] |\n|---|---|---|\n" + "".join(lines)
+
+
 def _diff(d: dict[str, float]) -> str:
     return f"{100 * d['difference']:+.1f} [{100 * d['ci95_low']:+.1f}, {100 * d['ci95_high']:+.1f}]"
 
@@ -188,6 +212,14 @@ def write_report(
         md.append("\n![WER vs SNR](wer_vs_snr.png)\n")
     for sweep, key, label, title in run:
         md += [f"\n### {title}\n", sweep_table(results, sweep, key, label)]
+    gaps = {name: condition_gaps(r) for name, r in results.items()}
+    if any(gaps.values()):
+        md.append(
+            "\n### Each condition against the clean questions\n\nThe same questions, paired by their text "
+            "(held-out world facts left out): accuracy in the condition minus accuracy on the clean questions, "
+            "with its 95 % paired bootstrap interval.\n"
+        )
+        md += [f"\n**{name}**\n\n{table}" for name, table in gaps.items() if table]
     paired = paired_table(results) if len(results) > 1 else ""
     if paired:
         md += [
