@@ -1,0 +1,72 @@
+"""Which voices does the model not hear? Accuracy per voice dialect, from an evaluation's rows.
+
+`flowomni eval` keeps every answer with its item id; the manifests name each item's voice
+("espeak:en-gb-scotland+m3", "piper:joe-us ..."). This joins the two and counts right answers
+(held-out world facts left out) per voice dialect, i.e. the voice name without its espeak
+variant, for each condition asked.
+
+    python benchmarks/accuracy_by_voice.py reports/continuous_vs_discrete/results.json \
+        --manifests data/spoken_qa/test.jsonl data/spoken_qa/test_seen_voices.jsonl --json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from flowomni.data.skills import HELD_OUT_FACTS  # noqa: E402
+from flowomni.evaluation.report import conditions  # noqa: E402
+
+from common import emit  # noqa: E402
+
+
+def dialect(voice: str) -> str:
+    """ "espeak:en-gb-scotland+m3" -> "en-gb-scotland"; "piper:joe-us" -> "joe-us"."""
+    return voice.split(":", 1)[-1].split("+", 1)[0].split()[0]
+
+
+def voices(manifests: list[str]) -> dict[str, str]:
+    out = {}
+    for path in manifests:
+        with open(path) as f:
+            for line in f:
+                d = json.loads(line)
+                out[d["id"]] = dialect(str(d.get("voice", "?")))
+    return out
+
+
+def by_voice(rows: list[dict[str, Any]], voice_of: dict[str, str]) -> dict[str, dict[str, Any]]:
+    counts: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+    for r in rows:
+        if r["skill"] == HELD_OUT_FACTS:
+            continue
+        c = counts[voice_of.get(r["id"], "?")]
+        c[0] += bool(r["exact"])
+        c[1] += 1
+    return {v: {"right": a, "questions": n, "accuracy": a / n} for v, (a, n) in sorted(counts.items())}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("results", help="results.json of `flowomni eval`")
+    ap.add_argument("--manifests", nargs="+", required=True, help="the manifests the evaluation asked")
+    ap.add_argument("--conditions", nargs="*", default=["clean", "training voices"], help="condition labels")
+    ap.add_argument("--json", action="store_true")
+    args = ap.parse_args()
+    voice_of = voices(args.manifests)
+    results = json.loads(Path(args.results).read_text())
+    out: dict[str, Any] = {"results": args.results, "models": {}}
+    for name, res in results.items():
+        out["models"][name] = {
+            label: by_voice(rows, voice_of) for label, _, rows in conditions(res) if label in args.conditions and rows
+        }
+    emit(out, args.json)
+
+
+if __name__ == "__main__":
+    main()
