@@ -20,9 +20,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from flowomni.data.skills import HELD_OUT_FACTS  # noqa: E402
-from flowomni.evaluation.report import conditions  # noqa: E402
 
-from common import emit  # noqa: E402
+from common import emit, per_condition  # noqa: E402
 
 
 def dialect(voice: str) -> str:
@@ -59,13 +58,8 @@ def main() -> None:
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     voice_of = voices(args.manifests)
-    results = json.loads(Path(args.results).read_text())
-    out: dict[str, Any] = {"results": args.results, "models": {}}
-    for name, res in results.items():
-        out["models"][name] = {
-            label: by_voice(rows, voice_of) for label, _, rows in conditions(res) if label in args.conditions and rows
-        }
-    emit(out, args.json)
+    models = per_condition(args.results, args.conditions, lambda rows: by_voice(rows, voice_of))
+    emit({"results": args.results, "models": models}, args.json)
 
 
 if __name__ == "__main__":

@@ -62,6 +62,20 @@ def environment() -> dict[str, Any]:
     }
 
 
+def per_condition(results_path: str, labels: list[str], fn: Callable[[list[dict]], Any]) -> dict[str, dict[str, Any]]:
+    """model -> condition label -> fn(that condition's per-item rows), from a `flowomni eval`
+    results.json, for the conditions named in `labels` that have rows."""
+    from pathlib import Path
+
+    from flowomni.evaluation.report import conditions
+
+    results = json.loads(Path(results_path).read_text())
+    return {
+        name: {label: fn(rows) for label, _, rows in conditions(res) if label in labels and rows}
+        for name, res in results.items()
+    }
+
+
 def emit(result: dict[str, Any], as_json: bool) -> None:
     if as_json:
         print(json.dumps(result, indent=1))

@@ -21,10 +21,9 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from flowomni.evaluation.report import conditions  # noqa: E402
 from flowomni.evaluation.text import normalize  # noqa: E402
 
-from common import emit  # noqa: E402
+from common import emit, per_condition  # noqa: E402
 
 
 def training_answers(manifests: list[str]) -> dict[str, set[str]]:
@@ -61,13 +60,8 @@ def main() -> None:
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     seen = training_answers(args.train)
-    results = json.loads(Path(args.results).read_text())
-    out: dict[str, Any] = {"results": args.results, "train": args.train, "models": {}}
-    for name, res in results.items():
-        out["models"][name] = {
-            label: recalled(rows, seen) for label, _, rows in conditions(res) if label in args.conditions and rows
-        }
-    emit(out, args.json)
+    models = per_condition(args.results, args.conditions, lambda rows: recalled(rows, seen))
+    emit({"results": args.results, "train": args.train, "models": models}, args.json)
 
 
 if __name__ == "__main__":
