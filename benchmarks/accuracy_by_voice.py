@@ -12,13 +12,13 @@ variant, for each condition asked.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from flowomni.data.manifest import read_manifest  # noqa: E402
 from flowomni.data.skills import HELD_OUT_FACTS  # noqa: E402
 
 from common import emit, per_condition  # noqa: E402
@@ -30,13 +30,7 @@ def dialect(voice: str) -> str:
 
 
 def voices(manifests: list[str]) -> dict[str, str]:
-    out = {}
-    for path in manifests:
-        with open(path) as f:
-            for line in f:
-                d = json.loads(line)
-                out[d["id"]] = dialect(str(d.get("voice", "?")))
-    return out
+    return {item.id: dialect(str(item.meta.get("voice", "?"))) for path in manifests for item in read_manifest(path)[0]}
 
 
 def by_voice(rows: list[dict[str, Any]], voice_of: dict[str, str]) -> dict[str, dict[str, Any]]:

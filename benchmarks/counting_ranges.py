@@ -14,7 +14,6 @@ to stop counting.
 from __future__ import annotations
 
 import argparse
-import json
 import random
 import re
 import sys
@@ -23,26 +22,21 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from flowomni.data.facts import number_words  # noqa: E402
+from flowomni.data.manifest import Item, read_manifest  # noqa: E402
+from flowomni.data.skills import count_answer  # noqa: E402
 from flowomni.evaluation.text import exact_match, normalize  # noqa: E402
 
 from common import emit  # noqa: E402
 
 
-def counting_items(path: str) -> list[dict[str, Any]]:
-    with open(path) as f:
-        return [d for d in map(json.loads, f) if d.get("skill") == "counting"]
+def counting_items(path: str) -> list[Item]:
+    return [it for it in read_manifest(path)[0] if it.meta.get("skill") == "counting"]
 
 
 def parse(combo: str) -> tuple[str, int, int]:
     """ "counting/up/1/4" -> ("up", 1, 4)."""
     _, direction, a, b = combo.split("/")
     return direction, int(a), int(b)
-
-
-def count_answer(a: int, b: int) -> str:
-    step = 1 if b > a else -1
-    words = ", ".join(number_words(n) for n in range(a, b + step, step))
-    return words[0].upper() + words[1:] + "."
 
 
 def swap_numbers(question: str, old: tuple[int, int], new: tuple[int, int]) -> str:
@@ -52,16 +46,16 @@ def swap_numbers(question: str, old: tuple[int, int], new: tuple[int, int]) -> s
     return pattern.sub(lambda m: table[m.group(0).lower()], question)
 
 
-def probes(test: list[dict[str, Any]], train_ranges: set[tuple[str, int, int]], per_item: int, seed: int) -> list:
+def probes(test: list[Item], train_ranges: set[tuple[str, int, int]], per_item: int, seed: int) -> list:
     """(condition, question, reference) for every test question and `per_item` training ranges."""
     rng = random.Random(seed)
     out = []
     for d in test:
-        direction, a, b = parse(d["combo"])
-        out.append(("held-out range", d["question_text"], count_answer(a, b)))
+        direction, a, b = parse(d.meta["combo"])
+        out.append(("held-out range", d.question_text, count_answer(a, b)))
         same_dir = sorted(r for r in train_ranges if r[0] == direction)
         for _, a2, b2 in rng.sample(same_dir, min(per_item, len(same_dir))):
-            out.append(("training range", swap_numbers(d["question_text"], (a, b), (a2, b2)), count_answer(a2, b2)))
+            out.append(("training range", swap_numbers(d.question_text, (a, b), (a2, b2)), count_answer(a2, b2)))
     return out
 
 
@@ -79,7 +73,7 @@ def main() -> None:
     from flowomni.inference.engine import Engine
 
     test = counting_items(args.test)
-    train_ranges = {parse(d["combo"]) for path in args.train for d in counting_items(path)}
+    train_ranges = {parse(d.meta["combo"]) for path in args.train for d in counting_items(path)}
     train_answers = {normalize(count_answer(a, b)) for _, a, b in train_ranges}
     asked = probes(test, train_ranges, args.per_item, args.seed)
     engine = Engine.load(args.checkpoint)

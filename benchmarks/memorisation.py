@@ -14,13 +14,13 @@ skill and per condition.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from flowomni.data.manifest import read_manifest  # noqa: E402
 from flowomni.evaluation.text import normalize  # noqa: E402
 
 from common import emit, per_condition  # noqa: E402
@@ -30,10 +30,8 @@ def training_answers(manifests: list[str]) -> dict[str, set[str]]:
     """skill -> the normalised reference answers of its training items."""
     out: dict[str, set[str]] = defaultdict(set)
     for path in manifests:
-        with open(path) as f:
-            for line in f:
-                d = json.loads(line)
-                out[str(d.get("skill", "?"))].add(normalize(d["answer_text"]))
+        for item in read_manifest(path)[0]:
+            out[str(item.meta.get("skill", "?"))].add(normalize(item.answer_text))
     return out
 
 

@@ -19,10 +19,13 @@ def test_numbers_are_swapped_as_whole_words() -> None:
 
 
 def test_probes_keep_the_phrasing_and_the_direction() -> None:
-    test = [{"question_text": "Please list the numbers from ten down to seven.", "combo": "counting/down/10/7"}]
+    from flowomni.data.manifest import Item
+
+    question = "Please list the numbers from ten down to seven."
+    test = [Item("t", question, "Ten, nine, eight, seven.", meta={"combo": "counting/down/10/7"})]
     train = {("down", 4, 2), ("up", 2, 4), ("down", 12, 9)}
     asked = probes(test, train, per_item=5, seed=0)
-    assert asked[0] == ("held-out range", test[0]["question_text"], "Ten, nine, eight, seven.")
+    assert asked[0] == ("held-out range", question, "Ten, nine, eight, seven.")
     swapped = sorted(asked[1:])
     assert swapped == [
         ("training range", "Please list the numbers from four down to two.", "Four, three, two."),

@@ -151,10 +151,14 @@ def _count_combos() -> list[Combo]:
     return [Combo("counting", "up", p) for p in pairs] + [Combo("counting", "down", p[::-1]) for p in pairs]
 
 
-def _count_answer(c: Combo, mode: str, slots: dict[str, str]) -> str:
-    a, b = map(int, c.values)
+def count_answer(a: int, b: int) -> str:
+    """ "Three, four, five." for 3 -> 5 (down when b < a)."""
     step = 1 if b > a else -1
     return cap(", ".join(w(n) for n in range(a, b + step, step))) + "."
+
+
+def _count_answer(c: Combo, mode: str, slots: dict[str, str]) -> str:
+    return count_answer(*map(int, c.values))
 
 
 # --- comparison: "Which is bigger, four or nine?" -> "Nine is bigger than four." ------------------

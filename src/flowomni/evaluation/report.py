@@ -6,6 +6,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from flowomni.data.skills import HELD_OUT_FACTS
+from flowomni.evaluation.intervals import paired_accuracy_difference, paired_wer_difference
 from flowomni.evaluation.text import wer
 
 
@@ -81,13 +83,9 @@ def paired_table(results: dict[str, dict[str, Any]]) -> str:
     """Each later model against the first, condition by condition, on the items both answered:
     target-skill accuracy and speech WER vs reference, with the paired 95 % interval of the
     difference (first - other). A difference counts only where its interval excludes zero."""
-    from flowomni.data.skills import HELD_OUT_FACTS
-    from flowomni.evaluation.intervals import paired_accuracy_difference, paired_wer_difference
-
-    names = list(results)
+    a_name, *others = list(results)
     out = []
-    for other in names[1:]:
-        a_name = names[0]
+    for other in others:
         out.append(
             f"| condition | items | accuracy {a_name} | accuracy {other} | {a_name} - {other} [95 %] "
             f"| speech WER {a_name} | speech WER {other} | {a_name} - {other} [95 %] |\n" + "|---" * 8 + "|\n"
@@ -115,8 +113,6 @@ def condition_gaps(result: dict[str, Any]) -> str:
     """One model's accuracy in each condition minus its accuracy on the clean questions, paired
     by question text (voice sets ask the same questions under other ids), with the 95 % paired
     interval: how much hearing loses in noise or in other voices."""
-    from flowomni.data.skills import HELD_OUT_FACTS
-    from flowomni.evaluation.intervals import paired_accuracy_difference
 
     def right(rows: list[dict[str, Any]]) -> dict[str, bool]:
         return {r["question"]: r["exact"] for r in rows if r["skill"] != HELD_OUT_FACTS}
