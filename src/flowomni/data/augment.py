@@ -166,9 +166,13 @@ def sox_effects(wav: np.ndarray, sr: int, effects: list[str]) -> np.ndarray:
     if exe is None:
         raise RuntimeError("sox is not installed (`make setup` installs it): needed for tempo and pitch changes")
     fmt = ["-t", "f32", "-r", str(sr), "-c", "1"]
-    out = subprocess.run([exe, "-q", *fmt, "-", *fmt, "-", *effects],
-                         input=np.ascontiguousarray(wav, dtype=np.float32).tobytes(), capture_output=True, check=True,
-                         timeout=60).stdout
+    out = subprocess.run(
+        [exe, "-q", *fmt, "-", *fmt, "-", *effects],
+        input=np.ascontiguousarray(wav, dtype=np.float32).tobytes(),
+        capture_output=True,
+        check=True,
+        timeout=60,
+    ).stdout
     return np.frombuffer(out, dtype=np.float32).copy()
 
 
@@ -238,8 +242,9 @@ def augment_manifest(
         with atomic_path(dst) as tmp:
             save_audio(tmp, aug, sr)
         meta = {**item.meta, "augment": spec.label, "augment_seed": seed, "question_seconds": round(len(aug) / sr, 3)}
-        kept.append(Item(item.id, item.question_text, item.answer_text, dst, via_source(item.answer_audio),
-                         item.kind, meta))
+        kept.append(
+            Item(item.id, item.question_text, item.answer_text, dst, via_source(item.answer_audio), item.kind, meta)
+        )
     out_manifest = out / manifest.name
     write_manifest(out_manifest, kept)
     return out_manifest, kept, stats

@@ -25,12 +25,14 @@ class CheckReport:
     problems: SkipStats = field(default_factory=SkipStats)  # audio files unusable
 
     def format(self, name: str | Path) -> str:
-        return "\n".join([
-            f"{name}: {self.items} items read, {self.ok_items} usable; "
-            f"question audio {self.question_seconds / 3600:.2f} h, answer audio {self.answer_seconds / 3600:.2f} h",
-            f"  manifest lines: {self.lines.summary()}",
-            f"  audio files: {self.problems.summary()}",
-        ])
+        return "\n".join(
+            [
+                f"{name}: {self.items} items read, {self.ok_items} usable; "
+                f"question audio {self.question_seconds / 3600:.2f} h, answer audio {self.answer_seconds / 3600:.2f} h",
+                f"  manifest lines: {self.lines.summary()}",
+                f"  audio files: {self.problems.summary()}",
+            ]
+        )
 
 
 def check_manifest(path: str | Path, *, max_seconds: float | None = None, progress: bool = True) -> CheckReport:

@@ -23,10 +23,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     s.add_argument("--valid-frac", type=float, default=d.valid_frac)
     s.add_argument("--test-frac", type=float, default=d.test_frac)
     s.add_argument("--piper-share", type=float, default=d.piper_share, help="share of questions in the piper voice")
-    s.add_argument("--no-voice-sets", action="store_true",
-                   help="skip the test_seen_voices and test_shifted_voices manifests")
-    s.add_argument("--text-size", type=int, default=d.text_size,
-                   help="written training questions in train_text.jsonl (default %(default)s)")
+    s.add_argument(
+        "--no-voice-sets", action="store_true", help="skip the test_seen_voices and test_shifted_voices manifests"
+    )
+    s.add_argument(
+        "--text-size",
+        type=int,
+        default=d.text_size,
+        help="written training questions in train_text.jsonl (default %(default)s)",
+    )
     s.add_argument("--quiet", action="store_true", help="no progress bar")
 
     s = sub.add_parser("librispeech", help="LibriSpeech-style folders -> utterance manifest (ASR/TTS)")
@@ -53,10 +58,19 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     s = sub.add_parser("features", help="precompute the log-mel feature cache for manifests")
     s.add_argument("manifests", type=Path, nargs="*")
     s.add_argument("--cache", type=Path, default=None, help="cache folder (default .cache/features)")
-    s.add_argument("--config", choices=["input", "answer", "both"], default="both",
-                   help="input: question audio, encoder features; answer: answer audio, speaker features")
-    s.add_argument("--from-config", type=Path, default=None, metavar="EXPERIMENT_YAML",
-                   help="take mel configs, cache folder and (if none given) manifests from a training config")
+    s.add_argument(
+        "--config",
+        choices=["input", "answer", "both"],
+        default="both",
+        help="input: question audio, encoder features; answer: answer audio, speaker features",
+    )
+    s.add_argument(
+        "--from-config",
+        type=Path,
+        default=None,
+        metavar="EXPERIMENT_YAML",
+        help="take mel configs, cache folder and (if none given) manifests from a training config",
+    )
     s.add_argument("--workers", type=int, default=0)
 
     s = sub.add_parser("augment", help="noisy/faster/quieter copy of a manifest's question audio")
@@ -75,8 +89,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    action = {"synth": _synth, "librispeech": _librispeech, "hf": _hf, "features": _features,
-              "augment": _augment, "check": _check}[args.data_command]
+    action = {
+        "synth": _synth,
+        "librispeech": _librispeech,
+        "hf": _hf,
+        "features": _features,
+        "augment": _augment,
+        "check": _check,
+    }[args.data_command]
     try:
         return action(args)
     except (FileNotFoundError, FileExistsError, ValueError) as e:
@@ -87,9 +107,16 @@ def run(args: argparse.Namespace) -> int:
 def _synth(args: argparse.Namespace) -> int:
     from flowomni.data.synth import SynthConfig, build, format_report
 
-    cfg = SynthConfig(size=args.size, seed=args.seed, workers=args.workers, valid_frac=args.valid_frac,
-                      test_frac=args.test_frac, piper_share=args.piper_share,
-                      voice_sets=not args.no_voice_sets, text_size=args.text_size)
+    cfg = SynthConfig(
+        size=args.size,
+        seed=args.seed,
+        workers=args.workers,
+        valid_frac=args.valid_frac,
+        test_frac=args.test_frac,
+        piper_share=args.piper_share,
+        voice_sets=not args.no_voice_sets,
+        text_size=args.text_size,
+    )
     report = build(args.out_dir, cfg, progress=not args.quiet)
     print(format_report(report, args.out_dir))
     return 0
@@ -98,8 +125,9 @@ def _synth(args: argparse.Namespace) -> int:
 def _librispeech(args: argparse.Namespace) -> int:
     from flowomni.data.librispeech import write_librispeech_manifest
 
-    items, stats = write_librispeech_manifest(args.root, args.out_manifest, keep_case=args.keep_case,
-                                              check_audio=args.check_audio, max_items=args.max_items)
+    items, stats = write_librispeech_manifest(
+        args.root, args.out_manifest, keep_case=args.keep_case, check_audio=args.check_audio, max_items=args.max_items
+    )
     print(f"{args.out_manifest}: {len(items)} utterances; {stats.summary()}")
     return 0
 

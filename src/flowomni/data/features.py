@@ -106,9 +106,16 @@ class FeatureCache:
         """
         todo = sorted({os.path.abspath(p) for p in paths})
         stats = SkipStats()
-        for path, reason, detail in run_jobs(_precompute_one, todo, workers=workers or os.cpu_count() or 1,
-                                             init=_init_worker, init_args=(str(self.dir.parent), self.cfg),
-                                             desc=f"features {self.dir.name}", unit="file", progress=progress):
+        for path, reason, detail in run_jobs(
+            _precompute_one,
+            todo,
+            workers=workers or os.cpu_count() or 1,
+            init=_init_worker,
+            init_args=(str(self.dir.parent), self.cfg),
+            desc=f"features {self.dir.name}",
+            unit="file",
+            progress=progress,
+        ):
             if reason:
                 stats.add(reason, f"{path}: {detail}")
         return stats

@@ -50,13 +50,51 @@ def _tidy(s: str) -> str:
 
 # Wrappers turn a template into a sentence; fillers go in front (spoken questions start so).
 WRAPPERS = {
-    "q": ["{}?", "{}, please?", "so {}?", "can you tell me {}?", "do you know {}?", "I'd like to know {}.",
-          "I was wondering, {}?", "tell me, {}?", "could you tell me {}?", "any idea {}?", "I want to know {}."],
-    "imp": ["{}.", "please {}.", "{}, please.", "could you {}?", "can you {}?", "would you {}?",
-            "I'd like you to {}.", "go ahead and {}.", "now {}.", "will you {}?"],
+    "q": [
+        "{}?",
+        "{}, please?",
+        "so {}?",
+        "can you tell me {}?",
+        "do you know {}?",
+        "I'd like to know {}.",
+        "I was wondering, {}?",
+        "tell me, {}?",
+        "could you tell me {}?",
+        "any idea {}?",
+        "I want to know {}.",
+    ],
+    "imp": [
+        "{}.",
+        "please {}.",
+        "{}, please.",
+        "could you {}?",
+        "can you {}?",
+        "would you {}?",
+        "I'd like you to {}.",
+        "go ahead and {}.",
+        "now {}.",
+        "will you {}?",
+    ],
 }
-FILLERS = ["", "", "", "um, ", "uh, ", "so, ", "okay, ", "hey, ", "well, ", "hmm, ", "alright, ", "right, ",
-           "quick question, ", "excuse me, ", "oh, ", "hey there, ", "okay so, "]
+FILLERS = [
+    "",
+    "",
+    "",
+    "um, ",
+    "uh, ",
+    "so, ",
+    "okay, ",
+    "hey, ",
+    "well, ",
+    "hmm, ",
+    "alright, ",
+    "right, ",
+    "quick question, ",
+    "excuse me, ",
+    "oh, ",
+    "hey there, ",
+    "okay so, ",
+]
 
 
 def rank(salt: str, key: str) -> str:

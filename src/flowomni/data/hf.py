@@ -121,8 +121,10 @@ def export_hf(
         names = set(ds.column_names)
         for need in (cols.question_text, cols.answer_text):
             if need not in names:
-                raise ValueError(f"split {split!r} has no column {need!r} (columns: {sorted(names)}); "
-                                 "name it with --question-col/--answer-col")
+                raise ValueError(
+                    f"split {split!r} has no column {need!r} (columns: {sorted(names)}); "
+                    "name it with --question-col/--answer-col"
+                )
         audio_cols = [c for c in (cols.question_audio, cols.answer_audio) if c in names]
         for c in (cols.question_audio, cols.answer_audio):
             if c not in names:
@@ -143,8 +145,10 @@ def export_hf(
                 stats.add("duplicate id", f"{split} row {i}: {item_id}")
                 continue
             try:
-                audio = {k: decode_audio(row.get(c), base, f"{split} row {i} {c}") if c in names else None
-                         for k, c in (("q", cols.question_audio), ("a", cols.answer_audio))}
+                audio = {
+                    k: decode_audio(row.get(c), base, f"{split} row {i} {c}") if c in names else None
+                    for k, c in (("q", cols.question_audio), ("a", cols.answer_audio))
+                }
             except AudioError as e:
                 stats.add(e.reason, str(e))
                 continue
@@ -159,8 +163,17 @@ def export_hf(
                     save_audio(tmp, *decoded)
                 paths[k] = dst
             seen.add(item_id)
-            items.append(Item(item_id, q.strip(), a.strip(), paths["q"], paths["a"], "qa",
-                              {"source": "hf", "split": split, "row": i}))
+            items.append(
+                Item(
+                    item_id,
+                    q.strip(),
+                    a.strip(),
+                    paths["q"],
+                    paths["a"],
+                    "qa",
+                    {"source": "hf", "split": split, "row": i},
+                )
+            )
         written[split] = out / f"{split}.jsonl"
         write_manifest(written[split], items)
     return written, stats

@@ -60,8 +60,11 @@ def read_librispeech(
             seen.add(utt)
             text = text.strip() if keep_case else sentence_case(text)
             parts = utt.split("-")
-            meta = {"source": "librispeech", "speaker": parts[0] if len(parts) == 3 else "",
-                    "chapter": parts[1] if len(parts) == 3 else ""}
+            meta = {
+                "source": "librispeech",
+                "speaker": parts[0] if len(parts) == 3 else "",
+                "chapter": parts[1] if len(parts) == 3 else "",
+            }
             audio = audio.absolute()
             items.append(Item(utt, text, text, audio, audio, "utterance", meta))
             if max_items and len(items) >= max_items:

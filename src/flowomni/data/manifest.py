@@ -135,8 +135,11 @@ def parse_item(obj: Any, base: Path, root: Path) -> Item:
         raise LineProblem("bad field", f"'id' must be a non-empty string, got {item_id!r}")
     question = _text(obj, "question_text")
     if kind == "utterance":  # absent or null answer fields: the utterance's own text and audio
-        obj = {**obj, "answer_text": obj.get("answer_text") or question,
-               "answer_audio": obj.get("answer_audio") or obj.get("question_audio")}
+        obj = {
+            **obj,
+            "answer_text": obj.get("answer_text") or question,
+            "answer_audio": obj.get("answer_audio") or obj.get("question_audio"),
+        }
     answer = _text(obj, "answer_text")
     audio = {
         k: None if obj.get(k) is None else resolve_audio_path(obj[k], base, root)

@@ -18,9 +18,20 @@ J = TypeVar("J")
 R = TypeVar("R")
 
 
-def run_jobs(fn: Callable[[J], R], jobs: Sequence[J], *, workers: int, init: Callable[..., None],
-             init_args: tuple[Any, ...] = (), min_jobs: int = 16, chunksize: int = 16, desc: str = "",
-             unit: str = "it", progress: bool = True, smoothing: float = 0.3) -> Iterator[R]:
+def run_jobs(
+    fn: Callable[[J], R],
+    jobs: Sequence[J],
+    *,
+    workers: int,
+    init: Callable[..., None],
+    init_args: tuple[Any, ...] = (),
+    min_jobs: int = 16,
+    chunksize: int = 16,
+    desc: str = "",
+    unit: str = "it",
+    progress: bool = True,
+    smoothing: float = 0.3,
+) -> Iterator[R]:
     """Yield `fn(job)` for every job (`fn` and `init`: module-level functions, so they pickle)."""
     from tqdm import tqdm
 

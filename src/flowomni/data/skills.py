@@ -82,30 +82,46 @@ def T(text: str, kind: str = "q", mode: str = "") -> Template:
 
 _ARITH = {
     "plus": [
-        T("(what is|what's|how much is) {a} plus {b}"), T("what (does|do) {a} plus {b} (equal|make|come to)"),
-        T("add {a} and {b}", "imp"), T("what is the (sum|total) of {a} and {b}"),
-        T("what do you get (if|when) you add {a} (and|to) {b}"), T("{a} plus {b} (equals|is) what"),
+        T("(what is|what's|how much is) {a} plus {b}"),
+        T("what (does|do) {a} plus {b} (equal|make|come to)"),
+        T("add {a} and {b}", "imp"),
+        T("what is the (sum|total) of {a} and {b}"),
+        T("what do you get (if|when) you add {a} (and|to) {b}"),
+        T("{a} plus {b} (equals|is) what"),
         T("(work out|calculate|figure out) {a} plus {b}", "imp"),
         T("how much (is|are) {a} and {b} (together|in total)"),
-        T("if you add {a} and {b}, what do you get"), T("(tell me|give me) the (sum|total) of {a} and {b}", "imp"),
-        T("what's {a} added to {b}"), T("what number is {a} plus {b}"),
+        T("if you add {a} and {b}, what do you get"),
+        T("(tell me|give me) the (sum|total) of {a} and {b}", "imp"),
+        T("what's {a} added to {b}"),
+        T("what number is {a} plus {b}"),
     ],
     "minus": [
-        T("(what is|what's|how much is) {a} minus {b}"), T("what (does|do) {a} minus {b} (equal|make|come to)"),
+        T("(what is|what's|how much is) {a} minus {b}"),
+        T("what (does|do) {a} minus {b} (equal|make|come to)"),
         T("(take|subtract) {b} (from|away from) {a}", "imp"),
         T("what do you get (if|when) you (take|subtract) {b} from {a}"),
-        T("{a} minus {b} (equals|is) what"), T("(work out|calculate|figure out) {a} minus {b}", "imp"),
-        T("what is {a} take away {b}"), T("what is the difference between {a} and {b}"),
-        T("if you take {b} away from {a}, what is left"), T("how much is left (if|when) you take {b} from {a}"),
-        T("(tell me|give me) {a} minus {b}", "imp"), T("what number is {a} minus {b}"),
+        T("{a} minus {b} (equals|is) what"),
+        T("(work out|calculate|figure out) {a} minus {b}", "imp"),
+        T("what is {a} take away {b}"),
+        T("what is the difference between {a} and {b}"),
+        T("if you take {b} away from {a}, what is left"),
+        T("how much is left (if|when) you take {b} from {a}"),
+        T("(tell me|give me) {a} minus {b}", "imp"),
+        T("what number is {a} minus {b}"),
     ],
     "times": [
-        T("(what is|what's|how much is) {a} times {b}"), T("what (does|do) {a} times {b} (equal|make|come to)"),
-        T("multiply {a} (by|and) {b}", "imp"), T("what do you get (if|when) you multiply {a} by {b}"),
-        T("{a} times {b} (equals|is) what"), T("(work out|calculate|figure out) {a} times {b}", "imp"),
-        T("what is {a} multiplied by {b}"), T("what is the product of {a} and {b}"),
-        T("how much is {a} lots of {b}"), T("(tell me|give me) {a} times {b}", "imp"),
-        T("what number is {a} times {b}"), T("if you multiply {a} (by|and) {b}, what do you get"),
+        T("(what is|what's|how much is) {a} times {b}"),
+        T("what (does|do) {a} times {b} (equal|make|come to)"),
+        T("multiply {a} (by|and) {b}", "imp"),
+        T("what do you get (if|when) you multiply {a} by {b}"),
+        T("{a} times {b} (equals|is) what"),
+        T("(work out|calculate|figure out) {a} times {b}", "imp"),
+        T("what is {a} multiplied by {b}"),
+        T("what is the product of {a} and {b}"),
+        T("how much is {a} lots of {b}"),
+        T("(tell me|give me) {a} times {b}", "imp"),
+        T("what number is {a} times {b}"),
+        T("if you multiply {a} (by|and) {b}, what do you get"),
     ],
 }
 
@@ -132,15 +148,22 @@ def _arith_answer(c: Combo, mode: str, slots: dict[str, str]) -> str:
 
 _COUNT = {
     "up": [
-        T("count from {a} to {b}", "imp"), T("count up from {a} to {b}", "imp"),
-        T("start at {a} and count [up ]to {b}", "imp"), T("count to {b} starting (at|from) {a}", "imp"),
-        T("(list|say) the numbers from {a} (to|up to) {b}", "imp"), T("what are the numbers from {a} to {b}"),
-        T("count (upwards|forwards) from {a} to {b}", "imp"), T("how do you count from {a} to {b}"),
+        T("count from {a} to {b}", "imp"),
+        T("count up from {a} to {b}", "imp"),
+        T("start at {a} and count [up ]to {b}", "imp"),
+        T("count to {b} starting (at|from) {a}", "imp"),
+        T("(list|say) the numbers from {a} (to|up to) {b}", "imp"),
+        T("what are the numbers from {a} to {b}"),
+        T("count (upwards|forwards) from {a} to {b}", "imp"),
+        T("how do you count from {a} to {b}"),
     ],
     "down": [
-        T("count down from {a} to {b}", "imp"), T("count backwards from {a} to {b}", "imp"),
-        T("start at {a} and count (down|back) to {b}", "imp"), T("count down to {b} starting (at|from) {a}", "imp"),
-        T("(list|say) the numbers from {a} down to {b}", "imp"), T("what are the numbers from {a} down to {b}"),
+        T("count down from {a} to {b}", "imp"),
+        T("count backwards from {a} to {b}", "imp"),
+        T("start at {a} and count (down|back) to {b}", "imp"),
+        T("count down to {b} starting (at|from) {a}", "imp"),
+        T("(list|say) the numbers from {a} down to {b}", "imp"),
+        T("what are the numbers from {a} down to {b}"),
         T("how do you count (down|backwards) from {a} to {b}"),
     ],
 }
@@ -182,11 +205,13 @@ _COMPARE = {
         T("tell me the (smaller|lower) (number|one) of {x} and {y}", "imp", "smaller"),
         T("is {x} or {y} (smaller|less)", mode="smaller"),
         T("(pick|choose) the (smaller|lower) number: {x} or {y}", "imp", "smaller"),
-        T(f"is {{x}} {_BIG} than {{y}}", mode="is_bigger"), T("is {x} more than {y}", mode="is_bigger"),
+        T(f"is {{x}} {_BIG} than {{y}}", mode="is_bigger"),
+        T("is {x} more than {y}", mode="is_bigger"),
         T(f"would you say {{x}} is {_BIG} than {{y}}", mode="is_bigger"),
         T(f"{{x}} is {_BIG} than {{y}}, (right|true)", mode="is_bigger"),
         T(f"is it true that {{x}} is {_BIG} than {{y}}", mode="is_bigger"),
-        T(f"is {{x}} {_SMALL} than {{y}}", mode="is_smaller"), T("is {x} lower than {y}", mode="is_smaller"),
+        T(f"is {{x}} {_SMALL} than {{y}}", mode="is_smaller"),
+        T("is {x} lower than {y}", mode="is_smaller"),
         T("would you say {x} is (smaller|less) than {y}", mode="is_smaller"),
         T("{x} is (smaller|less) than {y}, (right|true)", mode="is_smaller"),
         T("is it true that {x} is (smaller|less) than {y}", mode="is_smaller"),
@@ -218,21 +243,32 @@ def _compare_answer(c: Combo, mode: str, slots: dict[str, str]) -> str:
 
 # --- what comes next / before: numbers, days, months, letters ------------------------------------
 
-_SEQ_ITEMS: dict[str, list[str]] = {"number": [w(n) for n in range(100)], "day": F.DAYS, "month": F.MONTHS,
-                                     "letter": F.LETTERS}
+_SEQ_ITEMS: dict[str, list[str]] = {
+    "number": [w(n) for n in range(100)],
+    "day": F.DAYS,
+    "month": F.MONTHS,
+    "letter": F.LETTERS,
+}
 _SEQ_WRAPS = {"day", "month"}  # Sunday -> Monday, December -> January
 _SEQ_TEMPLATES = [
-    T("what comes after {x}", mode="after"), T("what {unit} comes after {x}", mode="after"),
-    T("what is the {unit} after {x}", mode="after"), T("what's the next {unit} after {x}", mode="after"),
-    T("which {unit} (follows|comes right after|is right after) {x}", mode="after"), T("what follows {x}", mode="after"),
-    T("(name|say) the {unit} (after|that follows) {x}", "imp", "after"), T("after {x}, what comes next", mode="after"),
+    T("what comes after {x}", mode="after"),
+    T("what {unit} comes after {x}", mode="after"),
+    T("what is the {unit} after {x}", mode="after"),
+    T("what's the next {unit} after {x}", mode="after"),
+    T("which {unit} (follows|comes right after|is right after) {x}", mode="after"),
+    T("what follows {x}", mode="after"),
+    T("(name|say) the {unit} (after|that follows) {x}", "imp", "after"),
+    T("after {x}, what comes next", mode="after"),
     T("what is one {unit} after {x}", mode="after"),
-    T("what comes before {x}", mode="before"), T("what {unit} comes before {x}", mode="before"),
-    T("what is the {unit} before {x}", mode="before"), T("what's the {unit} just before {x}", mode="before"),
+    T("what comes before {x}", mode="before"),
+    T("what {unit} comes before {x}", mode="before"),
+    T("what is the {unit} before {x}", mode="before"),
+    T("what's the {unit} just before {x}", mode="before"),
     T("which {unit} (precedes|comes right before|is right before) {x}", mode="before"),
     T("what (precedes|is before) {x}", mode="before"),
     T("(name|say) the {unit} (before|that comes before) {x}", "imp", "before"),
-    T("{x} comes after what", mode="before"), T("what is one {unit} before {x}", mode="before"),
+    T("{x} comes after what", mode="before"),
+    T("what is one {unit} before {x}", mode="before"),
 ]
 _SEQ = {g: _SEQ_TEMPLATES for g in _SEQ_ITEMS}
 
@@ -264,37 +300,57 @@ def _seq_answer(c: Combo, mode: str, slots: dict[str, str]) -> str:
 # --- days and months ------------------------------------------------------------------------------
 
 _COUNT_FACTS = {  # unit, period, number
-    "week": ("days", "a week", 7), "year": ("months", "a year", 12), "day": ("hours", "a day", 24),
-    "hour": ("minutes", "an hour", 60), "minute": ("seconds", "a minute", 60),
+    "week": ("days", "a week", 7),
+    "year": ("months", "a year", 12),
+    "day": ("hours", "a day", 24),
+    "hour": ("minutes", "an hour", 60),
+    "minute": ("seconds", "a minute", 60),
 }
 _CAL = {
     "month_ordinal": [
-        T("what is the {o} month of the year"), T("which month is the {o} month[ of the year]"),
-        T("name the {o} month[ of the year]", "imp"), T("what month (comes|is) {o} in the year"),
-        T("tell me the {o} month of the year", "imp"), T("what's the {o} month"),
+        T("what is the {o} month of the year"),
+        T("which month is the {o} month[ of the year]"),
+        T("name the {o} month[ of the year]", "imp"),
+        T("what month (comes|is) {o} in the year"),
+        T("tell me the {o} month of the year", "imp"),
+        T("what's the {o} month"),
     ],
     "day_ordinal": [
-        T("what is the {o} day of the week"), T("which day is the {o} day[ of the week]"),
-        T("name the {o} day[ of the week]", "imp"), T("what day (comes|is) {o} in the week"),
-        T("tell me the {o} day of the week", "imp"), T("what's the {o} day"),
+        T("what is the {o} day of the week"),
+        T("which day is the {o} day[ of the week]"),
+        T("name the {o} day[ of the week]", "imp"),
+        T("what day (comes|is) {o} in the week"),
+        T("tell me the {o} day of the week", "imp"),
+        T("what's the {o} day"),
     ],
     "month_length": [
-        T("how many days (are|are there) in {m}"), T("how many days does {m} have"),
+        T("how many days (are|are there) in {m}"),
+        T("how many days does {m} have"),
         T("how many days are in the month of {m}"),
-        T("{m} has how many days"), T("tell me how many days {m} has", "imp"), T("what is the number of days in {m}"),
+        T("{m} has how many days"),
+        T("tell me how many days {m} has", "imp"),
+        T("what is the number of days in {m}"),
     ],
     "weekend": [
-        T("is {d} a weekend day", mode="weekend"), T("is {d} on the weekend", mode="weekend"),
-        T("does {d} fall on the weekend", mode="weekend"), T("is {d} in the weekend", mode="weekend"),
+        T("is {d} a weekend day", mode="weekend"),
+        T("is {d} on the weekend", mode="weekend"),
+        T("does {d} fall on the weekend", mode="weekend"),
+        T("is {d} in the weekend", mode="weekend"),
         T("would {d} be a weekend day", mode="weekend"),
-        T("is {d} a (weekday|week day)", mode="weekday"), T("is {d} a (working|work) day", mode="weekday"),
+        T("is {d} a (weekday|week day)", mode="weekday"),
+        T("is {d} a (working|work) day", mode="weekday"),
         T("is {d} one of the (weekdays|working days)", mode="weekday"),
-        T("is {d} one of the days you work", mode="weekday"), T("would {d} be a weekday", mode="weekday"),
+        T("is {d} one of the days you work", mode="weekday"),
+        T("would {d} be a weekday", mode="weekday"),
         T("is {d} during the week", mode="weekday"),
     ],
     "count": [
-        T("how many {u} are (in|there in) {p}"), T("how many {u} does {p} have"), T("{p} has how many {u}"),
-        T("how many {u} make {p}"), T("tell me how many {u} are in {p}", "imp"), T("what is the number of {u} in {p}"),
+        T("how many {u} are (in|there in) {p}"),
+        T("how many {u} does {p} have"),
+        T("{p} has how many {u}"),
+        T("how many {u} make {p}"),
+        T("tell me how many {u} are in {p}", "imp"),
+        T("what is the number of {u} in {p}"),
     ],
 }
 
@@ -341,28 +397,48 @@ def _cal_answer(c: Combo, mode: str, slots: dict[str, str]) -> str:
 
 _FACTS = {
     "capital": [
-        T("what is the capital of {x}"), T("what's the capital city of {x}"), T("which city is the capital of {x}"),
-        T("what is {x}'s capital[ city]"), T("name the capital of {x}", "imp"),
+        T("what is the capital of {x}"),
+        T("what's the capital city of {x}"),
+        T("which city is the capital of {x}"),
+        T("what is {x}'s capital[ city]"),
+        T("name the capital of {x}", "imp"),
         T("tell me the capital[ city] of {x}", "imp"),
-        T("the capital of {x} is what"), T("what city is {x}'s capital"),
+        T("the capital of {x} is what"),
+        T("what city is {x}'s capital"),
     ],
     "colour": [
-        T("what colour is {x}"), T("what is the colour of {x}"), T("tell me the colour of {x}", "imp"),
-        T("which colour is {x}"), T("what colour does {x} have"), T("name the colour of {x}", "imp"),
+        T("what colour is {x}"),
+        T("what is the colour of {x}"),
+        T("tell me the colour of {x}", "imp"),
+        T("which colour is {x}"),
+        T("what colour does {x} have"),
+        T("name the colour of {x}", "imp"),
         T("{x} is what colour"),
     ],
     "opposite": [
-        T("what is the opposite of {x}"), T("what's the opposite of {x}"), T("tell me the opposite of {x}", "imp"),
-        T("what word means the opposite of {x}"), T("give me the opposite of {x}", "imp"),
-        T("the opposite of {x} is what"), T("name the opposite of {x}", "imp"),
+        T("what is the opposite of {x}"),
+        T("what's the opposite of {x}"),
+        T("tell me the opposite of {x}", "imp"),
+        T("what word means the opposite of {x}"),
+        T("give me the opposite of {x}", "imp"),
+        T("the opposite of {x} is what"),
+        T("name the opposite of {x}", "imp"),
     ],
     "sound": [
-        T("what sound does {x} make"), T("what does {x} say"), T("what noise does {x} make"), T("how does {x} go"),
-        T("which sound does {x} make"), T("tell me what {x} says", "imp"), T("{x} says what"),
+        T("what sound does {x} make"),
+        T("what does {x} say"),
+        T("what noise does {x} make"),
+        T("how does {x} go"),
+        T("which sound does {x} make"),
+        T("tell me what {x} says", "imp"),
+        T("{x} says what"),
     ],
     "legs": [
-        T("how many legs does {x} have"), T("how many legs has {x} got"), T("{x} has how many legs"),
-        T("tell me how many legs {x} has", "imp"), T("what is the number of legs on {x}"),
+        T("how many legs does {x} have"),
+        T("how many legs has {x} got"),
+        T("{x} has how many legs"),
+        T("tell me how many legs {x} has", "imp"),
+        T("what is the number of legs on {x}"),
         T("how many legs are there on {x}"),
     ],
 }
@@ -403,9 +479,21 @@ def _fact_answer(c: Combo, mode: str, slots: dict[str, str]) -> str:
 # --- repeat after me ------------------------------------------------------------------------------
 
 _REPEAT = {
-    g: [T(t, "imp") for t in ("repeat after me: {p}", "say {p}", "repeat this: {p}", "say the (words|phrase) {p}",
-                              "repeat the phrase {p}", "just say {p}", "say after me: {p}",
-                              "repeat the (words|phrase) {p}", "say this: {p}", "just repeat {p}")]
+    g: [
+        T(t, "imp")
+        for t in (
+            "repeat after me: {p}",
+            "say {p}",
+            "repeat this: {p}",
+            "say the (words|phrase) {p}",
+            "repeat the phrase {p}",
+            "just say {p}",
+            "say after me: {p}",
+            "repeat the (words|phrase) {p}",
+            "say this: {p}",
+            "just repeat {p}",
+        )
+    ]
     for g in ("two", "three")
 }
 

@@ -136,14 +136,19 @@ def plan(cfg: SynthConfig) -> dict[str, list[Planned]]:
             items.append(planned(split, j, split, qa, voice))
         out[split] = items
     if cfg.voice_sets:  # the test questions again, in training voices and in shifted piper voices
-        out[SEEN] = [planned("seen", j, SEEN, p.qa,
-                             question_voice(item_rng(cfg.seed, SEEN, j), piper_share=cfg.piper_share))
-                     for j, p in enumerate(out["test"])]
-        out[SHIFTED] = [planned("shifted", j, SHIFTED, p.qa, shifted_voice(*SHIFTS[j % len(SHIFTS)]))
-                        for j, p in enumerate(out["test"])]
+        out[SEEN] = [
+            planned("seen", j, SEEN, p.qa, question_voice(item_rng(cfg.seed, SEEN, j), piper_share=cfg.piper_share))
+            for j, p in enumerate(out["test"])
+        ]
+        out[SHIFTED] = [
+            planned("shifted", j, SHIFTED, p.qa, shifted_voice(*SHIFTS[j % len(SHIFTS)]))
+            for j, p in enumerate(out["test"])
+        ]
     if cfg.text_size:
-        out[TEXT] = [planned("text", j, TEXT, sample_qa(pools, "train", item_rng(cfg.seed, TEXT, j)), None)
-                     for j in range(cfg.text_size)]
+        out[TEXT] = [
+            planned("text", j, TEXT, sample_qa(pools, "train", item_rng(cfg.seed, TEXT, j)), None)
+            for j in range(cfg.text_size)
+        ]
     return out
 
 
@@ -173,8 +178,11 @@ def render_clip(speaker: Speaker, job: Job) -> tuple[np.ndarray, int, list[list[
     wav, sr, spans = speaker.speak_aligned(job.text, job.voice)
     start, end = speech_bounds(np.asarray(wav, dtype=np.float32), sr)
     wav = np.asarray(wav[start:end], dtype=np.float32)
-    words = None if spans is None else [[round(max(0, a - start) / sr, 4), round(max(0, min(b, end) - start) / sr, 4)]
-                                        for a, b in spans]
+    words = (
+        None
+        if spans is None
+        else [[round(max(0, a - start) / sr, 4), round(max(0, min(b, end) - start) / sr, 4)] for a, b in spans]
+    )
     if job.voice.tempo != 1.0 or job.voice.cents:
         wav = change_tempo_pitch(wav, sr, job.voice.tempo, job.voice.cents)
     peak = float(np.abs(wav).max()) if wav.size else 0.0
@@ -232,13 +240,24 @@ def answer_words(path: Path) -> list[list[float]] | None:
         return None
 
 
-def _synthesize(out_dir: Path, jobs: list[Job], workers: int, progress: bool
-                ) -> tuple[dict[str, float], dict[str, str]]:
+def _synthesize(
+    out_dir: Path, jobs: list[Job], workers: int, progress: bool
+) -> tuple[dict[str, float], dict[str, str]]:
     seconds: dict[str, float] = {}
     errors: dict[str, str] = {}
-    for rel, secs, err in run_jobs(_run_job, jobs, workers=workers, init=_init_worker, init_args=(str(out_dir),),
-                                   min_jobs=8, chunksize=8, desc="synth", unit="clip", progress=progress,
-                                   smoothing=0.05):
+    for rel, secs, err in run_jobs(
+        _run_job,
+        jobs,
+        workers=workers,
+        init=_init_worker,
+        init_args=(str(out_dir),),
+        min_jobs=8,
+        chunksize=8,
+        desc="synth",
+        unit="clip",
+        progress=progress,
+        smoothing=0.05,
+    ):
         if secs is None:
             errors[rel] = err
         else:
@@ -279,8 +298,12 @@ def build(out_dir: str | Path, cfg: SynthConfig, *, progress: bool = True) -> Bu
     seconds.update(made)
     report.synthesized = len(made)
 
-    words = {p.answer_file: answer_words(out / p.answer_file) for items in planned.values() for p in items
-             if p.answer_file in seconds}
+    words = {
+        p.answer_file: answer_words(out / p.answer_file)
+        for items in planned.values()
+        for p in items
+        if p.answer_file in seconds
+    }
     for split, items in planned.items():
         kept: list[Item] = []
         for p in items:
@@ -288,15 +311,32 @@ def build(out_dir: str | Path, cfg: SynthConfig, *, progress: bool = True) -> Bu
             if bad:
                 report.skipped.add("synthesis failed", f"{p.id}: {errors.get(bad[0], 'unknown error')}")
                 continue
-            meta = {"skill": p.qa.skill or p.qa.combo.skill, "combo": p.qa.combo.key, "template": p.qa.template,
-                    "split": split, "answer_seconds": round(seconds[p.answer_file], 3)}
+            meta = {
+                "skill": p.qa.skill or p.qa.combo.skill,
+                "combo": p.qa.combo.key,
+                "template": p.qa.template,
+                "split": split,
+                "answer_seconds": round(seconds[p.answer_file], 3),
+            }
             if words.get(p.answer_file):
                 meta["answer_words"] = words[p.answer_file]  # [start_s, end_s] per word of the answer
             if p.voice is not None:
-                meta |= {"voice": p.voice.label, "voice_params": p.voice.params(),
-                         "question_seconds": round(seconds[p.question_file], 3)}
-            kept.append(Item(p.id, p.qa.question, p.qa.answer, out / p.question_file if p.voice else None,
-                             out / p.answer_file, "qa", meta))
+                meta |= {
+                    "voice": p.voice.label,
+                    "voice_params": p.voice.params(),
+                    "question_seconds": round(seconds[p.question_file], 3),
+                }
+            kept.append(
+                Item(
+                    p.id,
+                    p.qa.question,
+                    p.qa.answer,
+                    out / p.question_file if p.voice else None,
+                    out / p.answer_file,
+                    "qa",
+                    meta,
+                )
+            )
         write_manifest(out / f"{split}.jsonl", kept)
         report.splits[split] = {
             "items": len(kept),
@@ -313,8 +353,12 @@ def build(out_dir: str | Path, cfg: SynthConfig, *, progress: bool = True) -> Bu
         "distinct_answers": len(answers),
         "answer_hours_on_disk": sum(seconds[a] for a in answers) / 3600,
         "skipped": dict(report.skipped.counts),
-        "last_build": {"seconds": round(report.seconds, 1), "synthesized": report.synthesized,
-                       "reused": report.reused, "workers": workers},
+        "last_build": {
+            "seconds": round(report.seconds, 1),
+            "synthesized": report.synthesized,
+            "reused": report.reused,
+            "workers": workers,
+        },
     }
     atomic_write_text(out / "corpus.json", json.dumps(summary, indent=2) + "\n")
     return report
@@ -322,11 +366,15 @@ def build(out_dir: str | Path, cfg: SynthConfig, *, progress: bool = True) -> Bu
 
 def format_report(report: BuildReport, out_dir: Path) -> str:
     n_items = sum(s["items"] for s in report.splits.values())
-    lines = [f"corpus in {out_dir}: {n_items} items (all manifests) in {report.seconds:.1f} s "
-             f"({n_items / max(report.seconds, 1e-9):.1f} items/s; {report.synthesized} clips synthesized, "
-             f"{report.reused} reused)"]
+    lines = [
+        f"corpus in {out_dir}: {n_items} items (all manifests) in {report.seconds:.1f} s "
+        f"({n_items / max(report.seconds, 1e-9):.1f} items/s; {report.synthesized} clips synthesized, "
+        f"{report.reused} reused)"
+    ]
     for split, s in report.splits.items():
-        lines.append(f"  {split:<19} {s['items']:>7} items  questions {s['question_hours']:.2f} h  "
-                     f"answers {s['answer_hours']:.2f} h")
+        lines.append(
+            f"  {split:<19} {s['items']:>7} items  questions {s['question_hours']:.2f} h  "
+            f"answers {s['answer_hours']:.2f} h"
+        )
     lines.append(f"  {report.skipped.summary()}")
     return "\n".join(lines)

