@@ -516,8 +516,8 @@ SKILLS: dict[str, Skill] = {
     s.name: s
     for s in [
         Skill("arithmetic", 0.25, _arith_combos, _ARITH, _arith_slots, _arith_answer),
-        Skill("counting", 0.08, _count_combos, _COUNT, _arith_slots, _count_answer, hold_out_combos=0.15),
-        Skill("comparison", 0.12, _compare_combos, _COMPARE, _compare_slots, _compare_answer, hold_out_combos=0.15),
+        Skill("counting", 0.08, _count_combos, _COUNT, _arith_slots, _count_answer),
+        Skill("comparison", 0.12, _compare_combos, _COMPARE, _compare_slots, _compare_answer),
         Skill("sequence", 0.15, _seq_combos, _SEQ, _seq_slots, _seq_answer),
         Skill("calendar", 0.10, _cal_combos, _CAL, _cal_slots, _cal_answer),
         Skill("facts", 0.15, _fact_combos, _FACTS, _fact_slots, _fact_answer, hold_out_combos=0.15),
