@@ -1,0 +1,73 @@
+"""The shipped model answers the four example questions right, in text and in speech a listener
+(the independent ASR) understands: issue 20's "make chat on a fresh clone" check, so a model
+that regresses on them cannot be shipped unnoticed. The questions and answers are read from
+examples/README.md's table."""
+
+import re
+from pathlib import Path
+
+import pytest
+
+from flowomni.evaluation.text import exact_match
+
+ROOT = Path(__file__).resolve().parents[1]
+MODEL = ROOT / "models" / "flowomni-tiny"
+
+
+def examples() -> list[tuple[str, str]]:
+    """(wav file, expected answer) from the examples README's table."""
+    rows = re.findall(
+        r"^\| `(question_\d\.wav)` \| [^|]+ \| ([^|]+) \|", (ROOT / "examples/README.md").read_text(), re.M
+    )
+    return [(name, answer.strip()) for name, answer in rows]
+
+
+def test_the_table_lists_every_example() -> None:
+    assert sorted(n for n, _ in examples()) == sorted(p.name for p in (ROOT / "examples").glob("question_*.wav"))
+
+
+# Known and shown, not hidden: both answers' text is right, but Whisper tiny.en mishears a word
+# of their speech (strict: a mark fails once the answer is heard right, so the model card and
+# this list get updated).
+MISHEARD = {
+    "question_2.wav": "heard as 'the summer comes before January' (models/flowomni-tiny/README.md)",
+    "question_4.wav": "heard as 'little blue dot' (models/flowomni-tiny/README.md)",
+}
+
+
+@pytest.fixture(scope="module")
+def engine():
+    from flowomni.inference.engine import Engine
+
+    return Engine.load(str(MODEL))
+
+
+@pytest.fixture(scope="module")
+def answers(engine) -> dict[str, tuple[str, str]]:
+    """file -> (text, what the independent ASR hears in its speech)."""
+    from flowomni.evaluation.asr import Transcriber
+
+    asr = Transcriber()
+    out = {}
+    for name, _ in examples():
+        got = engine.answer(str(ROOT / "examples" / name))
+        out[name] = (got.text, asr.transcribe(got.audio, got.sample_rate))
+    return out
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name,expected", examples())
+def test_shipped_model_answers_the_example(answers, name: str, expected: str) -> None:
+    assert exact_match(expected, answers[name][0]), answers[name]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "name,expected",
+    [
+        pytest.param(n, e, marks=pytest.mark.xfail(strict=True, reason=MISHEARD[n])) if n in MISHEARD else (n, e)
+        for n, e in examples()
+    ],
+)
+def test_a_listener_understands_the_spoken_answer(answers, name: str, expected: str) -> None:
+    assert exact_match(expected, answers[name][1]), answers[name]
