@@ -13,15 +13,13 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from flowomni.data.manifest import read_manifest  # noqa: E402
-from flowomni.data.skills import HELD_OUT_FACTS  # noqa: E402
 
-from common import emit, per_condition  # noqa: E402
+from common import emit, per_condition, tally  # noqa: E402
 
 
 def dialect(voice: str) -> str:
@@ -34,14 +32,7 @@ def voices(manifests: list[str]) -> dict[str, str]:
 
 
 def by_voice(rows: list[dict[str, Any]], voice_of: dict[str, str]) -> dict[str, dict[str, Any]]:
-    counts: dict[str, list[int]] = defaultdict(lambda: [0, 0])
-    for r in rows:
-        if r["skill"] == HELD_OUT_FACTS:
-            continue
-        c = counts[voice_of.get(r["id"], "?")]
-        c[0] += bool(r["exact"])
-        c[1] += 1
-    return {v: {"right": a, "questions": n, "accuracy": a / n} for v, (a, n) in sorted(counts.items())}
+    return tally(rows, lambda r: voice_of.get(r["id"], "?"))
 
 
 def main() -> None:

@@ -8,7 +8,9 @@ import resource
 import statistics
 import sys
 import time
+from collections import defaultdict
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -65,8 +67,6 @@ def environment() -> dict[str, Any]:
 def per_condition(results_path: str, labels: list[str], fn: Callable[[list[dict]], Any]) -> dict[str, dict[str, Any]]:
     """model -> condition label -> fn(that condition's per-item rows), from a `flowomni eval`
     results.json, for the conditions named in `labels` that have rows."""
-    from pathlib import Path
-
     from flowomni.evaluation.report import conditions
 
     results = json.loads(Path(results_path).read_text())
@@ -74,6 +74,21 @@ def per_condition(results_path: str, labels: list[str], fn: Callable[[list[dict]
         name: {label: fn(rows) for label, _, rows in conditions(res) if label in labels and rows}
         for name, res in results.items()
     }
+
+
+def tally(rows: list[dict[str, Any]], key: Callable[[dict[str, Any]], Any]) -> dict[Any, dict[str, Any]]:
+    """key(row) -> right answers, questions and accuracy over an evaluation's rows, sorted by key;
+    held-out world facts left out (no model can know them)."""
+    from flowomni.data.skills import HELD_OUT_FACTS
+
+    counts: dict[Any, list[int]] = defaultdict(lambda: [0, 0])
+    for r in rows:
+        if r["skill"] == HELD_OUT_FACTS:
+            continue
+        c = counts[key(r)]
+        c[0] += bool(r["exact"])
+        c[1] += 1
+    return {k: {"right": a, "questions": n, "accuracy": a / n} for k, (a, n) in sorted(counts.items())}
 
 
 def emit(result: dict[str, Any], as_json: bool) -> None:

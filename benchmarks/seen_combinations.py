@@ -14,15 +14,13 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from flowomni.data.manifest import read_manifest  # noqa: E402
-from flowomni.data.skills import HELD_OUT_FACTS  # noqa: E402
 
-from common import emit, per_condition  # noqa: E402
+from common import emit, per_condition, tally  # noqa: E402
 
 
 def combos(paths: list[str]) -> dict[str, str]:
@@ -32,17 +30,11 @@ def combos(paths: list[str]) -> dict[str, str]:
 
 def by_seen(rows: list[dict[str, Any]], combo_of: dict[str, str], trained: set[str]) -> dict[str, dict[str, Any]]:
     """skill -> {"trained": counts, "unseen": counts} (groups with no questions left out)."""
-    counts: dict[str, dict[str, list[int]]] = defaultdict(lambda: {"trained": [0, 0], "unseen": [0, 0]})
-    for r in rows:
-        if r["skill"] == HELD_OUT_FACTS:
-            continue
-        c = counts[r["skill"]]["trained" if combo_of.get(r["id"]) in trained else "unseen"]
-        c[0] += bool(r["exact"])
-        c[1] += 1
-    return {
-        skill: {g: {"right": a, "questions": n, "accuracy": a / n} for g, (a, n) in groups.items() if n}
-        for skill, groups in sorted(counts.items())
-    }
+    out: dict[str, dict[str, Any]] = {}
+    seen = tally(rows, lambda r: (r["skill"], "trained" if combo_of.get(r["id"]) in trained else "unseen"))
+    for (skill, group), counts in seen.items():
+        out.setdefault(skill, {})[group] = counts
+    return out
 
 
 def main() -> None:
