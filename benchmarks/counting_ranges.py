@@ -1,14 +1,17 @@
 """Counting: does the model fail the test's phrasings, or the test's ranges?
 
-The corpus holds out both phrasings and counting ranges ("count from one to three" is never
-trained; "from one to four" is). This asks the test split's written counting questions twice:
-as they are (held-out phrasing, held-out range), and with their numbers swapped for ranges that
-training does use, in the same direction (held-out phrasing, training range). Text answers only.
-If the second set is answered far better, the backbone learned which ranges exist, not where
-to stop counting.
+The corpus as built at commit e65e990 held out both phrasings and counting ranges ("count from
+one to three" never trained; "from one to four" did); today's trains every range, so the probe
+means something on that commit's manifests (here a copy in data/spoken_qa_v1) and a model
+trained on them (models/flowomni-tiny at e65e990, here runs/flowomni_tiny_previous). This asks
+the test split's written counting questions twice: as they are (held-out phrasing, held-out
+range), and with their numbers swapped for ranges that training does use, in the same direction
+(held-out phrasing, training range). Text answers only. If the second set is answered far
+better, the backbone learned which ranges exist, not where to stop counting.
 
-    python benchmarks/counting_ranges.py --checkpoint models/flowomni-tiny \
-        --test data/spoken_qa/test.jsonl --train data/spoken_qa/train.jsonl data/spoken_qa/train_text.jsonl --json
+    python benchmarks/counting_ranges.py --checkpoint runs/flowomni_tiny_previous \
+        --test data/spoken_qa_v1/test.jsonl \
+        --train data/spoken_qa_v1/train.jsonl data/spoken_qa_v1/train_text.jsonl --json
 """
 
 from __future__ import annotations

@@ -1,14 +1,15 @@
 """Does the model recall training answers instead of applying a skill? Its wrong answers, checked.
 
-Test questions ask combinations the corpus holds out (e.g. "count from one to three" where
-training only counted from one to four). A model that learned the skill answers them; a model
-that memorised answers gives a *training* answer instead. For every wrong answer of an
-evaluation (the per-item rows of `flowomni eval`'s results.json), this counts whether its text
-is, after normalisation, the reference answer of some training item of the same skill, per
-skill and per condition.
+Test questions ask combinations training never used (phrases to repeat; at commit e65e990 also
+counting ranges, e.g. "count from one to three" where training only counted from one to four).
+A model that learned the skill answers them; a model that memorised answers gives a *training*
+answer instead. For every wrong answer of an evaluation (the per-item rows of `flowomni eval`'s
+results.json), this counts whether its text is, after normalisation, the reference answer of
+some training item of the same skill, per skill and per condition.
 
     python benchmarks/memorisation.py reports/continuous_vs_discrete/results.json \
-        --train data/spoken_qa/train.jsonl data/spoken_qa/train_text.jsonl --json
+        --train data/spoken_qa_v1/train.jsonl data/spoken_qa_v1/train_text.jsonl --json
+    (that report's models trained on e65e990's corpus; data/spoken_qa_v1 is a copy of its manifests)
 """
 
 from __future__ import annotations
