@@ -1,0 +1,86 @@
+"""Does the model fail the test's phrasings, or the skill itself? Written questions, asked twice.
+
+For every skill, the same trained combinations (operands, days, phrases) are asked in a
+training phrasing (templates, fillers and wrappers of the train split) and in a held-out one
+(those of the test split), written, text answers only. A skill answered well in training
+phrasings and badly in held-out ones is a phrasing failure: more varied phrasings would fix it.
+A skill answered badly in both was never learned: the backbone, not the corpus's phrasings, is
+the limit.
+
+    python benchmarks/phrasings.py --checkpoint models/flowomni-tiny --per-skill 100 --json
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import sys
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from flowomni.data.skills import HELD_OUT_FACTS, QA, assign_splits, render  # noqa: E402
+from flowomni.evaluation.intervals import accuracy_interval  # noqa: E402
+from flowomni.evaluation.text import exact_match  # noqa: E402
+
+from common import emit  # noqa: E402
+
+PHRASINGS = {"training phrasing": "train", "held-out phrasing": "test"}
+
+
+def probes(per_skill: int, seed: int) -> list[tuple[str, QA]]:
+    """(phrasing, question) pairs: each drawn combination once per phrasing, same random stream."""
+    pools = assign_splits()
+    rng = random.Random(seed)
+    out = []
+    for skill, groups in sorted(pools.combos["train"].items()):
+        if skill == HELD_OUT_FACTS:
+            continue
+        combos = [c for cs in groups.values() for c in cs]
+        for k in range(per_skill):
+            combo = rng.choice(combos)
+            for name, split in PHRASINGS.items():
+                out.append((name, render(pools, split, skill, combo, random.Random(f"{seed}/{skill}/{k}/{split}"))))
+    return out
+
+
+def tally(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """skill -> phrasing -> questions, accuracy and its 95 % interval."""
+    out: dict[str, dict[str, Any]] = {}
+    for skill in sorted({r["skill"] for r in rows} | {"all"}):
+        for phrasing in PHRASINGS:
+            right = [r["exact"] for r in rows if r["phrasing"] == phrasing and skill in (r["skill"], "all")]
+            out.setdefault(skill, {})[phrasing] = {
+                "questions": len(right),
+                "accuracy": sum(right) / len(right),
+                "accuracy_ci95": accuracy_interval(right),
+            }
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--checkpoint", required=True)
+    ap.add_argument("--per-skill", type=int, default=100, help="combinations asked per skill (each in both phrasings)")
+    ap.add_argument("--batch-size", type=int, default=16)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--json", action="store_true")
+    args = ap.parse_args()
+
+    from flowomni.inference.engine import Engine
+
+    asked = probes(args.per_skill, args.seed)
+    engine = Engine.load(args.checkpoint)
+    rows = []
+    for i in range(0, len(asked), args.batch_size):
+        chunk = asked[i : i + args.batch_size]
+        answers = engine.answer_batch([{"text": qa.question} for _, qa in chunk], speak=False)
+        for (phrasing, qa), ans in zip(chunk, answers):
+            row = {"phrasing": phrasing, "skill": qa.skill, "question": qa.question, "reference": qa.answer}
+            rows.append({**row, "text": ans.text, "exact": exact_match(qa.answer, ans.text)})
+    wrong = [r for r in rows if not r["exact"]]
+    emit({"checkpoint": args.checkpoint, "skills": tally(rows), "wrong_examples": wrong[:12]}, args.json)
+
+
+if __name__ == "__main__":
+    main()
