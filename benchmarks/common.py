@@ -91,6 +91,15 @@ def tally(rows: list[dict[str, Any]], key: Callable[[dict[str, Any]], Any]) -> d
     return {k: {"right": a, "questions": n, "accuracy": a / n} for k, (a, n) in sorted(counts.items())}
 
 
+def written_answers(engine: Any, questions: list[str], batch_size: int = 16) -> list[str]:
+    """The engine's text answers to written questions, in batches, without speech: what the
+    backbone understands, at a fraction of a spoken answer's cost."""
+    out: list[str] = []
+    for i in range(0, len(questions), batch_size):
+        out += [a.text for a in engine.answer_batch([{"text": q} for q in questions[i : i + batch_size]], speak=False)]
+    return out
+
+
 def emit(result: dict[str, Any], as_json: bool) -> None:
     if as_json:
         print(json.dumps(result, indent=1))

@@ -29,7 +29,7 @@ from flowomni.data.manifest import Item, read_manifest  # noqa: E402
 from flowomni.data.skills import count_answer  # noqa: E402
 from flowomni.evaluation.text import exact_match, normalize  # noqa: E402
 
-from common import emit  # noqa: E402
+from common import emit, written_answers  # noqa: E402
 
 
 def counting_items(path: str) -> list[Item]:
@@ -80,12 +80,8 @@ def main() -> None:
     train_answers = {normalize(count_answer(a, b)) for _, a, b in train_ranges}
     asked = probes(test, train_ranges, args.per_item, args.seed)
     engine = Engine.load(args.checkpoint)
-    rows = []
-    for i in range(0, len(asked), args.batch_size):
-        chunk = asked[i : i + args.batch_size]
-        answers = engine.answer_batch([{"text": q} for _, q, _ in chunk], speak=False)
-        for (cond, q, ref), ans in zip(chunk, answers):
-            rows.append({"condition": cond, "question": q, "reference": ref, "text": ans.text})
+    texts = written_answers(engine, [q for _, q, _ in asked], args.batch_size)
+    rows = [{"condition": c, "question": q, "reference": ref, "text": t} for (c, q, ref), t in zip(asked, texts)]
     result: dict[str, Any] = {"checkpoint": args.checkpoint, "training_ranges": len(train_ranges), "conditions": {}}
     for cond in ("held-out range", "training range"):
         rs = [r for r in rows if r["condition"] == cond]

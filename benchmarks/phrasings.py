@@ -23,7 +23,7 @@ from flowomni.data.skills import HELD_OUT_FACTS, QA, assign_splits, render  # no
 from flowomni.evaluation.intervals import accuracy_interval  # noqa: E402
 from flowomni.evaluation.text import exact_match  # noqa: E402
 
-from common import emit  # noqa: E402
+from common import emit, tally, written_answers  # noqa: E402
 
 PHRASINGS = {"training phrasing": "train", "held-out phrasing": "test"}
 
@@ -44,17 +44,14 @@ def probes(per_skill: int, seed: int) -> list[tuple[str, QA]]:
     return out
 
 
-def tally(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    """skill -> phrasing -> questions, accuracy and its 95 % interval."""
+def by_phrasing(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """skill (and "all") -> phrasing -> right, questions, accuracy and its 95 % interval."""
     out: dict[str, dict[str, Any]] = {}
     for skill in sorted({r["skill"] for r in rows} | {"all"}):
-        for phrasing in PHRASINGS:
-            right = [r["exact"] for r in rows if r["phrasing"] == phrasing and skill in (r["skill"], "all")]
-            out.setdefault(skill, {})[phrasing] = {
-                "questions": len(right),
-                "accuracy": sum(right) / len(right),
-                "accuracy_ci95": accuracy_interval(right),
-            }
+        mine = [r for r in rows if skill in (r["skill"], "all")]
+        for phrasing, counts in tally(mine, lambda r: r["phrasing"]).items():
+            right = [r["exact"] for r in mine if r["phrasing"] == phrasing]
+            out.setdefault(skill, {})[phrasing] = {**counts, "accuracy_ci95": accuracy_interval(right)}
     return out
 
 
@@ -71,15 +68,20 @@ def main() -> None:
 
     asked = probes(args.per_skill, args.seed)
     engine = Engine.load(args.checkpoint)
-    rows = []
-    for i in range(0, len(asked), args.batch_size):
-        chunk = asked[i : i + args.batch_size]
-        answers = engine.answer_batch([{"text": qa.question} for _, qa in chunk], speak=False)
-        for (phrasing, qa), ans in zip(chunk, answers):
-            row = {"phrasing": phrasing, "skill": qa.skill, "question": qa.question, "reference": qa.answer}
-            rows.append({**row, "text": ans.text, "exact": exact_match(qa.answer, ans.text)})
+    texts = written_answers(engine, [qa.question for _, qa in asked], args.batch_size)
+    rows = [
+        {
+            "phrasing": p,
+            "skill": qa.skill,
+            "question": qa.question,
+            "reference": qa.answer,
+            "text": t,
+            "exact": exact_match(qa.answer, t),
+        }
+        for (p, qa), t in zip(asked, texts)
+    ]
     wrong = [r for r in rows if not r["exact"]]
-    emit({"checkpoint": args.checkpoint, "skills": tally(rows), "wrong_examples": wrong[:12]}, args.json)
+    emit({"checkpoint": args.checkpoint, "skills": by_phrasing(rows), "wrong_examples": wrong[:12]}, args.json)
 
 
 if __name__ == "__main__":

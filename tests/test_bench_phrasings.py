@@ -5,7 +5,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
-from phrasings import probes, tally  # noqa: E402
+from phrasings import by_phrasing, probes  # noqa: E402
 
 from flowomni.data.skills import HELD_OUT_FACTS, assign_splits  # noqa: E402
 
@@ -23,14 +23,14 @@ def test_probes_pair_one_combination_with_both_phrasings() -> None:
         assert b.template not in train_t[b.skill]
 
 
-def test_tally_per_skill_and_phrasing() -> None:
+def test_accuracy_per_skill_and_phrasing() -> None:
     rows = [
         {"phrasing": "training phrasing", "skill": "comparison", "exact": True},
         {"phrasing": "held-out phrasing", "skill": "comparison", "exact": False},
         {"phrasing": "training phrasing", "skill": "counting", "exact": True},
         {"phrasing": "held-out phrasing", "skill": "counting", "exact": True},
     ]
-    got = tally(rows)
+    got = by_phrasing(rows)
     assert got["comparison"]["training phrasing"]["accuracy"] == 1.0
     assert got["comparison"]["held-out phrasing"]["accuracy"] == 0.0
     assert got["all"]["held-out phrasing"]["questions"] == 2
