@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from flowomni.data.skills import HELD_OUT_FACTS, QA, assign_splits, render  # noqa: E402
+from flowomni.data.skills import HELD_OUT_FACTS, QA, SKILLS, assign_splits, render  # noqa: E402
 from flowomni.evaluation.intervals import accuracy_interval  # noqa: E402
 from flowomni.evaluation.text import exact_match  # noqa: E402
 
@@ -44,11 +44,16 @@ def probes(per_skill: int, seed: int) -> list[tuple[str, QA]]:
     return out
 
 
-def by_phrasing(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    """skill (and "all") -> phrasing -> right, questions, accuracy and its 95 % interval."""
+def answer_mode(qa: QA) -> str:
+    """What the question asks for ("bigger", "is_smaller", "after", ...): its template's mode."""
+    return next(t.mode for ts in SKILLS[qa.skill].templates.values() for t in ts if t.text == qa.template) or "-"
+
+
+def by_phrasing(rows: list[dict[str, Any]], key: str = "skill") -> dict[str, dict[str, Any]]:
+    """row[key] (and "all") -> phrasing -> right, questions, accuracy and its 95 % interval."""
     out: dict[str, dict[str, Any]] = {}
-    for skill in sorted({r["skill"] for r in rows} | {"all"}):
-        mine = [r for r in rows if skill in (r["skill"], "all")]
+    for skill in sorted({r[key] for r in rows} | {"all"}):
+        mine = [r for r in rows if skill in (r[key], "all")]
         for phrasing, counts in tally(mine, lambda r: r["phrasing"]).items():
             right = [r["exact"] for r in mine if r["phrasing"] == phrasing]
             out.setdefault(skill, {})[phrasing] = {**counts, "accuracy_ci95": accuracy_interval(right)}
@@ -73,6 +78,7 @@ def main() -> None:
         {
             "phrasing": p,
             "skill": qa.skill,
+            "mode": f"{qa.skill}/{answer_mode(qa)}",
             "question": qa.question,
             "reference": qa.answer,
             "text": t,
@@ -81,7 +87,8 @@ def main() -> None:
         for (p, qa), t in zip(asked, texts)
     ]
     wrong = [r for r in rows if not r["exact"]]
-    emit({"checkpoint": args.checkpoint, "skills": by_phrasing(rows), "wrong_examples": wrong[:12]}, args.json)
+    result = {"checkpoint": args.checkpoint, "skills": by_phrasing(rows), "modes": by_phrasing(rows, "mode")}
+    emit({**result, "wrong_examples": wrong[:12]}, args.json)
 
 
 if __name__ == "__main__":

@@ -5,7 +5,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
-from phrasings import by_phrasing, probes  # noqa: E402
+from phrasings import answer_mode, by_phrasing, probes  # noqa: E402
 
 from flowomni.data.skills import HELD_OUT_FACTS, assign_splits  # noqa: E402
 
@@ -35,3 +35,8 @@ def test_accuracy_per_skill_and_phrasing() -> None:
     assert got["comparison"]["held-out phrasing"]["accuracy"] == 0.0
     assert got["all"]["held-out phrasing"]["questions"] == 2
     assert got["all"]["held-out phrasing"]["accuracy"] == 0.5
+
+
+def test_answer_mode_names_what_is_asked() -> None:
+    modes = {answer_mode(qa) for _, qa in probes(per_skill=30, seed=0) if qa.skill == "comparison"}
+    assert modes <= {"bigger", "smaller", "is_bigger", "is_smaller"} and len(modes) >= 3
