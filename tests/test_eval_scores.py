@@ -149,3 +149,35 @@ def test_evaluator_runs_every_condition(tmp_path, spoken_items):
     report = write_report({"m": res}, {"m": ev.examples}, tmp_path / "report", "flowomni eval x").read_text()
     assert "Written questions" in report
     assert len(ev.examples) == 2 and ev.examples[0]["mel"].shape[1] == 80
+
+
+def test_every_model_latency_is_measured_before_any_answer_is_transcribed(monkeypatch, tmp_path, spoken_items):
+    """The ASR slows torch down for the rest of the process, so run_all times all models first."""
+    import shutil
+
+    from flowomni.data.manifest import Item, write_manifest
+    from flowomni.evaluation.evaluate import run_all
+    from flowomni.inference.decoder import GenerationConfig
+    from flowomni.inference.engine import Engine
+
+    from helpers.models import speaking_model
+
+    events: list[str] = []
+
+    class RecordingASR:
+        def transcribe(self, wav, sr):
+            events.append("transcribe")
+            return "heard"
+
+    latency = Evaluator.latency
+    monkeypatch.setattr(Evaluator, "latency", lambda self, items: events.append("latency") or latency(self, items))
+    i = spoken_items[0]
+    q, a = tmp_path / i.question_audio.name, tmp_path / i.answer_audio.name
+    shutil.copy(i.question_audio, q), shutil.copy(i.answer_audio, a)
+    write_manifest(tmp_path / "test.jsonl", [Item(i.id, i.question_text, i.answer_text, q, a, meta={"skill": "s"})])
+    cfg = EvalConfig(manifest=str(tmp_path / "test.jsonl"), snrs=[], speeds=[], text_questions=False, latency_items=1)
+    gen = GenerationConfig(max_steps=8, seed=0)
+    evs = {name: Evaluator(Engine(speaking_model(), "griffin-lim-4", gen=gen), cfg, RecordingASR()) for name in "ab"}
+    res = run_all(evs)
+    assert events[:2] == ["latency", "latency"] and events.count("latency") == 2 and "transcribe" in events
+    assert all(res[n]["latency"]["first_packet_ms_median"] > 0 and res[n]["clean"]["items"] == 1 for n in evs)

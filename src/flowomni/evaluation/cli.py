@@ -100,7 +100,7 @@ def without_rows(x: Any) -> Any:
 
 def run(args: argparse.Namespace) -> int:
     from flowomni.checkpoint import CheckpointError
-    from flowomni.evaluation.evaluate import EvalConfig, Evaluator
+    from flowomni.evaluation.evaluate import EvalConfig, Evaluator, run_all
     from flowomni.evaluation.report import write_report
     from flowomni.inference.engine import Engine
     from flowomni.inference.precision import streaming_dtype
@@ -111,7 +111,7 @@ def run(args: argparse.Namespace) -> int:
     if len(names) != len(ckpts):
         print("flowomni eval: give one --names entry per checkpoint", file=sys.stderr)
         return 2
-    results, examples = {}, {}
+    evaluators, meta = {}, {}
     for name, ckpt in zip(names, ckpts):
         try:
             manifest = Path(args.manifest) if args.manifest else default_manifest(ckpt, args.split)
@@ -130,17 +130,19 @@ def run(args: argparse.Namespace) -> int:
                 cfg.speeds = [] if args.no_sweeps else args.speed
             engine = Engine.load(ckpt, vocoder=args.vocoder)
             engine.gen = dataclasses.replace(engine.gen, decode_dtype=streaming_dtype(args.decode_dtype, engine.model))
-            ev = Evaluator(engine, cfg)
-            results[name] = {
-                "checkpoint": str(ckpt),
-                "vocoder": engine.vocoder.name,
-                "decode_dtype": engine.gen.decode_dtype,
-                **ev.run(),
-            }
-            examples[name] = ev.examples
+            evaluators[name] = Evaluator(engine, cfg)
+            meta[name] = {"checkpoint": str(ckpt), "vocoder": engine.vocoder.name}
+            meta[name]["decode_dtype"] = engine.gen.decode_dtype
         except (CheckpointError, FileNotFoundError, ValueError) as e:
             print(f"flowomni eval: {ckpt}: {e}", file=sys.stderr)
             return 2
+    try:
+        results = {name: {**meta[name], **res} for name, res in run_all(evaluators).items()}
+    except (FileNotFoundError, ValueError) as e:
+        print(f"flowomni eval: {e}", file=sys.stderr)
+        return 2
+    examples = {name: ev.examples for name, ev in evaluators.items()}
+    for name in names:
         c = results[name]["clean"]
         print(
             f"{name}: accuracy {c.get('accuracy', 0):.3f}, speech WER vs reference "

@@ -203,15 +203,19 @@ class Evaluator:
             "items": len(first),
         }
 
-    def run(self) -> dict[str, Any]:
+    def measure_latency(self) -> dict[str, Any]:
+        """First packet and RTF on the manifest's first items ({} for text-only evaluations)."""
+        return self.latency(self.items(self.cfg.manifest)) if self.cfg.speak else {}
+
+    def run(self, latency: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Every condition; `latency` when measured already (run_all), else measured first."""
         from flowomni.data.augment import AugmentSpec
 
         cfg = self.cfg
         t0 = time.perf_counter()
         items = self.items(cfg.manifest)
-        # latency first: once the ASR has run in this process, torch decodes ~2x slower on 2
-        # cores (measured: first packet 115 -> 278 ms right after one transcription)
-        latency = self.latency(items) if cfg.speak else {}
+        if latency is None:  # before the ASR runs: see run_all
+            latency = self.measure_latency()
         clean = self.answer(items, None, keep_examples=True)
         result: dict[str, Any] = {
             "config": asdict(cfg),
@@ -234,3 +238,12 @@ class Evaluator:
         result["asr_redecoded"] = getattr(self.asr, "redecoded", 0)  # looping transcripts decoded again
         result["wall_s"] = time.perf_counter() - t0
         return result
+
+
+def run_all(evaluators: dict[str, Evaluator]) -> dict[str, dict[str, Any]]:
+    """Every model's results, the latency of all of them measured before any answer is
+    transcribed: once the ASR (CTranslate2) has run in a process, torch decodes slower for the
+    rest of it on 2 cores (measured: the same model's RTF 0.11 before, 0.19-0.20 after), so a
+    second model measured after the first one's answers would look slower than it is."""
+    latency = {name: ev.measure_latency() for name, ev in evaluators.items()}
+    return {name: ev.run(latency[name]) for name, ev in evaluators.items()}
