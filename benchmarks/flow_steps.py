@@ -145,14 +145,21 @@ def main() -> None:
     flow_cfg = engine.model.cfg.flow
     # answers are decoded as a batch: give it the dtype a single streamed answer would get
     batch_dtype = streaming_dtype(args.decode_dtype, engine.model)
+    # every cost first: once the ASR has run in a process, torch decodes slower for the rest of
+    # it (flowomni.evaluation.evaluate.run_all); the cost depends on the scale only through
+    # guided or not
+    scales = sorted({flow_cfg.cfg_scale if c is None else c for c in args.cfg_scales})
+    by_guided = {s != 1.0: s for s in scales}
+    costs = {
+        (method, steps, guided): group_cost_ms(engine, method, steps, scale, batch_dtype)
+        for method, steps in args.settings
+        for guided, scale in by_guided.items()
+    }
     for method, steps in args.settings:
-        costs: dict[bool, float] = {}  # the cost depends on the scale only through guided or not
         for temperature, cfg_scale in itertools.product(args.temperatures, args.cfg_scales):
             temperature = flow_cfg.temperature if temperature is None else temperature
             scale = flow_cfg.cfg_scale if cfg_scale is None else cfg_scale
             guided = scale != 1.0
-            if guided not in costs:
-                costs[guided] = group_cost_ms(engine, method, steps, scale, batch_dtype)
             gen = GenerationConfig(
                 seed=0,
                 flow_steps=steps,
@@ -171,7 +178,7 @@ def main() -> None:
                     "temperature": temperature,
                     "cfg_scale": scale,
                     "evals_per_group": steps * (2 if method == "midpoint" else 1) * (2 if guided else 1),
-                    "ms_per_group": costs[guided],
+                    "ms_per_group": costs[method, steps, guided],
                     "teacher_forced_mel_l1": teacher_forced_error(engine, items, method, steps, temperature, scale),
                     "speech_wer_vs_own_text": wer([a.text for a in said], heard) if said else None,
                     "spoken_answers": len(said),
