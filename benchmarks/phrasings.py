@@ -29,7 +29,7 @@ PHRASINGS = {"training phrasing": "train", "held-out phrasing": "test"}
 
 
 def probes(per_skill: int, seed: int) -> list[tuple[str, QA]]:
-    """(phrasing, question) pairs: each drawn combination once per phrasing, same random stream."""
+    """(phrasing, question) pairs: each drawn combination asked once in each phrasing."""
     pools = assign_splits()
     rng = random.Random(seed)
     out = []
