@@ -121,21 +121,28 @@ class FakeASR:
         return "heard"
 
 
-def test_evaluator_runs_every_condition(tmp_path, spoken_items):
+def copy_to_manifest(tmp_path, spoken_items) -> list:
+    """The items, their audio copied into tmp_path, as tmp_path/test.jsonl (skill "s")."""
     import shutil
 
     from flowomni.data.manifest import Item, write_manifest
+
+    items = []
+    for i in spoken_items:
+        q, a = tmp_path / i.question_audio.name, tmp_path / i.answer_audio.name
+        shutil.copy(i.question_audio, q), shutil.copy(i.answer_audio, a)
+        items.append(Item(i.id, i.question_text, i.answer_text, q, a, meta={"skill": "s"}))
+    write_manifest(tmp_path / "test.jsonl", items)
+    return items
+
+
+def test_evaluator_runs_every_condition(tmp_path, spoken_items):
     from flowomni.inference.decoder import GenerationConfig
     from flowomni.inference.engine import Engine
 
     from helpers.models import speaking_model
 
-    items = []
-    for i in spoken_items[:2]:
-        q, a = tmp_path / i.question_audio.name, tmp_path / i.answer_audio.name
-        shutil.copy(i.question_audio, q), shutil.copy(i.answer_audio, a)
-        items.append(Item(i.id, i.question_text, i.answer_text, q, a, meta={"skill": "s"}))
-    write_manifest(tmp_path / "test.jsonl", items)
+    items = copy_to_manifest(tmp_path, spoken_items[:2])
     engine = Engine(speaking_model(), "griffin-lim-4", gen=GenerationConfig(max_steps=8, seed=0))
     cfg = EvalConfig(manifest=str(tmp_path / "test.jsonl"), snrs=[5.0], speeds=[1.2], latency_items=1)
     ev = Evaluator(engine, cfg, transcriber=FakeASR())
@@ -153,9 +160,6 @@ def test_evaluator_runs_every_condition(tmp_path, spoken_items):
 
 def test_every_model_latency_is_measured_before_any_answer_is_transcribed(monkeypatch, tmp_path, spoken_items):
     """The ASR slows torch down for the rest of the process, so run_all times all models first."""
-    import shutil
-
-    from flowomni.data.manifest import Item, write_manifest
     from flowomni.evaluation.evaluate import run_all
     from flowomni.inference.decoder import GenerationConfig
     from flowomni.inference.engine import Engine
@@ -171,10 +175,7 @@ def test_every_model_latency_is_measured_before_any_answer_is_transcribed(monkey
 
     latency = Evaluator.latency
     monkeypatch.setattr(Evaluator, "latency", lambda self, items: events.append("latency") or latency(self, items))
-    i = spoken_items[0]
-    q, a = tmp_path / i.question_audio.name, tmp_path / i.answer_audio.name
-    shutil.copy(i.question_audio, q), shutil.copy(i.answer_audio, a)
-    write_manifest(tmp_path / "test.jsonl", [Item(i.id, i.question_text, i.answer_text, q, a, meta={"skill": "s"})])
+    copy_to_manifest(tmp_path, spoken_items[:1])
     cfg = EvalConfig(manifest=str(tmp_path / "test.jsonl"), snrs=[], speeds=[], text_questions=False, latency_items=1)
     gen = GenerationConfig(max_steps=8, seed=0)
     evs = {name: Evaluator(Engine(speaking_model(), "griffin-lim-4", gen=gen), cfg, RecordingASR()) for name in "ab"}

@@ -131,8 +131,11 @@ def run(args: argparse.Namespace) -> int:
             engine = Engine.load(ckpt, vocoder=args.vocoder)
             engine.gen = dataclasses.replace(engine.gen, decode_dtype=streaming_dtype(args.decode_dtype, engine.model))
             evaluators[name] = Evaluator(engine, cfg)
-            meta[name] = {"checkpoint": str(ckpt), "vocoder": engine.vocoder.name}
-            meta[name]["decode_dtype"] = engine.gen.decode_dtype
+            meta[name] = {
+                "checkpoint": str(ckpt),
+                "vocoder": engine.vocoder.name,
+                "decode_dtype": engine.gen.decode_dtype,
+            }
         except (CheckpointError, FileNotFoundError, ValueError) as e:
             print(f"flowomni eval: {ckpt}: {e}", file=sys.stderr)
             return 2

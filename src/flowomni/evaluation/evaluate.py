@@ -203,9 +203,12 @@ class Evaluator:
             "items": len(first),
         }
 
-    def measure_latency(self) -> dict[str, Any]:
-        """First packet and RTF on the manifest's first items ({} for text-only evaluations)."""
-        return self.latency(self.items(self.cfg.manifest)) if self.cfg.speak else {}
+    def measure_latency(self, items: list[Any] | None = None) -> dict[str, Any]:
+        """First packet and RTF on the manifest's (or `items`') first items ({} for text-only
+        evaluations)."""
+        if not self.cfg.speak:
+            return {}
+        return self.latency(self.items(self.cfg.manifest) if items is None else items)
 
     def run(self, latency: dict[str, Any] | None = None) -> dict[str, Any]:
         """Every condition; `latency` when measured already (run_all), else measured first."""
@@ -215,7 +218,7 @@ class Evaluator:
         t0 = time.perf_counter()
         items = self.items(cfg.manifest)
         if latency is None:  # before the ASR runs: see run_all
-            latency = self.measure_latency()
+            latency = self.measure_latency(items)
         clean = self.answer(items, None, keep_examples=True)
         result: dict[str, Any] = {
             "config": asdict(cfg),
