@@ -25,10 +25,10 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from flowomni.audio.io import load_audio  # noqa: E402
-from flowomni.data.augment import AugmentSpec, augment  # noqa: E402
+from flowomni.data.augment import AugmentSpec  # noqa: E402
 from flowomni.data.manifest import read_manifest  # noqa: E402
 from flowomni.evaluation.cli import voice_sets  # noqa: E402
+from flowomni.evaluation.evaluate import question_audio  # noqa: E402
 from flowomni.evaluation.intervals import accuracy_interval, wer_interval  # noqa: E402
 from flowomni.evaluation.report import SWEEPS, conditions  # noqa: E402
 from flowomni.evaluation.text import exact_match, wer  # noqa: E402
@@ -40,17 +40,13 @@ NOISE_LABEL = next(label for sweep, _, label, _ in SWEEPS if sweep == "noise")
 
 
 def heard(asr: Any, items: list[Any], spec: AugmentSpec | None, seed: int) -> list[dict[str, Any]]:
-    """Whisper's transcript of each question, perturbed as `flowomni eval` perturbs it (one
-    generator per condition, drawn in item order)."""
+    """Whisper's transcript of each question, perturbed as `flowomni eval` perturbs it (its own
+    `question_audio`, one generator per condition)."""
     rng = np.random.default_rng(seed)
-    rows = []
-    for item in items:
-        wav = load_audio(item.question_audio, SAMPLE_RATE)
-        if spec is not None:
-            wav = augment(wav, SAMPLE_RATE, spec, rng)
-        text = asr.transcribe(wav, SAMPLE_RATE)
-        rows.append({"id": item.id, "question": item.question_text, "heard": text})
-    return rows
+    return [
+        {"id": item.id, "question": item.question_text, "heard": asr.transcribe(wav, SAMPLE_RATE)}
+        for item, wav in question_audio(items, SAMPLE_RATE, spec, rng)
+    ]
 
 
 def hearing(rows: list[dict[str, Any]]) -> dict[str, Any]:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import statistics
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -26,6 +27,26 @@ from flowomni.evaluation.intervals import accuracy_interval, wer_interval
 from flowomni.evaluation.text import exact_match, normalize, wer
 
 log = logging.getLogger(__name__)
+
+
+def question_audio(
+    items: list[Any], sr: int, perturb: Any | None, rng: np.random.Generator
+) -> Iterator[tuple[Any, np.ndarray]]:
+    """Each item with its question audio at `sr`, perturbed by `perturb` (an AugmentSpec, or
+    None) with noise drawn from `rng` in item order: how an evaluation condition sounds
+    (benchmarks/encoder_hearing.py hears the same samples through it). Unreadable clips are
+    logged and skipped."""
+    from flowomni.data.augment import augment
+
+    for item in items:
+        try:
+            wav = load_audio(item.question_audio, sr)
+            if perturb is not None:
+                wav = augment(wav, sr, perturb, rng)
+        except AudioError as e:
+            log.warning("skipping %s: %s", item.id, e)
+            continue
+        yield item, wav
 
 
 @dataclass
@@ -123,29 +144,18 @@ class Evaluator:
         """Answer all items (batched), first perturbing each question's audio by `perturb`
         (a flowomni.data.augment.AugmentSpec), with noise fixed by the seed; `as_text`: ask
         the written question instead of the spoken one."""
-        from flowomni.data.augment import augment
-
         rng = np.random.default_rng(self.cfg.seed)
+        sr = self.engine.model.cfg.input_mel.sample_rate
         rows: list[ItemResult] = []
         for start in range(0, len(items), self.cfg.batch_size):
-            chunk, questions = [], []
-            for item in items[start : start + self.cfg.batch_size]:
-                if as_text:
-                    chunk.append(item)
-                    questions.append({"text": item.question_text})
-                    continue
-                try:
-                    sr = self.engine.model.cfg.input_mel.sample_rate
-                    wav = load_audio(item.question_audio, sr)
-                    if perturb is not None:
-                        wav = augment(wav, sr, perturb, rng)
-                except AudioError as e:
-                    log.warning("skipping %s: %s", item.id, e)
-                    continue
-                chunk.append(item)
-                questions.append({"audio": wav, "sample_rate": sr})
-            if not questions:
+            batch = items[start : start + self.cfg.batch_size]
+            if as_text:
+                asked = [(item, {"text": item.question_text}) for item in batch]
+            else:
+                asked = [(i, {"audio": wav, "sample_rate": sr}) for i, wav in question_audio(batch, sr, perturb, rng)]
+            if not asked:
                 continue
+            chunk, questions = [item for item, _ in asked], [q for _, q in asked]
             answers = self.engine.answer_batch(questions, speak=self.cfg.speak)
             for item, ans in zip(chunk, answers):
                 spoken = ans.audio is not None and self.cfg.speak
