@@ -2,6 +2,7 @@
 
 import dataclasses
 import json
+import re
 
 import numpy as np
 import pytest
@@ -182,3 +183,36 @@ def test_every_model_latency_is_measured_before_any_answer_is_transcribed(monkey
     res = run_all(evs)
     assert events[:2] == ["latency", "latency"] and events.count("latency") == 2 and "transcribe" in events
     assert all(res[n]["latency"]["first_packet_ms_median"] > 0 and res[n]["clean"]["items"] == 1 for n in evs)
+
+
+def test_pairs_leave_out_items_whose_reference_was_reworded(tmp_path):
+    """A model from an earlier eval, judged against an answer the corpus has since reworded, is not
+    paired on that item: its right answer would count as wrong speech against the new reference."""
+    from flowomni.evaluation.evaluate import condition
+
+    def result(refs):
+        rows = [dataclasses.replace(row(r, r, r.lower().rstrip(".")), id=f"q{i}") for i, r in enumerate(refs)]
+        return {"clean": score(rows), "rows": condition(rows)["rows"], "latency": {}, "sweeps": {}}
+
+    new = result(["Nine.", "Eight.", "Of four and nine, nine is bigger."])
+    old = result(["Nine.", "Eight.", "Nine is bigger than four."])
+    md = write_report({"new": new, "old": old}, {}, tmp_path, "x").read_text()
+    assert "| clean | 2 | 100.0% | 100.0% | +0.0 [+0.0, +0.0] | 0.0% | 0.0% | +0.0 [+0.0, +0.0] |" in md
+    assert "(1 items a condition left out: their reference answers differ.)" in md
+
+
+def test_previous_results_join_the_report_or_fail_clearly(tmp_path):
+    from flowomni.evaluation.cli import previous_results
+
+    path = tmp_path / "results.json"
+    path.write_text(json.dumps({"stage5": {"clean": {"accuracy": 0.5}, "rows": []}}))
+    got = previous_results([f"stage5={path}"], ["stage6"])
+    assert got["stage5"]["clean"]["accuracy"] == 0.5 and got["stage5"]["from_results"] == str(path)
+    for pair, taken, message in [
+        ("stage5", [], "takes NAME=RESULTS_JSON"),
+        (f"stage4={path}", [], "has no results of a model 'stage4' (it has: stage5)"),
+        (f"stage5={path}", ["stage5"], "already in this report"),
+        (f"stage5={tmp_path / 'missing.json'}", [], "cannot read"),
+    ]:
+        with pytest.raises(ValueError, match=re.escape(message)):
+            previous_results([pair], taken)

@@ -45,6 +45,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "no latency): measures understanding alone, e.g. of a model trained without speech replies",
     )
     p.add_argument("--vocoder", default=None, help="override every model's vocoder")
+    p.add_argument(
+        "--previous",
+        nargs="*",
+        default=[],
+        metavar="NAME=RESULTS_JSON",
+        help="a model scored by an earlier eval (its report's results.json) joins this report, "
+        "paired item by item, without being run again",
+    )
     p.add_argument("--out", default=None, help="report folder (default reports/eval_<names>)")
     from flowomni.inference.precision import DECODE_DTYPES
 
@@ -98,6 +106,26 @@ def without_rows(x: Any) -> Any:
     return x
 
 
+def previous_results(pairs: list[str], taken: list[str]) -> dict[str, dict[str, Any]]:
+    """NAME=RESULTS_JSON -> that model's results from an earlier eval (ValueError if absent)."""
+    out: dict[str, dict[str, Any]] = {}
+    for pair in pairs:
+        name, sep, path = pair.partition("=")
+        if not sep or not name or not path:
+            raise ValueError(f"--previous takes NAME=RESULTS_JSON, got {pair!r}")
+        if name in taken or name in out:
+            raise ValueError(f"--previous: the name {name!r} is already in this report")
+        try:
+            earlier = json.loads(Path(path).read_text())
+        except (OSError, json.JSONDecodeError) as e:
+            raise ValueError(f"--previous: cannot read {path}: {e}") from None
+        if not isinstance(earlier, dict) or not isinstance(earlier.get(name), dict) or "clean" not in earlier[name]:
+            names = ", ".join(earlier) if isinstance(earlier, dict) else "none"
+            raise ValueError(f"--previous: {path} has no results of a model {name!r} (it has: {names})")
+        out[name] = {**earlier[name], "from_results": path}
+    return out
+
+
 def run(args: argparse.Namespace) -> int:
     from flowomni.checkpoint import CheckpointError
     from flowomni.evaluation.evaluate import EvalConfig, Evaluator, run_all
@@ -110,6 +138,11 @@ def run(args: argparse.Namespace) -> int:
     names = args.names or [c.name if not c.name.startswith("step_") else c.parent.name for c in ckpts]
     if len(names) != len(ckpts):
         print("flowomni eval: give one --names entry per checkpoint", file=sys.stderr)
+        return 2
+    try:
+        previous = previous_results(args.previous, names)
+    except ValueError as e:
+        print(f"flowomni eval: {e}", file=sys.stderr)
         return 2
     evaluators, meta = {}, {}
     for name, ckpt in zip(names, ckpts):
@@ -152,6 +185,7 @@ def run(args: argparse.Namespace) -> int:
             f"{c.get('speech_wer_vs_reference')}, latency {results[name]['latency']}",
             file=sys.stderr,
         )
+    results.update(previous)  # after the models run here: the first of those is the pairs' reference
     out = Path(args.out or f"reports/eval_{'_vs_'.join(names)}")
     command = "flowomni eval " + " ".join(shlex.quote(a) for a in sys.argv[2:])
     path = write_report(results, examples, out, command)

@@ -82,7 +82,9 @@ def conditions(result: dict[str, Any]) -> list[tuple[str, dict[str, Any], list[d
 def paired_table(results: dict[str, dict[str, Any]]) -> str:
     """Each later model against the first, condition by condition, on the items both answered:
     target-skill accuracy and speech WER vs reference, with the paired 95 % interval of the
-    difference (first - other). A difference counts only where its interval excludes zero."""
+    difference (first - other). A difference counts only where its interval excludes zero.
+    Items whose reference answer differs between the two results (the corpus reworded an answer
+    between two evals) are left out and counted: the two would not be judged alike."""
     a_name, *others = list(results)
     out = []
     for other in others:
@@ -91,9 +93,12 @@ def paired_table(results: dict[str, dict[str, Any]]) -> str:
             f"| speech WER {a_name} | speech WER {other} | {a_name} - {other} [95 %] |\n" + "|---" * 8 + "|\n"
         )
         theirs = {label: rows for label, _, rows in conditions(results[other])}
+        reworded = 0
         for label, _, rows in conditions(results[a_name]):
             by_id = {r["id"]: r for r in theirs.get(label, [])}
-            pairs = [(r, by_id[r["id"]]) for r in rows if r["id"] in by_id and r["skill"] != HELD_OUT_FACTS]
+            both = [(r, by_id[r["id"]]) for r in rows if r["id"] in by_id and r["skill"] != HELD_OUT_FACTS]
+            pairs = [(r, o) for r, o in both if r["reference"] == o["reference"]]
+            reworded = max(reworded, len(both) - len(pairs))
             if not pairs:
                 continue
             a, b = [p[0] for p in pairs], [p[1] for p in pairs]
@@ -106,6 +111,8 @@ def paired_table(results: dict[str, dict[str, Any]]) -> str:
                 f"| {label} | {len(pairs)} | {_pct(acc_a)} | {_pct(acc_b)} | {_diff(acc)} "
                 f"| {_pct(wer_a)} | {_pct(wer_b)} | {_diff(dw)} |\n"
             )
+        if reworded:
+            out.append(f"\n({reworded} items a condition left out: their reference answers differ.)\n\n")
     return "".join(out)
 
 
