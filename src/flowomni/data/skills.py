@@ -184,13 +184,7 @@ def _count_answer(c: Combo, mode: str, slots: dict[str, str]) -> str:
     return count_answer(*map(int, c.values))
 
 
-# --- comparison: "Which is bigger, four or nine?" -> "Of four and nine, nine is bigger." -------
-# The answer names both numbers (in the question's order) before it decides, and a yes/no comes
-# last, after the statement it follows from. The older answer ("Nine is bigger than four.",
-# "No, four is smaller than nine.") had to decide at its first word; a character-level backbone
-# trained from scratch got 66 % of comparisons right even in training phrasings (often the right
-# statement behind the wrong yes/no), while arithmetic, whose answer repeats the operands before
-# the result, got 100 % (models/flowomni-tiny/README.md, "Which skills fail on phrasing").
+# --- comparison: "Which is bigger, four or nine?" -> "Nine is bigger than four." ------------------
 
 _BIG, _SMALL = "(bigger|larger|greater)", "(smaller|less|lower)"
 _COMPARE = {
@@ -237,11 +231,14 @@ def _compare_slots(c: Combo, mode: str, rng: random.Random) -> dict[str, str]:
 def _compare_answer(c: Combo, mode: str, slots: dict[str, str]) -> str:
     small, big = w(int(c.values[0])), w(int(c.values[1]))
     x, y = slots["x"], slots["y"]
-    wants_bigger = mode in ("bigger", "is_bigger")
-    statement = f"Of {x} and {y}, {big} is bigger" if wants_bigger else f"Of {x} and {y}, {small} is smaller"
-    if mode in ("bigger", "smaller"):
-        return statement + "."
-    return statement + (", so yes." if x == (big if wants_bigger else small) else ", so no.")
+    if mode == "bigger":
+        return f"{cap(big)} is bigger than {small}."
+    if mode == "smaller":
+        return f"{cap(small)} is smaller than {big}."
+    x_big = x == big
+    if mode == "is_bigger":
+        return f"Yes, {x} is bigger than {y}." if x_big else f"No, {x} is smaller than {y}."
+    return f"Yes, {x} is smaller than {y}." if not x_big else f"No, {x} is bigger than {y}."
 
 
 # --- what comes next / before: numbers, days, months, letters ------------------------------------
