@@ -145,3 +145,14 @@ def test_weights_only_checkpoint_resumes_with_the_schedule_where_it_was(parts, t
     assert [r["step"] for r in recs] == [4, 5, 6]
     f = warmup_cosine(2, 6, 3e-3, 5e-6)
     assert recs[-1]["lr"] == pytest.approx(3e-3 * f(6))  # the lr after step 6, as without the restart
+
+
+def test_written_items_add_more_of_a_lagging_skill_from_past_the_first_n():
+    from flowomni.data.manifest import Item
+    from flowomni.training.dataset import written_items
+
+    items = [Item(f"t{i}", "q", "a", meta={"skill": "comparison" if i % 3 == 0 else "facts"}) for i in range(30)]
+    got = written_items(items, 10, {"comparison": 4, "calendar": 2})
+    assert [it.id for it in got] == [f"t{i}" for i in range(10)] + ["t12", "t15", "t18", "t21"]
+    assert written_items(items, 0, {}) == items and written_items(items, 5, {}) == items[:5]
+    assert len(written_items(items, 10, {"facts": 1000})) == 10 + 14  # as many as there are

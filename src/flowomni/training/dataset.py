@@ -50,6 +50,9 @@ class DataConfig:
     text_manifest: str = ""
     text_tasks: list[str] = field(default_factory=lambda: ["t2t"])
     text_items: int = 0  # 0: all
+    # skill -> how many more written items of it to read from past the first text_items (by the
+    # manifest's "skill" field): extra practice for a skill that lags, without more of the rest
+    text_more: dict[str, int] = field(default_factory=dict)
     cache_dir: str = ".cache/features"
     tasks: list[str] = field(default_factory=lambda: ["s2s", "s2t", "t2s", "t2t", "asr", "tts"])
     stage1_tasks: list[str] = field(default_factory=lambda: ["asr", "tts"])
@@ -60,6 +63,18 @@ class DataConfig:
     augment: AugmentConfig = field(default_factory=lambda: AugmentConfig(variants=1))
     stats_items: int = 256  # clips used to estimate normalisation stats
     history_prob: float = 0.2  # share of examples preceded by an unrelated earlier text turn
+
+
+def written_items(items: list[Any], first: int, more: dict[str, int]) -> list[Any]:
+    """The first `first` items (0: all), then up to more[skill] later items of each named skill."""
+    chosen = items[:first] if first else list(items)
+    wanted = dict(more)
+    for it in items[len(chosen) :]:
+        skill = it.meta.get("skill")
+        if wanted.get(skill, 0) > 0:
+            chosen.append(it)
+            wanted[skill] -= 1
+    return chosen
 
 
 @dataclass

@@ -22,7 +22,7 @@ from flowomni.model.config import ModelConfig
 from flowomni.model.flowomni import FlowOmni
 from flowomni.model.tokenizer import Tokenizer, build_tokenizer
 from flowomni.training.config import TrainConfig
-from flowomni.training.dataset import DataConfig, TaskDataset, collate
+from flowomni.training.dataset import DataConfig, TaskDataset, collate, written_items
 
 log = logging.getLogger(__name__)
 
@@ -102,7 +102,10 @@ def build_datasets(cfg: ExperimentConfig, tok: Tokenizer, model: FlowOmni | None
     def dataset(manifest: str, written: str = "") -> TaskDataset:
         """Spoken items with `tasks`, plus (training) written items with `data.text_tasks`."""
         items = read(manifest, cfg.data.max_items)
-        more = (read(written, cfg.data.text_items), cfg.data.text_tasks) if written else None
+        if written:
+            more = (written_items(read(written, 0), cfg.data.text_items, cfg.data.text_more), cfg.data.text_tasks)
+        else:
+            more = None
         if encoded:  # every version of every question, made in batches before training reads them
             stats = in_feats.precompute([it.question_audio for it in items if it.question_audio is not None])
             for reason, n in stats.counts.items():
