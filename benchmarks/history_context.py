@@ -11,12 +11,12 @@ differences against "alone" with 95 % intervals say whether they do.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from flowomni.data.manifest import Item, read_manifest  # noqa: E402
 from flowomni.data.skills import HELD_OUT_FACTS  # noqa: E402
 from flowomni.evaluation.intervals import accuracy_interval, paired_accuracy_difference  # noqa: E402
 from flowomni.evaluation.text import exact_match  # noqa: E402
@@ -26,14 +26,14 @@ from common import emit  # noqa: E402
 History = list[tuple[str, str]] | None
 
 
-def contexts(items: list[dict[str, Any]], i: int, shift: int = 7) -> dict[str, History]:
+def contexts(items: list[Item], i: int, shift: int = 7) -> dict[str, History]:
     """The four ways item i is asked; the earlier turn of the others is item i + shift's."""
     me, other = items[i], items[(i + shift) % len(items)]
     return {
         "alone": None,
-        "after a spoken turn": [("", other["answer_text"])],
-        "after a written turn": [(other["question_text"], other["answer_text"])],
-        "after the same question, spoken": [("", me["answer_text"])],
+        "after a spoken turn": [("", other.answer_text)],
+        "after a written turn": [(other.question_text, other.answer_text)],
+        "after the same question, spoken": [("", me.answer_text)],
     }
 
 
@@ -57,22 +57,18 @@ def main() -> None:
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
 
-    from flowomni.inference.answer_stream import Done
     from flowomni.inference.decoder import GenerationConfig
     from flowomni.inference.engine import Engine
 
-    rows = [json.loads(line) for line in Path(args.manifest).read_text().splitlines() if line.strip()]
-    items = [r for r in rows if r.get("skill") != HELD_OUT_FACTS][: args.items]
+    rows, _ = read_manifest(args.manifest)
+    items = [it for it in rows if it.meta.get("skill") != HELD_OUT_FACTS][: args.items]
     engine = Engine.load(args.checkpoint, gen=GenerationConfig(seed=0))
-
-    def answer(question: str, history: History) -> str:
-        events = engine.respond(text=question, speak=args.speak, history=history)
-        return next(ev.text for ev in events if isinstance(ev, Done))
 
     right: dict[str, list[bool]] = {}
     for i, item in enumerate(items):
         for name, history in contexts(items, i).items():
-            right.setdefault(name, []).append(exact_match(item["answer_text"], answer(item["question_text"], history)))
+            text = engine.answer(text=item.question_text, speak=args.speak, history=history).text
+            right.setdefault(name, []).append(exact_match(item.answer_text, text))
     emit({"checkpoint": args.checkpoint, "speak": args.speak, "contexts": summarise(right)}, args.json)
 
 

@@ -7,9 +7,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
 from history_context import contexts, summarise  # noqa: E402
 
+from flowomni.data.manifest import Item  # noqa: E402
+
 
 def test_contexts_ask_each_question_four_ways() -> None:
-    items = [{"question_text": f"q{i}", "answer_text": f"a{i}"} for i in range(10)]
+    items = [Item(f"t{i}", f"q{i}", f"a{i}") for i in range(10)]
     got = contexts(items, 5)
     assert got["alone"] is None
     assert got["after a spoken turn"] == [("", "a2")] and got["after a written turn"] == [("q2", "a2")]

@@ -632,7 +632,6 @@ def test_shipped_model_answers_over_the_socket(shipped_server: ServerThread, que
     """A spoken turn answered right, then a written turn that carries it as context: the socket
     gives the answer the engine gives for that question and history. (Whether history helps or
     hurts the model's answers is measured over many questions, not one: benchmarks/history_context.py.)"""
-    from flowomni.inference.answer_stream import Done
     from flowomni.paths import shipped_model_path
 
     answers = []
@@ -654,8 +653,7 @@ def test_shipped_model_answers_over_the_socket(shipped_server: ServerThread, que
 
     run(go())
     engine = Engine.load(shipped_model_path(), gen=GenerationConfig(seed=0))
-    events = engine.respond(text="What is two plus three?", history=[("", answers[0])])
-    assert answers[1] == next(ev.text for ev in events if isinstance(ev, Done))
+    assert answers[1] == engine.answer(text="What is two plus three?", history=[("", answers[0])]).text
 
 
 @pytest.mark.slow
