@@ -81,6 +81,39 @@ def test_test_vocabulary_is_covered_by_training(pools):
                     assert words(e) <= train, (skill, e, words(e) - train)
 
 
+def test_taught_templates_change_training_only(pools):
+    """assign_splits(taught=True) adds the always-trained templates that teach an operator
+    phrase a held-out template uses ("take away", "more than"), in training constructions:
+    valid and test ask exactly what they asked before, and no held-out template is trained."""
+    taught = assign_splits(taught=True)
+    for split in ("valid", "test"):
+        assert taught.templates[split] == pools.templates[split], split
+        assert generate(split, 300, seed=3, pools=taught) == generate(split, 300, seed=3, pools=pools), split
+    added = {
+        (s, g): [t for t in ts if t not in pools.templates["train"][s][g]]
+        for s, gs in taught.templates["train"].items()
+        for g, ts in gs.items()
+    }
+    added = {k: v for k, v in added.items() if v}
+    assert added == {(s.name, g): ts for s in SKILLS.values() for g, ts in s.taught.items()}
+    held = {
+        t.text
+        for split in ("valid", "test")
+        for gs in pools.templates[split].values()
+        for ts in gs.values()
+        for t in ts
+    }
+    trained_text = " | ".join(e for ts in added.values() for t in ts for e in t.expansions())
+    for phrase in ("{a} take away {b}", "is {x} more than {y}"):
+        assert phrase in " | ".join(held)  # a held-out template uses it...
+        assert phrase.split("} ", 1)[1].split(" {")[0] in trained_text  # ...and now training says it too
+    assert not {t.text for ts in added.values() for t in ts} & held
+    # and training draws them
+    questions = [qa.question.lower() for qa in generate("train", 6000, seed=3, pools=taught)]
+    assert any("take away" in q for q in questions) and any("more than" in q for q in questions)
+    assert not any("take away" in qa.question.lower() for qa in generate("train", 6000, seed=3, pools=pools))
+
+
 def test_answers_are_determined_by_the_question(generated):
     answer_of = {}
     for qas in generated.values():

@@ -32,6 +32,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         default=d.text_size,
         help="written training questions in train_text.jsonl (default %(default)s)",
     )
+    s.add_argument(
+        "--taught-phrases",
+        action="store_true",
+        help="also train on the templates that teach operator phrases the held-out ones use ('take away')",
+    )
     s.add_argument("--quiet", action="store_true", help="no progress bar")
 
     s = sub.add_parser("librispeech", help="LibriSpeech-style folders -> utterance manifest (ASR/TTS)")
@@ -116,6 +121,7 @@ def _synth(args: argparse.Namespace) -> int:
         piper_share=args.piper_share,
         voice_sets=not args.no_voice_sets,
         text_size=args.text_size,
+        taught_phrases=args.taught_phrases,
     )
     report = build(args.out_dir, cfg, progress=not args.quiet)
     print(format_report(report, args.out_dir))

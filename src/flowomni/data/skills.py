@@ -21,7 +21,7 @@ from __future__ import annotations
 import math
 import random
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from flowomni.data import facts as F
 from flowomni.data.facts import number_words as w
@@ -68,6 +68,10 @@ class Skill:
     slots: Callable[[Combo, str, random.Random], dict[str, str]]  # (combo, mode, rng) -> slot values
     answer: Answer
     hold_out_combos: float = 0.0  # share of combinations held out for valid + test
+    # group -> always-trained templates that teach an operator phrase a held-out template uses
+    # in a training construction (assign_splits(taught=True)); outside the split, so adding one
+    # leaves the held-out templates as they were
+    taught: dict[str, list[Template]] = field(default_factory=dict)
 
 
 def cap(s: str) -> str:
@@ -124,6 +128,11 @@ _ARITH = {
         T("if you multiply {a} (by|and) {b}, what do you get"),
     ],
 }
+
+
+# "what is {a} take away {b}" is held out, and no training question says "take away" between
+# two numbers (benchmarks/template_accuracy.py): taught in a construction training has
+_ARITH_TAUGHT = {"minus": [T("(work out|calculate|figure out) {a} take away {b}", "imp")]}
 
 
 def _arith_combos() -> list[Combo]:
@@ -217,6 +226,10 @@ _COMPARE = {
         T("is it true that {x} is (smaller|less) than {y}", mode="is_smaller"),
     ],
 }
+
+
+# "is {x} more than {y}" is held out, and "more than" is in no training question
+_COMPARE_TAUGHT = {"pair": [T("would you say {x} is more than {y}", mode="is_bigger")]}
 
 
 def _compare_combos() -> list[Combo]:
@@ -515,9 +528,9 @@ def _repeat_answer(c: Combo, mode: str, slots: dict[str, str]) -> str:
 SKILLS: dict[str, Skill] = {
     s.name: s
     for s in [
-        Skill("arithmetic", 0.25, _arith_combos, _ARITH, _arith_slots, _arith_answer),
+        Skill("arithmetic", 0.25, _arith_combos, _ARITH, _arith_slots, _arith_answer, taught=_ARITH_TAUGHT),
         Skill("counting", 0.08, _count_combos, _COUNT, _arith_slots, _count_answer),
-        Skill("comparison", 0.12, _compare_combos, _COMPARE, _compare_slots, _compare_answer),
+        Skill("comparison", 0.12, _compare_combos, _COMPARE, _compare_slots, _compare_answer, taught=_COMPARE_TAUGHT),
         Skill("sequence", 0.15, _seq_combos, _SEQ, _seq_slots, _seq_answer),
         Skill("calendar", 0.10, _cal_combos, _CAL, _cal_slots, _cal_answer),
         Skill("facts", 0.15, _fact_combos, _FACTS, _fact_slots, _fact_answer, hold_out_combos=0.15),
@@ -542,10 +555,11 @@ class Pools:
         return SKILLS["facts" if skill == HELD_OUT_FACTS else skill]
 
 
-def assign_splits(valid_frac: float = 0.1, test_frac: float = 0.2) -> Pools:
+def assign_splits(valid_frac: float = 0.1, test_frac: float = 0.2, taught: bool = False) -> Pools:
     """Split templates (valid_frac / test_frac of each group's) and, where the skill holds them
     out, combinations (half to valid, half to test), by a salted hash rank: every build holds
-    out the same phrasings and contents."""
+    out the same phrasings and contents. `taught` adds each skill's taught templates to
+    training (valid and test stay as they are; training draws change in those groups)."""
     combos: dict[str, dict[str, dict[str, list[Combo]]]] = {s: {} for s in SPLITS}
     templates: dict[str, dict[str, dict[str, list[Template]]]] = {s: {} for s in SPLITS}
     for skill in SKILLS.values():
@@ -560,6 +574,8 @@ def assign_splits(valid_frac: float = 0.1, test_frac: float = 0.2) -> Pools:
                 # keyed without the group: a template shared by groups is held out in all of them
                 for split, part in split_list(ts, SPLIT_SALT, f"{skill.name}/{mode}", valid_frac, test_frac).items():
                     by_split[split] += part
+            if taught:
+                by_split["train"] += skill.taught.get(group, [])
             for split in SPLITS:
                 templates[split].setdefault(skill.name, {})[group] = by_split[split]
             frac = skill.hold_out_combos

@@ -61,6 +61,7 @@ class SynthConfig:
     test_frac: float = 0.05
     voice_sets: bool = True  # also the test questions in training voices and in shifted piper voices
     text_size: int = 0  # written training questions in train_text.jsonl (0: none)
+    taught_phrases: bool = False  # train also on the skills' taught templates (assign_splits)
     piper_share: float = 0.15  # questions asked by the piper voice
     question_sr: int = 16000  # the encoder's rate: no resampling when features are computed
     workers: int = 0  # 0: one per CPU core
@@ -120,7 +121,7 @@ def split_sizes(cfg: SynthConfig) -> dict[str, int]:
 
 def plan(cfg: SynthConfig) -> dict[str, list[Planned]]:
     """Every item of every manifest, without audio. Item j of a split is the same whatever `size`."""
-    pools = assign_splits()
+    pools = assign_splits(taught=cfg.taught_phrases)
     out: dict[str, list[Planned]] = {}
 
     def planned(name: str, j: int, split: str, qa: QA, voice: Voice | None) -> Planned:
