@@ -57,11 +57,10 @@ def numbers(text: str) -> list[int]:
     return out
 
 
-def operand_count(skill: str, reference: str) -> int:
-    """How many of the reference's numbers restate the question: all of a comparison's, all
-    but the result of a sum's."""
-    n = len(numbers(reference))
-    return n if skill == "comparison" else n - 1
+def operands(skill: str, reference_numbers: list[int]) -> list[int]:
+    """The reference's numbers that restate the question: all of a comparison's, all but the
+    result of a sum's."""
+    return reference_numbers if skill == "comparison" else reference_numbers[:-1]
 
 
 def error_kind(skill: str, reference: str, answer: str) -> str:
@@ -70,9 +69,9 @@ def error_kind(skill: str, reference: str, answer: str) -> str:
         raise ValueError(f"error_kind: skill {skill!r} does not restate its question's numbers; use one of {SKILLS}")
     if exact_match(reference, answer):
         return "right"
-    k = operand_count(skill, reference)
-    asked, said = numbers(reference)[:k], numbers(answer)[:k]
-    if not _FORM[skill].search(normalize(answer)) or len(said) < k:
+    asked = operands(skill, numbers(reference))
+    said = numbers(answer)[: len(asked)]
+    if not _FORM[skill].search(normalize(answer)) or len(said) < len(asked):
         return "other skill"
     if sorted(said) == sorted(asked):
         return "reasoned wrong"
