@@ -55,6 +55,12 @@ def template_key(item: Item) -> str:
 
 def scores(rows: list[dict[str, Any]], key_of: dict[str, str], untaught: dict[str, list[str]]) -> dict[str, Any]:
     """Per template, worst first: counts and untaught pairs (held-out world facts left out)."""
+    missing = [r["id"] for r in rows if r["id"] not in key_of]
+    if missing:
+        raise SystemExit(
+            f"template_accuracy: {len(missing)} answers have no question in --manifest (first: {missing[0]!r}); "
+            "pass the manifest the evaluation asked"
+        )
     per = tally(rows, lambda r: key_of[r["id"]])
     worst_first = sorted(per.items(), key=lambda kv: (kv[1]["accuracy"], kv[0]))
     return {k: {**v, "untaught_pairs": untaught[k]} for k, v in worst_first}

@@ -2,8 +2,10 @@
 and accuracy per held-out template, per condition, read from an evaluation's per-item rows."""
 
 import json
+import subprocess
+import sys
 
-from helpers.bench import run_benchmark
+from helpers.bench import ROOT, run_benchmark
 
 
 def row(i, skill, reference, text):
@@ -76,3 +78,18 @@ def test_template_accuracy_finds_untaught_word_pairs(tmp_path):
     }
     assert list(clean)[0] == "arithmetic: what is {a} take away {b}"  # worst first
     assert list(out["models"]["m"]["written question"]) == ["arithmetic: what is {a} take away {b}"]
+
+
+def test_template_accuracy_names_a_manifest_that_does_not_match(tmp_path):
+    test = tmp_path / "test.jsonl"
+    test.write_text(item(7, "arithmetic", "what is {a} plus {b}", "What is two plus two?") + "\n")
+    r = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks/template_accuracy.py"), results(tmp_path)]
+        + ["--manifest", str(test), "--train", str(test), "--json"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert r.returncode != 0
+    assert "4 answers have no question in --manifest (first: 't0')" in r.stderr
+    assert "Traceback" not in r.stderr
