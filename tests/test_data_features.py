@@ -43,6 +43,16 @@ def test_reused_without_recomputing(tmp_path, clip, monkeypatch):
     assert cache.get(clip) is cache.get(clip)  # in-memory LRU
 
 
+def test_a_clip_reached_through_a_symlinked_folder_is_not_recomputed(tmp_path, clip, monkeypatch):
+    cfg = input_mel_config()
+    FeatureCache(tmp_path / "c", cfg).get(clip)
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "audio").symlink_to(clip.parent)
+    cache = FeatureCache(tmp_path / "c", cfg)
+    monkeypatch.setattr(cache, "compute", lambda p: pytest.fail("recomputed a cached file"))
+    assert cache.get(tmp_path / "other" / "audio" / clip.name).shape[1] == 80
+
+
 def test_config_change_uses_another_folder(tmp_path, clip):
     a = FeatureCache(tmp_path / "c", input_mel_config())
     b = FeatureCache(tmp_path / "c", MelConfig(sample_rate=16000, n_fft=400, hop_length=160, n_mels=40))

@@ -43,8 +43,10 @@ class FeatureCache:
         self._mel: MelSpectrogram | None = None
 
     def key(self, path: str | Path) -> str:
-        """Cache key of an audio file's current version; raises AudioError if it is missing."""
-        path = Path(os.path.abspath(path))
+        """Cache key of an audio file's current version; raises AudioError if it is missing.
+        The path is resolved: a corpus that reaches another's clips through a symlinked folder
+        (`data/spoken_qa_taught/audio -> ../spoken_qa/audio`) reuses their features."""
+        path = Path(os.path.realpath(path))
         try:
             st = path.stat()
         except OSError as e:
