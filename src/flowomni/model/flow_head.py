@@ -196,7 +196,8 @@ class FlowHead(nn.Module):
         key = (tuple(times), like.dtype, like.device, tuple(p._version for p in self.net.time.parameters()))
         if self._t_cache is None or self._t_cache[0] != key:
             t = torch.tensor(times, device=like.device, dtype=like.dtype)
-            self._t_cache = (key, self.net.time_embedding(t).to(like.dtype))
+            with torch.no_grad():  # kept beyond this call: no graph (a model holding one cannot be deep-copied)
+                self._t_cache = (key, self.net.time_embedding(t).to(like.dtype))
         return self._t_cache[1]
 
     def _sample_t(self, n: int, device: torch.device, generator: torch.Generator | None) -> torch.Tensor:
