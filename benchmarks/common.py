@@ -162,6 +162,10 @@ def teacher_forced_examples(
         delay=cfg.delay,
         stack=cfg.encoder.stack,
         extra_groups=cfg.extra_groups,
+        in_frame_rate=cfg.input_mel.frame_rate,
+        out_frame_rate=cfg.output_mel.frame_rate,
+        text_pacing=cfg.text_pacing,
+        text_lead=cfg.text_lead,
     )
     return ds, partial(
         collate, group=cfg.group, pad_id=model.tokenizer.pad_id, silence=math.log(cfg.output_mel.log_floor)

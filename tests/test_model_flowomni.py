@@ -1,5 +1,6 @@
 """The full model on real (espeak-ng) speech: padding, stages, checkpoints, pictures."""
 
+import dataclasses
 import random
 
 import numpy as np
@@ -204,3 +205,40 @@ def test_the_speech_head_has_one_name_and_files_keep_theirs(setup, tmp_path):
     twin = FlowOmni(cfg, tok)
     twin.load_checkpoint_state(model.state_dict())  # module names load too
     torch.testing.assert_close(twin.speech.flow.null_cond, model.speech.flow.null_cond)
+
+
+def test_self_feedback_replaces_a_share_of_the_fed_back_groups(setup):
+    """Parallel scheduled sampling: share 0 feeds back every true group, share 1 none (each is
+    the head's draw from the teacher-forced pass, what `draw` gives), in between some; the
+    losses still target the true groups, and training with it runs and back-propagates."""
+    cfg, tok, ds, model = setup
+    s2s = [i for i, e in enumerate(ds.examples) if e.task is Task.S2S][:3]
+    batch = batch_of(ds, s2s, tok, cfg)
+    units = model.speech_units(batch)
+    rows = (batch["flow_target"] >= 0).flatten().nonzero().squeeze(1)
+    n = batch["kind"].shape[1]
+    b, g = rows // n, batch["flow_target"].flatten()[rows]
+    keep = model.self_fed(batch, units, rows, 0.0)
+    assert torch.equal(keep, units)
+    gen = torch.Generator().manual_seed(0)
+    drawn = model.self_fed(batch, units, rows, 1.0, generator=gen)
+    changed = (drawn[b, g] != units[b, g]).flatten(1).any(1)
+    assert changed.all() and torch.isfinite(drawn).all()
+    mask = torch.ones_like(units, dtype=torch.bool)
+    mask[b, g] = False
+    assert torch.equal(drawn[mask], units[mask])  # groups no position predicts stay as they were
+    half = model.self_fed(batch, units, rows, 0.5, generator=torch.Generator().manual_seed(1))
+    replaced = (half[b, g] != units[b, g]).flatten(1).any(1).float().mean()
+    assert 0.2 < replaced < 0.8
+    trained = FlowOmni(dataclasses.replace(cfg, self_feedback=0.5), tok).train()
+    trained.set_stats(model.in_stats, model.out_stats)
+    out = trained(batch)
+    out["loss"].backward()
+    assert torch.isfinite(out["loss"]) and trained.speech.mel_in[0].weight.grad.abs().sum() > 0
+
+
+def test_self_feedback_is_for_the_flow_head():
+    cfg = tiny_config()
+    cfg.speech_head = "discrete"
+    with pytest.raises(ValueError, match="self_feedback"):
+        dataclasses.replace(cfg, self_feedback=0.5)

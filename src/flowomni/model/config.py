@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from typing import ClassVar
 
 from flowomni.audio.mel import MelConfig, answer_mel_config, input_mel_config
-from flowomni.config import Bounds, check_choice
+from flowomni.config import Bounds, ConfigError, check_choice
 from flowomni.model.backbone import BackboneConfig
 from flowomni.model.code_head import CodeHeadConfig
 from flowomni.model.codec import CodecConfig
@@ -26,6 +26,7 @@ class ModelConfig:
         "w_flow": (0, 1e4),
         "w_state": (0, 1e4),
         "feedback_noise": (0, 100),
+        "self_feedback": (0, 1),
     }
 
     input_mel: MelConfig = field(default_factory=input_mel_config)
@@ -46,12 +47,20 @@ class ModelConfig:
     w_flow: float = 1.0  # weight of the speech loss (flow matching, or the code CE of the discrete head)
     w_state: float = 0.5
     feedback_noise: float = 0.5  # std of noise on fed-back (normalised) mel groups in training (flow head)
+    # share of fed-back mel groups replaced in training by the model's own draw (flow head; see
+    # FlowOmni.self_fed): at inference the text stream reads back mel the head drew, never a recording
+    self_feedback: float = 0.0
     stage1_train_embeddings: bool = True  # control tokens are new: let them learn in stage 1
     vocoder: str = "griffin-lim"
 
     def __post_init__(self) -> None:
         check_choice("model.text_pacing", self.text_pacing, TEXT_PACINGS)
         check_choice("model.speech_head", self.speech_head, SPEECH_HEADS)
+        if self.self_feedback > 0 and self.speech_head != "flow":
+            raise ConfigError(
+                f"model.self_feedback {self.self_feedback} is for the flow head; "
+                f"model.speech_head is {self.speech_head!r}: set it to 0"
+            )
 
     @property
     def extra_groups(self) -> int:

@@ -104,6 +104,13 @@ class FlowSpeech(SpeechHead):
     def loss(self, h: torch.Tensor, units: torch.Tensor) -> torch.Tensor:
         return self.flow.loss(h, units).mean()
 
+    @torch.no_grad()
+    def draw(self, h: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Normalised groups [N, k, F] as inference draws them from hidden states h [N, D]: the
+        configured ODE (the one a distilled student imitates) without guidance."""
+        method = "euler" if self.flow.cfg.method == "student" else None
+        return self.flow.sample(h, method=method, cfg_scale=1.0, generator=generator)
+
     def zero_loss(self, h: torch.Tensor) -> torch.Tensor:
         return self.flow.loss(h[:1, 0], h.new_zeros(1, self.flow.group, self.flow.frame_dim)).mean() * 0
 
