@@ -46,6 +46,7 @@ def build_engine(args: argparse.Namespace) -> tuple[Engine, str]:
         flow_steps=args.flow_steps,
         flow_method=args.flow_method,
         decode_dtype=args.decode_dtype,
+        guided_text=not args.unguided,
     )
     if args.config:
         return Engine(random_model(args.config, args.device), args.vocoder, gen=gen), f"random weights, {args.config}"
@@ -79,7 +80,7 @@ def interleaved_steps(engine: Engine, question: Path, n: int) -> tuple[list[floa
         bare = dec.bare_step()
         (ans,) = dec.join([Prompt(Task.S2S, audio_mel=engine.question_mel(question))])
         d = dec.state.h.shape[-1]
-        e = torch.randn(dec.capacity, d, device=dec.device).to(dec.state.h.dtype)
+        e = torch.randn(len(dec.answers), d, device=dec.device).to(dec.state.h.dtype)  # a row per slot
         speech, backbone = [], []
         try:
             while not ans.done and len(speech) < n:
@@ -190,6 +191,11 @@ def main() -> None:
         choices=DECODE_DTYPES,
         help="precision of the decode steps (auto: fp16 for batch-1 CPU steps)",
     )
+    p.add_argument(
+        "--unguided",
+        action="store_true",
+        help="spoken answers write their own text (no companion text reply decoding beside them)",
+    )
     p.add_argument("--ratio-steps", type=int, default=40)
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--device", default="cpu", help="cpu, cuda, ... (the vocoder runs there too)")
@@ -222,6 +228,7 @@ def main() -> None:
         "flow_method": args.flow_method or engine.model.cfg.flow.method,
         "flow_steps": args.flow_steps or engine.model.cfg.flow.steps,
         "decode_dtype": streaming_dtype(args.decode_dtype, engine.model),
+        "guided_text": engine.gen.guided_text,
         "questions": len(qs),
         "answers_with_speech": f"{len(spoken)}/{len(runs)}",
         "first_packet_ms": describe([r["first_audio_ms"] for r in spoken]) if spoken else None,

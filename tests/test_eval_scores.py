@@ -216,3 +216,13 @@ def test_previous_results_join_the_report_or_fail_clearly(tmp_path):
     ]:
         with pytest.raises(ValueError, match=re.escape(message)):
             previous_results([pair], taken)
+
+
+def test_eval_takes_generation_knobs_and_names_a_bad_one(capsys):
+    """`--gen KEY=VALUE` reaches every model's generation config (e.g. guided_text=false); an
+    unknown knob or a bad value ends with a message naming it, before any answer is decoded."""
+    from flowomni.cli import main
+
+    for bad, named in (("nonsense=1", "nonsense"), ("top_p=7", "top_p")):
+        assert main(["eval", "models/flowomni-tiny", "--manifest", "none.jsonl", "--gen", bad]) == 2
+        assert named in capsys.readouterr().err

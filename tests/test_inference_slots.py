@@ -15,7 +15,11 @@ from flowomni.model.flowomni import FlowOmni
 from flowomni.model.layout import Task
 from flowomni.model.tokenizer import CharTokenizer
 
-SAMPLED = GenerationConfig(max_steps=30, seed=1, text_temperature=0.8, top_k=20, top_p=0.9, flow_temperature=0.7)
+# sampled text, unguided: Decoder draws a batch's text noise from one generator, so an answer
+# beside its companion (guide.py) draws other noise than in a slot (test_inference_guide.py)
+SAMPLED = GenerationConfig(
+    max_steps=30, seed=1, text_temperature=0.8, top_k=20, top_p=0.9, flow_temperature=0.7, guided_text=False
+)
 GENS = {
     "greedy": GenerationConfig(max_steps=30, seed=0),
     "sampled": SAMPLED,

@@ -63,6 +63,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="precision of the decode steps; batches get the one a streamed answer gets "
         "(auto: fp16 on CPU), so the scores are those of `flowomni chat`",
     )
+    p.add_argument(
+        "--gen",
+        dest="gen_overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="generation knobs for every model, as `flowomni chat --set` takes them, e.g. "
+        "--gen guided_text=false (a spoken answer writes its own text, not its text reply's)",
+    )
     p.add_argument("--json", action="store_true", help="print the results JSON to stdout")
 
 
@@ -128,8 +137,10 @@ def previous_results(pairs: list[str], taken: list[str]) -> dict[str, dict[str, 
 
 def run(args: argparse.Namespace) -> int:
     from flowomni.checkpoint import CheckpointError
+    from flowomni.config import apply_overrides, from_dict
     from flowomni.evaluation.evaluate import EvalConfig, Evaluator, run_all
     from flowomni.evaluation.report import write_report
+    from flowomni.inference.decoder import GenerationConfig
     from flowomni.inference.engine import Engine
     from flowomni.inference.precision import streaming_dtype
 
@@ -162,14 +173,18 @@ def run(args: argparse.Namespace) -> int:
             if args.speed is not None or args.no_sweeps:
                 cfg.speeds = [] if args.no_sweeps else args.speed
             engine = Engine.load(ckpt, vocoder=args.vocoder)
-            engine.gen = dataclasses.replace(engine.gen, decode_dtype=streaming_dtype(args.decode_dtype, engine.model))
+            gen = dataclasses.replace(engine.gen, decode_dtype=streaming_dtype(args.decode_dtype, engine.model))
+            engine.gen = from_dict(
+                GenerationConfig, apply_overrides(dataclasses.asdict(gen), args.gen_overrides), "generation"
+            )
             evaluators[name] = Evaluator(engine, cfg)
             meta[name] = {
                 "checkpoint": str(ckpt),
                 "vocoder": engine.vocoder.name,
                 "decode_dtype": engine.gen.decode_dtype,
+                "guided_text": engine.gen.guided_text,
             }
-        except (CheckpointError, FileNotFoundError, ValueError) as e:
+        except (CheckpointError, FileNotFoundError, ValueError) as e:  # (ConfigError is a ValueError)
             print(f"flowomni eval: {ckpt}: {e}", file=sys.stderr)
             return 2
     try:

@@ -11,6 +11,7 @@ each prompt sees exactly what it would alone.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -19,6 +20,7 @@ from typing import Any, ClassVar
 import torch
 
 from flowomni.config import Bounds, check_choice
+from flowomni.inference.guide import TextGuide
 from flowomni.inference.precision import DECODE_DTYPES, cast_cache, decode_dtype, step_model
 from flowomni.model import tokenizer as tk
 from flowomni.model.encoder import n_adapter_frames
@@ -57,6 +59,9 @@ class GenerationConfig:
     seed: int | None = None
     decode_dtype: str = "auto"  # steps after the prefill: auto (fp16 for small CPU batches), float32, ...
     max_prompt_positions: int = 0  # >0: refuse a prompt (history + question) longer than this (PromptTooLong)
+    # a spoken answer writes the text a text reply to the same question writes, decoded beside it
+    # in the same batch; it only times the words (guide.py: batch-parallel decoding, Mini-Omni)
+    guided_text: bool = True
 
     def __post_init__(self) -> None:
         if self.flow_method is not None:
@@ -75,6 +80,16 @@ class Prompt:
     audio_mel: torch.Tensor | None = None  # raw log-mel [T, n_mels] of the question (input features)
     text: str | None = None  # the question as text (text-input tasks)
     history: list[tuple[str, str]] | None = None  # earlier (question, answer) turns, as text
+
+
+def companion(prompt: Prompt) -> Prompt:
+    """The same question asked for a text reply: what guides a spoken answer's text (guide.py)."""
+    return dataclasses.replace(prompt, task=Task.S2T if prompt.task.speech_in else Task.T2T)
+
+
+def guided_rows(prompts: list[Prompt], gen: GenerationConfig) -> list[int]:
+    """Indices of the prompts whose answers are guided: spoken answers, when `gen` asks for it."""
+    return [i for i, p in enumerate(prompts) if gen.guided_text and p.task.speech_out]
 
 
 @dataclass
@@ -174,7 +189,9 @@ def next_states(
 
 
 class Decoder:
-    """Decodes a batch of prompts one position at a time. Use `step()` until `done`."""
+    """Decodes a batch of prompts one position at a time. Use `step()` until `done`. With
+    `gen.guided_text` every spoken answer's companion (a text reply) decodes in rows after the
+    prompts' own; `step()` returns the prompts' rows only."""
 
     def __init__(self, model: FlowOmni, prompts: list[Prompt], gen: GenerationConfig | None = None) -> None:
         if not prompts:
@@ -182,6 +199,13 @@ class Decoder:
         self.model, self.gen = model, gen or GenerationConfig()
         self.tok = model.tokenizer
         self.device = next(model.parameters()).device
+        self.n_answers = len(prompts)
+        guided = guided_rows(prompts, self.gen)
+        prompts = [*prompts, *(companion(prompts[i]) for i in guided)]
+        tpad = self.tok.token_id(tk.TEXT_PAD)
+        self.guide = TextGuide(len(prompts), self.gen.max_steps + 1, tpad, self.device) if guided else None
+        for k, i in enumerate(guided):
+            self.guide.reset(i, self.n_answers + k)  # type: ignore[union-attr]
         self.generator = torch.Generator(self.device)
         self.generator.manual_seed(self.gen.seed if self.gen.seed is not None else torch.seed() % 2**63)
         self.speech_out = torch.tensor([p.task.speech_out for p in prompts], device=self.device)
@@ -192,23 +216,25 @@ class Decoder:
         self.timings = DecodeTimings()
         t0 = time.perf_counter()
         self._prefill(prompts)
-        self._to_step_precision(len(prompts))
+        self._to_step_precision(self.n_answers, len(prompts))
         self.timings.prefill_s = time.perf_counter() - t0
 
-    def _to_step_precision(self, batch: int) -> None:
+    def _to_step_precision(self, answers: int, rows: int) -> None:
         """Steps run on `self.step_model` (see precision.py): move the prefill's state across
-        and make the speech stream on the model that will step."""
-        dtype = decode_dtype(self.gen.decode_dtype, self.device, batch, self.h.dtype)
+        and make the speech stream (of all `rows`) on the model that will step. The dtype goes
+        by answers, companions not counted, as in slots.py: an answer is the same alone."""
+        dtype = decode_dtype(self.gen.decode_dtype, self.device, answers, self.h.dtype)
         self.step_model = step_model(self.model, dtype)
         if self.step_model is not self.model:
             self.cache = cast_cache(self.cache, dtype)
             self.h = self.h.to(dtype)
             self.embeds = [e.to(dtype) for e in self.embeds]
-        self.stream = self.step_model.speech.stream(batch, self.gen, self.step_model.out_stats)
+        self.stream = self.step_model.speech.stream(rows, self.gen, self.step_model.out_stats)
 
     @property
     def done(self) -> bool:
-        return bool((self.text_done & self.speech_done).all()) or self.n_steps >= self.gen.max_steps
+        done = (self.text_done & self.speech_done)[: self.n_answers]
+        return bool(done.all()) or self.n_steps >= self.gen.max_steps
 
     @torch.no_grad()
     def _prefill(self, prompts: list[Prompt]) -> None:
@@ -229,6 +255,8 @@ class Decoder:
         )
         tpad = self.tok.token_id(tk.TEXT_PAD)
         tokens = torch.where(self.text_done, torch.full_like(tokens, tpad), tokens)
+        if self.guide is not None:
+            tokens = self.guide(tokens, self.text_done, self.speech_done)
         states = self._states(h)
         gen = states == GEN
         t_flow = time.perf_counter()
@@ -263,4 +291,4 @@ class Decoder:
         self.timings.per_step.append(time.perf_counter() - t0)
         for o, text_done, speech_done in zip(outputs, self.text_done.tolist(), self.speech_done.tolist()):
             o.text_done, o.speech_done = text_done, speech_done
-        return outputs
+        return outputs[: self.n_answers]

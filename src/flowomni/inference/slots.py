@@ -27,7 +27,7 @@ from typing import Any
 
 import torch
 
-from flowomni.inference.decoder import GenerationConfig, Prompt, StepOutput, prefill
+from flowomni.inference.decoder import GenerationConfig, Prompt, StepOutput, companion, guided_rows, prefill
 from flowomni.inference.precision import decode_dtype, step_model
 from flowomni.inference.static_step import BackboneStep, StaticStep, StepSpec, StepTensors, unsupported
 from flowomni.model import tokenizer as tk
@@ -68,7 +68,9 @@ class _Launched:
 
 
 class SlotDecoder:
-    """Steps up to `slots` answers together. `compile`: run the step under torch.compile
+    """Steps up to `slots` answers together (with `gen.guided_text`, each in two rows: its own
+    and its companion's, guide.py; a companion is stepped and leaves with its answer, and its
+    outputs are never returned). `compile`: run the step under torch.compile
     (None: on CUDA, with CUDA graphs); `max_len`: positions per slot (question, context and
     answer; every step attends them all when compiled), default MAX_LEN or the backbone's
     `max_position_embeddings` if smaller; `lag`: read outputs a step late (None: on CUDA)."""
@@ -90,7 +92,11 @@ class SlotDecoder:
             raise ValueError(f"need at least one slot, got {slots}")
         p = next(model.parameters())
         self.model, self.gen, self.capacity, self.device = model, gen, slots, p.device
+        # precision by answers, not rows: up to 4 answers decode as one streamed answer does
+        # (fp16 on CPU), companions or not, so an answer is the same in the loop and alone
         self.step_model = step_model(model, decode_dtype(gen.decode_dtype, p.device, slots, p.dtype))
+        self.per_answer = 2 if gen.guided_text else 1  # rows an answer may take
+        slots *= self.per_answer
         self.spec = StepSpec.of(gen, self.step_model.speech.flow)
         self.max_len = max_len or min(MAX_LEN, int(model.lm.config.max_position_embeddings))
         self.graph = StaticStep(self.step_model, self.spec, slots, self.max_len).eval()
@@ -117,6 +123,8 @@ class SlotDecoder:
             torch.zeros(slots, flow.group * flow.frame_dim, dtype=dtype, device=dev) if self.spec.flow_noise else None
         )
         self.answers: list[SlotAnswer | None] = [None] * slots
+        self.companions: dict[int, SlotAnswer] = {}  # answer id -> its companion (guided text)
+        self._hidden: set[int] = set()  # companions' ids
         self.lengths = [0] * slots  # host copy of each slot's position
         self._pending: _Launched | None = None
         self.lock = threading.Lock()  # a decoder serves one thread at a time (Engine hands it out)
@@ -125,7 +133,8 @@ class SlotDecoder:
 
     @property
     def free(self) -> int:
-        return sum(a is None for a in self.answers)
+        """Answers that may join now."""
+        return sum(a is None for a in self.answers) // self.per_answer
 
     @property
     def active(self) -> list[SlotAnswer]:
@@ -136,14 +145,20 @@ class SlotDecoder:
     def join(
         self, prompts: list[Prompt], seeds: list[int | None] | None = None, max_steps: list[int] | None = None
     ) -> list[SlotAnswer]:
-        """Prefill `prompts` in one batch and give each a free slot."""
+        """Prefill `prompts` (and the companions of guided ones) in one batch and give each a
+        free slot. Returns the prompts' answers."""
         if not prompts:
             return []
+        n_asked = len(prompts)
+        seeds = seeds or [self.gen.seed] * n_asked
+        max_steps = max_steps or [self.gen.max_steps] * n_asked
+        guided = guided_rows(prompts, self.gen)
+        prompts = [*prompts, *(companion(prompts[i]) for i in guided)]
+        seeds = [*seeds, *(seeds[i] for i in guided)]
+        max_steps = [*max_steps, *(max_steps[i] for i in guided)]
         free = [i for i, a in enumerate(self.answers) if a is None]
         if len(prompts) > len(free):
-            raise RuntimeError(f"{len(prompts)} answers to join, {len(free)} free slots")
-        seeds = seeds or [self.gen.seed] * len(prompts)
-        max_steps = max_steps or [self.gen.max_steps] * len(prompts)
+            raise RuntimeError(f"{n_asked} answers to join, {len(free) // self.per_answer} free slots")
         t0 = time.perf_counter()
         pre = prefill(self.model, prompts, self.device, self.gen.max_prompt_positions)
         total = pre.mask.shape[1]
@@ -166,10 +181,23 @@ class SlotDecoder:
             ans = SlotAnswer(slot, g, min(max_steps[i], self.max_len - n), prefill_s)
             self.answers[slot], self.lengths[slot] = ans, n
             out.append(ans)
-        return out
+        if self.graph.guide is not None:
+            for ans in out:
+                self.graph.guide.reset(ans.slot)
+            for k, i in enumerate(guided):
+                main, comp = out[i], out[n_asked + k]
+                self.graph.guide.reset(main.slot, comp.slot)
+                self.companions[main.id] = comp
+                self._hidden.add(comp.id)
+        return out[:n_asked]
 
     def leave(self, ans: SlotAnswer) -> None:
-        """Free `ans`'s slot (done or stopped): the next step no longer computes for it."""
+        """Free `ans`'s slot (done or stopped), and its companion's: the next step no longer
+        computes for them."""
+        comp = self.companions.pop(ans.id, None)
+        if comp is not None:
+            self._hidden.discard(comp.id)
+            self.leave(comp)
         if self.answers[ans.slot] is ans:
             self.answers[ans.slot] = None
             self.state.text_done[ans.slot] = self.state.speech_done[ans.slot] = True
@@ -273,9 +301,13 @@ class SlotDecoder:
             if not gen and a.id in step.rng:
                 a.generator.set_state(step.rng[a.id])  # this step drew no group: as Decoder, no noise used
             tok = tokens[i]
-            outs[a.id] = StepOutput(
-                None if tok in self._silent else tok, step.raw[i].float() if gen else None, text_done[i], speech_done[i]
-            )
+            if a.id not in self._hidden:
+                outs[a.id] = StepOutput(
+                    None if tok in self._silent else tok,
+                    step.raw[i].float() if gen else None,
+                    text_done[i],
+                    speech_done[i],
+                )
             a.steps += 1
             a.done = (text_done[i] and speech_done[i]) or a.steps >= a.max_steps
         return outs

@@ -30,6 +30,7 @@ import torch
 from torch import nn
 
 from flowomni.inference.decoder import GenerationConfig, next_states
+from flowomni.inference.guide import TextGuide
 from flowomni.model import tokenizer as tk
 from flowomni.model.backbone import decoder_of
 from flowomni.model.layout import GEN, START, STOP
@@ -64,13 +65,14 @@ class StepSpec:
     flow_steps: int
     flow_temperature: float
     cfg_scale: float
+    guided_text: bool = False  # rows may copy another row's text (guide.py)
 
     @classmethod
     def of(cls, gen: GenerationConfig, flow: Any) -> StepSpec:
         method, steps, temperature, cfg_scale = flow.sampler(
             gen.flow_steps, gen.flow_method, gen.flow_temperature, gen.cfg_scale
         )
-        return cls(gen.text_temperature, gen.top_k, gen.top_p, method, steps, temperature, cfg_scale)
+        return cls(gen.text_temperature, gen.top_k, gen.top_p, method, steps, temperature, cfg_scale, gen.guided_text)
 
     @property
     def text_noise(self) -> bool:
@@ -145,6 +147,7 @@ class StaticStep(nn.Module):
         p = next(model.parameters())
         self.cache = SlotCache(model.lm, slots, max_len, p.dtype, p.device)
         self.eos, self.tpad = model.tokenizer.token_id(tk.EOS), model.tokenizer.token_id(tk.TEXT_PAD)
+        self.guide = TextGuide(slots, max_len, self.tpad, p.device) if spec.guided_text else None
         flow = model.speech.flow
         self.t_grid = (
             None
@@ -174,6 +177,8 @@ class StaticStep(nn.Module):
             m.text_logits(h), text_noise, temperature=spec.text_temperature, top_k=spec.top_k, top_p=spec.top_p
         )
         tokens = torch.where(text_done, torch.full_like(tokens, self.tpad), tokens)
+        if self.guide is not None:
+            tokens = self.guide(tokens, text_done, speech_done)
         states = next_states(m.state_head(h), started, speech_done)
         gen = states == GEN
         flow = m.speech.flow
