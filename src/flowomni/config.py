@@ -232,6 +232,12 @@ def add_set_option(p: Any, help: str) -> None:
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help=help)
 
 
+def add_gen_option(p: Any, help: str) -> None:
+    """`--gen KEY=VALUE` (repeatable, into `args.gen_overrides`): generation knobs, for commands
+    whose `--set` means other settings (the server's, ...)."""
+    p.add_argument("--gen", dest="gen_overrides", action="append", default=[], metavar="KEY=VALUE", help=help)
+
+
 def config_from_args(cls: type[T], args: Any) -> T:
     """Load `args.config` with `args.overrides` (and `args.run_dir`). A ConfigError raised
     here reaches the `flowomni` command, which prints it and exits with code 2."""

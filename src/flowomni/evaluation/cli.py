@@ -11,6 +11,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from flowomni.config import add_gen_option
+
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("checkpoints", nargs="+", help="checkpoint folders (several: one comparison report)")
@@ -63,13 +65,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="precision of the decode steps; batches get the one a streamed answer gets "
         "(auto: fp16 on CPU), so the scores are those of `flowomni chat`",
     )
-    p.add_argument(
-        "--gen",
-        dest="gen_overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="generation knobs for every model, as `flowomni chat --set` takes them, e.g. "
+    add_gen_option(
+        p,
+        "generation knobs for every model, as `flowomni chat --set` takes them, e.g. "
         "--gen guided_text=false (a spoken answer writes its own text, not its text reply's)",
     )
     p.add_argument("--json", action="store_true", help="print the results JSON to stdout")

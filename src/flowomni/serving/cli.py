@@ -7,7 +7,7 @@ import os
 import sys
 from typing import TYPE_CHECKING
 
-from flowomni.config import ConfigError, add_set_option, apply_overrides, from_dict, load_config
+from flowomni.config import ConfigError, add_gen_option, add_set_option, apply_overrides, from_dict, load_config
 from flowomni.serving.auth import ENV, is_loopback
 
 if TYPE_CHECKING:
@@ -50,14 +50,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="also accept browser pages from this origin, e.g. http://localhost:3000 (repeatable)",
     )
     add_set_option(p, "any server setting, e.g. --set vad.silence_ms=500 --set history_turns=2")
-    p.add_argument(
-        "--gen",
-        dest="gen_overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="generation knobs, e.g. --gen max_steps=300 --gen flow_steps=4",
-    )
+    add_gen_option(p, "generation knobs, e.g. --gen max_steps=300 --gen flow_steps=4")
     p.add_argument("--seed", type=int, default=None, help="fixed sampling seed (default: random per answer)")
     p.add_argument("--log-level", default="info")
 
