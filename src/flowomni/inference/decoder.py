@@ -87,9 +87,11 @@ def companion(prompt: Prompt) -> Prompt:
     return dataclasses.replace(prompt, task=Task.S2T if prompt.task.speech_in else Task.T2T)
 
 
-def guided_rows(prompts: list[Prompt], gen: GenerationConfig) -> list[int]:
-    """Indices of the prompts whose answers are guided: spoken answers, when `gen` asks for it."""
-    return [i for i, p in enumerate(prompts) if gen.guided_text and p.task.speech_out]
+def with_companions(prompts: list[Prompt], gen: GenerationConfig) -> tuple[list[Prompt], list[int]]:
+    """The prompts followed by the companions of the guided ones (spoken answers, when `gen`
+    asks for guided text), and the indices of those guided prompts, in the companions' order."""
+    guided = [i for i, p in enumerate(prompts) if gen.guided_text and p.task.speech_out]
+    return [*prompts, *(companion(prompts[i]) for i in guided)], guided
 
 
 @dataclass
@@ -200,12 +202,12 @@ class Decoder:
         self.tok = model.tokenizer
         self.device = next(model.parameters()).device
         self.n_answers = len(prompts)
-        guided = guided_rows(prompts, self.gen)
-        prompts = [*prompts, *(companion(prompts[i]) for i in guided)]
-        tpad = self.tok.token_id(tk.TEXT_PAD)
-        self.guide = TextGuide(len(prompts), self.gen.max_steps + 1, tpad, self.device) if guided else None
-        for k, i in enumerate(guided):
-            self.guide.reset(i, self.n_answers + k)  # type: ignore[union-attr]
+        prompts, guided = with_companions(prompts, self.gen)
+        self.guide: TextGuide | None = None
+        if guided:
+            self.guide = TextGuide(len(prompts), self.gen.max_steps + 1, self.tok.token_id(tk.TEXT_PAD), self.device)
+            for k, i in enumerate(guided):
+                self.guide.reset(i, self.n_answers + k)
         self.generator = torch.Generator(self.device)
         self.generator.manual_seed(self.gen.seed if self.gen.seed is not None else torch.seed() % 2**63)
         self.speech_out = torch.tensor([p.task.speech_out for p in prompts], device=self.device)

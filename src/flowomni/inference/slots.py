@@ -27,7 +27,7 @@ from typing import Any
 
 import torch
 
-from flowomni.inference.decoder import GenerationConfig, Prompt, StepOutput, companion, guided_rows, prefill
+from flowomni.inference.decoder import GenerationConfig, Prompt, StepOutput, prefill, with_companions
 from flowomni.inference.precision import decode_dtype, step_model
 from flowomni.inference.static_step import BackboneStep, StaticStep, StepSpec, StepTensors, unsupported
 from flowomni.model import tokenizer as tk
@@ -51,6 +51,7 @@ class SlotAnswer:
     launched: int = 0  # steps run (ahead of `steps` by one in lag mode)
     step_s: float = 0.0  # wall time of the steps it was in
     done: bool = False
+    companion: bool = False  # a guided answer's companion: stepped, never returned (guide.py)
 
 
 @dataclass
@@ -124,7 +125,6 @@ class SlotDecoder:
         )
         self.answers: list[SlotAnswer | None] = [None] * slots
         self.companions: dict[int, SlotAnswer] = {}  # answer id -> its companion (guided text)
-        self._hidden: set[int] = set()  # companions' ids
         self.lengths = [0] * slots  # host copy of each slot's position
         self._pending: _Launched | None = None
         self.lock = threading.Lock()  # a decoder serves one thread at a time (Engine hands it out)
@@ -152,8 +152,7 @@ class SlotDecoder:
         n_asked = len(prompts)
         seeds = seeds or [self.gen.seed] * n_asked
         max_steps = max_steps or [self.gen.max_steps] * n_asked
-        guided = guided_rows(prompts, self.gen)
-        prompts = [*prompts, *(companion(prompts[i]) for i in guided)]
+        prompts, guided = with_companions(prompts, self.gen)
         seeds = [*seeds, *(seeds[i] for i in guided)]
         max_steps = [*max_steps, *(max_steps[i] for i in guided)]
         free = [i for i, a in enumerate(self.answers) if a is None]
@@ -188,7 +187,7 @@ class SlotDecoder:
                 main, comp = out[i], out[n_asked + k]
                 self.graph.guide.reset(main.slot, comp.slot)
                 self.companions[main.id] = comp
-                self._hidden.add(comp.id)
+                comp.companion = True
         return out[:n_asked]
 
     def leave(self, ans: SlotAnswer) -> None:
@@ -196,7 +195,6 @@ class SlotDecoder:
         computes for them."""
         comp = self.companions.pop(ans.id, None)
         if comp is not None:
-            self._hidden.discard(comp.id)
             self.leave(comp)
         if self.answers[ans.slot] is ans:
             self.answers[ans.slot] = None
@@ -301,7 +299,7 @@ class SlotDecoder:
             if not gen and a.id in step.rng:
                 a.generator.set_state(step.rng[a.id])  # this step drew no group: as Decoder, no noise used
             tok = tokens[i]
-            if a.id not in self._hidden:
+            if not a.companion:
                 outs[a.id] = StepOutput(
                     None if tok in self._silent else tok,
                     step.raw[i].float() if gen else None,

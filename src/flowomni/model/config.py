@@ -48,7 +48,7 @@ class ModelConfig:
     w_state: float = 0.5
     feedback_noise: float = 0.5  # std of noise on fed-back (normalised) mel groups in training (flow head)
     # share of fed-back mel groups replaced in training by the model's own draw (flow head; see
-    # FlowOmni.self_fed): at inference the text stream reads back mel the head drew, never a recording
+    # FlowOmni.self_fed): at inference the model reads back mel the head drew, never a recording
     self_feedback: float = 0.0
     stage1_train_embeddings: bool = True  # control tokens are new: let them learn in stage 1
     vocoder: str = "griffin-lim"

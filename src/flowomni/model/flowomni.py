@@ -251,10 +251,11 @@ class FlowOmni(nn.Module):
     ) -> torch.Tensor:
         """Parallel scheduled sampling (Duckworth et al., 2019): the batch's units [B, K, ...] with
         a `share` of its mel groups replaced by the head's own draw from a first, teacher-forced
-        pass (`rows`: the flat positions that predict a group). Trained on true mel only, the text
-        stream, which aligned pacing times by the mel it reads back, loses its place when it
-        reads drawn mel at inference (speaking cost 6.5 points of accuracy: reports/speaking_cost).
-        Losses still target the true groups."""
+        pass (`rows`: the flat positions that predict a group). Trained on recorded mel only, the
+        model reads back mel its head drew at inference (exposure bias); for the text stream that
+        costs little (stage 8, teacher-forced: 1.5 points of answers with every character right,
+        benchmarks/feedback_exposure.py), for the speech itself it is unmeasured. Losses still
+        target the true groups."""
         n = batch["kind"].shape[1]
         h = self.backbone(self.embed(batch, units), batch["attention_mask"]).last_hidden_state
         drawn = self.speech.draw(h.flatten(0, 1)[rows], generator=generator).to(units.dtype)
