@@ -90,6 +90,25 @@ def test_slots_decode_guided_answers_as_the_decoder() -> None:
             assert_same(g, legacy(m, p, gen))
 
 
+def test_only_voice_rows_run_the_flow_head() -> None:
+    """Guided slots: spoken answers in the voice rows, companions and text replies in the text
+    rows (voice rows once those are full); the step draws mel for the voice rows only."""
+    m = varied_model(4)
+    dec = SlotDecoder(m, GUIDED, 2)
+    assert dec.voice_rows == 2 and len(dec.answers) == 4
+    t2s, t2t = Prompt(Task.T2S, text="Hi there?"), Prompt(Task.T2T, text="What?")
+    reply, spoken = dec.join([t2t, t2s])
+    assert spoken.slot < 2 and dec.companions[spoken.id].slot >= 2 and reply.slot >= 2
+    assert dec.free == 0  # one voice row left, no text row
+    (late,) = dec.join([t2t])  # a text reply still fits, in the voice row
+    assert late.slot < 2 and dec.free == 0
+    with pytest.raises(RuntimeError, match="free slots"):
+        dec.join([t2s])
+    outs = [dec._launch(dec.active) for _ in range(3)]
+    assert all(o.raw.shape[0] == 2 for o in outs)  # [voice rows, k, n_mels]
+    assert SlotDecoder(m, dataclasses.replace(GUIDED, guided_text=False), 2).voice_rows == 2
+
+
 def test_discrete_head_decodes_guided_too() -> None:
     """Models without static steps decode with Decoder, which guides the same way."""
     cfg = tiny_config()
@@ -115,4 +134,4 @@ def test_shipped_model_speaks_its_text_reply() -> None:
         assert mel is not None and len(mel) < 4 * 200
         assert text_of(m, Prompt(Task.T2S, text=q), gen) == text_of(m, Prompt(Task.T2T, text=q), gen)
         (got,) = static(SlotDecoder(m, gen, 1), [Prompt(Task.T2S, text=q)])
-        assert_same(got, (toks, mel))
+        assert_same(got, (toks, mel), fp16=True)

@@ -96,11 +96,13 @@ class SlotDecoder:
         # precision by answers, not rows: up to 4 answers decode as one streamed answer does
         # (fp16 on CPU), companions or not, so an answer is the same in the loop and alone
         self.step_model = step_model(model, decode_dtype(gen.decode_dtype, p.device, slots, p.dtype))
-        self.per_answer = 2 if gen.guided_text else 1  # rows an answer may take
-        slots *= self.per_answer
+        # guided: `slots` voice rows for spoken answers, then `slots` text rows for their companions
+        # and text replies (the flow head runs on voice rows only); else every row may speak
+        self.voice_rows = slots
+        slots *= 2 if gen.guided_text else 1
         self.spec = StepSpec.of(gen, self.step_model.speech.flow)
         self.max_len = max_len or min(MAX_LEN, int(model.lm.config.max_position_embeddings))
-        self.graph = StaticStep(self.step_model, self.spec, slots, self.max_len).eval()
+        self.graph = StaticStep(self.step_model, self.spec, slots, self.max_len, self.voice_rows).eval()
         self.compiled = p.device.type == "cuda" if compile is None else compile
         self._mode = "reduce-overhead" if p.device.type == "cuda" else "default"  # CUDA graphs on a GPU
         self.fn = torch.compile(self.graph, mode=self._mode, dynamic=False) if self.compiled else self.graph
@@ -121,7 +123,9 @@ class SlotDecoder:
         flow = self.step_model.speech.flow
         self.text_noise = torch.ones(slots, vocab, device=dev) if self.spec.text_noise else None
         self.flow_noise = (
-            torch.zeros(slots, flow.group * flow.frame_dim, dtype=dtype, device=dev) if self.spec.flow_noise else None
+            torch.zeros(self.voice_rows, flow.group * flow.frame_dim, dtype=dtype, device=dev)
+            if self.spec.flow_noise
+            else None
         )
         self.answers: list[SlotAnswer | None] = [None] * slots
         self.companions: dict[int, SlotAnswer] = {}  # answer id -> its companion (guided text)
@@ -131,10 +135,30 @@ class SlotDecoder:
         tok = model.tokenizer
         self._silent = (tok.token_id(tk.EOS), tok.token_id(tk.TEXT_PAD))  # tokens that add no text
 
+    def _free_rows(self) -> tuple[list[int], list[int]]:
+        """Free voice rows and free text rows."""
+        free = [i for i, a in enumerate(self.answers) if a is None]
+        return [i for i in free if i < self.voice_rows], [i for i in free if i >= self.voice_rows]
+
     @property
     def free(self) -> int:
-        """Answers that may join now."""
-        return sum(a is None for a in self.answers) // self.per_answer
+        """Answers that may join now, whatever they are (guided: a spoken one takes a voice row
+        and a text row)."""
+        voice, text = self._free_rows()
+        return min(len(voice), len(text)) if self.voice_rows < len(self.answers) else len(voice)
+
+    def _place(self, prompts: list[Prompt], n_asked: int) -> list[int]:
+        """A free row for each prompt (companions after the first `n_asked`): spoken answers in
+        voice rows, then companions and text replies in text rows, voice rows when those run out."""
+        voice, text = self._free_rows()
+        rows = [-1] * len(prompts)
+        by_need = sorted(range(len(prompts)), key=lambda i: (not prompts[i].task.speech_out, i < n_asked))
+        for i in by_need:
+            pool = voice if prompts[i].task.speech_out else (text or voice)
+            if not pool:
+                raise RuntimeError(f"{n_asked} answers to join, {self.free} free slots")
+            rows[i] = pool.pop(0)
+        return rows
 
     @property
     def active(self) -> list[SlotAnswer]:
@@ -155,9 +179,7 @@ class SlotDecoder:
         prompts, guided = with_companions(prompts, self.gen)
         seeds = [*seeds, *(seeds[i] for i in guided)]
         max_steps = [*max_steps, *(max_steps[i] for i in guided)]
-        free = [i for i, a in enumerate(self.answers) if a is None]
-        if len(prompts) > len(free):
-            raise RuntimeError(f"{n_asked} answers to join, {len(free) // self.per_answer} free slots")
+        free = self._place(prompts, n_asked)
         t0 = time.perf_counter()
         pre = prefill(self.model, prompts, self.device, self.gen.max_prompt_positions)
         total = pre.mask.shape[1]
@@ -223,7 +245,7 @@ class SlotDecoder:
         for a in running:
             if self.text_noise is not None:
                 self.text_noise[a.slot].exponential_(1, generator=a.generator)
-            if self.flow_noise is not None:
+            if self.flow_noise is not None and a.slot < self.voice_rows:
                 if self.exact_rng:
                     rng[a.id] = a.generator.get_state()
                 self.flow_noise[a.slot].normal_(generator=a.generator)

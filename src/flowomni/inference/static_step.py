@@ -12,9 +12,10 @@ next position and stream flags. One step -- text head and token sampling, the st
 its grammar, the flow head (or its one-step student), the feedback projection and the backbone
 over the static cache -- is a function of those tensors and of noise drawn beforehand, with no
 data-dependent control flow and no host sync, so `torch.compile(mode="reduce-overhead")`
-captures it as one CUDA graph. Every row draws a mel group; a row whose state is not GEN does
-not use it (the GEN rows compute exactly what Decoder computes), and a free slot computes
-garbage in its own rows only.
+captures it as one CUDA graph. Every voice row draws a mel group; a row whose state is not GEN
+does not use it (the GEN rows compute exactly what Decoder computes), and a free slot computes
+garbage in its own rows only. Rows after the voice rows hold answers that never speak (text
+replies, guided answers' companions): no flow head runs for them.
 
 The backbone's own layers do the work (any Llama/Qwen2-style HF decoder: `layers`, `norm`,
 `rotary_emb`): `_StepCache.update` has the signature of transformers' `Cache.update`, so their
@@ -141,9 +142,12 @@ class StepTensors:
 class StaticStep(nn.Module):
     """The whole speech decode step for `slots` answers (see the module docstring)."""
 
-    def __init__(self, model: Any, spec: StepSpec, slots: int, max_len: int) -> None:
+    def __init__(self, model: Any, spec: StepSpec, slots: int, max_len: int, voice_rows: int | None = None) -> None:
         super().__init__()
         self.model, self.spec = model, spec
+        # rows [0, voice_rows) may speak; the rest hold text answers and guided answers' companions,
+        # so the flow head never runs for them (with guided text it would double the speech cost)
+        self.voice_rows = slots if voice_rows is None else voice_rows
         p = next(model.parameters())
         self.cache = SlotCache(model.lm, slots, max_len, p.dtype, p.device)
         self.eos, self.tpad = model.tokenizer.token_id(tk.EOS), model.tokenizer.token_id(tk.TEXT_PAD)
@@ -169,7 +173,7 @@ class StaticStep(nn.Module):
         masked: bool,
     ) -> tuple[torch.Tensor, ...]:
         """One step from the fields of `StepTensors`: (text tokens [S], speech states [S], raw
-        log-mel groups [S, k, n_mels], then the next StepTensors' fields). `length`: cache
+        log-mel groups [voice_rows, k, n_mels], then the next StepTensors' fields). `length`: cache
         positions attended (> every active slot's pos); `masked`: slots may differ in length
         (else every slot attends [0, length)). Plain tensors in and out, for torch.compile."""
         m, spec = self.model, self.spec
@@ -180,15 +184,17 @@ class StaticStep(nn.Module):
         if self.guide is not None:
             tokens = self.guide(tokens, text_done, speech_done)
         states = next_states(m.state_head(h), started, speech_done)
-        gen = states == GEN
+        v = self.voice_rows
+        gen = (states == GEN)[:v]
         flow = m.speech.flow
-        x0 = flow.start(h, spec.flow_temperature, noise=flow_noise)
+        x0 = flow.start(h[:v], spec.flow_temperature, noise=flow_noise)
         units = flow.carry(
-            x0, h, steps=spec.flow_steps, method=spec.flow_method, cfg_scale=spec.cfg_scale, t_grid=self.t_grid
+            x0, h[:v], steps=spec.flow_steps, method=spec.flow_method, cfg_scale=spec.cfg_scale, t_grid=self.t_grid
         )
         raw = m.out_stats.denormalize(units)
         e = m.embed_text(tokens) + m.state_emb(states)
-        e = torch.where(gen[:, None], e + m.speech.embed(units), e)
+        voiced = torch.where(gen[:, None], e[:v] + m.speech.embed(units), e[:v])
+        e = torch.cat([voiced, e[v:]]) if v < len(e) else voiced
         h_next = self._backbone(e, pos, length, masked)
         pos_next = (pos + 1).clamp(max=self.cache.max_len - 1)  # a free slot's row must stay inside the cache
         return (
