@@ -118,6 +118,20 @@ def test_cli_prints_items_per_second_and_hours(tmp_path, capsys):
     assert main(["data", "synth", str(tmp_path / "d"), "--size", "2"]) == 2  # a clear error, not a traceback
 
 
+def test_only_builds_the_named_manifests_with_the_full_builds_items(built, tmp_path):
+    a = built[0]
+    test_sets = ["test", "test_seen_voices", "test_shifted_voices"]
+    cmd = ["data", "synth", str(tmp_path), "--size", "12", "--seed", "7", "--workers", "1", "--quiet"]
+    assert main([*cmd, "--text-size", "20", "--only", *test_sets]) == 0
+    assert sorted(p.name for p in tmp_path.glob("*.jsonl")) == sorted(f"{m}.jsonl" for m in test_sets)
+    for m in test_sets:
+        assert (tmp_path / f"{m}.jsonl").read_text() == (a / f"{m}.jsonl").read_text(), m
+    assert set(_files(tmp_path)) < set(_files(a))  # no training clip rendered
+    assert main([*cmd, "--only", "train"]) == 0  # a second slice keeps the first's corpus.json entry
+    assert set(json.loads((tmp_path / "corpus.json").read_text())["splits"]) == {"train", *test_sets}
+    assert main([*cmd, "--only", "tset"]) == 2  # a clear error naming the manifests there are
+
+
 def test_trim_silence_keeps_speech_and_a_short_margin():
     import numpy as np
 

@@ -37,6 +37,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="also train on the templates that teach operator phrases the held-out ones use ('take away')",
     )
+    s.add_argument(
+        "--only",
+        nargs="+",
+        default=[],
+        metavar="MANIFEST",
+        help="build just these manifests, the same items a full build writes, e.g. "
+        "'--only test test_seen_voices test_shifted_voices' to evaluate without the training corpus",
+    )
     s.add_argument("--quiet", action="store_true", help="no progress bar")
 
     s = sub.add_parser("librispeech", help="LibriSpeech-style folders -> utterance manifest (ASR/TTS)")
@@ -122,6 +130,7 @@ def _synth(args: argparse.Namespace) -> int:
         voice_sets=not args.no_voice_sets,
         text_size=args.text_size,
         taught_phrases=args.taught_phrases,
+        only=tuple(args.only),
     )
     report = build(args.out_dir, cfg, progress=not args.quiet)
     print(format_report(report, args.out_dir))

@@ -65,6 +65,7 @@ class SynthConfig:
     piper_share: float = 0.15  # questions asked by the piper voice
     question_sr: int = 16000  # the encoder's rate: no resampling when features are computed
     workers: int = 0  # 0: one per CPU core
+    only: tuple[str, ...] = ()  # build just these manifests (e.g. the test sets, minutes not hours)
 
 
 @dataclass(frozen=True)
@@ -120,7 +121,8 @@ def split_sizes(cfg: SynthConfig) -> dict[str, int]:
 
 
 def plan(cfg: SynthConfig) -> dict[str, list[Planned]]:
-    """Every item of every manifest, without audio. Item j of a split is the same whatever `size`."""
+    """Every item of every manifest (of `cfg.only`'s, if given), without audio. Item j of a split
+    is the same whatever `size` and `only`."""
     pools = assign_splits(taught=cfg.taught_phrases)
     out: dict[str, list[Planned]] = {}
 
@@ -150,6 +152,11 @@ def plan(cfg: SynthConfig) -> dict[str, list[Planned]]:
             planned("text", j, TEXT, sample_qa(pools, "train", item_rng(cfg.seed, TEXT, j)), None)
             for j in range(cfg.text_size)
         ]
+    if cfg.only:
+        unknown = sorted(set(cfg.only) - set(out))
+        if unknown:
+            raise ValueError(f"--only {', '.join(unknown)}: this corpus has {', '.join(out)}")
+        out = {k: v for k, v in out.items() if k in cfg.only}
     return out
 
 
@@ -347,10 +354,13 @@ def build(out_dir: str | Path, cfg: SynthConfig, *, progress: bool = True) -> Bu
         }
     report.seconds = time.perf_counter() - t0
     answers = {p.answer_file for items in planned.values() for p in items if p.answer_file in seconds}
+    splits = report.splits
+    if cfg.only and (out / "corpus.json").is_file():  # the manifests not rebuilt keep their entries
+        splits = {**json.loads((out / "corpus.json").read_text()).get("splits", {}), **splits}
     summary = {
         "settings": {k: v for k, v in asdict(cfg).items() if k != "workers"},
         "synth_version": SYNTH_VERSION,
-        "splits": report.splits,
+        "splits": splits,
         "distinct_answers": len(answers),
         "answer_hours_on_disk": sum(seconds[a] for a in answers) / 3600,
         "skipped": dict(report.skipped.counts),
