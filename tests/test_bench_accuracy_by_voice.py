@@ -5,7 +5,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
-from accuracy_by_voice import by_voice, dialect  # noqa: E402
+from accuracy_by_voice import by_voice, dialect, kind  # noqa: E402
 
 
 def test_dialects_and_counts() -> None:
@@ -23,3 +23,11 @@ def test_dialects_and_counts() -> None:
         "en-us": {"right": 1, "questions": 2, "accuracy": 0.5},
         "joe-us": {"right": 1, "questions": 1, "accuracy": 1.0},
     }
+
+
+def test_voice_kinds_separate_unseen_accents_from_unseen_variants() -> None:
+    assert kind("espeak:en-gb-scotland+m3") == "unseen accent"
+    assert kind("espeak:en-gb-x-gbcwmd") == "unseen accent"
+    assert kind("espeak:en-us+m7") == "training accent, unseen variant"
+    assert kind("espeak:en-us+m3") == kind("espeak:en-029") == "training voice"
+    assert kind("piper:joe-us tempo=0.9 pitch=+300") == "piper"

@@ -24,6 +24,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     s.add_argument("--test-frac", type=float, default=d.test_frac)
     s.add_argument("--piper-share", type=float, default=d.piper_share, help="share of questions in the piper voice")
     s.add_argument(
+        "--accent-share",
+        type=float,
+        default=d.accent_share,
+        help="share of espeak training questions spoken with a synthetic accent (data/accents.py)",
+    )
+    s.add_argument(
         "--no-voice-sets", action="store_true", help="skip the test_seen_voices and test_shifted_voices manifests"
     )
     s.add_argument(
@@ -127,6 +133,7 @@ def _synth(args: argparse.Namespace) -> int:
         valid_frac=args.valid_frac,
         test_frac=args.test_frac,
         piper_share=args.piper_share,
+        accent_share=args.accent_share,
         voice_sets=not args.no_voice_sets,
         text_size=args.text_size,
         taught_phrases=args.taught_phrases,

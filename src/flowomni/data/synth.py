@@ -29,7 +29,7 @@ import logging
 import os
 import time
 from collections import Counter
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -63,9 +63,15 @@ class SynthConfig:
     text_size: int = 0  # written training questions in train_text.jsonl (0: none)
     taught_phrases: bool = False  # train also on the skills' taught templates (assign_splits)
     piper_share: float = 0.15  # questions asked by the piper voice
+    accent_share: float = 0.0  # training questions asked with a synthetic accent (data/accents.py)
     question_sr: int = 16000  # the encoder's rate: no resampling when features are computed
     workers: int = 0  # 0: one per CPU core
     only: tuple[str, ...] = ()  # build just these manifests (e.g. the test sets, minutes not hours)
+
+    def __post_init__(self) -> None:
+        for name in ("piper_share", "accent_share"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
 
 
 @dataclass(frozen=True)
@@ -136,6 +142,10 @@ def plan(cfg: SynthConfig) -> dict[str, list[Planned]]:
             rng = item_rng(cfg.seed, split, j)
             qa = sample_qa(pools, split, rng)
             voice = question_voice(rng, unseen=split == "test", piper_share=cfg.piper_share)
+            if split == "train" and cfg.accent_share and voice.engine == "espeak":
+                # drawn last, so an item without an accent is the item a build without accents has
+                if rng.random() < cfg.accent_share:
+                    voice = replace(voice, accent=rng.randrange(1, 2**31))
             items.append(planned(split, j, split, qa, voice))
         out[split] = items
     if cfg.voice_sets:  # the test questions again, in training voices and in shifted piper voices

@@ -23,6 +23,8 @@ from typing import Any
 import numpy as np
 import soundfile as sf
 
+from flowomni.data.accents import accented_phonemes
+
 # espeak-ng accents (-v) and voice variants (+name); the unseen ones never ask training questions.
 # British English is "en", not "en-gb": espeak-ng 1.51 ignores the variant of "en-gb+VARIANT"
 # (the audio is byte-identical to plain en-gb), which had made 22 "voices" one. Every voice is
@@ -88,6 +90,7 @@ class Voice:
     peak_db: float = -1.0  # peak level after synthesis, dB re full scale (loudness variety)
     tempo: float = 1.0  # applied after synthesis (sox tempo): a voice that speaks faster or slower
     cents: float = 0.0  # applied after synthesis (sox pitch): a voice that speaks higher or lower
+    accent: int = 0  # espeak: a synthetic accent's seed (data/accents.py); 0: the voice's own
 
     @property
     def label(self) -> str:
@@ -95,10 +98,15 @@ class Voice:
 
     def params(self) -> dict[str, float | int]:
         shift = {"tempo": self.tempo, "cents": self.cents} if self.tempo != 1.0 or self.cents else {}
-        return {"rate": self.rate, "pitch": self.pitch, "peak_db": self.peak_db, **shift}
+        accent = {"accent": self.accent} if self.accent else {}
+        return {"rate": self.rate, "pitch": self.pitch, "peak_db": self.peak_db, **shift, **accent}
 
     def fingerprint(self) -> str:
-        return json.dumps(asdict(self), sort_keys=True)
+        """Names the audio file: a voice without an accent keeps the name it had before accents."""
+        fields = asdict(self)
+        if not self.accent:
+            del fields["accent"]
+        return json.dumps(fields, sort_keys=True)
 
 
 ANSWER_VOICE = Voice("piper", PIPER_VOICE, rate=1.0, pitch=0, peak_db=-1.0)
@@ -257,6 +265,8 @@ class Speaker:
         exe = shutil.which("espeak-ng")
         if exe is None:
             raise RuntimeError("espeak-ng is not installed (`make setup` installs it)")
+        if voice.accent:
+            text = f"[[{accented_phonemes(text, voice.name, voice.accent)}]]"
         cmd = [exe, "-v", voice.name, "-s", str(int(voice.rate)), "-p", str(voice.pitch), "--stdout", text]
         out = subprocess.run(cmd, capture_output=True, check=True, timeout=60).stdout
         wav, sr = sf.read(io.BytesIO(out), dtype="float32")
