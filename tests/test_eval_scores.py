@@ -226,3 +226,19 @@ def test_eval_takes_generation_knobs_and_names_a_bad_one(capsys):
     for bad, named in (("nonsense=1", "nonsense"), ("top_p=7", "top_p")):
         assert main(["eval", "models/flowomni-tiny", "--manifest", "none.jsonl", "--gen", bad]) == 2
         assert named in capsys.readouterr().err
+
+
+def test_text_only_evals_pair_accuracy_and_leave_speech_wer_blank(tmp_path):
+    """--text-only answers have no audio: their paired speech WER is no comparison (it read
+    100 % for both models, every answer counted as deleted), so the columns say "-"."""
+    from flowomni.evaluation.evaluate import condition
+
+    def result(n_right):
+        rows = [
+            dataclasses.replace(row("Nine.", "Nine." if i < n_right else "Eight.", ""), id=f"q{i}", audio_s=0.0)
+            for i in range(10)
+        ]
+        return {"clean": score(rows), "rows": condition(rows)["rows"], "latency": {}, "sweeps": {}}
+
+    md = write_report({"a": result(8), "b": result(6)}, {}, tmp_path, "x").read_text()
+    assert re.search(r"\| clean \| 10 \| 80.0% \| 60.0% \| \+20.0 \[[^]]+\] \| - \| - \| - \|", md)

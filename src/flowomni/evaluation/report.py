@@ -103,14 +103,14 @@ def paired_table(results: dict[str, dict[str, Any]]) -> str:
                 continue
             a, b = [p[0] for p in pairs], [p[1] for p in pairs]
             acc = paired_accuracy_difference([r["exact"] for r in a], [r["exact"] for r in b])
-            refs = [r["reference"] for r in a]
-            wer_a, wer_b = (wer(refs, [r["heard"] for r in x]) for x in (a, b))
-            dw = paired_wer_difference(refs, [r["heard"] for r in a], [r["heard"] for r in b])
             acc_a, acc_b = (sum(r["exact"] for r in x) / len(x) for x in (a, b))
-            out.append(
-                f"| {label} | {len(pairs)} | {_pct(acc_a)} | {_pct(acc_b)} | {_diff(acc)} "
-                f"| {_pct(wer_a)} | {_pct(wer_b)} | {_diff(dw)} |\n"
-            )
+            speech = "| - | - | - |"  # a text-only eval (--text-only) has no speech to compare
+            if all(any(r["audio_s"] > 0 for r in x) for x in (a, b)):
+                refs = [r["reference"] for r in a]
+                wer_a, wer_b = (wer(refs, [r["heard"] for r in x]) for x in (a, b))
+                dw = paired_wer_difference(refs, [r["heard"] for r in a], [r["heard"] for r in b])
+                speech = f"| {_pct(wer_a)} | {_pct(wer_b)} | {_diff(dw)} |"
+            out.append(f"| {label} | {len(pairs)} | {_pct(acc_a)} | {_pct(acc_b)} | {_diff(acc)} {speech}\n")
         if reworded:
             out.append(f"\n({reworded} items a condition left out: their reference answers differ.)\n\n")
     return "".join(out)
@@ -194,16 +194,18 @@ def write_report(
     (out_dir / "results.json").write_text(json.dumps(results, indent=1, default=str))
     plot_sweeps(results, out_dir / "wer_vs_snr.png")
     redecoded = ", ".join(f"{n}: {r.get('asr_redecoded', 0)}" for n, r in results.items())
+    beams = sorted({r.get("config", {}).get("asr_beam", 1) for r in results.values()})
+    decoding = "greedy (beam 1)" if beams == [1] else "with beam " + " / ".join(map(str, beams))
     md = [f"# Evaluation report\n\nCommand:\n\n```\n{command}\n```\n"]
     if notes:
         md.append(notes + "\n")
     md += [
         "## Clean test questions\n",
         summary_table(results),
-        "\nSpeech WER: the independent ASR (Whisper tiny.en) transcribes the spoken answer; "
-        "against the reference answer it measures what a listener gets, against the model's own "
-        "text it measures text-speech consistency. Silent answers count as fully deleted. "
-        "Transcripts where greedy Whisper looped were decoded again with beam search "
+        f"\nSpeech WER: the independent ASR (Whisper tiny.en, decoding {decoding}) transcribes the "
+        "spoken answer; against the reference answer it measures what a listener gets, against the "
+        "model's own text it measures text-speech consistency. Silent answers count as fully deleted. "
+        "Transcripts where Whisper looped were decoded again with beam search and a repetition penalty "
         f"({redecoded}; flowomni.evaluation.asr).\n",
         "\n### Accuracy by skill\n",
         skill_table(results),
