@@ -59,12 +59,19 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--manifest", default="data/spoken_qa/test.jsonl")
     p.add_argument("--limit", type=int, default=0, help="first N items (0: all)")
+    p.add_argument("--beam-size", type=int, default=1, help="ASR beam (1: the eval's greedy decoding)")
+    p.add_argument("--compute-type", default="int8", help="ASR weights' type (int8: the eval's; float32)")
     p.add_argument("--json", action="store_true")
     args = p.parse_args()
     items, skipped = read_manifest(args.manifest)
     items = items[: args.limit] if args.limit else items
-    result = answer_voice_wer(items, Transcriber())
-    meta = {"manifest": args.manifest, "asr": "whisper tiny.en (the eval's)"}
+    result = answer_voice_wer(items, Transcriber(beam_size=args.beam_size, compute_type=args.compute_type))
+    meta = {
+        "manifest": args.manifest,
+        "asr": "whisper tiny.en",
+        "beam_size": args.beam_size,
+        "compute_type": args.compute_type,
+    }
     emit({**meta, **result, "skipped_lines": skipped.total, "env": environment()}, args.json)
 
 

@@ -242,3 +242,19 @@ def test_text_only_evals_pair_accuracy_and_leave_speech_wer_blank(tmp_path):
 
     md = write_report({"a": result(8), "b": result(6)}, {}, tmp_path, "x").read_text()
     assert re.search(r"\| clean \| 10 \| 80.0% \| 60.0% \| \+20.0 \[[^]]+\] \| - \| - \| - \|", md)
+
+
+def test_the_asr_beam_reaches_the_judge_and_the_report():
+    """--asr-beam 5 makes the independent ASR decode with beam 5, and the report says so."""
+    assert Evaluator(None, EvalConfig(asr_beam=5)).asr.beam_size == 5
+    assert Evaluator(None, EvalConfig()).asr.beam_size == 1  # every report so far: greedy
+    with pytest.raises(ValueError, match="asr_beam"):
+        EvalConfig(asr_beam=0)
+
+
+def test_report_names_the_asr_decoding(tmp_path):
+    rows = [row("Nine.", "Nine.", "nine")]
+    res = {"clean": score(rows), "rows": [], "latency": {}, "sweeps": {}, "config": {"asr_beam": 5}}
+    assert "decoding with beam 5" in write_report({"m": res}, {}, tmp_path, "x").read_text()
+    res["config"] = {"asr_beam": 1}
+    assert "decoding greedy (beam 1)" in write_report({"m": res}, {}, tmp_path, "x").read_text()

@@ -65,6 +65,11 @@ class EvalConfig:
     seed: int = 0
     examples: int = 3  # answers kept (with audio and mel) for the report
     speak: bool = True  # False: text answers only (s2t / t2t; no ASR, no latency), to measure understanding
+    asr_beam: int = 1  # the independent ASR's beam (flowomni.evaluation.asr; 1: greedy)
+
+    def __post_init__(self) -> None:
+        if self.asr_beam < 1:
+            raise ValueError(f"asr_beam must be >= 1, got {self.asr_beam}")
 
 
 @dataclass
@@ -124,7 +129,7 @@ class Evaluator:
         from flowomni.evaluation.asr import Transcriber
 
         self.engine, self.cfg = engine, cfg
-        self.asr = transcriber or (Transcriber() if cfg.speak else None)
+        self.asr = transcriber or (Transcriber(beam_size=cfg.asr_beam) if cfg.speak else None)
         self.examples: list[dict[str, Any]] = []
 
     def items(self, manifest: str) -> list[Any]:
