@@ -72,12 +72,19 @@ def shift(phonemes: str, mapping: dict[str, str]) -> str:
     return "".join(mapping.get(t, t) for t in tokenize(phonemes))
 
 
-def espeak_phonemes(text: str, voice_name: str) -> str:
-    """The phonemes espeak-ng would speak for `text` in `voice_name`, clauses joined by pauses."""
+def espeak_exe() -> str:
+    """The espeak-ng executable, or a clear error naming how to install it."""
     exe = shutil.which("espeak-ng")
     if exe is None:
         raise RuntimeError("espeak-ng is not installed (`make setup` installs it)")
-    out = subprocess.run([exe, "-v", voice_name, "-q", "-x", text], capture_output=True, check=True, timeout=60)
+    return exe
+
+
+def espeak_phonemes(text: str, voice_name: str) -> str:
+    """The phonemes espeak-ng would speak for `text` in `voice_name`, clauses joined by pauses."""
+    out = subprocess.run(
+        [espeak_exe(), "-v", voice_name, "-q", "-x", text], capture_output=True, check=True, timeout=60
+    )
     clauses = [line.strip() for line in out.stdout.decode("utf-8").splitlines() if line.strip()]
     if not clauses:
         raise RuntimeError(f"espeak-ng wrote no phonemes for {text!r} in {voice_name!r}")

@@ -15,7 +15,6 @@ from __future__ import annotations
 import io
 import json
 import random
-import shutil
 import subprocess
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -23,7 +22,7 @@ from typing import Any
 import numpy as np
 import soundfile as sf
 
-from flowomni.data.accents import accented_phonemes
+from flowomni.data.accents import accented_phonemes, espeak_exe
 
 # espeak-ng accents (-v) and voice variants (+name); the unseen ones never ask training questions.
 # British English is "en", not "en-gb": espeak-ng 1.51 ignores the variant of "en-gb+VARIANT"
@@ -262,9 +261,7 @@ class Speaker:
 
     @staticmethod
     def _espeak_speak(text: str, voice: Voice) -> tuple[np.ndarray, int]:
-        exe = shutil.which("espeak-ng")
-        if exe is None:
-            raise RuntimeError("espeak-ng is not installed (`make setup` installs it)")
+        exe = espeak_exe()
         if voice.accent:
             text = f"[[{accented_phonemes(text, voice.name, voice.accent)}]]"
         cmd = [exe, "-v", voice.name, "-s", str(int(voice.rate)), "-p", str(voice.pitch), "--stdout", text]
