@@ -30,6 +30,9 @@ def dialect(voice: str) -> str:
     return voice.split(":", 1)[-1].split("+", 1)[0].split()[0]
 
 
+_TRAINING_VOICES = frozenset(seen_espeak_voices())
+
+
 def kind(voice: str) -> str:
     """ "espeak:en-gb-scotland+m3" -> "unseen accent"; "espeak:en-us+m7" -> "training accent,
     unseen variant"; "espeak:en-us+m3" -> "training voice"; "piper:joe-us ..." -> "piper"."""
@@ -38,7 +41,7 @@ def kind(voice: str) -> str:
     name = voice.split(":", 1)[1].split()[0]
     if dialect(voice) in UNSEEN_ACCENTS:
         return "unseen accent"
-    return "training voice" if name in seen_espeak_voices() else "training accent, unseen variant"
+    return "training voice" if name in _TRAINING_VOICES else "training accent, unseen variant"
 
 
 def voices(manifests: list[str], by: str = "dialect") -> dict[str, str]:
