@@ -138,35 +138,3 @@ def random_model(config: str, device: str = "cpu") -> Any:
         model = FlowOmni(cfg, build_tokenizer(cfg.tokenizer)).eval()
     force_speech_states(model)
     return model.to(device)
-
-
-def teacher_forced_examples(
-    model: Any, items: list[Any], task: str, cache_dir: str = ".cache/features"
-) -> tuple[Any, Callable[[list[dict[str, Any]]], dict[str, Any]]]:
-    """`items` as training examples of one task for `model` (features from the cache), and the
-    collate function that batches them as training does: for teacher-forced measurements."""
-    import math
-    from functools import partial
-
-    from flowomni.data.features import FeatureCache
-    from flowomni.training.dataset import TaskDataset, collate
-
-    cfg = model.cfg
-    ds = TaskDataset(
-        items,
-        [task],
-        model.tokenizer,
-        FeatureCache(cache_dir, cfg.input_mel),
-        FeatureCache(cache_dir, cfg.output_mel),
-        group=cfg.group,
-        delay=cfg.delay,
-        stack=cfg.encoder.stack,
-        extra_groups=cfg.extra_groups,
-        in_frame_rate=cfg.input_mel.frame_rate,
-        out_frame_rate=cfg.output_mel.frame_rate,
-        text_pacing=cfg.text_pacing,
-        text_lead=cfg.text_lead,
-    )
-    return ds, partial(
-        collate, group=cfg.group, pad_id=model.tokenizer.pad_id, silence=math.log(cfg.output_mel.log_floor)
-    )

@@ -27,8 +27,9 @@ from flowomni.data.manifest import read_manifest  # noqa: E402
 from flowomni.model import tokenizer as tk  # noqa: E402
 from flowomni.model.flowomni import FlowOmni  # noqa: E402
 from flowomni.model.layout import IGNORE, Task  # noqa: E402
+from flowomni.training.dataset import teacher_forced_examples  # noqa: E402
 
-from common import emit, environment, teacher_forced_examples  # noqa: E402
+from common import emit, environment  # noqa: E402
 
 
 @torch.no_grad()

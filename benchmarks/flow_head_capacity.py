@@ -26,8 +26,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from flowomni.data.manifest import read_manifest  # noqa: E402
 from flowomni.inference.engine import Engine  # noqa: E402
 from flowomni.model.flow_head import FlowHead, FlowHeadConfig  # noqa: E402
+from flowomni.training.dataset import teacher_forced_examples  # noqa: E402
 
-from common import emit, environment, teacher_forced_examples  # noqa: E402
+from common import emit, environment  # noqa: E402
 
 
 @torch.no_grad()
@@ -41,7 +42,7 @@ def listen(engine: Engine, head: FlowHead, items: list, asr: Any) -> list[dict[s
         for i in range(len(ds)):
             pred, _ = m.predict_groups(
                 collate([ds[i]]), steps=8, method="midpoint", generator=torch.Generator().manual_seed(i)
-            )
+            )[0]
             wav = engine.vocoder(pred).numpy().reshape(-1)
             out.append({"reference": items[i].answer_text, "heard": asr.transcribe(wav, engine.vocoder.sample_rate)})
     finally:

@@ -37,8 +37,9 @@ from flowomni.inference.decoder import GenerationConfig  # noqa: E402
 from flowomni.inference.engine import Engine  # noqa: E402
 from flowomni.inference.precision import DECODE_DTYPES, step_model, streaming_dtype  # noqa: E402
 from flowomni.model.flow_head import FLOW_METHODS  # noqa: E402
+from flowomni.training.dataset import teacher_forced_examples  # noqa: E402
 
-from common import emit, environment, teacher_forced_examples  # noqa: E402
+from common import emit, environment  # noqa: E402
 
 SETTINGS = [
     ("euler", 1),
@@ -70,7 +71,7 @@ def teacher_forced_error(
             temperature=temperature,
             cfg_scale=cfg_scale,
             generator=torch.Generator().manual_seed(i),
-        )
+        )[0]
         errs.append(float((pred - target).abs().mean()))
     return sum(errs) / len(errs)
 

@@ -216,7 +216,7 @@ def test_overfit_then_decode_batched_equals_single(setup, spoken_items):
         assert len(groups) == min(max(0, int(stream.steps[i]) - (N_Q - 1)), end)
         if batched[-1][i].speech_done:  # ended: STOP came exactly when the delay drained
             assert int(stream.steps[i]) == int(stream.end[i]) + N_Q - 1
-    pred, target = model.predict_groups(batch_of(ds, [idx[0]], tok, cfg))
+    pred, target = model.predict_groups(batch_of(ds, [idx[0]], tok, cfg))[0]
     assert pred.shape == target.shape
 
     # sampled codes keep the delay grammar: PAD exactly in the forced slots, real codes elsewhere

@@ -103,6 +103,28 @@ def test_data_sources_and_skipping(voice_dir: Path, tmp_path: Path) -> None:
         Clips([str(tmp_path / "broken.wav")], cfg.mel)
 
 
+def test_model_mels_replace_the_recorded_ones_and_misfits_are_skipped(voice_dir: Path, tmp_path: Path) -> None:
+    """A manifest line's `answer_mel` (flowomni vocoder-mels) is what the vocoder learns from;
+    one that does not fit its clip, or cannot be read, is skipped and counted by reason."""
+    from safetensors.torch import save_file
+
+    cfg = small_config(voice_dir, tmp_path / "run")
+    recorded = Clips([str(voice_dir / "clips" / "c0.wav")], cfg.mel).mels[0]
+    frames = recorded.shape[0]
+    drawn = torch.cat([recorded.flip(0), recorded[:2]])  # any mel two frames longer than the clip
+    save_file({"mel": drawn.contiguous()}, str(tmp_path / "good.safetensors"))
+    save_file({"mel": drawn[: frames // 2].contiguous()}, str(tmp_path / "short.safetensors"))
+    (tmp_path / "junk.safetensors").write_bytes(b"not a safetensors file")
+    audio = str(voice_dir / "clips" / "c0.wav")
+    lines = [{"answer_audio": audio, "answer_mel": f"{n}.safetensors"} for n in ("good", "short", "junk")]
+    (tmp_path / "m.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
+    clips = Clips([str(tmp_path / "m.jsonl")], cfg.mel)
+    assert len(clips) == 1
+    torch.testing.assert_close(clips.mels[0], drawn)
+    assert clips.wavs[0].shape[0] == (frames + 2) * 256  # the audio padded to the mel's whole groups
+    assert clips.skipped == {"model mel does not fit its clip": 1, "unreadable model mel": 1}
+
+
 def test_segments_are_aligned_with_their_mels(voice_dir: Path, tmp_path: Path) -> None:
     cfg = small_config(voice_dir, tmp_path / "run")
     clips = Clips([str(voice_dir / "clips")], cfg.mel)

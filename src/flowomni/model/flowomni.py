@@ -378,14 +378,21 @@ class FlowOmni(nn.Module):
             self.lm.tie_weights()
 
     @torch.no_grad()
-    def predict_groups(self, batch: dict[str, Any], **sample_kw: Any) -> tuple[torch.Tensor, torch.Tensor]:
-        """Teacher-forced mel prediction for item 0: (predicted, target) raw log-mel [T, n_mels]."""
+    def predict_groups(self, batch: dict[str, Any], **sample_kw: Any) -> list[tuple[torch.Tensor, torch.Tensor] | None]:
+        """Teacher-forced mel prediction for every item of the batch: (predicted, target) raw
+        log-mel [T, n_mels], frame-aligned with the answer's audio; None for an item without speech."""
         h = self.backbone(self.embed(batch), batch["attention_mask"]).last_hidden_state
-        fm = batch["flow_target"][0] >= 0
-        order = batch["flow_target"][0][fm].argsort()
-        n = int(self.n_real_groups(batch)[0])
-        pred = self.speech.predict_mel(h[0][fm][order], n, self.out_stats, **sample_kw)
-        return pred.flatten(0, 1), batch["out_groups"][0, :n].flatten(0, 1)
+        n_real = self.n_real_groups(batch).tolist()
+        out = []
+        for i, n in enumerate(n_real):
+            fm = batch["flow_target"][i] >= 0
+            if not n or not fm.any():
+                out.append(None)
+                continue
+            order = batch["flow_target"][i][fm].argsort()
+            pred = self.speech.predict_mel(h[i][fm][order], n, self.out_stats, **sample_kw)
+            out.append((pred.flatten(0, 1), batch["out_groups"][i, :n].flatten(0, 1)))
+        return out
 
     def plot_example(self, batch: dict[str, Any], path: Path) -> None:
         """PNG of predicted vs target mel for the first item (if it has a spoken answer)."""
@@ -395,6 +402,6 @@ class FlowOmni(nn.Module):
 
         was_training = self.training
         self.eval()
-        pred, target = self.predict_groups(batch)
+        pred, target = self.predict_groups(batch)[0]
         self.train(was_training)
         plot_mels({"target": target, "predicted (teacher-forced context)": pred}, path)

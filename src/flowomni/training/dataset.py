@@ -11,7 +11,9 @@ from __future__ import annotations
 import logging
 import math
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
@@ -332,3 +334,32 @@ def position_rows(batch: dict[str, Any]) -> dict[str, torch.Tensor]:
         "gen_rows": rows(batch["kind"] == GEN),
         "audio_rows": rows(batch["kind"] == AUDIO),
     }
+
+
+def teacher_forced_examples(
+    model: Any, items: list[Any], task: str, cache_dir: str = ".cache/features"
+) -> tuple[TaskDataset, Callable[[list[dict[str, Any]]], dict[str, Any]]]:
+    """`items` as training examples of one task for `model` (features from the cache), and the
+    collate function that batches them as training does: for teacher-forced passes outside
+    training (benchmarks, `flowomni vocoder-mels`)."""
+    from flowomni.data.features import FeatureCache
+
+    cfg = model.cfg
+    ds = TaskDataset(
+        items,
+        [task],
+        model.tokenizer,
+        FeatureCache(cache_dir, cfg.input_mel),
+        FeatureCache(cache_dir, cfg.output_mel),
+        group=cfg.group,
+        delay=cfg.delay,
+        stack=cfg.encoder.stack,
+        extra_groups=cfg.extra_groups,
+        in_frame_rate=cfg.input_mel.frame_rate,
+        out_frame_rate=cfg.output_mel.frame_rate,
+        text_pacing=cfg.text_pacing,
+        text_lead=cfg.text_lead,
+    )
+    return ds, partial(
+        collate, group=cfg.group, pad_id=model.tokenizer.pad_id, silence=math.log(cfg.output_mel.log_floor)
+    )

@@ -1,0 +1,80 @@
+"""`flowomni vocoder-mels`: a model's teacher-forced mel of answer clips, aligned with their audio,
+in a manifest the vocoder's training reads."""
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from safetensors.torch import load_file
+
+from flowomni.checkpoint import save_checkpoint
+from flowomni.cli import main as cli_main
+from flowomni.config import load_config, to_dict
+from flowomni.model.flowomni import FlowOmni
+from flowomni.model.tokenizer import CharTokenizer
+from flowomni.vocoder.data import Clips
+from flowomni.vocoder.train import VocoderTrainConfig
+
+from helpers.corpus import corpus_data, make_corpus
+from helpers.models import tiny_config
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture()
+def model_dir(tmp_path, spoken_items):
+    make_corpus(tmp_path / "corpus", spoken_items)
+    torch.manual_seed(0)
+    cfg = tiny_config()
+    cfg.flow.method, cfg.flow.steps, cfg.flow.temperature = "euler", 2, 0.0  # a deterministic drawing
+    model = FlowOmni(cfg, CharTokenizer())
+    with torch.no_grad():  # a fresh velocity MLP is zero: let the drawing depend on the hidden state
+        for p in model.speech.flow.net.parameters():
+            p.normal_(0, 0.05)
+    conf = {"model": to_dict(cfg), "data": corpus_data(tmp_path)}
+    return save_checkpoint(
+        tmp_path / "model",
+        model_state=model.checkpoint_state(),
+        config_yaml=yaml.safe_dump(conf),
+        meta={"step": 0},
+        files=model.checkpoint_files(),
+        save_rng=False,
+    )
+
+
+def test_mels_are_the_models_own_aligned_with_their_audio(tmp_path, model_dir, capsys):
+    out, cache = tmp_path / "gta", str(tmp_path / "cache")
+    args = [str(model_dir), "--manifest", str(tmp_path / "corpus/train.jsonl"), "--out", str(out)]
+    assert cli_main(["vocoder-mels", *args, "--cache-dir", cache, "--batch-size", "2"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    lines = [json.loads(x) for x in (out / "train.jsonl").read_text().splitlines()]
+    assert result["written"] == len(lines) == 4  # the corpus's four items; its corrupt question skipped
+    assert result["skipped"] == {"bad json": 1, "bad question audio": 1}
+
+    # what the file holds is what the model draws, teacher-forced, for that item
+    model = FlowOmni.load(model_dir).float().eval()
+    from flowomni.data.manifest import read_manifest
+    from flowomni.training.dataset import teacher_forced_examples
+
+    items = [it for it in read_manifest(tmp_path / "corpus/train.jsonl")[0] if it.id == lines[1]["id"]]
+    ds, collate = teacher_forced_examples(model, items, "s2s", cache)
+    drawn, recorded = model.predict_groups(collate([ds[0]]))[0]
+    torch.testing.assert_close(load_file(str(out / lines[1]["answer_mel"]))["mel"], drawn)
+    assert not torch.equal(drawn, recorded)
+
+    # the vocoder's training reads them in place of the recorded mel, every one fitting its clip
+    vcfg = load_config(VocoderTrainConfig, ROOT / "configs" / "vocoder.yaml")
+    clips = Clips([str(out / "train.jsonl")], vcfg.mel)
+    assert len(clips) == 4 and not clips.skipped
+    assert any(m.shape == drawn.shape and torch.allclose(m, drawn, atol=1e-5, rtol=1e-5) for m in clips.mels)
+
+
+def test_bad_arguments_are_clear_errors(tmp_path, model_dir, capsys):
+    base = [str(model_dir), "--manifest", str(tmp_path / "corpus/train.jsonl"), "--out", str(tmp_path / "o")]
+    assert cli_main(["vocoder-mels", *base, "--limit", "-1"]) == 2
+    assert "--limit" in capsys.readouterr().err
+    missing = [str(model_dir), "--manifest", str(tmp_path / "nope.jsonl"), "--out", str(tmp_path / "o")]
+    assert cli_main(["vocoder-mels", *missing]) == 2
+    assert "nope.jsonl" in capsys.readouterr().err
