@@ -6,7 +6,9 @@ answers it learned to speak (the piper answer voice) are not heard perfectly eit
 of all short letter and number answers ("E comes after D" -> "he comes after D"). This
 transcribes every test question's recorded answer (each distinct clip once, counted per
 question as the eval counts) and reports its WER against the answer text, with the eval's
-95 % bootstrap interval: a model's speech WER minus this is what its mel loses.
+95 % bootstrap interval: a model's speech WER minus this is what its mel loses. Per skill too
+(`wer_by_skill`), since the floor differs by answer kind (facts' animal sounds and capitals are
+misheard far more often than arithmetic).
 
     python benchmarks/answer_voice_wer.py --manifest data/spoken_qa/test.jsonl --json
 """
@@ -33,7 +35,7 @@ SR = 16000
 def answer_voice_wer(items: list[Any], asr: Transcriber) -> dict[str, Any]:
     """WER of the items' recorded answers against their texts, per item (not per clip)."""
     heard: dict[Path, str] = {}
-    refs, hyps = [], []
+    refs, hyps, skills = [], [], []
     for it in items:
         if it.answer_audio is None:
             continue
@@ -41,6 +43,7 @@ def answer_voice_wer(items: list[Any], asr: Transcriber) -> dict[str, Any]:
             heard[it.answer_audio] = asr.transcribe(load_audio(it.answer_audio, SR), SR)
         refs.append(it.answer_text)
         hyps.append(heard[it.answer_audio])
+        skills.append(getattr(it, "meta", {}).get("skill"))
     if not refs:
         raise SystemExit("no recorded answers in the manifest")
     exact = [normalize(r) == normalize(h) for r, h in zip(refs, hyps)]
@@ -51,6 +54,11 @@ def answer_voice_wer(items: list[Any], asr: Transcriber) -> dict[str, Any]:
         "wer": wer(refs, hyps),
         "wer_ci95": wer_interval(refs, hyps),
         "exact": sum(exact) / len(exact),
+        "wer_by_skill": {
+            skill: {"items": len(rows), "wer": wer([refs[i] for i in rows], [hyps[i] for i in rows])}
+            for skill in sorted({s for s in skills if s is not None})
+            for rows in [[i for i, s in enumerate(skills) if s == skill]]
+        },
         "misheard_examples": [{"answer": r, "heard": h} for r, h in misheard[:20]],
     }
 

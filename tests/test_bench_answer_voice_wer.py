@@ -16,6 +16,14 @@ def test_recorded_answers_are_heard_and_a_wrong_text_counts(spoken_items):
     right = answer_voice_wer(items, asr)
     assert right["items"] == len(items) and right["distinct_answers"] == len(spoken_items)
     assert right["wer"] < 0.5 and right["exact"] > 0  # clear espeak speech is mostly heard
+    assert right["wer_by_skill"] == {}  # these items name no skill
+    tagged = [SimpleNamespace(**vars(it), meta={"skill": "a" if i % 2 else "b"}) for i, it in enumerate(items)]
+    by_skill = answer_voice_wer(tagged, asr)["wer_by_skill"]
+    assert {k: v["items"] for k, v in by_skill.items()} == {"a": len(items) // 2, "b": len(items) - len(items) // 2}
+    n_words = [len(it.answer_text.split()) for it in items]
+    words = {k: sum(n for i, n in enumerate(n_words) if (k == "a") == bool(i % 2)) for k in "ab"}
+    pooled = sum(by_skill[k]["wer"] * words[k] for k in "ab") / sum(words.values())
+    assert abs(pooled - right["wer"]) < 1e-9  # the skills' WERs pool back to the whole
     wrong = [SimpleNamespace(**{**vars(it), "answer_text": "purple elephants dance quietly"}) for it in items]
     bad = answer_voice_wer(wrong, asr)
     assert bad["wer"] > right["wer"] + 0.5 and bad["exact"] == 0
