@@ -6,20 +6,16 @@ import sys
 
 import pytest
 import torch
-import yaml
 
-from flowomni.checkpoint import save_checkpoint
-from flowomni.config import to_dict
 from flowomni.inference.decoder import GenerationConfig
 from flowomni.inference.engine import Done, Engine
 from flowomni.model.flow_head import FlowHead, FlowHeadConfig
 from flowomni.model.flow_student import FlowStudent
 from flowomni.model.flowomni import FlowOmni
-from flowomni.model.tokenizer import CharTokenizer
 from flowomni.training.distill_flow import parse_teacher
 
-from helpers.corpus import corpus_data, make_corpus
-from helpers.models import tiny_config
+from helpers.corpus import make_corpus
+from helpers.models import saved_flow_model
 
 
 def test_untrained_student_returns_its_start_point_and_learns_a_map():
@@ -91,25 +87,7 @@ def distill(args, cwd):
 @pytest.mark.slow
 def test_distill_flow_cli_trains_resumes_and_writes_a_model(tmp_path, spoken_items):
     make_corpus(tmp_path / "corpus", spoken_items)
-    torch.manual_seed(0)
-    cfg = tiny_config()
-    cfg.flow.prior, cfg.flow.method, cfg.flow.steps = "mean", "euler", 3
-    model = FlowOmni(cfg, CharTokenizer())
-    with torch.no_grad():  # a fresh velocity MLP is zero (x1 = x0): give the teacher something to teach
-        for p in model.speech.flow.net.parameters():
-            p.normal_(0, 0.05)
-    conf = {
-        "model": to_dict(cfg),
-        "data": corpus_data(tmp_path),
-    }
-    src = save_checkpoint(
-        tmp_path / "model",
-        model_state=model.checkpoint_state(),
-        config_yaml=yaml.safe_dump(conf),
-        meta={"step": 0},
-        files=model.checkpoint_files(),
-        save_rng=False,
-    )
+    src = saved_flow_model(tmp_path, prior="mean", method="euler", steps=3)
     common = [
         str(src),
         "--out",

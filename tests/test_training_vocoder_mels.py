@@ -6,19 +6,16 @@ from pathlib import Path
 
 import pytest
 import torch
-import yaml
 from safetensors.torch import load_file
 
-from flowomni.checkpoint import save_checkpoint
 from flowomni.cli import main as cli_main
-from flowomni.config import load_config, to_dict
+from flowomni.config import load_config
 from flowomni.model.flowomni import FlowOmni
-from flowomni.model.tokenizer import CharTokenizer
 from flowomni.vocoder.data import Clips
 from flowomni.vocoder.train import VocoderTrainConfig
 
-from helpers.corpus import corpus_data, make_corpus
-from helpers.models import tiny_config
+from helpers.corpus import make_corpus
+from helpers.models import saved_flow_model
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -26,22 +23,7 @@ ROOT = Path(__file__).resolve().parent.parent
 @pytest.fixture()
 def model_dir(tmp_path, spoken_items):
     make_corpus(tmp_path / "corpus", spoken_items)
-    torch.manual_seed(0)
-    cfg = tiny_config()
-    cfg.flow.method, cfg.flow.steps, cfg.flow.temperature = "euler", 2, 0.0  # a deterministic drawing
-    model = FlowOmni(cfg, CharTokenizer())
-    with torch.no_grad():  # a fresh velocity MLP is zero: let the drawing depend on the hidden state
-        for p in model.speech.flow.net.parameters():
-            p.normal_(0, 0.05)
-    conf = {"model": to_dict(cfg), "data": corpus_data(tmp_path)}
-    return save_checkpoint(
-        tmp_path / "model",
-        model_state=model.checkpoint_state(),
-        config_yaml=yaml.safe_dump(conf),
-        meta={"step": 0},
-        files=model.checkpoint_files(),
-        save_rng=False,
-    )
+    return saved_flow_model(tmp_path, method="euler", steps=2, temperature=0.0)  # a deterministic drawing
 
 
 def test_mels_are_the_models_own_aligned_with_their_audio(tmp_path, model_dir, capsys):

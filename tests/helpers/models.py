@@ -4,6 +4,7 @@ training steps on one batch."""
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -96,3 +97,32 @@ def whisper_tiny_model() -> FlowOmni:
     cfg.flow.width, cfg.flow.depth = 64, 1
     cfg.encoder.pretrained = "whisper-tiny.en"
     return FlowOmni(cfg, build_tokenizer("char"))
+
+
+def saved_flow_model(tmp_path: Path, **flow: Any) -> Path:
+    """A tiny model saved as a checkpoint folder (tmp_path / "model") whose data section names
+    the corpus `make_corpus(tmp_path / "corpus", ...)` wrote; `flow`: model.flow fields. Its
+    velocity MLP is randomised (a fresh one is zero, x1 = x0), so draws depend on the hidden state."""
+    import yaml
+
+    from flowomni.checkpoint import save_checkpoint
+    from flowomni.config import to_dict
+
+    from helpers.corpus import corpus_data
+
+    torch.manual_seed(0)
+    cfg = tiny_config()
+    for k, v in flow.items():
+        setattr(cfg.flow, k, v)
+    model = FlowOmni(cfg, CharTokenizer())
+    with torch.no_grad():
+        for p in model.speech.flow.net.parameters():
+            p.normal_(0, 0.05)
+    return save_checkpoint(
+        tmp_path / "model",
+        model_state=model.checkpoint_state(),
+        config_yaml=yaml.safe_dump({"model": to_dict(cfg), "data": corpus_data(tmp_path)}),
+        meta={"step": 0},
+        files=model.checkpoint_files(),
+        save_rng=False,
+    )
