@@ -16,7 +16,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "train-encoder": ("flowomni.training.encoder_ctc", "pretrain the speech encoder with CTC on a corpus's questions"),
     "train-codec": ("flowomni.training.codec", "fit the discrete baseline's mel codec (residual VQ) on a corpus"),
     "train-vocoder": ("flowomni.vocoder.cli", "train the neural vocoder"),
-    "vocoder-mels": ("flowomni.training.vocoder_mels", "a model's own mel of answer clips, to fine-tune the vocoder on"),
+    "vocoder-mels": ("flowomni.training.vocoder_mels", "a model's own mel of answer clips, to tune a vocoder on"),
     "distill-flow": ("flowomni.training.distill_flow", "distil a model's flow sampler into a one-step student"),
     "export": ("flowomni.training.export", "turn a training checkpoint into a self-contained model folder"),
     "chat": ("flowomni.inference.cli", "ask a question (audio or text), hear the answer"),
