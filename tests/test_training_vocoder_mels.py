@@ -53,6 +53,21 @@ def test_mels_are_the_models_own_aligned_with_their_audio(tmp_path, model_dir, c
     assert any(m.shape == drawn.shape and torch.allclose(m, drawn, atol=1e-5, rtol=1e-5) for m in clips.mels)
 
 
+def test_self_fed_mels_read_the_models_own_draws(tmp_path, model_dir, capsys):
+    """--self-fed 1: every group drawn from states that read the model's earlier draws, not the
+    recording's; still one mel per clip, aligned with it."""
+    base = [str(model_dir), "--manifest", str(tmp_path / "corpus/train.jsonl"), "--cache-dir", str(tmp_path / "c")]
+    assert cli_main(["vocoder-mels", *base, "--out", str(tmp_path / "tf")]) == 0
+    assert cli_main(["vocoder-mels", *base, "--out", str(tmp_path / "sf"), "--self-fed", "1"]) == 0
+    assert json.loads(capsys.readouterr().out.splitlines()[-1])["self_fed"] == 1.0
+    tf = load_file(str(tmp_path / "tf/mels/000001.safetensors"))["mel"]
+    sf = load_file(str(tmp_path / "sf/mels/000001.safetensors"))["mel"]
+    assert sf.shape == tf.shape and not torch.allclose(sf, tf, atol=1e-4)
+    assert torch.allclose(sf[:4], tf[:4], atol=1e-5)  # the first group reads no earlier group
+    assert cli_main(["vocoder-mels", *base, "--out", str(tmp_path / "x"), "--self-fed", "1.5"]) == 2
+    assert "self_fed" in capsys.readouterr().err
+
+
 def test_bad_arguments_are_clear_errors(tmp_path, model_dir, capsys):
     base = [str(model_dir), "--manifest", str(tmp_path / "corpus/train.jsonl"), "--out", str(tmp_path / "o")]
     assert cli_main(["vocoder-mels", *base, "--limit", "-1"]) == 2

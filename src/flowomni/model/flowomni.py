@@ -378,10 +378,19 @@ class FlowOmni(nn.Module):
             self.lm.tie_weights()
 
     @torch.no_grad()
-    def predict_groups(self, batch: dict[str, Any], **sample_kw: Any) -> list[tuple[torch.Tensor, torch.Tensor] | None]:
+    def predict_groups(
+        self, batch: dict[str, Any], *, self_fed: float = 0.0, **sample_kw: Any
+    ) -> list[tuple[torch.Tensor, torch.Tensor] | None]:
         """Teacher-forced mel prediction for every item of the batch: (predicted, target) raw
-        log-mel [T, n_mels], frame-aligned with the answer's audio; None for an item without speech."""
-        h = self.backbone(self.embed(batch), batch["attention_mask"]).last_hidden_state
+        log-mel [T, n_mels], frame-aligned with the answer's audio; None for an item without speech.
+        `self_fed`: the share of earlier groups read back as the model's own draws (from a first
+        teacher-forced pass, see `self_fed`) instead of the recorded ones; at 1.0 every group is
+        drawn from states that read only drawn mel, as at inference."""
+        units = None
+        if self_fed > 0:
+            rows = _rows(batch, "flow_rows", lambda: batch["flow_target"] >= 0)
+            units = self.self_fed(batch, self.speech_units(batch), rows, self_fed)
+        h = self.backbone(self.embed(batch, units), batch["attention_mask"]).last_hidden_state
         n_real = self.n_real_groups(batch).tolist()
         out = []
         for i, n in enumerate(n_real):

@@ -37,13 +37,18 @@ def write_model_mels(
     task: str = Task.S2S.value,
     batch_size: int = 16,
     cache_dir: str = ".cache/features",
+    self_fed: float = 0.0,
 ) -> dict[str, Any]:
     """Draw the model's teacher-forced mel for the first `limit` (0: all) items of `manifest`
-    with the model's default sampler; returns counts (written, skipped by reason)."""
+    with the model's default sampler; returns counts (written, skipped by reason). `self_fed`:
+    see `FlowOmni.predict_groups` (1.0: each group drawn from states that read the model's own
+    earlier draws, the closest to the mel the vocoder hears at inference; reports/vocoder_gta)."""
     from flowomni.data.manifest import read_manifest
     from flowomni.model.flowomni import FlowOmni
     from flowomni.training.dataset import teacher_forced_examples
 
+    if not 0.0 <= self_fed <= 1.0:
+        raise ValueError(f"self_fed is a share of groups, 0 to 1, got {self_fed}")
     if task not in (Task.S2S.value, Task.T2S.value):
         raise ValueError(f"task must be {Task.S2S.value} or {Task.T2S.value} (spoken answers), got {task!r}")
     model = FlowOmni.load(model_path).float().eval()
@@ -61,7 +66,7 @@ def write_model_mels(
     lines: list[str] = []
     for start in range(0, len(ds), batch_size):
         examples = [ds[i] for i in range(start, min(start + batch_size, len(ds)))]
-        for ex, pair in zip(examples, model.predict_groups(collate(examples))):
+        for ex, pair in zip(examples, model.predict_groups(collate(examples), self_fed=self_fed)):
             if pair is None:
                 skipped["no speech positions"] += 1
                 continue
@@ -72,7 +77,12 @@ def write_model_mels(
     if not lines:
         raise ValueError(f"{manifest}: no item gave a mel (skipped: {dict(skipped)})")
     (dest / "train.jsonl").write_text("\n".join(lines) + "\n")
-    return {"written": len(lines), "skipped": dict(skipped), "manifest": str(dest / "train.jsonl")}
+    return {
+        "written": len(lines),
+        "skipped": dict(skipped),
+        "self_fed": self_fed,
+        "manifest": str(dest / "train.jsonl"),
+    }
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -82,6 +92,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--limit", type=int, default=0, help="first N items only (0: all)")
     p.add_argument("--task", default=Task.S2S.value, choices=[Task.S2S.value, Task.T2S.value])
     p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument(
+        "--self-fed",
+        type=float,
+        default=0.0,
+        metavar="SHARE",
+        help="share of earlier groups read back as the model's own draws (1: closest to inference)",
+    )
     p.add_argument("--cache-dir", default=".cache/features", help="the feature cache training uses")
 
 
@@ -101,6 +118,7 @@ def run(args: argparse.Namespace) -> int:
             task=args.task,
             batch_size=args.batch_size,
             cache_dir=args.cache_dir,
+            self_fed=args.self_fed,
         )
     except (CheckpointError, FileNotFoundError, ValueError) as e:
         print(f"flowomni vocoder-mels: {e}", file=sys.stderr)
