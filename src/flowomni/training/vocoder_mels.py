@@ -4,11 +4,13 @@ A vocoder trained on recorded mel hears, at inference, the flow head's drawings 
 than a recording, with its own small biases. Fine-tuned on the model's mel of clips whose audio
 is known, it learns to turn *that* mel into the recorded audio. The mel is drawn teacher-forced
 (the model reads the recorded answer's earlier groups, as in training), so every frame is aligned
-with the audio: "ground-truth-aligned" fine-tuning, as Tacotron 2 did for its WaveNet.
+with the audio: "ground-truth-aligned" fine-tuning, as Tacotron 2 did for its WaveNet. With
+`--self-fed 1` each group is drawn from states that read the model's own earlier draws instead,
+closer to inference; measured, that mel made the better vocoder (reports/vocoder_gta).
 
 Writes DIR/mels/NNNNNN.safetensors ("mel" [T, n_mels], raw log-mel as the vocoder reads it) and
 DIR/train.jsonl (`answer_audio`, `answer_mel`, relative to DIR), which `flowomni train-vocoder`
-reads as it reads any manifest (configs/vocoder_gta.yaml; flowomni.vocoder.data).
+reads as it reads any manifest (`data.train`; flowomni.vocoder.data).
 """
 
 from __future__ import annotations

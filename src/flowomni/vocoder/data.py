@@ -31,7 +31,7 @@ from flowomni.config import Bounds
 
 log = logging.getLogger(__name__)
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3")
-MAX_MEL_SLACK = 8  # frames a model mel may exceed its clip by (the model pads to whole groups)
+MAX_MEL_SLACK = 8  # frames a model mel may differ from its clip by (the model pads to whole groups)
 
 
 @dataclass
