@@ -42,6 +42,15 @@ def test_tone_lights_up_the_right_mel_bin_and_frame_count():
     torch.testing.assert_close(batch[1], mel)
 
 
+@pytest.mark.parametrize("style", ["natural", "whisper"])
+def test_frame_count_is_known_without_computing_the_mel(style):
+    """MelSpectrogram.frames(n) is the length forward() gives, short clips (padded) included."""
+    for cfg in (MelConfig(style=style), MelConfig(sample_rate=22050, n_fft=1024, hop_length=256, style=style)):
+        mel = MelSpectrogram(cfg)
+        for n in (1, 100, cfg.n_fft // 2, cfg.n_fft // 2 + 1, cfg.hop_length, 4999, 5000, 22050):
+            assert mel.frames(n) == mel(torch.zeros(n)).shape[0], (cfg, n)
+
+
 def test_feature_stats_normalise_to_unit_scale():
     clips = [torch.randn(50, 4) * 3 + 7, torch.randn(80, 4) * 3 + 7]
     st = FeatureStats.estimate(clips)

@@ -138,6 +138,16 @@ class MelSpectrogram(torch.nn.Module):
         mag = spec.abs().transpose(-1, -2)
         return mag.reshape(*shape, *mag.shape[-2:])
 
+    def frames(self, samples: int) -> int:
+        """How many frames the mel of a clip of `samples` samples has, without computing it
+        (the padding of `magnitude`, and Whisper's pad-and-drop-last)."""
+        if self.cfg.style == "whisper":
+            return self._stft_frames(samples + WHISPER_PAD) - 1
+        return self._stft_frames(samples)
+
+    def _stft_frames(self, samples: int) -> int:
+        return max(samples, self.cfg.n_fft // 2 + 1) // self.cfg.hop_length + 1
+
     def forward(self, wav: torch.Tensor) -> torch.Tensor:
         if self.cfg.style == "whisper":
             return self.whisper(wav)

@@ -105,11 +105,12 @@ class Clips:
                 self.skipped[str(e).split(": ", 1)[-1].split(" (")[0]] += 1
                 log.warning("skipped: %s", e)
                 continue
-            with torch.inference_mode():
-                mel = mel_fn(wav)
-            if mel_path is not None:
+            if mel_path is None:
+                with torch.inference_mode():
+                    mel = mel_fn(wav)
+            else:  # the model's mel replaces the recording's: only its length is needed
                 try:
-                    mel = self.model_mel(mel_path, mel.shape[0])
+                    mel = self.model_mel(mel_path, mel_fn.frames(wav.shape[0]))
                 except ValueError as e:
                     self.skipped[str(e).split(": ", 1)[0]] += 1
                     log.warning("skipped %s: %s", path, e)
