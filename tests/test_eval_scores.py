@@ -250,6 +250,10 @@ def test_the_asr_beam_reaches_the_judge_and_the_report():
     assert Evaluator(None, EvalConfig()).asr.beam_size == 1  # every report so far: greedy
     with pytest.raises(ValueError, match="asr_beam"):
         EvalConfig(asr_beam=0)
+    from flowomni.evaluation.asr import Transcriber
+
+    with pytest.raises(ValueError, match="beam_size"):  # the benchmarks make their ASR directly
+        Transcriber(beam_size=0)
 
 
 def test_report_names_the_asr_decoding(tmp_path):

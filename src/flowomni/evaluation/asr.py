@@ -37,6 +37,13 @@ _MISSING = (
 )
 
 
+def check_beam(beam: int, name: str = "beam_size") -> int:
+    """`beam` if it is a usable beam width (faster-whisper takes 0 or less without complaint)."""
+    if beam < 1:
+        raise ValueError(f"{name} must be >= 1, got {beam}")
+    return beam
+
+
 def compression_ratio(text: str) -> float:
     """Bytes of text per byte of its zlib compression: high for a decoding loop."""
     data = text.encode("utf-8")
@@ -65,7 +72,8 @@ class Transcriber:
     def __init__(
         self, model_path: str | None = None, *, beam_size: int = 1, compute_type: str = "int8", threads: int = 0
     ) -> None:
-        self.model_path, self.beam_size, self.compute_type, self.threads = model_path, beam_size, compute_type, threads
+        self.model_path, self.compute_type, self.threads = model_path, compute_type, threads
+        self.beam_size = check_beam(beam_size)
         self.redecoded = 0  # transcripts that looped and were decoded again
 
     @property

@@ -23,6 +23,7 @@ import numpy as np
 
 from flowomni.audio.io import AudioError, load_audio
 from flowomni.data.skills import HELD_OUT_FACTS
+from flowomni.evaluation.asr import check_beam
 from flowomni.evaluation.intervals import accuracy_interval, wer_interval
 from flowomni.evaluation.text import exact_match, normalize, wer
 
@@ -68,8 +69,7 @@ class EvalConfig:
     asr_beam: int = 1  # the independent ASR's beam (flowomni.evaluation.asr; 1: greedy)
 
     def __post_init__(self) -> None:
-        if self.asr_beam < 1:
-            raise ValueError(f"asr_beam must be >= 1, got {self.asr_beam}")
+        check_beam(self.asr_beam, "asr_beam")  # before a model loads, not when the ASR is made
 
 
 @dataclass
