@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +47,10 @@ def answer_voice_wer(items: list[Any], asr: Transcriber) -> dict[str, Any]:
         skills.append(getattr(it, "meta", {}).get("skill"))
     if not refs:
         raise SystemExit("no recorded answers in the manifest")
+    by_skill: dict[str, list[int]] = defaultdict(list)  # skill -> its items' positions
+    for i, skill in enumerate(skills):
+        if skill is not None:
+            by_skill[skill].append(i)
     exact = [normalize(r) == normalize(h) for r, h in zip(refs, hyps)]
     misheard = sorted({(r, h) for r, h, ok in zip(refs, hyps, exact) if not ok})
     return {
@@ -55,9 +60,8 @@ def answer_voice_wer(items: list[Any], asr: Transcriber) -> dict[str, Any]:
         "wer_ci95": wer_interval(refs, hyps),
         "exact": sum(exact) / len(exact),
         "wer_by_skill": {
-            skill: {"items": len(rows), "wer": wer([refs[i] for i in rows], [hyps[i] for i in rows])}
-            for skill in sorted({s for s in skills if s is not None})
-            for rows in [[i for i, s in enumerate(skills) if s == skill]]
+            skill: {"items": len(ix), "wer": wer([refs[i] for i in ix], [hyps[i] for i in ix])}
+            for skill, ix in sorted(by_skill.items())
         },
         "misheard_examples": [{"answer": r, "heard": h} for r, h in misheard[:20]],
     }
