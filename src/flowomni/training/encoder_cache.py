@@ -1,4 +1,5 @@
 """Disk cache of a frozen speech encoder's outputs, per question clip and augmentation variant.
+With `model.encoder.tune_top: N` it holds the output below the top N layers, which learn.
 
 The paper keeps the Whisper encoder frozen in both stages, so its output for a clip never
 changes: computing it once and reading it back makes a training step skip the encoder's
@@ -51,6 +52,8 @@ class EncoderCache:
         self.sample_rate = cfg.input_mel.sample_rate
         enc = asdict(cfg.encoder)
         enc.pop("pretrained", None)  # the digest names the weights; a moved folder is the same encoder
+        if not enc["tune_top"]:
+            del enc["tune_top"]  # caches made before the field existed stay valid
         if not cfg.encoder.pretrained_digest:  # an own (CTC) encoder: hash its weights
             enc["weights"] = state_digest(model.encoder.state_dict())
         aug = asdict(self.aug)
@@ -95,7 +98,7 @@ class EncoderCache:
         valid = (torch.arange(x.shape[1])[None] < lengths[:, None])[..., None]
         x = torch.where(valid, self.stats.normalize(x), torch.zeros(()))
         dtype = next(self.encoder.parameters()).dtype
-        h, n = self.encoder(x.to(dtype), lengths)
+        h, n = self.encoder.bottom(x.to(dtype), lengths)  # below the layers that learn
         return [h[i, : int(n[i])].to(torch.float16).numpy() for i in range(len(wavs))]
 
     def get(self, path: str | Path, variant: int = 0) -> np.ndarray:
