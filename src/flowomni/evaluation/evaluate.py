@@ -23,7 +23,7 @@ import numpy as np
 
 from flowomni.audio.io import AudioError, load_audio
 from flowomni.data.skills import HELD_OUT_FACTS
-from flowomni.evaluation.asr import check_beam
+from flowomni.evaluation.asr import asr_model_folder, check_beam
 from flowomni.evaluation.intervals import accuracy_interval, wer_interval
 from flowomni.evaluation.text import exact_match, normalize, wer
 
@@ -67,9 +67,14 @@ class EvalConfig:
     examples: int = 3  # answers kept (with audio and mel) for the report
     speak: bool = True  # False: text answers only (s2t / t2t; no ASR, no latency), to measure understanding
     asr_beam: int = 1  # the independent ASR's beam (flowomni.evaluation.asr; 1: greedy)
+    # the listener: None is Whisper tiny.en (every report's); another installed Whisper by name
+    # ("whisper-base") or CTranslate2 folder
+    asr_model: str | None = None
 
     def __post_init__(self) -> None:
         check_beam(self.asr_beam, "asr_beam")  # before a model loads, not when the ASR is made
+        if self.asr_model:
+            asr_model_folder(self.asr_model)  # a missing or truncated model is named now, not mid-run
 
 
 @dataclass
@@ -129,7 +134,7 @@ class Evaluator:
         from flowomni.evaluation.asr import Transcriber
 
         self.engine, self.cfg = engine, cfg
-        self.asr = transcriber or (Transcriber(beam_size=cfg.asr_beam) if cfg.speak else None)
+        self.asr = transcriber or (Transcriber(cfg.asr_model, beam_size=cfg.asr_beam) if cfg.speak else None)
         self.examples: list[dict[str, Any]] = []
 
     def items(self, manifest: str) -> list[Any]:

@@ -196,13 +196,14 @@ def write_report(
     redecoded = ", ".join(f"{n}: {r.get('asr_redecoded', 0)}" for n, r in results.items())
     beams = sorted({r.get("config", {}).get("asr_beam", 1) for r in results.values()})
     decoding = "greedy (beam 1)" if beams == [1] else "with beam " + " / ".join(map(str, beams))
+    listeners = sorted({r.get("config", {}).get("asr_model") or "Whisper tiny.en" for r in results.values()})
     md = [f"# Evaluation report\n\nCommand:\n\n```\n{command}\n```\n"]
     if notes:
         md.append(notes + "\n")
     md += [
         "## Clean test questions\n",
         summary_table(results),
-        f"\nSpeech WER: the independent ASR (Whisper tiny.en, decoding {decoding}) transcribes the "
+        f"\nSpeech WER: the independent ASR ({' / '.join(listeners)}, decoding {decoding}) transcribes the "
         "spoken answer; against the reference answer it measures what a listener gets, against the "
         "model's own text it measures text-speech consistency. Silent answers count as fully deleted. "
         "Transcripts where Whisper looped were decoded again with beam search and a repetition penalty "

@@ -162,9 +162,10 @@ class _Reader:
         return self.read(n, what)[:-1].decode("utf-8", errors="replace")
 
 
-def read_variables(model: CT2Model, keep: str = "encoder/") -> dict[str, np.ndarray]:
-    """Every variable whose name starts with `keep`, as numpy arrays in their stored dtype
-    (bf16 as float32). Raises WhisperWeightsError naming the file on any inconsistency."""
+def read_variables(model: CT2Model, keep: str | None = "encoder/") -> dict[str, np.ndarray]:
+    """Every variable whose name starts with `keep` (None: none, the file is only walked), as
+    numpy arrays in their stored dtype (bf16 as float32). Raises WhisperWeightsError naming the
+    file on any inconsistency."""
     r = _Reader(model)
     (version,) = r.unpack("I", "the header")
     if not 3 <= version <= 6:
@@ -182,7 +183,7 @@ def read_variables(model: CT2Model, keep: str = "encoder/") -> dict[str, np.ndar
         dtype, n_bytes = r.unpack("BI", name)
         if dtype not in _DTYPES:
             raise WhisperWeightsError(f"{model.label}: variable {name} has unknown dtype code {dtype}")
-        if not name.startswith(keep):
+        if keep is None or not name.startswith(keep):
             r.skip(n_bytes, name)
             continue
         raw = r.read(n_bytes, name)
@@ -194,6 +195,11 @@ def read_variables(model: CT2Model, keep: str = "encoder/") -> dict[str, np.ndar
             raise WhisperWeightsError(f"{model.label}: variable {name} holds {arr.size} values, shape {dims}")
         out[name] = arr.reshape(dims)
     return out
+
+
+def check_complete(model: CT2Model) -> None:
+    """Walk all of model.bin, reading no weights: a truncated file or a missing part is named."""
+    read_variables(model, keep=None)
 
 
 def _float(v: dict[str, np.ndarray], name: str) -> torch.Tensor:
