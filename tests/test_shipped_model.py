@@ -6,6 +6,7 @@ examples/README.md's table."""
 import re
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from flowomni.evaluation.text import exact_match
@@ -28,8 +29,12 @@ def test_the_table_lists_every_example() -> None:
 
 # Examples whose text is right but whose speech the independent ASR mishears, as strict expected
 # failures naming what is heard (a mark fails once the answer is heard right, so the model card
-# and this list get updated). The shipped model: none (the model before it had two).
-MISHEARD: dict[str, str] = {}
+# and this list get updated). The vocoder tuned on the model's own mel (shipped since it is heard
+# better over the 800 test answers by tiny.en and by Whisper base: reports/vocoder_gta) has greedy
+# tiny.en hear one "dog" as "dot"; Whisper base hears that answer right.
+MISHEARD: dict[str, str] = {
+    "question_4.wav": "Whisper tiny.en (greedy) hears 'little blue dot'; Whisper base: 'Little blue dog.'",
+}
 
 
 @pytest.fixture(scope="module")
@@ -40,16 +45,31 @@ def engine():
 
 
 @pytest.fixture(scope="module")
-def answers(engine) -> dict[str, tuple[str, str]]:
-    """file -> (text, what the independent ASR hears in its speech)."""
-    from flowomni.evaluation.asr import Transcriber
-
-    asr = Transcriber()
+def spoken(engine) -> dict[str, tuple[str, np.ndarray, int]]:
+    """file -> (text, audio, sample rate) of the shipped model's answer."""
     out = {}
     for name, _ in examples():
         got = engine.answer(str(ROOT / "examples" / name))
-        out[name] = (got.text, asr.transcribe(got.audio, got.sample_rate))
+        out[name] = (got.text, got.audio, got.sample_rate)
     return out
+
+
+def heard_by(listener: str | None, spoken) -> dict[str, tuple[str, str]]:
+    """file -> (text, what `listener` (None: the eval's Whisper tiny.en) hears in its speech)."""
+    from flowomni.evaluation.asr import Transcriber
+
+    asr = Transcriber(listener)
+    return {name: (text, asr.transcribe(audio, sr)) for name, (text, audio, sr) in spoken.items()}
+
+
+@pytest.fixture(scope="module")
+def answers(spoken) -> dict[str, tuple[str, str]]:
+    return heard_by(None, spoken)
+
+
+@pytest.fixture(scope="module")
+def answers_base(spoken) -> dict[str, tuple[str, str]]:
+    return heard_by("whisper-base", spoken)
 
 
 @pytest.mark.slow
@@ -68,3 +88,10 @@ def test_shipped_model_answers_the_example(answers, name: str, expected: str) ->
 )
 def test_a_listener_understands_the_spoken_answer(answers, name: str, expected: str) -> None:
     assert exact_match(expected, answers[name][1]), answers[name]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name,expected", examples())
+def test_a_second_listener_understands_the_spoken_answer(answers_base, name: str, expected: str) -> None:
+    """Whisper base (requirements.lock) hears every example, those tiny.en mishears included."""
+    assert exact_match(expected, answers_base[name][1]), answers_base[name]
