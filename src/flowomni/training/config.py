@@ -41,6 +41,9 @@ class TrainConfig:
     min_lr: float = 5e-6  # cosine floor (paper: 1e-4 -> 5e-6)
     warmup_steps: int = 100
     weight_decay: float = 0.01
+    # learning-rate multipliers by parameter-name prefix, e.g. {"encoder.": 0.1} for the Whisper
+    # layers `model.encoder.tune_top` lets learn (pretrained weights want smaller steps)
+    lr_scale: dict[str, float] = field(default_factory=dict)
     betas: list[float] = field(default_factory=lambda: [0.9, 0.98])
     grad_clip: float = 1.0
     mixed_precision: str = "auto"  # auto: bf16 on GPU, fp32 on CPU; or no / bf16 / fp16

@@ -279,7 +279,7 @@ def start_or_resume(
         after_load(model)
     if sharded:
         shard_model(model.to(acc.device))
-    optimizer = build_optimizer(list(model.named_parameters()), cfg.lr, cfg.weight_decay, cfg.betas)
+    optimizer = build_optimizer(list(model.named_parameters()), cfg.lr, cfg.weight_decay, cfg.betas, cfg.lr_scale)
     opt_io: Any = FullStateOptimizer(model, optimizer) if sharded else optimizer
     lr_factor = warmup_cosine(cfg.warmup_steps, cfg.max_steps, cfg.lr, cfg.min_lr)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor)
