@@ -51,10 +51,22 @@ def test_the_split_encoder_computes_what_the_whole_one_does():
 
 
 def test_a_bad_tune_top_is_refused_by_name():
-    with pytest.raises(ValueError, match="tune_top 4 exceeds the encoder's 3 layers"):
-        SpeechEncoder(EncoderConfig(**SMALL, tune_top=4))
+    with pytest.raises(ValueError, match="tune_top 5 exceeds the encoder's 4 layers"):
+        whisper_tiny_model(tune_top=5)  # the shape is Whisper's (4 layers), not the config's default 3
     with pytest.raises(ValueError, match="tune_top needs pad_to: 0"):
-        SpeechEncoder(EncoderConfig(**SMALL, tune_top=1, pad_to=3000))
+        EncoderConfig(**SMALL, tune_top=1, pad_to=3000).check_tune_top()
+
+
+def test_every_layer_of_tiny_en_can_learn_and_the_train_cli_builds_it(tmp_path):
+    """tune_top = all of Whisper's layers: the caches hold the convolutions' output. A model whose
+    config names Whisper is first counted on the meta device with the config's default shape."""
+    from flowomni.model.size import INFERENCE_BYTES, check_fits
+
+    model = whisper_tiny_model(tune_top=4)
+    assert model.encoder.tuned_prefixes()[0] == "layers.0."
+    cfg = whisper_tiny_model().cfg
+    cfg.encoder.tune_top, cfg.encoder.n_layers = 4, 3  # as a config file reads before Whisper sets the shape
+    check_fits(lambda: FlowOmni(cfg, model.tokenizer, pretrained=False), INFERENCE_BYTES, "test")
 
 
 def test_only_the_top_layers_learn(model):

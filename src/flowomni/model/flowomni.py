@@ -94,6 +94,8 @@ class FlowOmni(nn.Module):
             and (cfg.encoder.external if saved_backbone is not None else not is_own_encoder(cfg.encoder.pretrained))
         )
         whisper = adopt_whisper(cfg) if whisper_source else None
+        if pretrained or not cfg.encoder.pretrained:  # the encoder's shape is final (else: counting on meta)
+            cfg.encoder.check_tune_top()
         self.encoder = SpeechEncoder(cfg.encoder)
         self.in_stats_fixed = False  # True once a pretrained encoder brought its feature stats
         self.adapter = Adapter(cfg.encoder.d_model, d, cfg.encoder.stack)
