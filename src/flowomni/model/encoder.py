@@ -148,22 +148,25 @@ class SpeechEncoder(nn.Module):
         x = x * in_mask[:, None, :]  # keep padding zero so conv2 sees what an unpadded clip sees
         x = F.gelu(self.conv2(x)).transpose(1, 2)
         out_len = (lengths + 1) // 2
-        below = len(self.layers) - self.cfg.tune_top
-        return self._layers(x, _key_mask(x, out_len), self.layers[:below], norm=not self.cfg.tune_top), out_len
+        below = self.layers[: self.first_tuned]
+        return self._layers(x, _key_mask(x, out_len), below, norm=not self.cfg.tune_top), out_len
 
     def top(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """The `tune_top` layers and the final norm over `bottom`'s output (identity when none learn)."""
         if not self.cfg.tune_top:
             return x
-        below = len(self.layers) - self.cfg.tune_top
-        return self._layers(x, _key_mask(x, lengths), self.layers[below:], positions=False)
+        return self._layers(x, _key_mask(x, lengths), self.layers[self.first_tuned :], positions=False)
+
+    @property
+    def first_tuned(self) -> int:
+        """Index of the first layer that learns on top of a frozen encoder (the layer count if none)."""
+        return len(self.layers) - self.cfg.tune_top
 
     def tuned_prefixes(self) -> tuple[str, ...]:
         """State-dict prefixes of the weights that learn on top of a frozen encoder."""
         if not self.cfg.tune_top:
             return ()
-        n = len(self.layers)
-        return (*(f"layers.{i}." for i in range(n - self.cfg.tune_top, n)), "layer_norm.")
+        return (*(f"layers.{i}." for i in range(self.first_tuned, len(self.layers))), "layer_norm.")
 
     def _layers(
         self,

