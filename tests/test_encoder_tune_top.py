@@ -57,9 +57,9 @@ def test_a_bad_tune_top_is_refused_by_name():
         EncoderConfig(**SMALL, tune_top=1, pad_to=3000).check_tune_top()
 
 
-def test_every_layer_of_tiny_en_can_learn_and_the_train_cli_builds_it(tmp_path):
-    """tune_top = all of Whisper's layers: the caches hold the convolutions' output. A model whose
-    config names Whisper is first counted on the meta device with the config's default shape."""
+def test_every_layer_of_tiny_en_can_learn_and_its_size_can_be_counted_first():
+    """tune_top = all of Whisper's layers. A model whose config names Whisper is first counted on
+    the meta device (as `flowomni train` does) with the config's default shape: not refused there."""
     from flowomni.model.size import INFERENCE_BYTES, check_fits
 
     model = whisper_tiny_model(tune_top=4)
