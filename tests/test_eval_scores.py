@@ -208,8 +208,12 @@ def test_previous_results_join_the_report_or_fail_clearly(tmp_path):
     path.write_text(json.dumps({"stage5": {"clean": {"accuracy": 0.5}, "rows": []}}))
     got = previous_results([f"stage5={path}"], ["stage6"])
     assert got["stage5"]["clean"]["accuracy"] == 0.5 and got["stage5"]["from_results"] == str(path)
+    renamed = previous_results([f"before={path}#stage5"], ["stage6"])  # the file's stage5, shown as "before"
+    assert list(renamed) == ["before"] and renamed["before"]["clean"]["accuracy"] == 0.5
+    assert renamed["before"]["from_results"] == f"{path}#stage5"
     for pair, taken, message in [
-        ("stage5", [], "takes NAME=RESULTS_JSON"),
+        ("stage5", [], "takes NAME=RESULTS_JSON[#ENTRY]"),
+        (f"stage5={path}#stage3", [], "has no results of a model 'stage3' (it has: stage5)"),
         (f"stage4={path}", [], "has no results of a model 'stage4' (it has: stage5)"),
         (f"stage5={path}", ["stage5"], "already in this report"),
         (f"stage5={tmp_path / 'missing.json'}", [], "cannot read"),

@@ -64,9 +64,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--previous",
         nargs="*",
         default=[],
-        metavar="NAME=RESULTS_JSON",
+        metavar="NAME=RESULTS_JSON[#ENTRY]",
         help="a model scored by an earlier eval (its report's results.json) joins this report, "
-        "paired item by item, without being run again",
+        "paired item by item, without being run again; #ENTRY picks the file's model of that name "
+        "(default: NAME) and shows it as NAME, e.g. stage9=reports/v8/results.json#shipped",
     )
     p.add_argument("--out", default=None, help="report folder (default reports/eval_<names>)")
     from flowomni.inference.precision import DECODE_DTYPES
@@ -127,22 +128,26 @@ def without_rows(x: Any) -> Any:
 
 
 def previous_results(pairs: list[str], taken: list[str]) -> dict[str, dict[str, Any]]:
-    """NAME=RESULTS_JSON -> that model's results from an earlier eval (ValueError if absent)."""
+    """NAME=RESULTS_JSON[#ENTRY] -> the results of the file's model ENTRY (default NAME) from an
+    earlier eval, under NAME (ValueError if absent). A file often holds several models (one run
+    and the --previous it was paired with), and the name that fits this report may differ."""
     out: dict[str, dict[str, Any]] = {}
     for pair in pairs:
-        name, sep, path = pair.partition("=")
+        name, sep, target = pair.partition("=")
+        path, _, entry = target.partition("#")
         if not sep or not name or not path:
-            raise ValueError(f"--previous takes NAME=RESULTS_JSON, got {pair!r}")
+            raise ValueError(f"--previous takes NAME=RESULTS_JSON[#ENTRY], got {pair!r}")
+        entry = entry or name
         if name in taken or name in out:
             raise ValueError(f"--previous: the name {name!r} is already in this report")
         try:
             earlier = json.loads(Path(path).read_text())
         except (OSError, json.JSONDecodeError) as e:
             raise ValueError(f"--previous: cannot read {path}: {e}") from None
-        if not isinstance(earlier, dict) or not isinstance(earlier.get(name), dict) or "clean" not in earlier[name]:
+        if not isinstance(earlier, dict) or not isinstance(earlier.get(entry), dict) or "clean" not in earlier[entry]:
             names = ", ".join(earlier) if isinstance(earlier, dict) else "none"
-            raise ValueError(f"--previous: {path} has no results of a model {name!r} (it has: {names})")
-        out[name] = {**earlier[name], "from_results": path}
+            raise ValueError(f"--previous: {path} has no results of a model {entry!r} (it has: {names})")
+        out[name] = {**earlier[entry], "from_results": path if entry == name else f"{path}#{entry}"}
     return out
 
 
