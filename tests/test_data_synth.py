@@ -132,6 +132,16 @@ def test_only_builds_the_named_manifests_with_the_full_builds_items(built, tmp_p
     assert main([*cmd, "--only", "tset"]) == 2  # a clear error naming the manifests there are
 
 
+def test_train_items_builds_the_first_training_items_of_the_full_build(built, tmp_path):
+    a = built[0]
+    full, cut = plan(SynthConfig(size=12, seed=7)), plan(SynthConfig(size=12, seed=7, train_items=4))
+    assert cut["train"] == full["train"][:4] and cut["valid"] == full["valid"] and cut["test"] == full["test"]
+    cmd = ["data", "synth", str(tmp_path), "--size", "12", "--seed", "7", "--workers", "1", "--quiet"]
+    assert main([*cmd, "--train-items", "3", "--only", "train"]) == 0
+    assert (tmp_path / "train.jsonl").read_text().splitlines() == (a / "train.jsonl").read_text().splitlines()[:3]
+    assert main([*cmd, "--train-items", "-1"]) == 2  # a clear error, not a traceback
+
+
 def test_trim_silence_keeps_speech_and_a_short_margin():
     import numpy as np
 

@@ -39,6 +39,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="written training questions in train_text.jsonl (default %(default)s)",
     )
     s.add_argument(
+        "--train-items",
+        type=int,
+        default=d.train_items,
+        metavar="N",
+        help="build only the first N training items of the --size corpus (0: all); valid and test "
+        "are the full build's: a shorter run on the same corpus",
+    )
+    s.add_argument(
         "--taught-phrases",
         action="store_true",
         help="also train on the templates that teach operator phrases the held-out ones use ('take away')",
@@ -136,6 +144,7 @@ def _synth(args: argparse.Namespace) -> int:
         accent_share=args.accent_share,
         voice_sets=not args.no_voice_sets,
         text_size=args.text_size,
+        train_items=args.train_items,
         taught_phrases=args.taught_phrases,
         only=tuple(args.only),
     )

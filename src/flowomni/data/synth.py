@@ -67,11 +67,16 @@ class SynthConfig:
     question_sr: int = 16000  # the encoder's rate: no resampling when features are computed
     workers: int = 0  # 0: one per CPU core
     only: tuple[str, ...] = ()  # build just these manifests (e.g. the test sets, minutes not hours)
+    # build only the first N training items (0: all): a shorter run on the corpus a full build
+    # makes, with the same valid and test splits (item j of a split does not depend on the size)
+    train_items: int = 0
 
     def __post_init__(self) -> None:
         for name in ("piper_share", "accent_share"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
+        if self.train_items < 0:
+            raise ValueError(f"train_items must be >= 0 (0: all), got {self.train_items}")
 
 
 @dataclass(frozen=True)
@@ -137,6 +142,8 @@ def plan(cfg: SynthConfig) -> dict[str, list[Planned]]:
         return Planned(f"{name}-{j:06d}", split, qa, voice, qfile, answer_file(qa.answer))
 
     for split, n in split_sizes(cfg).items():
+        if split == "train" and cfg.train_items:
+            n = min(n, cfg.train_items)
         items = []
         for j in range(n):
             rng = item_rng(cfg.seed, split, j)
