@@ -142,6 +142,27 @@ def test_train_items_builds_the_first_training_items_of_the_full_build(built, tm
     assert main([*cmd, "--train-items", "-1"]) == 2  # a clear error, not a traceback
 
 
+def test_tts_size_speaks_training_questions_in_the_answer_voice(tmp_path):
+    """train_tts.jsonl: "utterance" items whose text is a training question (training templates
+    and combinations only: no held-out phrasing leaks in), spoken by the answer voice with word
+    timings (aligned pacing reads them)."""
+    from flowomni.data.skills import assign_splits
+
+    cmd = ["data", "synth", str(tmp_path), "--size", "12", "--seed", "7", "--workers", "1", "--quiet"]
+    assert main([*cmd, "--tts-size", "3", "--only", "train_tts"]) == 0
+    items, stats = read_manifest(tmp_path / "train_tts.jsonl")
+    assert len(items) == 3 and not stats.counts
+    planned = plan(SynthConfig(size=12, seed=7, tts_size=3))["train_tts"]
+    train_templates = {
+        t.text for groups in assign_splits().templates["train"].values() for ts in groups.values() for t in ts
+    }
+    for it, p in zip(items, planned, strict=True):
+        assert it.kind == "utterance" and it.question_text == it.answer_text == p.qa.question
+        assert it.question_audio is None and it.answer_audio.is_file() and it.meta["answer_words"]
+        assert p.qa.template in train_templates
+    assert main([*cmd, "--tts-size", "-2"]) == 2  # a clear error, not a traceback
+
+
 def test_trim_silence_keeps_speech_and_a_short_margin():
     import numpy as np
 

@@ -156,3 +156,37 @@ def test_written_items_add_more_of_a_lagging_skill_from_past_the_first_n():
     assert [it.id for it in got] == [f"t{i}" for i in range(10)] + ["t12", "t15", "t18", "t21"]
     assert written_items(items, 0, {}) == items and written_items(items, 5, {}) == items[:5]
     assert len(written_items(items, 10, {"facts": 1000})) == 10 + 14  # as many as there are
+
+
+def test_tts_manifest_adds_tts_examples_of_its_sentences_to_training_only(tmp_path, spoken_items):
+    """data.tts_manifest: answer-voice sentences ("utterance" items, `flowomni data synth
+    --tts-size`) join the training set as TTS examples, `tts_items` of them; valid is untouched."""
+    import shutil
+
+    from flowomni.config import from_dict
+    from flowomni.data.manifest import Item, write_manifest
+    from flowomni.model.tokenizer import CharTokenizer
+    from flowomni.training.experiment import ExperimentConfig, build_datasets
+
+    from helpers.corpus import corpus_data, make_corpus
+    from helpers.models import tiny_config
+
+    make_corpus(tmp_path / "corpus", spoken_items)
+    said = []
+    for i, it in enumerate(spoken_items):
+        wav = shutil.copy(it.answer_audio, tmp_path / f"said{i}.wav")
+        said.append(Item(f"tts-{i}", it.answer_text, it.answer_text, None, wav, "utterance"))
+    write_manifest(tmp_path / "tts.jsonl", said)
+
+    def built(**extra):
+        data = {**corpus_data(tmp_path), "tasks": ["s2t"], "tts_manifest": str(tmp_path / "tts.jsonl"), **extra}
+        cfg = from_dict(ExperimentConfig, {"model": to_dict(tiny_config()), "data": data})
+        return build_datasets(cfg, CharTokenizer())
+
+    ds, without = built(), built(tts_manifest="")
+    tts = [e for e in ds.train_set.examples if e.task.value == "tts"]
+    assert not [e for e in without.train_set.examples if e.task.value == "tts"]
+    assert len(ds.train_set.examples) == len(without.train_set.examples) + len(said)
+    assert [e.item.id for e in tts] == [i.id for i in said]
+    assert len(ds.valid_set.examples) == len(without.valid_set.examples)
+    assert len([e for e in built(tts_items=1).train_set.examples if e.task.value == "tts"]) == 1

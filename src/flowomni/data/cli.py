@@ -39,6 +39,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="written training questions in train_text.jsonl (default %(default)s)",
     )
     s.add_argument(
+        "--tts-size",
+        type=int,
+        default=d.tts_size,
+        help="training questions' texts spoken in the answer voice, train_tts.jsonl: TTS practice "
+        "on many more sentences than the answers (default %(default)s)",
+    )
+    s.add_argument(
         "--train-items",
         type=int,
         default=d.train_items,
@@ -145,6 +152,7 @@ def _synth(args: argparse.Namespace) -> int:
         voice_sets=not args.no_voice_sets,
         text_size=args.text_size,
         train_items=args.train_items,
+        tts_size=args.tts_size,
         taught_phrases=args.taught_phrases,
         only=tuple(args.only),
     )

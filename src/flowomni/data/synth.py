@@ -18,6 +18,9 @@ Output (OUT/):
   test_shifted_voices.jsonl     the same test questions in the piper voice, tempo 0.9/1.1 x pitch +-300 cents
   train_text.jsonl              written training questions (no question audio; answers spoken):
                                 many more phrasings than audio can cover, for t2t / t2s steps
+  train_tts.jsonl               training questions' texts spoken in the answer voice ("utterance"
+                                items, for TTS steps): the speech path practises many more
+                                sentences than the answers' few thousand
   audio/{questions,answers}/, corpus.json (settings, sizes, hours, skips).
 """
 
@@ -49,6 +52,7 @@ DEFAULT_SIZE = 12000
 SEEN = "test_seen_voices"
 SHIFTED = "test_shifted_voices"
 TEXT = "train_text"
+TTS = "train_tts"
 SHIFTS = [(0.9, -300.0), (0.9, 300.0), (1.1, -300.0), (1.1, 300.0)]  # (tempo, cents) of the shifted voices
 SYNTH_VERSION = 2  # bump when rendering changes, so content-addressed names change too
 
@@ -61,6 +65,7 @@ class SynthConfig:
     test_frac: float = 0.05
     voice_sets: bool = True  # also the test questions in training voices and in shifted piper voices
     text_size: int = 0  # written training questions in train_text.jsonl (0: none)
+    tts_size: int = 0  # training questions' texts in the answer voice, train_tts.jsonl (0: none)
     taught_phrases: bool = False  # train also on the skills' taught templates (assign_splits)
     piper_share: float = 0.15  # questions asked by the piper voice
     accent_share: float = 0.0  # training questions asked with a synthetic accent (data/accents.py)
@@ -75,6 +80,8 @@ class SynthConfig:
         for name in ("piper_share", "accent_share"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
+        if self.tts_size < 0:
+            raise ValueError(f"tts_size must be >= 0, got {self.tts_size}")
         if self.train_items < 0:
             raise ValueError(f"train_items must be >= 0 (0: all), got {self.train_items}")
 
@@ -169,6 +176,11 @@ def plan(cfg: SynthConfig) -> dict[str, list[Planned]]:
             planned("text", j, TEXT, sample_qa(pools, "train", item_rng(cfg.seed, TEXT, j)), None)
             for j in range(cfg.text_size)
         ]
+    if cfg.tts_size:  # the answer voice says a training question (its text is what it says)
+        out[TTS] = []
+        for j in range(cfg.tts_size):
+            qa = sample_qa(pools, "train", item_rng(cfg.seed, TTS, j))
+            out[TTS].append(planned("tts", j, TTS, replace(qa, answer=qa.question), None))
     if cfg.only:
         unknown = sorted(set(cfg.only) - set(out))
         if unknown:
@@ -358,7 +370,7 @@ def build(out_dir: str | Path, cfg: SynthConfig, *, progress: bool = True) -> Bu
                     p.qa.answer,
                     out / p.question_file if p.voice else None,
                     out / p.answer_file,
-                    "qa",
+                    "utterance" if split == TTS else "qa",
                     meta,
                 )
             )

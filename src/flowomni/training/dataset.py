@@ -41,6 +41,8 @@ class DataConfig:
         "max_question_seconds": (0.01, 3600),
         "max_answer_seconds": (0.01, 3600),
         "max_items": (0, None),
+        "text_items": (0, None),
+        "tts_items": (0, None),
         "stats_items": (0, None),
         "history_prob": (0, 1),
     }
@@ -55,6 +57,10 @@ class DataConfig:
     # skill -> how many more written items of it to read from past the first text_items (by the
     # manifest's "skill" field): extra practice for a skill that lags, without more of the rest
     text_more: dict[str, int] = field(default_factory=dict)
+    # sentences in the answer voice (the corpus's train_tts.jsonl, "utterance" items) trained with
+    # TTS only: the speech path practises far more sentences than the answers' few thousand
+    tts_manifest: str = ""
+    tts_items: int = 0  # 0: all
     cache_dir: str = ".cache/features"
     tasks: list[str] = field(default_factory=lambda: ["s2s", "s2t", "t2s", "t2t", "asr", "tts"])
     stage1_tasks: list[str] = field(default_factory=lambda: ["asr", "tts"])
@@ -106,15 +112,16 @@ class TaskDataset(Dataset):
         encoded: bool = False,
         text_pacing: str = "free",
         text_lead: int = 3,
-        written: tuple[list[Any], list[str]] | None = None,
+        written: list[tuple[list[Any], list[str]]] | None = None,
     ) -> None:
         """`extra_groups`: GEN positions a spoken answer has beyond its mel groups (the
         discrete speech head's codebook delay: model.cfg.extra_groups). `encoded`: `in_feats`
         gives a frozen encoder's outputs (50 Hz frames, batch key "in_enc"), not log-mel; if it
         has several `variants` per clip (augmentation), each epoch reads another one. `written`:
-        (items, tasks) of more items with tasks of their own (written questions: t2t, t2s, tts)."""
+        (items, tasks) pairs of more items with tasks of their own (written questions: t2t, t2s,
+        tts; answer-voice sentences: tts)."""
         self.tokenizer, self.in_feats, self.out_feats = tokenizer, in_feats, out_feats
-        sources = [(items, tasks)] + ([written] if written else [])
+        sources = [(items, tasks), *(written or [])]
         self.items, self.history_prob = [it for its, _ in sources for it in its], history_prob
         self.group, self.delay, self.stack = group, delay, stack
         self.extra_groups, self.encoded, self.epoch = extra_groups, encoded, 0

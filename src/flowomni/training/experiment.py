@@ -99,13 +99,16 @@ def build_datasets(cfg: ExperimentConfig, tok: Tokenizer, model: FlowOmni | None
             skipped[f"manifest: {reason}"] = skipped.get(f"manifest: {reason}", 0) + n
         return items[:limit] if limit else items
 
-    def dataset(manifest: str, written: str = "") -> TaskDataset:
-        """Spoken items with `tasks`, plus (training) written items with `data.text_tasks`."""
+    def dataset(manifest: str, training: bool = False) -> TaskDataset:
+        """Spoken items with `tasks`, plus (training) written items with `data.text_tasks` and
+        answer-voice sentences with TTS."""
         items = read(manifest, cfg.data.max_items)
-        if written:
-            more = (written_items(read(written, 0), cfg.data.text_items, cfg.data.text_more), cfg.data.text_tasks)
-        else:
-            more = None
+        more = []
+        if training and cfg.data.text_manifest:
+            written = written_items(read(cfg.data.text_manifest, 0), cfg.data.text_items, cfg.data.text_more)
+            more.append((written, cfg.data.text_tasks))
+        if training and cfg.data.tts_manifest:
+            more.append((read(cfg.data.tts_manifest, cfg.data.tts_items), ["tts"]))
         if encoded:  # every version of every question, made in batches before training reads them
             stats = in_feats.precompute([it.question_audio for it in items if it.question_audio is not None])
             for reason, n in stats.counts.items():
@@ -136,7 +139,7 @@ def build_datasets(cfg: ExperimentConfig, tok: Tokenizer, model: FlowOmni | None
             raise ValueError(f"{manifest}: no usable examples for tasks {tasks}")
         return ds
 
-    train_set = dataset(cfg.data.train_manifest, cfg.data.text_manifest)
+    train_set = dataset(cfg.data.train_manifest, training=True)
     valid_set = dataset(cfg.data.valid_manifest) if cfg.data.valid_manifest else None
     collate_fn = partial(collate, group=mcfg.group, pad_id=tok.pad_id, silence=math.log(mcfg.output_mel.log_floor))
     return Datasets(train_set, valid_set, collate_fn, skipped)
