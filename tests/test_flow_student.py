@@ -1,18 +1,20 @@
 """The one-step flow student: the head's sampler interface, and `flowomni distill-flow` end to end."""
 
 import json
+import shutil
 import subprocess
 import sys
 
 import pytest
 import torch
+from safetensors.torch import load_file, save_file
 
 from flowomni.inference.decoder import GenerationConfig
 from flowomni.inference.engine import Done, Engine
 from flowomni.model.flow_head import FlowHead, FlowHeadConfig
 from flowomni.model.flow_student import FlowStudent
 from flowomni.model.flowomni import FlowOmni
-from flowomni.training.distill_flow import parse_teacher
+from flowomni.training.distill_flow import model_fingerprint, parse_teacher
 
 from helpers.corpus import make_corpus
 from helpers.models import saved_flow_model
@@ -84,6 +86,16 @@ def distill(args, cwd):
     )
 
 
+def test_model_fingerprint_tells_teachers_apart():
+    a = FlowHead(FlowHeadConfig(width=16, depth=1), cond_dim=8, frame_dim=4, group=2)
+    b = FlowHead(FlowHeadConfig(width=16, depth=1), cond_dim=8, frame_dim=4, group=2)
+    b.load_state_dict(a.state_dict())
+    assert model_fingerprint(a) == model_fingerprint(b) != model_fingerprint(a, "data: other")
+    with torch.no_grad():
+        next(b.parameters()).add_(1e-3)
+    assert model_fingerprint(a) != model_fingerprint(b)
+
+
 @pytest.mark.slow
 def test_distill_flow_cli_trains_resumes_and_writes_a_model(tmp_path, spoken_items):
     make_corpus(tmp_path / "corpus", spoken_items)
@@ -122,6 +134,19 @@ def test_distill_flow_cli_trains_resumes_and_writes_a_model(tmp_path, spoken_ite
     assert "resuming the student" in r.stderr and "reusing teacher pairs" in r.stderr
     res = json.loads(r.stdout)
     assert res["steps"] == 80 and res["valid_mse"] < 0.8 * res["valid_mse_of_start_point"]
+
+    # another teacher, distilled into the same run folder (two exports both named `export` share
+    # the default one): its own pairs, a fresh student; never the first model's
+    other = tmp_path / "other"
+    shutil.copytree(src, other)
+    weights = load_file(str(other / "model.safetensors"))
+    save_file({k: v + 0.01 if "flow.net" in k else v for k, v in weights.items()}, str(other / "model.safetensors"))
+    r = distill([str(other), *common[1:], "--steps", "20"], tmp_path)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "reusing teacher pairs" not in r.stderr and "starting the student afresh" in r.stderr
+    assert json.loads(r.stdout)["steps"] == 20
+    r = distill([*common, "--steps", "80"], tmp_path)  # and the first model gets its own back
+    assert "reusing teacher pairs" not in r.stderr and json.loads(r.stdout)["steps"] == 80
 
     out = FlowOmni.load(tmp_path / "student")
     flow = out.cfg.flow

@@ -21,6 +21,7 @@ Whether the student speaks as intelligibly as its teacher is measured by
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import shutil
 import sys
@@ -142,6 +143,17 @@ def student_mse(student: FlowStudent, data: dict[str, torch.Tensor], batch: int 
     return err / data["x1"].numel()
 
 
+def model_fingerprint(model: torch.nn.Module, config_text: str = "") -> str:
+    """A hash of every weight (and the config the pairs' data comes from): the pairs cached in a
+    run folder belong to one teacher, and another model must never reuse them (two exports
+    both named `export` share the default run folder)."""
+    h = hashlib.sha1(config_text.encode())
+    for name, t in sorted(model.state_dict().items()):
+        h.update(name.encode())
+        h.update(t.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
 def train_student(
     student: FlowStudent,
     train: dict[str, torch.Tensor],
@@ -149,15 +161,19 @@ def train_student(
     cfg: DistillConfig,
     run_dir: Path,
     log: Any = print,
+    pairs: str = "",
 ) -> dict[str, Any]:
-    """Fit the student to the pairs; resumes from run_dir/student if a save is there."""
+    """Fit the student to the pairs; resumes from run_dir/student if a save of a student of the
+    same pairs (`pairs`: their key's hash) is there, and starts afresh over any other."""
     from flowomni.checkpoint import load_meta, load_model_state, load_training_state, save_checkpoint
     from flowomni.training.optim import build_optimizer, warmup_cosine
 
     opt = build_optimizer(list(student.named_parameters()), cfg.lr, 0.0, [0.9, 0.99])
     sched = torch.optim.lr_scheduler.LambdaLR(opt, warmup_cosine(cfg.warmup_steps, cfg.steps, cfg.lr, cfg.min_lr))
     ckpt, step = run_dir / "student", 0
-    if (ckpt / "meta.json").is_file():
+    if (ckpt / "meta.json").is_file() and load_meta(ckpt).get("pairs", "") != pairs:
+        log(f"{ckpt} learned from other teacher pairs: starting the student afresh")
+    elif (ckpt / "meta.json").is_file():
         student.load_state_dict(load_model_state(ckpt))
         load_training_state(ckpt, opt, sched)
         step = int(load_meta(ckpt)["step"])
@@ -188,7 +204,7 @@ def train_student(
                 ckpt,
                 model_state=student.state_dict(),
                 config_yaml=yaml.safe_dump(asdict(cfg)),
-                meta={"step": step},
+                meta={"step": step, "pairs": pairs},
                 optimizer=opt,
                 scheduler=sched,
             )
@@ -197,17 +213,20 @@ def train_student(
 
 def load_or_make_pairs(
     model: Any, cfg: DistillConfig, teacher: tuple[str, int], run_dir: Path, log: Any = print
-) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
-    """Teacher pairs for training and validation, cached in run_dir (made once per settings)."""
+) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor], str]:
+    """Teacher pairs for training and validation, cached in run_dir (made once per settings and
+    teacher model), and the hash of their key."""
     from safetensors.torch import load_file, save_file
 
     from flowomni.config import load_config
     from flowomni.training.experiment import ExperimentConfig, build_datasets
 
+    config_path = Path(model.checkpoint_path) / "config.yaml"
     path, key = (
         run_dir / "pairs.safetensors",
         json.dumps(
             {
+                "model": model_fingerprint(model, config_path.read_text()),
                 "groups": cfg.groups,
                 "valid_groups": cfg.valid_groups,
                 "teacher": list(teacher),
@@ -217,14 +236,16 @@ def load_or_make_pairs(
             }
         ),
     )
+    digest = hashlib.sha1(key.encode()).hexdigest()
     if path.is_file() and (run_dir / "pairs.json").is_file() and (run_dir / "pairs.json").read_text() == key:
         sd = load_file(str(path))
         log(f"reusing teacher pairs from {path}")
         return (
             {k[6:]: v.float() for k, v in sd.items() if k.startswith("train.")},
             {k[6:]: v.float() for k, v in sd.items() if k.startswith("valid.")},
+            digest,
         )
-    exp_cfg = load_config(ExperimentConfig, Path(model.checkpoint_path) / "config.yaml")
+    exp_cfg = load_config(ExperimentConfig, config_path)
     data = build_datasets(exp_cfg, model.tokenizer, model)
     if data.valid_set is None:
         raise ValueError("the model's config names no data.valid_manifest: the student needs held-out conditions")
@@ -239,7 +260,7 @@ def load_or_make_pairs(
     run_dir.mkdir(parents=True, exist_ok=True)
     save_file({f"{s}.{k}": v.half().contiguous() for s, d in sets.items() for k, v in d.items()}, str(path))
     (run_dir / "pairs.json").write_text(key)
-    return sets["train"], sets["valid"]
+    return sets["train"], sets["valid"], digest
 
 
 def write_model(
@@ -307,11 +328,11 @@ def distill(
         raise ValueError(f"{src}'s default sampler is already its student: name the teacher, e.g. --teacher euler:4")
     teacher_t = parse_teacher(teacher or f"{fcfg.method}:{fcfg.steps}")
     torch.manual_seed(cfg.seed)
-    train, valid = load_or_make_pairs(model, cfg, teacher_t, run_dir, log)
+    train, valid, pairs = load_or_make_pairs(model, cfg, teacher_t, run_dir, log)
     flow = model.speech.flow
     student = FlowStudent(flow.group * flow.frame_dim, train["h"].shape[1], cfg.width, cfg.depth)
     baseline = student_mse(student, valid)  # the untrained student returns x0: the prior mean's error
-    metrics = train_student(student, train, valid, cfg, run_dir, log)
+    metrics = train_student(student, train, valid, cfg, run_dir, log, pairs)
     metrics["valid_mse_of_start_point"] = baseline
     write_model(src, out, student.eval(), cfg, teacher_t, metrics, make_default=make_default)
     (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=1))
