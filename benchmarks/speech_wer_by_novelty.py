@@ -21,8 +21,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from flowomni.data.manifest import read_manifest  # noqa: E402
-from flowomni.evaluation.intervals import wer_interval  # noqa: E402
-from flowomni.evaluation.text import normalize, wer  # noqa: E402
+from flowomni.evaluation.intervals import ratio_interval, word_edits  # noqa: E402
+from flowomni.evaluation.text import normalize  # noqa: E402
 
 from common import emit, per_condition  # noqa: E402
 
@@ -45,13 +45,12 @@ def by_novelty(rows: list[dict[str, Any]], known: set[str]) -> dict[str, dict[st
     out = {}
     for name in sorted(groups, key=lambda k: ("/" in k, k)):
         rs = groups[name]
-        texts, heard = [r["text"] for r in rs], [r["heard"] for r in rs]
-        lo, hi = wer_interval(texts, heard)
+        edits, words = word_edits([r["text"] for r in rs], [r["heard"] for r in rs])
         out[name] = {
             "items": len(rs),
-            "words": sum(len(normalize(t).split()) for t in texts),
-            "speech_wer_vs_text": wer(texts, heard),
-            "ci95": [lo, hi],
+            "words": int(words.sum()),
+            "speech_wer_vs_text": float(edits.sum() / words.sum()),
+            "ci95": list(ratio_interval(edits, words)),
         }
     return out
 
