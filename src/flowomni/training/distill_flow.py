@@ -171,12 +171,13 @@ def train_student(
     opt = build_optimizer(list(student.named_parameters()), cfg.lr, 0.0, [0.9, 0.99])
     sched = torch.optim.lr_scheduler.LambdaLR(opt, warmup_cosine(cfg.warmup_steps, cfg.steps, cfg.lr, cfg.min_lr))
     ckpt, step = run_dir / "student", 0
-    if (ckpt / "meta.json").is_file() and load_meta(ckpt).get("pairs", "") != pairs:
+    saved = load_meta(ckpt) if (ckpt / "meta.json").is_file() else None
+    if saved is not None and saved.get("pairs", "") != pairs:
         log(f"{ckpt} learned from other teacher pairs: starting the student afresh")
-    elif (ckpt / "meta.json").is_file():
+    elif saved is not None:
         student.load_state_dict(load_model_state(ckpt))
         load_training_state(ckpt, opt, sched)
-        step = int(load_meta(ckpt)["step"])
+        step = int(saved["step"])
         log(f"resuming the student from {ckpt} at step {step}")
     n = train["h"].shape[0]
     history: list[dict[str, float]] = []
