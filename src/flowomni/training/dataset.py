@@ -112,16 +112,16 @@ class TaskDataset(Dataset):
         encoded: bool = False,
         text_pacing: str = "free",
         text_lead: int = 3,
-        written: list[tuple[list[Any], list[str]]] | None = None,
+        more: list[tuple[list[Any], list[str]]] | None = None,
     ) -> None:
         """`extra_groups`: GEN positions a spoken answer has beyond its mel groups (the
         discrete speech head's codebook delay: model.cfg.extra_groups). `encoded`: `in_feats`
         gives a frozen encoder's outputs (50 Hz frames, batch key "in_enc"), not log-mel; if it
-        has several `variants` per clip (augmentation), each epoch reads another one. `written`:
+        has several `variants` per clip (augmentation), each epoch reads another one. `more`:
         (items, tasks) pairs of more items with tasks of their own (written questions: t2t, t2s,
         tts; answer-voice sentences: tts)."""
         self.tokenizer, self.in_feats, self.out_feats = tokenizer, in_feats, out_feats
-        sources = [(items, tasks), *(written or [])]
+        sources = [(items, tasks), *(more or [])]
         self.items, self.history_prob = [it for its, _ in sources for it in its], history_prob
         self.group, self.delay, self.stack = group, delay, stack
         self.extra_groups, self.encoded, self.epoch = extra_groups, encoded, 0

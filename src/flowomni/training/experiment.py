@@ -119,7 +119,7 @@ def build_datasets(cfg: ExperimentConfig, tok: Tokenizer, model: FlowOmni | None
             tok,
             in_feats,
             out_feats,
-            written=more,
+            more=more,
             group=mcfg.group,
             delay=mcfg.delay,
             stack=mcfg.encoder.stack,
