@@ -44,6 +44,10 @@ def test_target_accuracy_leaves_out_held_out_world_facts():
     ]
     s = score(rows)
     assert s["accuracy"] == 0.5 and s["accuracy_target"] == 1.0
+    # the wrong fact's six reference words are all misheard; the target skill's one word is heard
+    assert s["speech_wer_vs_reference"] == pytest.approx(6 / 7)
+    assert s["speech_wer_vs_reference_target"] == 0.0
+    assert tuple(s["speech_wer_vs_reference_target_ci95"]) == (0.0, 0.0)
 
 
 def test_report_has_tables_plots_and_json(tmp_path):

@@ -91,7 +91,8 @@ class ItemResult:
 
 def score(rows: list[ItemResult]) -> dict[str, Any]:
     """Aggregate scores of one condition, with 95 % bootstrap intervals over items.
-    "accuracy_target" leaves out the held-out world facts (which no model can infer)."""
+    "accuracy_target" and "speech_wer_vs_reference_target" leave out the held-out world facts
+    (which no model can infer, so their reference words measure no model's speech)."""
     if not rows:
         return {"items": 0}
     spoken = [r for r in rows if r.audio_s > 0]
@@ -111,8 +112,10 @@ def score(rows: list[ItemResult]) -> dict[str, Any]:
         out["speech_wer_vs_text"] = wer(texts, heard) if with_text else None
         out["speech_wer_vs_text_ci95"] = wer_interval(texts, heard) if with_text else None
         # silent answers count as all-deleted against the reference
-        out["speech_wer_vs_reference"] = wer([r.reference for r in rows], [r.heard for r in rows])
-        out["speech_wer_vs_reference_ci95"] = wer_interval([r.reference for r in rows], [r.heard for r in rows])
+        for suffix, chosen in (("", rows), ("_target", target)):
+            refs, said = [r.reference for r in chosen], [r.heard for r in chosen]
+            out[f"speech_wer_vs_reference{suffix}"] = wer(refs, said) if chosen else None
+            out[f"speech_wer_vs_reference{suffix}_ci95"] = wer_interval(refs, said) if chosen else None
         out["speech_exact"] = sum(exact_match(r.reference, r.heard) for r in rows) / len(rows)
         d = [r.audio_s for r in spoken]
         out["answer_seconds"] = {"mean": statistics.fmean(d), "min": min(d), "max": max(d)}
