@@ -24,7 +24,7 @@ import numpy as np
 from flowomni.audio.io import AudioError, load_audio
 from flowomni.data.skills import HELD_OUT_FACTS
 from flowomni.evaluation.asr import asr_model_folder, check_beam
-from flowomni.evaluation.intervals import accuracy_interval, wer_interval
+from flowomni.evaluation.intervals import accuracy_interval, wer_with_interval
 from flowomni.evaluation.text import exact_match, normalize, wer
 
 log = logging.getLogger(__name__)
@@ -108,14 +108,14 @@ def score(rows: list[ItemResult]) -> dict[str, Any]:
     }
     if spoken:
         with_text = [r for r in spoken if normalize(r.text)]
-        texts, heard = [r.text for r in with_text], [r.heard for r in with_text]
-        out["speech_wer_vs_text"] = wer(texts, heard) if with_text else None
-        out["speech_wer_vs_text_ci95"] = wer_interval(texts, heard) if with_text else None
         # silent answers count as all-deleted against the reference
-        for suffix, chosen in (("", rows), ("_target", target)):
-            refs, said = [r.reference for r in chosen], [r.heard for r in chosen]
-            out[f"speech_wer_vs_reference{suffix}"] = wer(refs, said) if chosen else None
-            out[f"speech_wer_vs_reference{suffix}_ci95"] = wer_interval(refs, said) if chosen else None
+        for key, said_by, chosen in (
+            ("speech_wer_vs_text", "text", with_text),
+            ("speech_wer_vs_reference", "reference", rows),
+            ("speech_wer_vs_reference_target", "reference", target),
+        ):
+            refs, heard = [getattr(r, said_by) for r in chosen], [r.heard for r in chosen]
+            out[key], out[f"{key}_ci95"] = wer_with_interval(refs, heard) if chosen else (None, None)
         out["speech_exact"] = sum(exact_match(r.reference, r.heard) for r in rows) / len(rows)
         d = [r.audio_s for r in spoken]
         out["answer_seconds"] = {"mean": statistics.fmean(d), "min": min(d), "max": max(d)}

@@ -34,8 +34,14 @@ def accuracy_interval(correct: list[bool], **kw: int) -> tuple[float, float]:
     return ratio_interval(x, np.ones_like(x), **kw)
 
 
+def wer_with_interval(references: list[str], hypotheses: list[str], **kw: int) -> tuple[float, tuple[float, float]]:
+    """Corpus WER and its 95 % interval from one alignment of every item."""
+    edits, words = word_edits(references, hypotheses)
+    return float(edits.sum() / words.sum()), ratio_interval(edits, words, **kw)
+
+
 def wer_interval(references: list[str], hypotheses: list[str], **kw: int) -> tuple[float, float]:
-    return ratio_interval(*word_edits(references, hypotheses), **kw)
+    return wer_with_interval(references, hypotheses, **kw)[1]
 
 
 def paired_difference(
