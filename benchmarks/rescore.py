@@ -36,7 +36,11 @@ def main() -> None:
     ap.add_argument("results", help="results.json of `flowomni eval`")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
-    emit({"results": args.results, "models": rescore(json.loads(Path(args.results).read_text()))}, args.json)
+    try:
+        models = rescore(json.loads(Path(args.results).read_text()))
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
+        sys.exit(f"rescore: {args.results} is not a readable `flowomni eval` results.json ({type(e).__name__}: {e})")
+    emit({"results": args.results, "models": models}, args.json)
 
 
 if __name__ == "__main__":

@@ -34,3 +34,13 @@ def test_rescore_adds_the_target_skill_wer_an_old_results_file_lacks() -> None:
     assert got["clean"]["speech_wer_vs_reference_target"] == 0.0
     assert got["clean"]["accuracy_target"] == 1.0 and got["clean"]["accuracy"] == 0.5
     assert got["SNR (dB) 10.0"]["speech_wer_vs_reference_target"] == pytest.approx(1 / 5)
+
+
+def test_a_file_that_is_not_eval_results_gets_a_clear_error(tmp_path, monkeypatch) -> None:
+    import rescore as cli
+
+    bad = tmp_path / "results.json"
+    bad.write_text('{"m": {"clean": {}, "rows": [{"id": "i"}]}}')  # a row without its fields
+    monkeypatch.setattr(sys, "argv", ["rescore.py", str(bad)])
+    with pytest.raises(SystemExit, match="is not a readable `flowomni eval` results.json"):
+        cli.main()
