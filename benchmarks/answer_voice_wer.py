@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from flowomni.audio.io import load_audio  # noqa: E402
 from flowomni.data.manifest import read_manifest  # noqa: E402
 from flowomni.evaluation.asr import Transcriber  # noqa: E402
-from flowomni.evaluation.intervals import wer_interval  # noqa: E402
+from flowomni.evaluation.intervals import wer_fields  # noqa: E402
 from flowomni.evaluation.text import normalize, wer  # noqa: E402
 
 from common import emit, environment  # noqa: E402
@@ -56,8 +56,7 @@ def answer_voice_wer(items: list[Any], asr: Transcriber) -> dict[str, Any]:
     return {
         "items": len(refs),
         "distinct_answers": len(heard),
-        "wer": wer(refs, hyps),
-        "wer_ci95": wer_interval(refs, hyps),
+        **wer_fields(refs, hyps),
         "exact": sum(exact) / len(exact),
         "wer_by_skill": {
             skill: {"items": len(ix), "wer": wer([refs[i] for i in ix], [hyps[i] for i in ix])}

@@ -24,8 +24,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from flowomni.evaluation.asr import Transcriber  # noqa: E402
-from flowomni.evaluation.intervals import paired_wer_difference, wer_interval  # noqa: E402
-from flowomni.evaluation.text import wer  # noqa: E402
+from flowomni.evaluation.intervals import paired_wer_difference, wer_fields  # noqa: E402
 
 from common import emit, environment  # noqa: E402
 
@@ -46,7 +45,7 @@ def compare_decodings(texts: list[str], heard: dict[int, list[str]]) -> dict[str
     beams = list(heard)
     out: dict[str, Any] = {}
     for b in beams:
-        row: dict[str, Any] = {"wer": wer(texts, heard[b]), "wer_ci95": wer_interval(texts, heard[b])}
+        row: dict[str, Any] = wer_fields(texts, heard[b])
         if b != beams[0]:
             row[f"minus_beam_{beams[0]}"] = paired_wer_difference(texts, heard[b], heard[beams[0]])
         out[f"beam_{b}"] = row

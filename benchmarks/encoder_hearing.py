@@ -29,9 +29,9 @@ from flowomni.data.augment import AugmentSpec  # noqa: E402
 from flowomni.data.manifest import read_manifest  # noqa: E402
 from flowomni.evaluation.cli import voice_sets  # noqa: E402
 from flowomni.evaluation.evaluate import question_audio  # noqa: E402
-from flowomni.evaluation.intervals import accuracy_interval, wer_interval  # noqa: E402
+from flowomni.evaluation.intervals import accuracy_interval, wer_fields  # noqa: E402
 from flowomni.evaluation.report import SWEEPS, conditions  # noqa: E402
-from flowomni.evaluation.text import exact_match, wer  # noqa: E402
+from flowomni.evaluation.text import exact_match  # noqa: E402
 
 from common import emit  # noqa: E402
 
@@ -54,8 +54,7 @@ def hearing(rows: list[dict[str, Any]]) -> dict[str, Any]:
     exact = [exact_match(r, h) for r, h in zip(refs, hyps)]
     return {
         "questions": len(rows),
-        "question_wer": wer(refs, hyps),
-        "question_wer_ci95": wer_interval(refs, hyps),
+        **wer_fields(refs, hyps, key="question_wer"),
         "heard_exactly": float(np.mean(exact)),
         "heard_exactly_ci95": accuracy_interval(exact),
     }

@@ -26,8 +26,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from flowomni.evaluation.asr import Transcriber  # noqa: E402
 from flowomni.evaluation.evaluate import question_audio  # noqa: E402
-from flowomni.evaluation.intervals import paired_wer_difference, wer_interval  # noqa: E402
-from flowomni.evaluation.text import exact_match, normalize, wer  # noqa: E402
+from flowomni.evaluation.intervals import paired_wer_difference, wer_fields  # noqa: E402
+from flowomni.evaluation.text import exact_match, normalize  # noqa: E402
 
 from common import emit, environment  # noqa: E402
 
@@ -64,8 +64,7 @@ def score(rows: list[dict[str, Any]], vocoders: list[str], listeners: list[str])
         out[lname] = {}
         for v in vocoders:
             out[lname][v] = {
-                "wer": wer(texts, heard[v]),
-                "wer_ci95": wer_interval(texts, heard[v]),
+                **wer_fields(texts, heard[v]),
                 "exact": sum(exact_match(t, h) for t, h in zip(texts, heard[v])) / len(texts),
             }
             if v != vocoders[0]:

@@ -270,3 +270,19 @@ def test_report_names_the_asr_decoding(tmp_path):
     assert "decoding with beam 5" in write_report({"m": res}, {}, tmp_path, "x").read_text()
     res["config"] = {"asr_beam": 1}
     assert "decoding greedy (beam 1)" in write_report({"m": res}, {}, tmp_path, "x").read_text()
+
+
+def test_wer_and_its_interval_come_from_one_alignment():
+    """The corpus WER beside its interval is the one `wer` gives, the interval brackets it, and a
+    report row's pair is named after its key."""
+    from flowomni.evaluation.intervals import wer_fields, wer_with_interval
+    from flowomni.evaluation.text import wer
+
+    refs = ["nine is bigger than four", "two plus two is four", "monday", "little blue dog"] * 5
+    hyps = ["nine is bigger than for", "two plus two is four", "sunday", "little blue dot"] * 5
+    value, (lo, hi) = wer_with_interval(refs, hyps)
+    assert value == pytest.approx(wer(refs, hyps)) and value == pytest.approx(3 / 14)
+    assert lo < value < hi
+    row = wer_fields(refs, hyps, key="question_wer")
+    assert row == {"question_wer": value, "question_wer_ci95": (lo, hi)}
+    assert wer_with_interval(refs, refs)[0] == 0.0

@@ -40,8 +40,10 @@ def wer_with_interval(references: list[str], hypotheses: list[str], **kw: int) -
     return float(edits.sum() / words.sum()), ratio_interval(edits, words, **kw)
 
 
-def wer_interval(references: list[str], hypotheses: list[str], **kw: int) -> tuple[float, float]:
-    return wer_with_interval(references, hypotheses, **kw)[1]
+def wer_fields(references: list[str], hypotheses: list[str], key: str = "wer", **kw: int) -> dict[str, object]:
+    """`{key: WER, key_ci95: interval}`, the pair every report row carries, from one alignment."""
+    value, ci = wer_with_interval(references, hypotheses, **kw)
+    return {key: value, f"{key}_ci95": ci}
 
 
 def paired_difference(
