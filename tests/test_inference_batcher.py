@@ -120,3 +120,10 @@ def test_first_audio_leaves_once_the_vocoder_lookahead_is_covered(vocoder: str):
     done = list(out.finish({}))[-1]
     assert isinstance(done, Done) and done.mel.shape == (44, 80)
     assert done.audio_seconds == pytest.approx(44 * 256 / 22050)
+
+
+def test_warm_up_goes_through_the_running_decode_loop_and_leaves_it_empty(engine):
+    loop = engine.start_loop(2)
+    steps0 = loop.stats()["steps"]
+    assert engine.warm_up(steps=6) > 0
+    assert loop.stats()["steps"] - steps0 == 6 and loop.stats()["running"] == 0

@@ -218,3 +218,15 @@ def test_an_engine_on_a_loaded_model_finds_the_vocoder_beside_it(tmp_path):
     assert isinstance(by_model.vocoder, NeuralVocoder)
     assert by_model.vocoder.name == by_path.vocoder.name == str(out / "vocoder")
     assert FlowOmni(model.cfg, model.tokenizer).checkpoint_path is None  # a new model comes from no folder
+
+
+def test_warm_up_answers_once_and_changes_no_later_answer(spoken_items):
+    """`flowomni chat` and the server warm the engine before the first question: that answer must
+    be the one a cold engine gives."""
+    gen = GenerationConfig(max_steps=24, seed=0)
+    warm, cold = Engine(speaking_model(), "griffin-lim-8", gen=gen), Engine(speaking_model(), "griffin-lim-8", gen=gen)
+    assert warm.warm_up() > 0 and warm.loop is None  # no decode loop asked for, none started
+    q = str(spoken_items[0].question_audio)
+    a, b = warm.answer(q), cold.answer(q)
+    assert a.text == b.text and a.timings["steps"] == 24
+    torch.testing.assert_close(a.mel, b.mel)

@@ -609,6 +609,13 @@ def test_engine_factory_is_loaded_at_startup(checkpoint: Path) -> None:
     assert calls == [1]
 
 
+def test_the_server_warms_its_decode_loop_before_the_first_request(checkpoint: Path) -> None:
+    engine = Engine.load(checkpoint, gen=GenerationConfig(max_steps=8, seed=0))
+    with start_server(engine, max_concurrent=2) as srv:
+        assert get_json(srv.url + "/health")["status"] == "ok"
+        assert engine.loop.stats()["steps"] >= 1 and engine.loop.stats()["running"] == 0
+
+
 def test_bad_checkpoint_is_a_clear_cli_error(tmp_path: Path) -> None:
     from flowomni.cli import main
 

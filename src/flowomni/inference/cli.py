@@ -59,6 +59,7 @@ def run(args: argparse.Namespace) -> int:
     except (ConfigError, CheckpointError, FileNotFoundError, ValueError) as e:
         print(f"flowomni chat: {e}", file=sys.stderr)
         return 2
+    engine.warm_up()  # first-call costs before the question, so its timings are those of any answer
     speak = not args.no_speech
     got = Received()
     try:

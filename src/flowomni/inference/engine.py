@@ -120,6 +120,35 @@ class Engine:
         self._decoders[key] = self._decoders.pop(key)  # most recently used last
         return self._decoders[key]
 
+    def warm_up(self, steps: int = 24) -> float:
+        """Answer half a second of quiet noise once, untimed, through the path users' answers take
+        (the decode loop when it runs, else `respond`), so that the first user does not pay the
+        first-call costs: oneDNN kernels for each shape, allocator growth, the vocoder stream's
+        first chunk (shipped model, 2 cores: its first answer's first text 472 ms after the
+        question, the next one's 60 ms). No state carries over: every answer seeds its own
+        generator and resets its slot. Returns the seconds it took."""
+        t0 = time.perf_counter()
+        sr = self.model.cfg.input_mel.sample_rate
+        noise = np.random.default_rng(0).normal(0.0, 0.05, sr // 2).astype(np.float32)
+        kw: dict[str, Any] = {"sample_rate": sr, "gen": dataclasses.replace(self.gen, max_steps=steps)}
+        if self.loop is not None:
+            ended, failed = threading.Event(), []
+
+            def sink(ev: Any) -> None:
+                if isinstance(ev, BaseException):
+                    failed.append(ev)
+                elif ev is None:
+                    ended.set()
+
+            self.submit(noise, **kw).start(sink)
+            ended.wait()
+            if failed:
+                raise failed[0]
+        else:
+            for _ in self.respond(noise, **kw):
+                pass
+        return time.perf_counter() - t0
+
     # ---- inputs ----
     def question_mel(self, audio: AudioInput, sample_rate: int | None = None) -> torch.Tensor:
         """Raw log-mel [T, n_mels] of a question: a file path, or samples with their rate."""
