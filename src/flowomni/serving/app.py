@@ -183,11 +183,10 @@ def create_app(engine_or_factory: Any, config: ServerConfig | None = None) -> Fa
         engine = state["engine"]
         if getattr(engine, "static", False):  # one decode loop steps every running answer together
             await asyncio.to_thread(engine.start_loop, cfg.max_concurrent)
-        if hasattr(engine, "warm_up"):  # the first user's answer starts as fast as the next ones
-            try:
-                await asyncio.to_thread(engine.warm_up)
-            except Exception as e:  # noqa: BLE001 - a setup fault: each answer will report it; the server stays up
-                log.warning("warm-up answer failed (%s: %s); answers will fail the same way", type(e).__name__, e)
+        try:  # the first user's answer starts as fast as the next ones
+            await asyncio.to_thread(engine.warm_up)
+        except Exception as e:  # noqa: BLE001 - a setup fault: each answer will report it; the server stays up
+            log.warning("warm-up answer failed (%s: %s); answers will fail the same way", type(e).__name__, e)
         yield
         queue.shutdown()
 
